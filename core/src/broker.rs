@@ -1,0 +1,955 @@
+//! The broker's state: the listener table with per-listener outboxes, routing
+//! of notifications, loss detection, keep-alive and the listener lifecycle —
+//! everything a transport needs except sockets and a clock.
+//!
+//! # Call order (for transports)
+//!
+//! * A TCP connection is accepted → [`Broker::open`] gives its [`ListenerId`].
+//! * Bytes arrive → split frames with [`crate::wire::frame::frame_len`] and
+//!   pass each to [`Broker::handle_frame`]. A datagram arrives →
+//!   [`Broker::handle_datagram`]; send the returned ack, if any, back to its
+//!   source. The kernel reports dropped datagrams → [`Broker::handle_lost`].
+//!   The peer disconnects → [`Broker::disconnect`].
+//! * Then drain the outputs: [`Broker::poll_event`] until `None` (a
+//!   listener's connection must end: write a close frame if asked, without
+//!   waiting, then close it); [`Broker::poll_ready`] until `None` (listeners
+//!   with frames to write); for each ready listener whose socket is writable,
+//!   [`Broker::poll_frame`] until `None`, emitting and writing each frame. A
+//!   ready listener whose socket is not writable is simply retried when it
+//!   becomes writable: its outbox keeps coalescing meanwhile.
+//! * Sleep until [`Broker::poll_timeout`], then call [`Broker::handle_timeout`].
+//!
+//! # Memory
+//!
+//! Every listener's pending output is an *outbox*: a welcome bit, a pending
+//! pong nonce and a [`FlagSet`] with a raise counter. Raises coalesce into it
+//! until the transport writes, so a listener that never reads costs the same
+//! fixed [`ListenerSlot::SIZE`] bytes however many notifications arrive; after
+//! [`Config::stuck_timeout`] with undelivered flags it is closed with
+//! [`CloseReason::Stuck`]. The slots and the sender table live in
+//! caller-supplied storage (an array on a board, a boxed slice on a server).
+//!
+//! ```
+//! use flagpost_core::broker::{Broker, Config, ListenerSlot};
+//! use flagpost_core::flags::FlagSet;
+//! use flagpost_core::gap::SenderSlot;
+//! use flagpost_core::notify::Notification;
+//! use flagpost_core::time::Instant;
+//! use flagpost_core::wire::{FrameRepr, HelloRepr, FlagsRepr, MAX_FRAME_LEN};
+//!
+//! let mut broker = Broker::new(
+//!     Config::default(),
+//!     [ListenerSlot::EMPTY; 8],
+//!     [SenderSlot::EMPTY; 8],
+//! );
+//! let now = Instant::ZERO;
+//! let id = broker.open(now).unwrap();
+//! let hello = FrameRepr::Hello(HelloRepr { interest: FlagSet::ALL, channel: None, keepalive_secs: 0 });
+//! let mut buf = [0u8; MAX_FRAME_LEN];
+//! let n = hello.emit(&mut buf).unwrap();
+//! broker.handle_frame(now, id, &buf[..n]).unwrap();
+//!
+//! // a thousand status updates before the listener's socket is writable ...
+//! for _ in 0..1000 {
+//!     broker.notify(now, &Notification::status(None), 1);
+//! }
+//! // ... become one welcome and one flags frame
+//! assert_eq!(broker.poll_ready(), Some(id));
+//! assert!(matches!(broker.poll_frame(id), Some(FrameRepr::Welcome(_))));
+//! assert_eq!(
+//!     broker.poll_frame(id),
+//!     Some(FrameRepr::Flags(FlagsRepr { flags: FlagSet::STATUS | FlagSet::NON_STATUS, raises: 1000 }))
+//! );
+//! assert_eq!(broker.poll_frame(id), None);
+//! ```
+
+use core::fmt;
+
+use crate::channel::ChannelId;
+use crate::flags::FlagSet;
+use crate::gap::{SenderSlot, SenderTable, Verdict};
+use crate::notify::Notification;
+use crate::time::{Duration, Instant};
+use crate::wire::{
+    AckRepr, AckResult, CloseReason, Error as WireError, FlagsRepr, FrameRepr, NotifyRepr,
+    WelcomeRepr,
+};
+
+/// Broker settings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Config {
+    /// Keep-alive timeout for listeners that ask for none (default 30 s).
+    pub keepalive: Duration,
+    /// The shortest keep-alive a listener may ask for (default 1 s).
+    pub min_keepalive: Duration,
+    /// The longest keep-alive a listener may ask for (default 1 h).
+    pub max_keepalive: Duration,
+    /// How long a new connection may take to say hello (default 10 s).
+    pub hello_timeout: Duration,
+    /// How long undelivered flags may wait before the listener is closed as
+    /// stuck (default 60 s; zero: never).
+    pub stuck_timeout: Duration,
+    /// Granularity of timeout checks: housekeeping runs at most this often
+    /// (default 1 s).
+    pub housekeeping: Duration,
+    /// Random per broker run; sent in every welcome.
+    pub broker_id: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            keepalive: Duration::from_secs(30),
+            min_keepalive: Duration::from_secs(1),
+            max_keepalive: Duration::from_secs(3600),
+            hello_timeout: Duration::from_secs(10),
+            stuck_timeout: Duration::from_secs(60),
+            housekeeping: Duration::from_secs(1),
+            broker_id: 0,
+        }
+    }
+}
+
+/// A handle to one listener connection: its slot and the slot's generation,
+/// so a handle to a closed connection never reaches its slot's next tenant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct ListenerId {
+    index: u32,
+    generation: u32,
+}
+
+impl ListenerId {
+    /// The slot index (dense, below the table's capacity): handy as a
+    /// transport's token.
+    pub const fn index(self) -> usize {
+        self.index as usize
+    }
+}
+
+impl fmt::Display for ListenerId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "L{}.{}", self.index, self.generation)
+    }
+}
+
+/// The state of a listener connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum ListenerState {
+    /// Connected, hello not yet received.
+    AwaitingHello,
+    /// Hello received: flags are routed to it.
+    Listening,
+    /// Being closed: its [`Event::Closed`] is pending.
+    Closing,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+enum State {
+    Free,
+    AwaitingHello,
+    Listening,
+    Closing { reason: CloseReason, send: bool },
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+struct Outbox {
+    welcome: bool,
+    flags: FlagSet,
+    raises: u32,
+    pong: Option<u32>,
+}
+
+impl Outbox {
+    fn is_empty(&self) -> bool {
+        !self.welcome && self.flags.is_empty() && self.pong.is_none()
+    }
+}
+
+const NIL: u32 = u32::MAX;
+
+/// One listener's state; allocate the table with [`ListenerSlot::EMPTY`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct ListenerSlot {
+    state: State,
+    generation: u32,
+    channel: Option<ChannelId>,
+    interest: FlagSet,
+    keepalive: Duration,
+    /// When the connection opened, or when its last frame arrived.
+    last_rx: Instant,
+    outbox: Outbox,
+    /// When the outbox became non-empty.
+    pending_since: Option<Instant>,
+    in_ready: bool,
+    ready_next: u32,
+    /// Next in the closing list or the free list (a slot is in at most one).
+    link: u32,
+}
+
+impl ListenerSlot {
+    /// An unused slot.
+    pub const EMPTY: ListenerSlot = ListenerSlot {
+        state: State::Free,
+        generation: 0,
+        channel: None,
+        interest: FlagSet::EMPTY,
+        keepalive: Duration::ZERO,
+        last_rx: Instant::ZERO,
+        outbox: Outbox {
+            welcome: false,
+            flags: FlagSet::EMPTY,
+            raises: 0,
+            pong: None,
+        },
+        pending_since: None,
+        in_ready: false,
+        ready_next: NIL,
+        link: NIL,
+    };
+
+    /// Size in bytes of one slot, for sizing caller storage.
+    pub const SIZE: usize = core::mem::size_of::<ListenerSlot>();
+}
+
+impl Default for ListenerSlot {
+    fn default() -> Self {
+        Self::EMPTY
+    }
+}
+
+/// Something the transport must act on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Event {
+    /// The listener's connection must end. If `send_close`, write
+    /// `FrameRepr::Close(CloseRepr::new(reason))` if the socket takes it
+    /// without waiting; then close the connection. The handle is dead.
+    Closed {
+        /// Which connection.
+        listener: ListenerId,
+        /// Why.
+        reason: CloseReason,
+        /// Whether to try to tell the peer.
+        send_close: bool,
+    },
+}
+
+/// Why [`Broker::open`] refused a connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
+pub enum OpenError {
+    /// Every listener slot is taken: send a close with
+    /// [`CloseReason::TooManyListeners`] and drop the connection.
+    Full,
+    /// The broker is shutting down.
+    ShuttingDown,
+}
+
+impl fmt::Display for OpenError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            OpenError::Full => "listener table is full",
+            OpenError::ShuttingDown => "broker is shutting down",
+        })
+    }
+}
+
+impl core::error::Error for OpenError {}
+
+/// Why [`Broker::handle_frame`] rejected a frame. Except for
+/// `UnknownListener`, the listener is being closed (see [`Event::Closed`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
+pub enum FrameError {
+    /// The handle does not name a live connection.
+    UnknownListener,
+    /// The frame is malformed.
+    Wire(WireError),
+    /// A well-formed frame that is not valid in the connection's state
+    /// (type code given), such as a second hello or a welcome.
+    Unexpected(u8),
+}
+
+impl fmt::Display for FrameError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FrameError::UnknownListener => f.write_str("no such listener connection"),
+            FrameError::Wire(e) => write!(f, "malformed frame: {e}"),
+            FrameError::Unexpected(t) => write!(f, "unexpected frame type {t:#04x} in this state"),
+        }
+    }
+}
+
+impl core::error::Error for FrameError {}
+
+impl From<WireError> for FrameError {
+    fn from(e: WireError) -> Self {
+        FrameError::Wire(e)
+    }
+}
+
+/// What [`Broker::handle_datagram`] did with a valid notification.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Received {
+    /// The parsed notification.
+    pub notify: NotifyRepr,
+    /// What its sequence number said.
+    pub verdict: Verdict,
+    /// How many listeners had flags raised by it.
+    pub reached: u32,
+    /// The ack to send back to the datagram's source, when one was asked for.
+    pub ack: Option<AckRepr>,
+}
+
+/// Counters and gauges. Counters only grow (wrapping after 2^64).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Stats {
+    /// Valid notification datagrams received.
+    pub datagrams: u64,
+    /// Valid datagrams by kind (index: wire code − 1).
+    pub datagrams_by_kind: [u64; 4],
+    /// Rejected datagrams by reason (index: [`WireError::index`]).
+    pub datagram_rejects: [u64; WireError::COUNT],
+    /// Notifications delivered (datagrams and in-process).
+    pub delivered: u64,
+    /// Sum of the batch counts of delivered notifications.
+    pub changes: u64,
+    /// Duplicate datagrams ignored.
+    pub duplicates: u64,
+    /// Stale datagrams ignored.
+    pub stale: u64,
+    /// Late datagrams delivered out of order.
+    pub reordered: u64,
+    /// Sequence gaps detected.
+    pub gaps: u64,
+    /// Datagrams known missing from those gaps.
+    pub missing: u64,
+    /// Senders seen restarting.
+    pub restarts: u64,
+    /// Unknown senders first seen after their first datagram.
+    pub first_seen_late: u64,
+    /// Datagrams the kernel reported dropping.
+    pub kernel_drops: u64,
+    /// Times a possible loss raised the status flag for every listener.
+    pub possible_losses: u64,
+    /// Acks produced.
+    pub acks: u64,
+    /// Valid frames received.
+    pub frames: u64,
+    /// Rejected frames by reason (index: [`WireError::index`]).
+    pub frame_rejects: [u64; WireError::COUNT],
+    /// Well-formed frames that were invalid in their state.
+    pub frames_unexpected: u64,
+    /// Frames handed to the transport to write.
+    pub frames_written: u64,
+    /// Of those, flags frames.
+    pub flags_frames: u64,
+    /// Flag raises on listeners (one per listener reached per notification).
+    pub raises: u64,
+    /// Raises that found all their flags already pending (coalesced).
+    pub raises_coalesced: u64,
+    /// Connections opened.
+    pub opened: u64,
+    /// Connections refused because the table was full.
+    pub refused_full: u64,
+    /// Connections closed, by reason (index: close reason code).
+    pub closes: [u64; CloseReason::COUNT],
+    /// Connections that went away without a close (transport disconnect).
+    pub disconnects: u64,
+    /// Gauge: connections awaiting hello.
+    pub awaiting_hello: u64,
+    /// Gauge: listening connections.
+    pub listening: u64,
+    /// Gauge: senders in the loss-detection table.
+    pub senders: u64,
+    /// Senders evicted from that table.
+    pub senders_evicted: u64,
+}
+
+/// The broker's state over caller-supplied listener and sender storage.
+///
+/// `L` is any `[ListenerSlot]` storage (`[ListenerSlot; N]`,
+/// `Box<[ListenerSlot]>`, `&mut [ListenerSlot]`), likewise `S` for
+/// [`SenderSlot`]. See the [module docs](self) for the call order.
+#[derive(Debug)]
+pub struct Broker<L, S> {
+    config: Config,
+    slots: L,
+    senders: SenderTable<S>,
+    /// Slots at or above this index were never used.
+    high_water: u32,
+    free_head: u32,
+    ready_head: u32,
+    ready_tail: u32,
+    close_head: u32,
+    close_tail: u32,
+    next_housekeeping: Option<Instant>,
+    last_housekeeping: Instant,
+    shutting_down: bool,
+    stats: Stats,
+}
+
+type Slots = [ListenerSlot];
+
+/// Adds one to `counters[index]` (an out-of-range index is ignored).
+fn bump(counters: &mut [u64], index: usize) {
+    if let Some(c) = counters.get_mut(index) {
+        *c = c.wrapping_add(1);
+    }
+}
+
+impl<L, S> Broker<L, S>
+where
+    L: AsRef<Slots> + AsMut<Slots>,
+    S: AsRef<[SenderSlot]> + AsMut<[SenderSlot]>,
+{
+    /// A broker over `listeners` and `senders` (all slots should be EMPTY).
+    pub fn new(config: Config, listeners: L, senders: S) -> Self {
+        Broker {
+            config,
+            slots: listeners,
+            senders: SenderTable::new(senders),
+            high_water: 0,
+            free_head: NIL,
+            ready_head: NIL,
+            ready_tail: NIL,
+            close_head: NIL,
+            close_tail: NIL,
+            next_housekeeping: None,
+            last_housekeeping: Instant::ZERO,
+            shutting_down: false,
+            stats: Stats::default(),
+        }
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Counters and gauges.
+    pub fn stats(&self) -> Stats {
+        let mut s = self.stats;
+        s.senders = self.senders.len() as u64;
+        s.senders_evicted = self.senders.evictions();
+        s
+    }
+
+    /// How many connections the table can hold.
+    pub fn capacity(&self) -> usize {
+        self.slots.as_ref().len().min(NIL as usize)
+    }
+
+    /// How many connections are open (awaiting hello or listening).
+    pub fn connections(&self) -> usize {
+        usize::try_from(self.stats.awaiting_hello + self.stats.listening).unwrap_or(usize::MAX)
+    }
+
+    fn slot(&self, id: ListenerId) -> Option<&ListenerSlot> {
+        self.slots
+            .as_ref()
+            .get(id.index())
+            .filter(|s| s.generation == id.generation && s.state != State::Free)
+    }
+
+    fn slot_mut(&mut self, id: ListenerId) -> Option<&mut ListenerSlot> {
+        self.slots
+            .as_mut()
+            .get_mut(id.index())
+            .filter(|s| s.generation == id.generation && s.state != State::Free)
+    }
+
+    /// The state of a connection, or `None` for a dead handle.
+    pub fn state(&self, id: ListenerId) -> Option<ListenerState> {
+        self.slot(id).and_then(|s| match s.state {
+            State::Free => None,
+            State::AwaitingHello => Some(ListenerState::AwaitingHello),
+            State::Listening => Some(ListenerState::Listening),
+            State::Closing { .. } => Some(ListenerState::Closing),
+        })
+    }
+
+    /// The channel a listening connection listens for (`None`: all channels,
+    /// or not listening).
+    pub fn channel(&self, id: ListenerId) -> Option<ChannelId> {
+        self.slot(id).and_then(|s| s.channel)
+    }
+
+    fn arm(&mut self, at: Instant) {
+        let floor = self.last_housekeeping + self.config.housekeeping;
+        let at = at.max(floor);
+        self.next_housekeeping = Some(self.next_housekeeping.map_or(at, |n| n.min(at)));
+    }
+
+    /// A new connection was accepted at `now`; it has until
+    /// [`Config::hello_timeout`] to say hello.
+    pub fn open(&mut self, now: Instant) -> Result<ListenerId, OpenError> {
+        if self.shutting_down {
+            return Err(OpenError::ShuttingDown);
+        }
+        let index = if self.free_head != NIL {
+            let i = self.free_head;
+            self.free_head = self.slots.as_ref().get(i as usize).map_or(NIL, |s| s.link);
+            i
+        } else if (self.high_water as usize) < self.capacity() {
+            self.high_water += 1;
+            self.high_water - 1
+        } else {
+            self.stats.refused_full += 1;
+            return Err(OpenError::Full);
+        };
+        let Some(slot) = self.slots.as_mut().get_mut(index as usize) else {
+            self.stats.refused_full += 1;
+            return Err(OpenError::Full);
+        };
+        let generation = slot.generation;
+        let in_ready = slot.in_ready;
+        let ready_next = slot.ready_next;
+        *slot = ListenerSlot {
+            state: State::AwaitingHello,
+            generation,
+            last_rx: now,
+            keepalive: self.config.keepalive,
+            in_ready,
+            ready_next,
+            ..ListenerSlot::EMPTY
+        };
+        self.stats.opened += 1;
+        self.stats.awaiting_hello += 1;
+        self.arm(now + self.config.hello_timeout);
+        Ok(ListenerId { index, generation })
+    }
+
+    fn gauge_down(&mut self, state: State) {
+        match state {
+            State::AwaitingHello => self.stats.awaiting_hello -= 1,
+            State::Listening => self.stats.listening -= 1,
+            State::Free | State::Closing { .. } => {}
+        }
+    }
+
+    /// Starts closing connection `index` (no-op if free or already closing).
+    fn close(&mut self, index: u32, reason: CloseReason, send: bool) {
+        let Some(slot) = self.slots.as_mut().get_mut(index as usize) else {
+            return;
+        };
+        let old = slot.state;
+        if matches!(old, State::Free | State::Closing { .. }) {
+            return;
+        }
+        slot.state = State::Closing { reason, send };
+        slot.outbox = Outbox::default();
+        slot.pending_since = None;
+        slot.link = NIL;
+        self.gauge_down(old);
+        bump(&mut self.stats.closes, reason as usize);
+        if self.close_tail == NIL {
+            self.close_head = index;
+        } else if let Some(tail) = self.slots.as_mut().get_mut(self.close_tail as usize) {
+            tail.link = index;
+        }
+        self.close_tail = index;
+    }
+
+    fn free(&mut self, index: u32) {
+        let free_head = self.free_head;
+        if let Some(slot) = self.slots.as_mut().get_mut(index as usize) {
+            slot.state = State::Free;
+            slot.generation = slot.generation.wrapping_add(1);
+            slot.channel = None;
+            slot.outbox = Outbox::default();
+            slot.pending_since = None;
+            slot.link = free_head;
+            self.free_head = index;
+        }
+    }
+
+    /// The transport saw the connection go away (EOF, reset, write error).
+    /// Frees it at once; a connection already closing gets its
+    /// [`Event::Closed`] as usual.
+    pub fn disconnect(&mut self, id: ListenerId) {
+        let Some(slot) = self.slot(id) else { return };
+        let state = slot.state;
+        if matches!(state, State::Closing { .. }) {
+            return;
+        }
+        self.gauge_down(state);
+        self.stats.disconnects += 1;
+        self.free(id.index);
+    }
+
+    /// Closes every connection with [`CloseReason::Shutdown`] and refuses new
+    /// ones. Drain [`poll_event`](Self::poll_event) afterwards.
+    pub fn shutdown(&mut self) {
+        self.shutting_down = true;
+        for i in 0..self.high_water {
+            self.close(i, CloseReason::Shutdown, true);
+        }
+    }
+
+    /// Feeds one complete frame received on connection `id` at `now`.
+    ///
+    /// A malformed frame, or a frame invalid in the connection's state, is
+    /// counted, closes the connection (see [`Event::Closed`]) and is returned
+    /// as an error for the transport to log.
+    pub fn handle_frame(
+        &mut self,
+        now: Instant,
+        id: ListenerId,
+        bytes: &[u8],
+    ) -> Result<(), FrameError> {
+        let Some(slot) = self.slot_mut(id) else {
+            return Err(FrameError::UnknownListener);
+        };
+        if matches!(slot.state, State::Closing { .. }) {
+            return Ok(());
+        }
+        slot.last_rx = now;
+        let state = slot.state;
+        let repr = match FrameRepr::parse_bytes(bytes) {
+            Ok(repr) => repr,
+            Err(e) => {
+                bump(&mut self.stats.frame_rejects, e.index());
+                let reason = match e {
+                    WireError::UnsupportedVersion(_) => CloseReason::UnsupportedVersion,
+                    _ => CloseReason::ProtocolError,
+                };
+                self.close(id.index, reason, true);
+                return Err(FrameError::Wire(e));
+            }
+        };
+        self.stats.frames += 1;
+        match (state, repr) {
+            (State::AwaitingHello, FrameRepr::Hello(hello)) => {
+                let keepalive = match hello.keepalive_secs {
+                    0 => self.config.keepalive,
+                    s => Duration::from_secs(u64::from(s))
+                        .max(self.config.min_keepalive)
+                        .min(self.config.max_keepalive),
+                };
+                if let Some(slot) = self.slot_mut(id) {
+                    slot.state = State::Listening;
+                    slot.channel = hello.channel;
+                    slot.interest = hello.interest;
+                    slot.keepalive = keepalive;
+                    slot.outbox.welcome = true;
+                }
+                self.stats.awaiting_hello -= 1;
+                self.stats.listening += 1;
+                self.mark_ready(now, id.index);
+                self.arm(now + keepalive);
+                Ok(())
+            }
+            (State::Listening, FrameRepr::Ping(nonce)) => {
+                if let Some(slot) = self.slot_mut(id) {
+                    slot.outbox.pong = Some(nonce);
+                }
+                self.mark_ready(now, id.index);
+                Ok(())
+            }
+            (_, FrameRepr::Close(close)) => {
+                // The peer is leaving: count its reason, tell it nothing.
+                self.close(id.index, close.reason, false);
+                Ok(())
+            }
+            (_, other) => {
+                self.stats.frames_unexpected += 1;
+                self.close(id.index, CloseReason::ProtocolError, true);
+                Err(FrameError::Unexpected(other.frame_type()))
+            }
+        }
+    }
+
+    /// Feeds one UDP datagram received at `now`.
+    ///
+    /// A valid notification is checked against its sender's sequence, routed
+    /// to the listeners it reaches (unless duplicate or stale), and answered
+    /// with an ack when asked. A possible loss raises the status flag for
+    /// every listener. Invalid bytes are counted by reason and returned as
+    /// the error; nothing else changes.
+    pub fn handle_datagram(&mut self, now: Instant, bytes: &[u8]) -> Result<Received, WireError> {
+        let notify = match NotifyRepr::parse_bytes(bytes) {
+            Ok(n) => n,
+            Err(e) => {
+                bump(&mut self.stats.datagram_rejects, e.index());
+                return Err(e);
+            }
+        };
+        self.stats.datagrams += 1;
+        let kind = notify.notification.kind();
+        bump(
+            &mut self.stats.datagrams_by_kind,
+            usize::from(kind.code()) - 1,
+        );
+        let verdict = self.senders.observe(now, notify.sender, notify.seq);
+        match verdict {
+            Verdict::InOrder => {}
+            Verdict::Gap { missing } => {
+                self.stats.gaps += 1;
+                self.stats.missing += u64::from(missing);
+            }
+            Verdict::FirstSeenLate => self.stats.first_seen_late += 1,
+            Verdict::Restart => self.stats.restarts += 1,
+            Verdict::Reordered => self.stats.reordered += 1,
+            Verdict::Duplicate => self.stats.duplicates += 1,
+            Verdict::Stale => self.stats.stale += 1,
+        }
+        if verdict.possible_loss() {
+            self.raise_possible_loss(now);
+        }
+        let reached = if verdict.deliver() {
+            self.notify(now, &notify.notification, notify.batch)
+        } else {
+            0
+        };
+        let ack = notify.ack_requested.then(|| {
+            self.stats.acks += 1;
+            let result = match verdict {
+                Verdict::Duplicate => AckResult::Duplicate,
+                Verdict::Stale => AckResult::Stale,
+                _ => AckResult::Delivered,
+            };
+            AckRepr::answering(&notify, result)
+        });
+        Ok(Received {
+            notify,
+            verdict,
+            reached,
+            ack,
+        })
+    }
+
+    /// The kernel reported `count` datagrams dropped before they reached the
+    /// broker: treated as a sequence gap.
+    pub fn handle_lost(&mut self, now: Instant, count: u64) {
+        if count > 0 {
+            self.stats.kernel_drops += count;
+            self.raise_possible_loss(now);
+        }
+    }
+
+    fn raise_possible_loss(&mut self, now: Instant) {
+        self.stats.possible_losses += 1;
+        self.route(now, &Notification::status(None));
+    }
+
+    /// Delivers a notification standing for `batch` changes at `now`, as a
+    /// datagram would (the in-process path: no sequence check). Returns how
+    /// many listeners had flags raised.
+    pub fn notify(&mut self, now: Instant, notification: &Notification, batch: u32) -> u32 {
+        self.stats.delivered += 1;
+        self.stats.changes += u64::from(batch);
+        self.route(now, notification)
+    }
+
+    fn route(&mut self, now: Instant, notification: &Notification) -> u32 {
+        let raise = notification.kind().flags();
+        let mut reached = 0;
+        for index in 0..self.high_water {
+            let Some(slot) = self.slots.as_mut().get_mut(index as usize) else {
+                break;
+            };
+            if slot.state != State::Listening || !notification.reaches(slot.channel.as_ref()) {
+                continue;
+            }
+            let flags = slot.interest & raise;
+            if flags.is_empty() {
+                continue;
+            }
+            reached += 1;
+            self.stats.raises += 1;
+            if slot.outbox.flags.contains(flags) {
+                self.stats.raises_coalesced += 1;
+            }
+            slot.outbox.flags |= flags;
+            slot.outbox.raises = slot.outbox.raises.saturating_add(1);
+            self.mark_ready(now, index);
+        }
+        reached
+    }
+
+    /// The outbox of `index` has something: start its stuck clock and queue
+    /// it for the transport, once.
+    fn mark_ready(&mut self, now: Instant, index: u32) {
+        let Some(slot) = self.slots.as_mut().get_mut(index as usize) else {
+            return;
+        };
+        let first = slot.pending_since.is_none();
+        if first {
+            slot.pending_since = Some(now);
+        }
+        if slot.in_ready {
+            return;
+        }
+        slot.in_ready = true;
+        slot.ready_next = NIL;
+        if self.ready_tail == NIL {
+            self.ready_head = index;
+        } else if let Some(tail) = self.slots.as_mut().get_mut(self.ready_tail as usize) {
+            tail.ready_next = index;
+        }
+        self.ready_tail = index;
+        if first && !self.config.stuck_timeout.is_zero() {
+            self.arm(now + self.config.stuck_timeout);
+        }
+    }
+
+    /// The next listener that has frames to write, each at most once until
+    /// its outbox has been drained by [`poll_frame`](Self::poll_frame).
+    #[must_use]
+    pub fn poll_ready(&mut self) -> Option<ListenerId> {
+        while self.ready_head != NIL {
+            let index = self.ready_head;
+            let slot = self.slots.as_mut().get_mut(index as usize)?;
+            self.ready_head = slot.ready_next;
+            if self.ready_head == NIL {
+                self.ready_tail = NIL;
+            }
+            slot.in_ready = false;
+            slot.ready_next = NIL;
+            if slot.state == State::Listening && !slot.outbox.is_empty() {
+                return Some(ListenerId {
+                    index,
+                    generation: slot.generation,
+                });
+            }
+        }
+        None
+    }
+
+    /// The next frame to write to listener `id` — welcome, then the coalesced
+    /// flags, then a pong — or `None` when its outbox is empty. Call it only
+    /// when the connection can take the frame: whatever stays in the outbox
+    /// keeps coalescing.
+    #[must_use]
+    pub fn poll_frame(&mut self, id: ListenerId) -> Option<FrameRepr> {
+        let broker_id = self.config.broker_id;
+        let slot = self.slot_mut(id).filter(|s| s.state == State::Listening)?;
+        let out = &mut slot.outbox;
+        let frame = if out.welcome {
+            out.welcome = false;
+            FrameRepr::Welcome(WelcomeRepr {
+                interest: slot.interest,
+                keepalive_secs: u16::try_from(slot.keepalive.as_secs()).unwrap_or(u16::MAX),
+                broker_id,
+            })
+        } else if !out.flags.is_empty() {
+            let frame = FrameRepr::Flags(FlagsRepr {
+                flags: out.flags,
+                raises: out.raises,
+            });
+            out.flags = FlagSet::EMPTY;
+            out.raises = 0;
+            frame
+        } else if let Some(nonce) = out.pong.take() {
+            FrameRepr::Pong(nonce)
+        } else {
+            slot.pending_since = None;
+            return None;
+        };
+        if slot.outbox.is_empty() {
+            slot.pending_since = None;
+        }
+        self.stats.frames_written += 1;
+        if matches!(frame, FrameRepr::Flags(_)) {
+            self.stats.flags_frames += 1;
+        }
+        Some(frame)
+    }
+
+    /// The next connection that must end. The slot is freed as it is
+    /// returned.
+    #[must_use]
+    pub fn poll_event(&mut self) -> Option<Event> {
+        while self.close_head != NIL {
+            let index = self.close_head;
+            let slot = self.slots.as_ref().get(index as usize)?;
+            self.close_head = slot.link;
+            if self.close_head == NIL {
+                self.close_tail = NIL;
+            }
+            if let State::Closing { reason, send } = slot.state {
+                let listener = ListenerId {
+                    index,
+                    generation: slot.generation,
+                };
+                self.free(index);
+                return Some(Event::Closed {
+                    listener,
+                    reason,
+                    send_close: send,
+                });
+            }
+        }
+        None
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) next has something to
+    /// check; `None` while no connection is open. Never sooner than
+    /// [`Config::housekeeping`] after the previous check.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.connections() == 0 {
+            None
+        } else {
+            self.next_housekeeping
+        }
+    }
+
+    /// Closes connections whose hello, keep-alive or stuck deadline passed by
+    /// `now`. Cheap when nothing is due; a full scan at most once per
+    /// [`Config::housekeeping`].
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.next_housekeeping.is_none_or(|at| now < at) {
+            return;
+        }
+        self.last_housekeeping = now;
+        self.next_housekeeping = None;
+        let hello = self.config.hello_timeout;
+        let stuck = self.config.stuck_timeout;
+        let mut next: Option<Instant> = None;
+        for index in 0..self.high_water {
+            let Some(slot) = self.slots.as_ref().get(index as usize) else {
+                break;
+            };
+            let (expiry, reason) = match slot.state {
+                State::AwaitingHello => (slot.last_rx + hello, CloseReason::HelloTimeout),
+                State::Listening => {
+                    let dead = slot.last_rx + slot.keepalive;
+                    match slot.pending_since {
+                        Some(since) if !stuck.is_zero() && since + stuck < dead => {
+                            (since + stuck, CloseReason::Stuck)
+                        }
+                        _ => (dead, CloseReason::KeepaliveTimeout),
+                    }
+                }
+                State::Free | State::Closing { .. } => continue,
+            };
+            if expiry <= now {
+                self.close(index, reason, true);
+            } else {
+                next = Some(next.map_or(expiry, |n| n.min(expiry)));
+            }
+        }
+        if let Some(at) = next {
+            self.arm(at);
+        }
+    }
+
+    /// Whether [`shutdown`](Self::shutdown) was called.
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutting_down
+    }
+}
+
+#[cfg(test)]
+mod tests;

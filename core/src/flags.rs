@@ -1,0 +1,377 @@
+//! The four flags a listener checks, with test-and-clear semantics.
+//!
+//! [`FlagSet`] is the bit set (its bits are the wire encoding). [`Flags`] is
+//! the single-owner value a board or the broker's per-listener state keeps.
+//! [`AtomicFlags`] is the lock-free shared version for targets with atomic
+//! read-modify-write (every host, Cortex-M3 and up; not `thumbv6m`, which
+//! keeps [`Flags`] behind its own critical section).
+//!
+//! A *check* is test-and-clear: any number of raises between two checks read
+//! as one `true`, and the next check reads `false` unless something was
+//! raised in between.
+
+use core::fmt;
+use core::ops::{BitAnd, BitOr, BitOrAssign, Not};
+
+/// A set of flags. The bit values are the wire encoding.
+#[derive(Clone, Copy, Default, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct FlagSet(u8);
+
+impl FlagSet {
+    /// No flag.
+    pub const EMPTY: FlagSet = FlagSet(0);
+    /// A status update: there is work to do.
+    pub const STATUS: FlagSet = FlagSet(0b0001);
+    /// A non-status update: views should refresh.
+    pub const NON_STATUS: FlagSet = FlagSet(0b0010);
+    /// The channel's configuration changed.
+    pub const CHANNEL_UPDATE: FlagSet = FlagSet(0b0100);
+    /// The channel must stop.
+    pub const CHANNEL_SHUTDOWN: FlagSet = FlagSet(0b1000);
+    /// All four flags.
+    pub const ALL: FlagSet = FlagSet(0b1111);
+
+    /// The set with exactly these bits, or `None` if an unknown bit is set.
+    pub const fn from_bits(bits: u8) -> Option<FlagSet> {
+        if bits & !Self::ALL.0 == 0 {
+            Some(FlagSet(bits))
+        } else {
+            None
+        }
+    }
+
+    /// The set with these bits, unknown bits dropped.
+    pub const fn from_bits_truncate(bits: u8) -> FlagSet {
+        FlagSet(bits & Self::ALL.0)
+    }
+
+    /// The raw bits.
+    pub const fn bits(self) -> u8 {
+        self.0
+    }
+
+    /// `self ∪ other`.
+    pub const fn union(self, other: FlagSet) -> FlagSet {
+        FlagSet(self.0 | other.0)
+    }
+
+    /// `self ∩ other`.
+    pub const fn intersection(self, other: FlagSet) -> FlagSet {
+        FlagSet(self.0 & other.0)
+    }
+
+    /// `self \ other`.
+    pub const fn difference(self, other: FlagSet) -> FlagSet {
+        FlagSet(self.0 & !other.0)
+    }
+
+    /// Whether every flag of `other` is in `self`.
+    pub const fn contains(self, other: FlagSet) -> bool {
+        self.0 & other.0 == other.0
+    }
+
+    /// Whether any flag of `other` is in `self`.
+    pub const fn intersects(self, other: FlagSet) -> bool {
+        self.0 & other.0 != 0
+    }
+
+    /// Whether no flag is set.
+    pub const fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    /// The single flags in this set, in bit order.
+    pub fn iter(self) -> impl Iterator<Item = FlagSet> {
+        [
+            FlagSet::STATUS,
+            FlagSet::NON_STATUS,
+            FlagSet::CHANNEL_UPDATE,
+            FlagSet::CHANNEL_SHUTDOWN,
+        ]
+        .into_iter()
+        .filter(move |f| self.contains(*f))
+    }
+
+    /// The name of a single flag (`status`, `non-status`, `channel-update`,
+    /// `channel-shutdown`), or `None` for a set of zero or several flags.
+    pub const fn name(self) -> Option<&'static str> {
+        match self {
+            FlagSet::STATUS => Some("status"),
+            FlagSet::NON_STATUS => Some("non-status"),
+            FlagSet::CHANNEL_UPDATE => Some("channel-update"),
+            FlagSet::CHANNEL_SHUTDOWN => Some("channel-shutdown"),
+            _ => None,
+        }
+    }
+}
+
+impl BitOr for FlagSet {
+    type Output = FlagSet;
+    fn bitor(self, rhs: FlagSet) -> FlagSet {
+        self.union(rhs)
+    }
+}
+
+impl BitOrAssign for FlagSet {
+    fn bitor_assign(&mut self, rhs: FlagSet) {
+        *self = self.union(rhs);
+    }
+}
+
+impl BitAnd for FlagSet {
+    type Output = FlagSet;
+    fn bitand(self, rhs: FlagSet) -> FlagSet {
+        self.intersection(rhs)
+    }
+}
+
+impl Not for FlagSet {
+    type Output = FlagSet;
+    fn not(self) -> FlagSet {
+        FlagSet::ALL.difference(self)
+    }
+}
+
+impl fmt::Debug for FlagSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "FlagSet(")?;
+        fmt::Display::fmt(self, f)?;
+        write!(f, ")")
+    }
+}
+
+impl fmt::Display for FlagSet {
+    /// `status|non-status`, or `-` for the empty set.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.is_empty() {
+            return f.write_str("-");
+        }
+        for (i, flag) in self.iter().enumerate() {
+            if i > 0 {
+                f.write_str("|")?;
+            }
+            f.write_str(flag.name().unwrap_or("?"))?;
+        }
+        Ok(())
+    }
+}
+
+/// Single-owner flags: raise and test-and-clear without synchronisation.
+///
+/// ```
+/// use flagpost_core::flags::{FlagSet, Flags};
+///
+/// let mut flags = Flags::new();
+/// for _ in 0..1000 {
+///     flags.raise(FlagSet::STATUS);
+/// }
+/// assert!(flags.check_status()); // a thousand raises read as one
+/// assert!(!flags.check_status()); // and the check cleared it
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Flags {
+    raised: FlagSet,
+}
+
+impl Flags {
+    /// All flags clear.
+    pub const fn new() -> Self {
+        Flags {
+            raised: FlagSet::EMPTY,
+        }
+    }
+
+    /// Raises every flag in `set`.
+    pub fn raise(&mut self, set: FlagSet) {
+        self.raised |= set;
+    }
+
+    /// Test-and-clear: whether any flag of `set` was raised; clears them.
+    pub fn check(&mut self, set: FlagSet) -> bool {
+        let hit = self.raised.intersects(set);
+        self.raised = self.raised.difference(set);
+        hit
+    }
+
+    /// Test-and-clear the status flag.
+    pub fn check_status(&mut self) -> bool {
+        self.check(FlagSet::STATUS)
+    }
+
+    /// Test-and-clear the non-status flag.
+    pub fn check_non_status(&mut self) -> bool {
+        self.check(FlagSet::NON_STATUS)
+    }
+
+    /// Test-and-clear the channel-update flag.
+    pub fn check_channel_update(&mut self) -> bool {
+        self.check(FlagSet::CHANNEL_UPDATE)
+    }
+
+    /// Test-and-clear the channel-shutdown flag.
+    pub fn check_channel_shutdown(&mut self) -> bool {
+        self.check(FlagSet::CHANNEL_SHUTDOWN)
+    }
+
+    /// Takes every raised flag, leaving all clear.
+    pub fn take(&mut self) -> FlagSet {
+        core::mem::take(&mut self.raised)
+    }
+
+    /// The raised flags, without clearing.
+    pub const fn peek(&self) -> FlagSet {
+        self.raised
+    }
+}
+
+#[cfg(target_has_atomic = "8")]
+mod atomic {
+    use core::sync::atomic::{AtomicU8, Ordering};
+
+    use super::FlagSet;
+
+    /// Lock-free shared flags: raise from one thread, check from others.
+    ///
+    /// A check of a clear flag is one relaxed load (no read-modify-write, so
+    /// no cache-line bouncing while nothing happens); a check of a raised flag
+    /// is one `fetch_and`. Raises use release ordering and checks acquire, so
+    /// whatever the raiser wrote before raising is visible to the checker that
+    /// sees the flag.
+    ///
+    /// ```
+    /// use flagpost_core::flags::{AtomicFlags, FlagSet};
+    ///
+    /// let flags = AtomicFlags::new();
+    /// flags.raise(FlagSet::STATUS | FlagSet::NON_STATUS);
+    /// assert!(flags.check_status());
+    /// assert!(!flags.check_status());
+    /// assert_eq!(flags.take(), FlagSet::NON_STATUS);
+    /// ```
+    #[derive(Debug, Default)]
+    pub struct AtomicFlags {
+        raised: AtomicU8,
+    }
+
+    impl AtomicFlags {
+        /// All flags clear.
+        pub const fn new() -> Self {
+            AtomicFlags {
+                raised: AtomicU8::new(0),
+            }
+        }
+
+        /// Raises every flag in `set`; returns the flags that were already raised.
+        #[inline]
+        pub fn raise(&self, set: FlagSet) -> FlagSet {
+            FlagSet::from_bits_truncate(self.raised.fetch_or(set.bits(), Ordering::Release))
+        }
+
+        /// Test-and-clear: whether any flag of `set` was raised; clears them.
+        #[inline]
+        pub fn check(&self, set: FlagSet) -> bool {
+            if self.raised.load(Ordering::Relaxed) & set.bits() == 0 {
+                return false;
+            }
+            self.raised.fetch_and(!set.bits(), Ordering::AcqRel) & set.bits() != 0
+        }
+
+        /// Test-and-clear the status flag.
+        #[inline]
+        pub fn check_status(&self) -> bool {
+            self.check(FlagSet::STATUS)
+        }
+
+        /// Test-and-clear the non-status flag.
+        #[inline]
+        pub fn check_non_status(&self) -> bool {
+            self.check(FlagSet::NON_STATUS)
+        }
+
+        /// Test-and-clear the channel-update flag.
+        #[inline]
+        pub fn check_channel_update(&self) -> bool {
+            self.check(FlagSet::CHANNEL_UPDATE)
+        }
+
+        /// Test-and-clear the channel-shutdown flag.
+        #[inline]
+        pub fn check_channel_shutdown(&self) -> bool {
+            self.check(FlagSet::CHANNEL_SHUTDOWN)
+        }
+
+        /// Takes every raised flag, leaving all clear.
+        #[inline]
+        pub fn take(&self) -> FlagSet {
+            if self.raised.load(Ordering::Relaxed) == 0 {
+                return FlagSet::EMPTY;
+            }
+            FlagSet::from_bits_truncate(self.raised.swap(0, Ordering::AcqRel))
+        }
+
+        /// The raised flags, without clearing.
+        #[inline]
+        pub fn peek(&self) -> FlagSet {
+            FlagSet::from_bits_truncate(self.raised.load(Ordering::Acquire))
+        }
+    }
+}
+
+#[cfg(target_has_atomic = "8")]
+pub use atomic::AtomicFlags;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bits_are_the_wire_encoding() {
+        assert_eq!(FlagSet::STATUS.bits(), 1);
+        assert_eq!(FlagSet::NON_STATUS.bits(), 2);
+        assert_eq!(FlagSet::CHANNEL_UPDATE.bits(), 4);
+        assert_eq!(FlagSet::CHANNEL_SHUTDOWN.bits(), 8);
+        assert_eq!(FlagSet::from_bits(0x10), None);
+        assert_eq!(FlagSet::from_bits_truncate(0xff), FlagSet::ALL);
+    }
+
+    #[test]
+    fn check_clears_only_what_it_checks() {
+        let mut f = Flags::new();
+        f.raise(FlagSet::STATUS | FlagSet::CHANNEL_UPDATE);
+        assert!(!f.check_non_status());
+        assert!(f.check_status());
+        assert_eq!(f.peek(), FlagSet::CHANNEL_UPDATE);
+        assert!(f.check_channel_update());
+        assert!(!f.check_channel_shutdown());
+        assert_eq!(f.take(), FlagSet::EMPTY);
+    }
+
+    #[test]
+    fn display() {
+        use std::string::ToString;
+        assert_eq!(
+            (FlagSet::STATUS | FlagSet::NON_STATUS).to_string(),
+            "status|non-status"
+        );
+        assert_eq!(FlagSet::EMPTY.to_string(), "-");
+        assert_eq!(
+            (!FlagSet::STATUS).to_string(),
+            "non-status|channel-update|channel-shutdown"
+        );
+    }
+
+    #[test]
+    fn atomic_flags_match_single_owner() {
+        let a = AtomicFlags::new();
+        let mut s = Flags::new();
+        for bits in [1u8, 3, 4, 8, 15, 2] {
+            let set = FlagSet::from_bits_truncate(bits);
+            assert_eq!(a.raise(set), s.peek());
+            s.raise(set);
+            assert_eq!(a.check(FlagSet::NON_STATUS), s.check(FlagSet::NON_STATUS));
+            assert_eq!(a.peek(), s.peek());
+        }
+        assert_eq!(a.take(), s.take());
+    }
+}
