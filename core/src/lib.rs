@@ -19,6 +19,7 @@
 //! | flags | [`flags`] | test-and-clear flags, single-owner and atomic |
 //! | cycle | [`schedule`], [`timer`] | the service's polling scheduler |
 //! | broker | [`gap`], [`broker`] | loss detection, routing, coalescing outboxes |
+//! | listener | [`client`] | the listener's session (hello, keep-alive, reconnect backoff) |
 //!
 //! ## Flags: many raises, one check
 //!
@@ -99,11 +100,15 @@
 #![cfg_attr(not(any(test, feature = "std")), no_std)]
 #![deny(unsafe_code)]
 #![deny(missing_docs)]
-#![cfg_attr(not(test), warn(clippy::indexing_slicing))]
-#![cfg_attr(test, allow(clippy::cast_possible_truncation))]
+// Decoders see peer input: no indexing that could panic, no silent truncation.
+#![cfg_attr(
+    not(test),
+    warn(clippy::indexing_slicing, clippy::cast_possible_truncation)
+)]
 
 pub mod broker;
 pub mod channel;
+pub mod client;
 pub mod flags;
 pub mod gap;
 pub mod notify;

@@ -1,1 +1,375 @@
+//! A deterministic, simulated-clock network for the broker state and its
+//! listeners: no sockets, no threads, no sleeps.
+//!
+//! [`Sim`] owns a core [`Broker`], any number of [`SimListener`]s (each a real
+//! [`ListenerSession`] joined to the broker by two in-memory byte pipes, so
+//! every frame is emitted, split with `frame_len` and parsed as on TCP), and a
+//! lossy datagram path for senders. Time moves only through
+//! [`Sim::advance`], which jumps from deadline to deadline exactly as a
+//! transport sleeping on `poll_timeout` would.
 
+use std::collections::VecDeque;
+
+use flagpost_core::broker::{Broker, Config, Event, ListenerId, ListenerSlot};
+use flagpost_core::client::{Backoff, ListenerSession, SessionState};
+use flagpost_core::gap::SenderSlot;
+use flagpost_core::wire::{
+    frame_len, CloseRepr, FrameRepr, NotifyRepr, SenderId, Seq, MAX_DATAGRAM_LEN, MAX_FRAME_LEN,
+};
+use flagpost_core::{ChannelId, Duration, FlagSet, Flags, Instant, Notification};
+
+/// The broker type the simulation drives.
+pub type SimBroker = Broker<Box<[ListenerSlot]>, Box<[SenderSlot]>>;
+
+/// Handle to a listener of the simulation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ListenerRef(usize);
+
+/// One simulated listener process.
+#[derive(Debug)]
+pub struct SimListener {
+    /// Its protocol state.
+    pub session: ListenerSession,
+    /// Its flags, as the application checks them.
+    pub flags: Flags,
+    /// Its reconnect backoff.
+    pub backoff: Backoff,
+    /// Whether its process runs (false: frozen, like a stopped process: it
+    /// reads nothing, sends nothing and runs no timers, while its socket
+    /// buffer fills up).
+    pub reading: bool,
+    /// When it raised each flag set, newest last.
+    pub raised: Vec<(Instant, FlagSet)>,
+    conn: Option<ListenerId>,
+    to_broker: VecDeque<u8>,
+    to_listener: VecDeque<u8>,
+    reconnect_at: Option<Instant>,
+    rng: u32,
+}
+
+/// A sender process.
+#[derive(Clone, Copy, Debug)]
+pub struct SimSender {
+    /// Its id.
+    pub id: SenderId,
+    /// The next sequence number.
+    pub next: Seq,
+}
+
+impl SimSender {
+    /// A sender with `id`, starting at sequence 1.
+    pub fn new(id: u64) -> Self {
+        SimSender {
+            id: SenderId(id),
+            next: Seq::FIRST,
+        }
+    }
+
+    /// The next datagram for `notification`.
+    pub fn datagram(&mut self, notification: Notification, batch: u32) -> Vec<u8> {
+        let repr = NotifyRepr {
+            notification,
+            sender: self.id,
+            seq: self.next,
+            batch,
+            ack_requested: false,
+            tag: None,
+        };
+        self.next = self.next.next();
+        let mut buf = [0u8; MAX_DATAGRAM_LEN];
+        let n = repr.emit(&mut buf).expect("buffer holds any datagram");
+        buf[..n].to_vec()
+    }
+}
+
+/// The simulated world.
+#[derive(Debug)]
+pub struct Sim {
+    /// The broker's state, or `None` while the broker is down.
+    pub broker: Option<SimBroker>,
+    /// The broker's configuration (reused on restart).
+    pub config: Config,
+    capacity: usize,
+    /// The listeners.
+    pub listeners: Vec<SimListener>,
+    /// The current simulated time.
+    pub now: Instant,
+    /// Broker → listener frames that a listener could not take (bytes).
+    pub max_pipe_bytes: usize,
+    /// Close events the broker produced.
+    pub closes: Vec<(ListenerId, flagpost_core::wire::CloseReason)>,
+}
+
+/// Per-listener bytes the broker may queue towards a listener that does not
+/// read, modelling a kernel socket buffer.
+pub const PIPE_LIMIT: usize = 4096;
+
+impl Sim {
+    /// A world with a running broker holding up to `capacity` listeners.
+    pub fn new(config: Config, capacity: usize) -> Self {
+        let mut sim = Sim {
+            broker: None,
+            config,
+            capacity,
+            listeners: Vec::new(),
+            now: Instant::ZERO,
+            max_pipe_bytes: 0,
+            closes: Vec::new(),
+        };
+        sim.start_broker();
+        sim
+    }
+
+    /// Starts (or restarts) the broker with empty state.
+    pub fn start_broker(&mut self) {
+        self.broker = Some(Broker::new(
+            self.config,
+            vec![ListenerSlot::EMPTY; self.capacity].into_boxed_slice(),
+            vec![SenderSlot::EMPTY; 16].into_boxed_slice(),
+        ));
+    }
+
+    /// Kills the broker: every connection breaks.
+    pub fn kill_broker(&mut self) {
+        self.broker = None;
+        let now = self.now;
+        for l in &mut self.listeners {
+            if l.conn.take().is_some() {
+                l.session.disconnected();
+                l.schedule_reconnect(now);
+            }
+        }
+    }
+
+    /// Adds a listener for `interest` on `channel`; it connects on the next
+    /// [`step`](Self::step).
+    pub fn add_listener(&mut self, channel: Option<&str>, interest: FlagSet) -> ListenerRef {
+        let channel = channel.map(|c| ChannelId::new(c).expect("valid channel"));
+        let index = self.listeners.len();
+        self.listeners.push(SimListener {
+            session: ListenerSession::new(interest, channel, 0),
+            flags: Flags::new(),
+            backoff: Backoff::new(Duration::from_millis(100), Duration::from_secs(5)),
+            reading: true,
+            raised: Vec::new(),
+            conn: None,
+            to_broker: VecDeque::new(),
+            to_listener: VecDeque::new(),
+            reconnect_at: Some(self.now),
+            rng: 0x9e37_79b9 ^ index as u32,
+        });
+        ListenerRef(index)
+    }
+
+    /// The listener behind a handle.
+    pub fn listener(&mut self, r: ListenerRef) -> &mut SimListener {
+        &mut self.listeners[r.0]
+    }
+
+    /// Delivers a datagram to the broker now (if it is up) and settles.
+    pub fn datagram(&mut self, bytes: &[u8]) {
+        if let Some(b) = &mut self.broker {
+            // Malformed datagrams are counted by the broker; nothing to do here.
+            let _ = b.handle_datagram(self.now, bytes);
+        }
+        self.step();
+    }
+
+    /// Runs every pending exchange at the current time until quiet.
+    pub fn step(&mut self) {
+        for _ in 0..1000 {
+            if !self.exchange() {
+                return;
+            }
+        }
+        panic!("simulation did not settle");
+    }
+
+    /// One round of I/O; returns whether anything moved.
+    fn exchange(&mut self) -> bool {
+        let now = self.now;
+        let mut moved = false;
+        // connect listeners whose reconnect time came
+        for l in self.listeners.iter_mut().filter(|l| l.reading) {
+            if l.conn.is_none() && l.reconnect_at.is_some_and(|at| at <= now) {
+                l.reconnect_at = None;
+                match self.broker.as_mut().map(|b| b.open(now)) {
+                    Some(Ok(id)) => {
+                        l.conn = Some(id);
+                        l.to_broker.clear();
+                        l.to_listener.clear();
+                        l.session.connected(now);
+                        moved = true;
+                    }
+                    _ => l.schedule_reconnect(now), // refused: try again later
+                }
+            }
+        }
+        // listener → broker
+        for l in self.listeners.iter_mut().filter(|l| l.reading) {
+            while let Some(frame) = l.session.poll_transmit(now) {
+                let mut buf = [0u8; MAX_FRAME_LEN];
+                let n = frame.emit(&mut buf).expect("buffer holds any frame");
+                l.to_broker.extend(&buf[..n]);
+            }
+            let (Some(id), Some(b)) = (l.conn, self.broker.as_mut()) else {
+                continue;
+            };
+            while let Ok(Some(n)) = frame_len(l.to_broker.make_contiguous()) {
+                let bytes: Vec<u8> = l.to_broker.drain(..n).collect();
+                // A rejected frame closes the connection; the event says so.
+                let _ = b.handle_frame(now, id, &bytes);
+                moved = true;
+            }
+        }
+        // broker outputs
+        if let Some(b) = self.broker.as_mut() {
+            while let Some(Event::Closed {
+                listener,
+                reason,
+                send_close,
+            }) = b.poll_event()
+            {
+                self.closes.push((listener, reason));
+                if let Some(l) = self.listeners.iter_mut().find(|l| l.conn == Some(listener)) {
+                    if send_close && l.to_listener.len() < PIPE_LIMIT {
+                        let mut buf = [0u8; MAX_FRAME_LEN];
+                        let n = FrameRepr::Close(CloseRepr::new(reason))
+                            .emit(&mut buf)
+                            .expect("buffer holds any frame");
+                        l.to_listener.extend(&buf[..n]);
+                    }
+                    // the broker side is gone; the listener reads what is left, then EOF
+                    l.conn = None;
+                    l.flush_and_disconnect(now);
+                }
+                moved = true;
+            }
+            while let Some(id) = b.poll_ready() {
+                let _ = id; // written below for every writable listener
+            }
+            for l in &mut self.listeners {
+                let Some(id) = l.conn else { continue };
+                // "writable" while the pipe has room for a whole frame
+                while l.to_listener.len() + MAX_FRAME_LEN <= PIPE_LIMIT {
+                    let Some(frame) = b.poll_frame(id) else { break };
+                    let mut buf = [0u8; MAX_FRAME_LEN];
+                    let n = frame.emit(&mut buf).expect("buffer holds any frame");
+                    l.to_listener.extend(&buf[..n]);
+                    moved = true;
+                }
+                self.max_pipe_bytes = self.max_pipe_bytes.max(l.to_listener.len());
+            }
+        }
+        // listeners read; one that rejects what it read drops the connection
+        for l in &mut self.listeners {
+            let Some(id) = l.conn else { continue };
+            if l.reading && l.read_frames(now) {
+                moved = true;
+                if l.conn.is_none() {
+                    if let Some(b) = self.broker.as_mut() {
+                        b.disconnect(id);
+                    }
+                }
+            }
+        }
+        moved
+    }
+
+    /// The earliest deadline of anything in the world.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        let broker = self.broker.as_ref().and_then(|b| b.poll_timeout());
+        let listeners = self.listeners.iter().filter(|l| l.reading).flat_map(|l| {
+            [
+                l.conn.and_then(|_| l.session.poll_timeout()),
+                l.reconnect_at,
+            ]
+        });
+        broker.into_iter().chain(listeners.flatten()).min()
+    }
+
+    /// Moves time forward by `d`, stopping at every deadline on the way to
+    /// run timeouts and settle, as event-driven transports would.
+    pub fn advance(&mut self, d: Duration) {
+        let end = self.now + d;
+        loop {
+            let at = self.next_deadline().filter(|at| *at <= end);
+            self.now = at.unwrap_or(end).max(self.now);
+            let now = self.now;
+            if let Some(b) = self.broker.as_mut() {
+                b.handle_timeout(now);
+            }
+            for l in self.listeners.iter_mut().filter(|l| l.reading) {
+                if l.conn.is_some() && l.session.handle_timeout(now).is_err() {
+                    // the listener drops the connection: the broker sees EOF
+                    if let (Some(id), Some(b)) = (l.conn.take(), self.broker.as_mut()) {
+                        b.disconnect(id);
+                    }
+                    l.session.disconnected();
+                    l.schedule_reconnect(now);
+                }
+            }
+            self.step();
+            if at.is_none() {
+                return;
+            }
+        }
+    }
+}
+
+impl SimListener {
+    fn schedule_reconnect(&mut self, now: Instant) {
+        if self.session.state() == SessionState::Closed {
+            return;
+        }
+        // xorshift: deterministic jitter
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 17;
+        self.rng ^= self.rng << 5;
+        self.reconnect_at = Some(now + self.backoff.next_delay(self.rng));
+    }
+
+    fn read_frames(&mut self, now: Instant) -> bool {
+        let mut moved = false;
+        while let Ok(Some(n)) = frame_len(self.to_listener.make_contiguous()) {
+            let bytes: Vec<u8> = self.to_listener.drain(..n).collect();
+            moved = true;
+            let result = FrameRepr::parse_bytes(&bytes)
+                .map_err(|_| ())
+                .and_then(|f| self.session.handle_frame(now, &f).map_err(|_| ()));
+            match result {
+                Ok(raised) if !raised.is_empty() => {
+                    if self.session.welcomes() > 0 {
+                        self.backoff.reset();
+                    }
+                    self.flags.raise(raised);
+                    self.raised.push((now, raised));
+                }
+                Ok(_) => {}
+                Err(()) => {
+                    self.conn = None;
+                    self.session.disconnected();
+                    self.schedule_reconnect(now);
+                    return true;
+                }
+            }
+        }
+        moved
+    }
+
+    fn flush_and_disconnect(&mut self, now: Instant) {
+        if self.reading {
+            self.read_frames(now);
+        }
+        self.to_listener.clear();
+        if self.session.state() != SessionState::Disconnected {
+            self.session.disconnected();
+        }
+        self.schedule_reconnect(now);
+    }
+
+    /// Whether the session is listening.
+    pub fn is_listening(&self) -> bool {
+        self.session.state() == SessionState::Listening && self.conn.is_some()
+    }
+}

@@ -1,0 +1,214 @@
+//! Asserts every hex vector in `PROTOCOL.md`: each `# vector:` block parses to
+//! the value this test expects and that value emits exactly those bytes; each
+//! `# invalid:` block is rejected with the error label it names.
+
+use std::collections::BTreeMap;
+
+use flagpost_core::wire::*;
+use flagpost_core::{ChannelId, FlagSet, Notification};
+
+const DOC: &str = include_str!("../../PROTOCOL.md");
+
+fn blocks(prefix: &str) -> BTreeMap<String, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    let mut current: Option<String> = None;
+    for line in DOC.lines() {
+        let line = line.trim();
+        if let Some(rest) = line.strip_prefix(prefix) {
+            let name = rest.split_whitespace().next().unwrap().to_string();
+            assert!(
+                out.insert(name.clone(), Vec::new()).is_none(),
+                "duplicate {name}"
+            );
+            current = Some(name);
+        } else if line.starts_with('#') || line.starts_with("```") || line.is_empty() {
+            current = None;
+        } else if let Some(name) = &current {
+            let bytes = out.get_mut(name).unwrap();
+            for byte in line.split_whitespace() {
+                bytes.push(u8::from_str_radix(byte, 16).expect("hex byte"));
+            }
+        }
+    }
+    out
+}
+
+fn ch(s: &str) -> ChannelId {
+    ChannelId::new(s).unwrap()
+}
+
+enum Expected {
+    Notify(NotifyRepr),
+    Ack(AckRepr),
+    Frame(FrameRepr),
+}
+
+fn expected() -> BTreeMap<&'static str, Expected> {
+    let s = SenderId(0x0102_0304_0506_0708);
+    let notify = |notification, sender, seq, batch, ack, tag| {
+        Expected::Notify(NotifyRepr {
+            notification,
+            sender,
+            seq: Seq(seq),
+            batch,
+            ack_requested: ack,
+            tag,
+        })
+    };
+    let tag = |from: u8| {
+        let mut t = [0u8; TAG_LEN];
+        for (i, b) in t.iter_mut().enumerate() {
+            *b = from + i as u8;
+        }
+        t
+    };
+    let mut m = BTreeMap::new();
+    m.insert(
+        "notify-status-all",
+        notify(Notification::status(None), s, 42, 1, false, None),
+    );
+    m.insert(
+        "notify-status-gsm1-ack",
+        notify(
+            Notification::status(Some(ch("gsm1"))),
+            SenderId(0xfeed_face_cafe_beef),
+            7,
+            20,
+            true,
+            None,
+        ),
+    );
+    m.insert(
+        "notify-non-status",
+        notify(Notification::non_status(None), s, 43, 500, false, None),
+    );
+    m.insert(
+        "notify-channel-update-tagged",
+        notify(
+            Notification::channel_update(ch("gsm1")),
+            s,
+            44,
+            1,
+            false,
+            Some(tag(0xa0)),
+        ),
+    );
+    m.insert(
+        "notify-channel-shutdown",
+        notify(
+            Notification::channel_shutdown(ch("modem-é")),
+            s,
+            45,
+            1,
+            false,
+            None,
+        ),
+    );
+    m.insert(
+        "ack-delivered",
+        Expected::Ack(AckRepr {
+            sender: SenderId(0xfeed_face_cafe_beef),
+            seq: Seq(7),
+            result: AckResult::Delivered,
+            tag: None,
+        }),
+    );
+    m.insert(
+        "ack-duplicate-tagged",
+        Expected::Ack(AckRepr {
+            sender: s,
+            seq: Seq(44),
+            result: AckResult::Duplicate,
+            tag: Some(tag(0xc0)),
+        }),
+    );
+    let f = |r| Expected::Frame(r);
+    m.insert(
+        "hello-all",
+        f(FrameRepr::Hello(HelloRepr {
+            interest: FlagSet::ALL,
+            channel: None,
+            keepalive_secs: 0,
+        })),
+    );
+    m.insert(
+        "hello-gsm1-status",
+        f(FrameRepr::Hello(HelloRepr {
+            interest: FlagSet::STATUS | FlagSet::NON_STATUS,
+            channel: Some(ch("gsm1")),
+            keepalive_secs: 30,
+        })),
+    );
+    m.insert(
+        "welcome",
+        f(FrameRepr::Welcome(WelcomeRepr {
+            interest: FlagSet::STATUS | FlagSet::NON_STATUS,
+            keepalive_secs: 30,
+            broker_id: 0x1122_3344_5566_7788,
+        })),
+    );
+    m.insert(
+        "flags",
+        f(FrameRepr::Flags(FlagsRepr {
+            flags: FlagSet::STATUS | FlagSet::NON_STATUS,
+            raises: 1000,
+        })),
+    );
+    m.insert("ping", f(FrameRepr::Ping(0xdead_beef)));
+    m.insert("pong", f(FrameRepr::Pong(0xdead_beef)));
+    m.insert(
+        "close-shutdown",
+        f(FrameRepr::Close(CloseRepr::new(CloseReason::Shutdown))),
+    );
+    m
+}
+
+#[test]
+fn every_vector_parses_and_emits_exactly() {
+    let vectors = blocks("# vector:");
+    let expected = expected();
+    assert_eq!(
+        vectors.keys().map(String::as_str).collect::<Vec<_>>(),
+        expected.keys().copied().collect::<Vec<_>>(),
+        "PROTOCOL.md vectors and this test must list the same names"
+    );
+    for (name, bytes) in &vectors {
+        let mut out = [0u8; 128];
+        match &expected[name.as_str()] {
+            Expected::Notify(repr) => {
+                assert_eq!(NotifyRepr::parse_bytes(bytes).as_ref(), Ok(repr), "{name}");
+                let n = repr.emit(&mut out).unwrap();
+                assert_eq!(&out[..n], &bytes[..], "{name}");
+            }
+            Expected::Ack(repr) => {
+                assert_eq!(AckRepr::parse_bytes(bytes).as_ref(), Ok(repr), "{name}");
+                let n = repr.emit(&mut out).unwrap();
+                assert_eq!(&out[..n], &bytes[..], "{name}");
+            }
+            Expected::Frame(repr) => {
+                assert_eq!(FrameRepr::parse_bytes(bytes).as_ref(), Ok(repr), "{name}");
+                assert_eq!(frame_len(bytes), Ok(Some(bytes.len())), "{name}");
+                let n = repr.emit(&mut out).unwrap();
+                assert_eq!(&out[..n], &bytes[..], "{name}");
+            }
+        }
+    }
+}
+
+#[test]
+fn every_invalid_vector_is_rejected_with_its_label() {
+    let invalid = blocks("# invalid:");
+    assert!(invalid.len() >= 10);
+    for (label, bytes) in &invalid {
+        let err = NotifyRepr::parse_bytes(bytes).expect_err(label);
+        assert_eq!(err.label(), label, "{label}: got {err:?}");
+    }
+}
+
+#[test]
+fn stated_bounds_hold() {
+    assert_eq!(MAX_DATAGRAM_LEN, 72);
+    assert_eq!(MAX_FRAME_LEN, 70);
+    assert_eq!(ChannelId::MAX_LEN, 32);
+    assert_eq!(PORT, 16725);
+}
