@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Runs every test of the workspace, installing what the tests need first.
+#
+#   ./test.sh            everything CI runs (fuzz targets FUZZ_SECS each, default 30)
+#   FUZZ_SECS=0 ./test.sh   skip nothing but run the fuzzers for 0 s (build only)
+#
+# Long fuzzing, soak and benchmark runs are separate commands (see README).
+set -euo pipefail
+cd "$(dirname "$0")"
+
+FUZZ_SECS="${FUZZ_SECS:-30}"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+
+step() { printf '\n== %s ==\n' "$*"; }
+
+step "toolchains and tools"
+command -v cargo >/dev/null || { echo "cargo not found: install Rust with rustup" >&2; exit 1; }
+rustup component add rustfmt clippy >/dev/null 2>&1 || true
+rustup target add thumbv6m-none-eabi thumbv7em-none-eabihf
+if ! rustup toolchain list | grep -q '^nightly'; then
+    rustup toolchain install nightly --profile minimal
+fi
+if ! cargo +nightly fuzz --version >/dev/null 2>&1; then
+    cargo +nightly install cargo-fuzz --locked
+fi
+rustc --version; cargo +nightly fuzz --version
+
+step "format"
+cargo fmt --all -- --check
+(cd fuzz && cargo fmt -- --check)
+
+step "clippy (warnings are errors)"
+cargo clippy --workspace --all-targets -- -D warnings
+
+step "docs (warnings are errors)"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps
+
+step "tests"
+cargo test --workspace
+
+step "core feature matrix"
+cargo test -p flagpost-core --features std
+cargo build -p flagpost-core --features defmt
+cargo build -p flagpost-core --target thumbv6m-none-eabi
+cargo build -p flagpost-core --target thumbv6m-none-eabi --features defmt
+cargo build -p flagpost-core --target thumbv7em-none-eabihf --features defmt
+
+step "fuzz (${FUZZ_SECS}s per target)"
+./fuzz/run.sh "$FUZZ_SECS"
+
+step "all tests passed"
