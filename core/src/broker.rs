@@ -152,7 +152,12 @@ enum State {
     Free,
     AwaitingHello,
     Listening,
-    Closing { reason: CloseReason, send: bool },
+    Closing {
+        reason: CloseReason,
+        send: bool,
+    },
+    /// Asked for stats: answered and closed by the transport.
+    Stats,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -226,7 +231,16 @@ impl Default for ListenerSlot {
 /// Something the transport must act on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
 pub enum Event {
+    /// The connection asked for the broker's counters instead of listening:
+    /// write one `FrameRepr::Stat` per entry of [`Stats::visit`], then
+    /// `FrameRepr::Close(CloseRepr::new(CloseReason::Normal))`, then close
+    /// it. The handle is dead.
+    StatsRequested {
+        /// Which connection.
+        listener: ListenerId,
+    },
     /// The listener's connection must end. If `send_close`, write
     /// `FrameRepr::Close(CloseRepr::new(reason))` if the socket takes it
     /// without waiting; then close the connection. The handle is dead.
@@ -310,72 +324,6 @@ pub struct Received {
     pub ack: Option<AckRepr>,
 }
 
-/// Counters and gauges. Counters only grow (wrapping after 2^64).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub struct Stats {
-    /// Valid notification datagrams received.
-    pub datagrams: u64,
-    /// Valid datagrams by kind (index: wire code − 1).
-    pub datagrams_by_kind: [u64; 4],
-    /// Rejected datagrams by reason (index: [`WireError::index`]).
-    pub datagram_rejects: [u64; WireError::COUNT],
-    /// Notifications delivered (datagrams and in-process).
-    pub delivered: u64,
-    /// Sum of the batch counts of delivered notifications.
-    pub changes: u64,
-    /// Duplicate datagrams ignored.
-    pub duplicates: u64,
-    /// Stale datagrams ignored.
-    pub stale: u64,
-    /// Late datagrams delivered out of order.
-    pub reordered: u64,
-    /// Sequence gaps detected.
-    pub gaps: u64,
-    /// Datagrams known missing from those gaps.
-    pub missing: u64,
-    /// Senders seen restarting.
-    pub restarts: u64,
-    /// Unknown senders first seen after their first datagram.
-    pub first_seen_late: u64,
-    /// Datagrams the kernel reported dropping.
-    pub kernel_drops: u64,
-    /// Times a possible loss raised the status flag for every listener.
-    pub possible_losses: u64,
-    /// Acks produced.
-    pub acks: u64,
-    /// Valid frames received.
-    pub frames: u64,
-    /// Rejected frames by reason (index: [`WireError::index`]).
-    pub frame_rejects: [u64; WireError::COUNT],
-    /// Well-formed frames that were invalid in their state.
-    pub frames_unexpected: u64,
-    /// Frames handed to the transport to write.
-    pub frames_written: u64,
-    /// Of those, flags frames.
-    pub flags_frames: u64,
-    /// Flag raises on listeners (one per listener reached per notification).
-    pub raises: u64,
-    /// Raises that found all their flags already pending (coalesced).
-    pub raises_coalesced: u64,
-    /// Connections opened.
-    pub opened: u64,
-    /// Connections refused because the table was full.
-    pub refused_full: u64,
-    /// Connections closed, by reason (index: close reason code).
-    pub closes: [u64; CloseReason::COUNT],
-    /// Connections that went away without a close (transport disconnect).
-    pub disconnects: u64,
-    /// Gauge: connections awaiting hello.
-    pub awaiting_hello: u64,
-    /// Gauge: listening connections.
-    pub listening: u64,
-    /// Gauge: senders in the loss-detection table.
-    pub senders: u64,
-    /// Senders evicted from that table.
-    pub senders_evicted: u64,
-}
-
 /// The broker's state over caller-supplied listener and sender storage.
 ///
 /// `L` is any `[ListenerSlot]` storage (`[ListenerSlot; N]`,
@@ -437,6 +385,11 @@ where
         &self.config
     }
 
+    /// The transport's own counters, to update in place.
+    pub fn transport_stats(&mut self) -> &mut TransportStats {
+        &mut self.stats.transport
+    }
+
     /// Counters and gauges.
     pub fn stats(&self) -> Stats {
         let mut s = self.stats;
@@ -475,7 +428,7 @@ where
             State::Free => None,
             State::AwaitingHello => Some(ListenerState::AwaitingHello),
             State::Listening => Some(ListenerState::Listening),
-            State::Closing { .. } => Some(ListenerState::Closing),
+            State::Closing { .. } | State::Stats => Some(ListenerState::Closing),
         })
     }
 
@@ -530,35 +483,77 @@ where
         Ok(ListenerId { index, generation })
     }
 
+    /// Opens an in-process listener: listening at once for `interest` on
+    /// `channel`, with no welcome and no keep-alive (it cannot go silent).
+    /// Its flags frames come out of [`poll_frame`](Self::poll_frame) like
+    /// any other's; end it with [`disconnect`](Self::disconnect).
+    pub fn open_local(
+        &mut self,
+        now: Instant,
+        interest: FlagSet,
+        channel: Option<ChannelId>,
+    ) -> Result<ListenerId, OpenError> {
+        let id = self.open(now)?;
+        if let Some(slot) = self.slot_mut(id) {
+            slot.state = State::Listening;
+            slot.interest = if interest.is_empty() {
+                FlagSet::ALL
+            } else {
+                interest
+            };
+            slot.channel = channel;
+            slot.keepalive = Duration::ZERO;
+        }
+        self.stats.awaiting_hello -= 1;
+        self.stats.listening += 1;
+        Ok(id)
+    }
+
     fn gauge_down(&mut self, state: State) {
         match state {
             State::AwaitingHello => self.stats.awaiting_hello -= 1,
             State::Listening => self.stats.listening -= 1,
-            State::Free | State::Closing { .. } => {}
+            State::Free | State::Closing { .. } | State::Stats => {}
         }
     }
 
     /// Starts closing connection `index` (no-op if free or already closing).
-    fn close(&mut self, index: u32, reason: CloseReason, send: bool) {
+    fn close_slot(&mut self, index: u32, reason: CloseReason, send: bool) {
         let Some(slot) = self.slots.as_mut().get_mut(index as usize) else {
             return;
         };
         let old = slot.state;
-        if matches!(old, State::Free | State::Closing { .. }) {
+        if matches!(old, State::Free | State::Closing { .. } | State::Stats) {
             return;
         }
         slot.state = State::Closing { reason, send };
         slot.outbox = Outbox::default();
         slot.pending_since = None;
-        slot.link = NIL;
         self.gauge_down(old);
         bump(&mut self.stats.closes, reason as usize);
+        self.push_close(index);
+    }
+
+    /// Appends `index` to the list [`poll_event`](Self::poll_event) drains.
+    fn push_close(&mut self, index: u32) {
+        if let Some(slot) = self.slots.as_mut().get_mut(index as usize) {
+            slot.link = NIL;
+        }
         if self.close_tail == NIL {
             self.close_head = index;
         } else if let Some(tail) = self.slots.as_mut().get_mut(self.close_tail as usize) {
             tail.link = index;
         }
         self.close_tail = index;
+    }
+
+    /// Closes connection `id` for `reason` (the transport's own decision,
+    /// such as a write error or a per-address limit); its [`Event::Closed`]
+    /// follows. No-op for a dead handle.
+    pub fn close(&mut self, id: ListenerId, reason: CloseReason) {
+        if self.slot(id).is_some() {
+            self.close_slot(id.index, reason, true);
+        }
     }
 
     fn free(&mut self, index: u32) {
@@ -580,7 +575,7 @@ where
     pub fn disconnect(&mut self, id: ListenerId) {
         let Some(slot) = self.slot(id) else { return };
         let state = slot.state;
-        if matches!(state, State::Closing { .. }) {
+        if matches!(state, State::Closing { .. } | State::Stats) {
             return;
         }
         self.gauge_down(state);
@@ -593,7 +588,7 @@ where
     pub fn shutdown(&mut self) {
         self.shutting_down = true;
         for i in 0..self.high_water {
-            self.close(i, CloseReason::Shutdown, true);
+            self.close_slot(i, CloseReason::Shutdown, true);
         }
     }
 
@@ -611,7 +606,7 @@ where
         let Some(slot) = self.slot_mut(id) else {
             return Err(FrameError::UnknownListener);
         };
-        if matches!(slot.state, State::Closing { .. }) {
+        if matches!(slot.state, State::Closing { .. } | State::Stats) {
             return Ok(());
         }
         slot.last_rx = now;
@@ -624,7 +619,7 @@ where
                     WireError::UnsupportedVersion(_) => CloseReason::UnsupportedVersion,
                     _ => CloseReason::ProtocolError,
                 };
-                self.close(id.index, reason, true);
+                self.close_slot(id.index, reason, true);
                 return Err(FrameError::Wire(e));
             }
         };
@@ -657,14 +652,23 @@ where
                 self.mark_ready(now, id.index);
                 Ok(())
             }
+            (State::AwaitingHello, FrameRepr::StatsRequest) => {
+                self.stats.stats_requests += 1;
+                self.gauge_down(State::AwaitingHello);
+                if let Some(slot) = self.slot_mut(id) {
+                    slot.state = State::Stats;
+                }
+                self.push_close(id.index);
+                Ok(())
+            }
             (_, FrameRepr::Close(close)) => {
                 // The peer is leaving: count its reason, tell it nothing.
-                self.close(id.index, close.reason, false);
+                self.close_slot(id.index, close.reason, false);
                 Ok(())
             }
             (_, other) => {
                 self.stats.frames_unexpected += 1;
-                self.close(id.index, CloseReason::ProtocolError, true);
+                self.close_slot(id.index, CloseReason::ProtocolError, true);
                 Err(FrameError::Unexpected(other.frame_type()))
             }
         }
@@ -878,18 +882,21 @@ where
             if self.close_head == NIL {
                 self.close_tail = NIL;
             }
-            if let State::Closing { reason, send } = slot.state {
-                let listener = ListenerId {
-                    index,
-                    generation: slot.generation,
-                };
-                self.free(index);
-                return Some(Event::Closed {
+            let listener = ListenerId {
+                index,
+                generation: slot.generation,
+            };
+            let event = match slot.state {
+                State::Closing { reason, send } => Event::Closed {
                     listener,
                     reason,
                     send_close: send,
-                });
-            }
+                },
+                State::Stats => Event::StatsRequested { listener },
+                State::Free | State::AwaitingHello | State::Listening => continue,
+            };
+            self.free(index);
+            return Some(event);
         }
         None
     }
@@ -924,7 +931,10 @@ where
             let (expiry, reason) = match slot.state {
                 State::AwaitingHello => (slot.last_rx + hello, CloseReason::HelloTimeout),
                 State::Listening => {
-                    let dead = slot.last_rx + slot.keepalive;
+                    let dead = match slot.keepalive {
+                        Duration::ZERO => Instant::MAX,
+                        keepalive => slot.last_rx + keepalive,
+                    };
                     match slot.pending_since {
                         Some(since) if !stuck.is_zero() && since + stuck < dead => {
                             (since + stuck, CloseReason::Stuck)
@@ -932,10 +942,13 @@ where
                         _ => (dead, CloseReason::KeepaliveTimeout),
                     }
                 }
-                State::Free | State::Closing { .. } => continue,
+                State::Free | State::Closing { .. } | State::Stats => continue,
             };
+            if expiry == Instant::MAX {
+                continue;
+            }
             if expiry <= now {
-                self.close(index, reason, true);
+                self.close_slot(index, reason, true);
             } else {
                 next = Some(next.map_or(expiry, |n| n.min(expiry)));
             }
@@ -950,6 +963,10 @@ where
         self.shutting_down
     }
 }
+
+mod stats;
+
+pub use stats::{Metric, Stats, TransportStats};
 
 #[cfg(test)]
 mod tests;

@@ -160,6 +160,14 @@ fn expected() -> BTreeMap<&'static str, Expected> {
         "close-shutdown",
         f(FrameRepr::Close(CloseRepr::new(CloseReason::Shutdown))),
     );
+    m.insert("stats-request", f(FrameRepr::StatsRequest));
+    m.insert(
+        "stat",
+        f(FrameRepr::Stat(StatRepr {
+            index: 2,
+            value: 258,
+        })),
+    );
     m
 }
 

@@ -487,3 +487,62 @@ fn zero_capacity_broker_never_panics() {
     assert_eq!(b.poll_ready(), None);
     assert_eq!(b.poll_event(), None);
 }
+
+#[test]
+fn stats_request_instead_of_hello() {
+    let mut b = broker();
+    let t = Instant::ZERO;
+    let id = b.open(t).unwrap();
+    send(&mut b, t, id, FrameRepr::StatsRequest).unwrap();
+    assert_eq!(b.poll_event(), Some(Event::StatsRequested { listener: id }));
+    assert_eq!(b.state(id), None);
+    let s = b.stats();
+    assert_eq!((s.stats_requests, s.awaiting_hello, s.listening), (1, 0, 0));
+    // a stats request from a listening connection is a protocol error
+    let l = listen(&mut b, t, None, FlagSet::ALL);
+    assert!(send(&mut b, t, l, FrameRepr::StatsRequest).is_err());
+    assert!(matches!(
+        b.poll_event(),
+        Some(Event::Closed {
+            reason: CloseReason::ProtocolError,
+            ..
+        })
+    ));
+}
+
+#[test]
+fn local_listeners_listen_at_once_and_never_time_out() {
+    let mut b = broker();
+    let id = b
+        .open_local(Instant::ZERO, FlagSet::STATUS, Some(ch("gsm1")))
+        .unwrap();
+    assert_eq!(b.state(id), Some(ListenerState::Listening));
+    assert_eq!(b.notify(Instant::ZERO, &Notification::status(None), 1), 1);
+    assert_eq!(drain_ready(&mut b), [id]);
+    assert_eq!(flags_of(&mut b, id), FlagSet::STATUS);
+    let day = Instant::from_secs(86_400);
+    b.handle_timeout(day);
+    assert_eq!(b.poll_event(), None);
+    assert_eq!(b.state(id), Some(ListenerState::Listening));
+    b.disconnect(id);
+    assert_eq!(b.connections(), 0);
+}
+
+#[test]
+fn transport_close_sends_a_reason() {
+    let mut b = broker();
+    let id = listen(&mut b, Instant::ZERO, None, FlagSet::ALL);
+    b.close(id, CloseReason::TooManyFromAddress);
+    b.close(id, CloseReason::Normal); // already closing: no-op
+    assert_eq!(
+        b.poll_event(),
+        Some(Event::Closed {
+            listener: id,
+            reason: CloseReason::TooManyFromAddress,
+            send_close: true
+        })
+    );
+    assert_eq!(b.poll_event(), None);
+    b.close(id, CloseReason::Normal); // dead handle: no-op
+    assert_eq!(b.poll_event(), None);
+}

@@ -14,6 +14,8 @@
 //!  4 body length  2           ping    0x13  nonce 4
 //!  6 body         n           pong    0x14  nonce 4
 //!                             close   0x15  reason 1, version 1, reserved 2
+//!                             stats?  0x16  (empty)
+//!                             stat    0x17  index 2, reserved 2, value 8
 //! ```
 
 use core::fmt;
@@ -61,6 +63,10 @@ pub mod kind {
     pub const PONG: u8 = 0x14;
     /// Either way: the connection ends, with a reason.
     pub const CLOSE: u8 = 0x15;
+    /// Client → broker, instead of hello: send me your counters.
+    pub const STATS_REQUEST: u8 = 0x16;
+    /// Broker → client: one counter (then a close ends the list).
+    pub const STAT: u8 = 0x17;
 }
 
 /// How long a complete frame at the front of a stream buffer is.
@@ -300,6 +306,21 @@ pub enum FrameRepr {
     Pong(u32),
     /// Either way: the connection ends.
     Close(CloseRepr),
+    /// Client → broker, as its first frame: asks for the broker's counters.
+    StatsRequest,
+    /// Broker → client: one counter, by its index in the broker's stats
+    /// table (`broker::Stats::visit`).
+    Stat(StatRepr),
+}
+
+/// One counter or gauge of the broker's stats table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct StatRepr {
+    /// The entry's index in the table (stable: entries are only appended).
+    pub index: u16,
+    /// Its value.
+    pub value: u64,
 }
 
 fn interest(bits: u8) -> Result<FlagSet, Error> {
@@ -384,6 +405,20 @@ impl FrameRepr {
                     version: get_u8(b, 1),
                 }))
             }
+            kind::STATS_REQUEST => {
+                exact(b, 0)?;
+                Ok(FrameRepr::StatsRequest)
+            }
+            kind::STAT => {
+                exact(b, 12)?;
+                if get_u16(b, 2..4) != 0 {
+                    return Err(Error::ReservedNonZero);
+                }
+                Ok(FrameRepr::Stat(StatRepr {
+                    index: get_u16(b, 0..2),
+                    value: get_u64(b, 4..12),
+                }))
+            }
             other => Err(Error::UnknownType(other)),
         }
     }
@@ -402,6 +437,8 @@ impl FrameRepr {
             FrameRepr::Ping(_) => kind::PING,
             FrameRepr::Pong(_) => kind::PONG,
             FrameRepr::Close(_) => kind::CLOSE,
+            FrameRepr::StatsRequest => kind::STATS_REQUEST,
+            FrameRepr::Stat(_) => kind::STAT,
         }
     }
 
@@ -411,6 +448,8 @@ impl FrameRepr {
             FrameRepr::Welcome(_) => 12,
             FrameRepr::Flags(_) => 8,
             FrameRepr::Ping(_) | FrameRepr::Pong(_) | FrameRepr::Close(_) => 4,
+            FrameRepr::StatsRequest => 0,
+            FrameRepr::Stat(_) => 12,
         }
     }
 
@@ -451,6 +490,11 @@ impl FrameRepr {
             FrameRepr::Close(c) => {
                 put_u8(body, 0, c.reason as u8);
                 put_u8(body, 1, c.version);
+            }
+            FrameRepr::StatsRequest => {}
+            FrameRepr::Stat(s) => {
+                put(body, 0..2, &s.index.to_be_bytes());
+                put(body, 4..12, &s.value.to_be_bytes());
             }
         }
         Ok(len)
@@ -508,6 +552,19 @@ mod tests {
         round_trip(
             FrameRepr::Pong(7),
             &[0x46, 0x50, 0x01, 0x14, 0x00, 0x04, 0, 0, 0, 7],
+        );
+        round_trip(
+            FrameRepr::StatsRequest,
+            &[0x46, 0x50, 0x01, 0x16, 0x00, 0x00],
+        );
+        round_trip(
+            FrameRepr::Stat(StatRepr {
+                index: 2,
+                value: 0x0102,
+            }),
+            &[
+                0x46, 0x50, 0x01, 0x17, 0x00, 0x0c, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 1, 2,
+            ],
         );
         round_trip(
             FrameRepr::Close(CloseRepr::new(CloseReason::Stuck)),

@@ -29,8 +29,8 @@ use crate::channel::ChannelIdError;
 
 pub use datagram::{AckRepr, AckResult, Datagram, NotifyRepr, SenderId, Seq, MAX_DATAGRAM_LEN};
 pub use frame::{
-    frame_len, CloseReason, CloseRepr, FlagsRepr, Frame, FrameRepr, HelloRepr, WelcomeRepr,
-    MAX_FRAME_LEN,
+    frame_len, CloseReason, CloseRepr, FlagsRepr, Frame, FrameRepr, HelloRepr, StatRepr,
+    WelcomeRepr, MAX_FRAME_LEN,
 };
 
 /// The port both transports use: UDP for notifications, TCP for listeners.
