@@ -1,7 +1,52 @@
-//! Flagpost on `std`: the broker on port 16725 (mio), the client API that
-//! applications link (notifier, listener, service cycle) and the `flagpost`
-//! command. Built by the transport-std issue; today it re-exports the core
-//! so host code has one crate to depend on.
+//! # flagpost-std
+//!
+//! Flagpost on `std`: the broker that operators run, and the client API that
+//! host services link.
+//!
+//! * [`Broker`] — one `mio` event loop on port 16725 (UDP notifications, TCP
+//!   listeners) driving the core's broker state; [`Broker::spawn`] runs it
+//!   in-process and returns a [`BrokerHandle`].
+//! * [`Notifier`] — fire-and-forget notifications; calls coalesce while a
+//!   datagram is being sent, so a hot loop of notify calls is not a hot loop
+//!   of system calls; `*_confirmed` variants wait for an ack.
+//! * [`Listener`] — starts listening, then `check_*` flags with a lock-free
+//!   test-and-clear, or [`Listener::wait`]s; reconnects by itself.
+//! * [`Service`] — the processing cycle: *check triggers* / *check outgoing*
+//!   callbacks woken by status updates, with polling intervals as a fallback.
+//!
+//! ```no_run
+//! use flagpost_std::{BrokerConfig, Broker, Listener, Notifier};
+//! use std::time::Duration;
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let broker = Broker::spawn(BrokerConfig::default())?;
+//! let listener = Listener::builder().connect(broker.local_addr())?;
+//! let notifier = Notifier::new(broker.local_addr())?;
+//! notifier.notify_status_update(None);
+//! if listener.wait(Duration::from_secs(1)) && listener.check_status_update() {
+//!     // poll the database for new work
+//! }
+//! broker.shutdown();
+//! # Ok(()) }
+//! ```
 #![deny(missing_docs)]
 
+pub mod clock;
+pub mod config;
+pub mod listener;
+pub mod metrics;
+pub mod notifier;
+pub mod server;
+pub mod service;
+mod shared;
+
+pub use config::{BrokerConfig, ConfigError};
 pub use flagpost_core as core;
+pub use listener::{ListenError, Listener, ListenerBuilder};
+pub use metrics::MetricsServer;
+pub use notifier::{Notifier, NotifierBuilder, NotifierStats, NotifyError};
+
+pub use server::{Broker, BrokerGone, BrokerHandle, ServeError};
+
+pub use service::{Service, ServiceStopper};
+pub use shared::ListenerState;

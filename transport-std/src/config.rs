@@ -1,0 +1,299 @@
+//! Broker configuration: defaults, a TOML file, `FLAGPOST_*` environment
+//! variables and command-line flags, in increasing precedence, validated
+//! into typed errors that name the key (and, for the file, the line).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// Everything the broker can be told. Every field has a default, so an
+/// empty file is a valid configuration.
+///
+/// ```toml
+/// bind = ["127.0.0.1:16725", "[::1]:16725"]
+/// metrics = "127.0.0.1:9725"
+/// max_listeners = 100000
+/// keepalive = "30s"
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BrokerConfig {
+    /// Addresses to serve on: each gets a UDP socket (notifications) and a
+    /// TCP listener (listeners) on the same port. Default `127.0.0.1:16725`
+    /// only: other interfaces are an explicit choice.
+    pub bind: Vec<SocketAddr>,
+    /// Serve Prometheus metrics (`/metrics`) and `/healthz` over HTTP here.
+    pub metrics: Option<SocketAddr>,
+    /// Most listener connections at once (default 100,000).
+    pub max_listeners: usize,
+    /// Most listener connections from one IP address (default 16,384; 0: no
+    /// limit).
+    pub max_per_address: u32,
+    /// Backlog of the TCP listen queue (default 4,096: a reconnect storm's
+    /// SYNs are queued, not dropped and retried a second later).
+    pub listen_backlog: u32,
+    /// Receive buffer asked for on each UDP socket, in bytes (default 8 MiB;
+    /// the kernel may clamp it, which the broker reports).
+    pub udp_recv_buffer: usize,
+    /// Keep-alive timeout for listeners that ask for none (default 30 s).
+    #[serde(with = "humantime_serde")]
+    pub keepalive: Duration,
+    /// How long a connection may take to say hello (default 10 s).
+    #[serde(with = "humantime_serde")]
+    pub hello_timeout: Duration,
+    /// How long undelivered flags may wait before a listener that stopped
+    /// reading is closed (default 60 s; 0: never).
+    #[serde(with = "humantime_serde")]
+    pub stuck_timeout: Duration,
+    /// Senders tracked for loss detection (default 4,096; least recently
+    /// seen evicted).
+    pub sender_table: usize,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        BrokerConfig {
+            bind: vec![SocketAddr::from((
+                [127, 0, 0, 1],
+                flagpost_core::wire::PORT,
+            ))],
+            metrics: None,
+            max_listeners: 100_000,
+            max_per_address: 16_384,
+            listen_backlog: 4096,
+            udp_recv_buffer: 8 << 20,
+            keepalive: Duration::from_secs(30),
+            hello_timeout: Duration::from_secs(10),
+            stuck_timeout: Duration::from_secs(60),
+            sender_table: 4096,
+        }
+    }
+}
+
+/// Why a configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or has a bad or unknown key.
+    #[error("bad config file {path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What and where (the parser's message names the line and key).
+        message: String,
+    },
+    /// An environment variable holds a bad value.
+    #[error("bad environment variable {var}: {message}")]
+    Env {
+        /// The variable.
+        var: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// A value is out of range.
+    #[error("bad config value for `{key}`: {reason}")]
+    Invalid {
+        /// The key.
+        key: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// The keys, for environment overrides (`FLAGPOST_<KEY>`).
+const KEYS: [&str; 10] = [
+    "bind",
+    "metrics",
+    "max_listeners",
+    "max_per_address",
+    "listen_backlog",
+    "udp_recv_buffer",
+    "keepalive",
+    "hello_timeout",
+    "stuck_timeout",
+    "sender_table",
+];
+
+impl BrokerConfig {
+    /// Loads `file` (if any) over the defaults, then applies `FLAGPOST_*`
+    /// variables from `env`, then validates.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let mut table = match file {
+            None => toml::Table::new(),
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.to_owned(),
+                    source,
+                })?;
+                // Parse into the typed struct first: its errors name the line and key.
+                toml::from_str::<BrokerConfig>(&text).map_err(|e| ConfigError::Parse {
+                    path: path.to_owned(),
+                    message: e.to_string(),
+                })?;
+                text.parse::<toml::Table>()
+                    .map_err(|e| ConfigError::Parse {
+                        path: path.to_owned(),
+                        message: e.to_string(),
+                    })?
+            }
+        };
+        for (var, value) in env {
+            let Some(key) = var.strip_prefix("FLAGPOST_") else {
+                continue;
+            };
+            let key = key.to_ascii_lowercase();
+            if !KEYS.contains(&key.as_str()) {
+                continue; // other FLAGPOST_ variables belong to the command line
+            }
+            let parsed = parse_env_value(&key, &value);
+            table.insert(key, parsed);
+            let config: Result<BrokerConfig, _> = table.clone().try_into();
+            if let Err(e) = config {
+                return Err(ConfigError::Env {
+                    var,
+                    message: e.to_string(),
+                });
+            }
+        }
+        let config: BrokerConfig =
+            table
+                .try_into()
+                .map_err(|e: toml::de::Error| ConfigError::Parse {
+                    path: file.map(Path::to_owned).unwrap_or_default(),
+                    message: e.to_string(),
+                })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks ranges the types cannot express.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key, reason: &str| {
+            Err(ConfigError::Invalid {
+                key,
+                reason: reason.to_owned(),
+            })
+        };
+        if self.bind.is_empty() {
+            return invalid("bind", "at least one address is needed");
+        }
+        if self.max_listeners == 0 || self.max_listeners > 10_000_000 {
+            return invalid("max_listeners", "must be between 1 and 10,000,000");
+        }
+        if self.listen_backlog == 0 {
+            return invalid("listen_backlog", "must be at least 1");
+        }
+        if self.keepalive < Duration::from_secs(1) || self.keepalive > Duration::from_secs(3600) {
+            return invalid("keepalive", "must be between 1s and 1h");
+        }
+        if self.hello_timeout.is_zero() {
+            return invalid("hello_timeout", "must be more than 0");
+        }
+        if self.sender_table == 0 {
+            return invalid("sender_table", "must be at least 1");
+        }
+        Ok(())
+    }
+}
+
+/// An environment value as TOML: lists and numbers as such, anything else
+/// as a string (so `FLAGPOST_KEEPALIVE=45s` and `FLAGPOST_BIND=[::1]:1` work).
+fn parse_env_value(key: &str, value: &str) -> toml::Value {
+    if key == "bind" {
+        let list = value
+            .split(',')
+            .map(|s| toml::Value::String(s.trim().to_owned()))
+            .collect();
+        return toml::Value::Array(list);
+    }
+    if let Ok(n) = value.parse::<i64>() {
+        return toml::Value::Integer(n);
+    }
+    toml::Value::String(value.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_are_valid_and_loopback_only() {
+        let c = BrokerConfig::load(None, env(&[])).unwrap();
+        assert_eq!(c, BrokerConfig::default());
+        assert!(c.bind.iter().all(|a| a.ip().is_loopback()));
+    }
+
+    #[test]
+    fn file_then_env() {
+        let dir = std::env::temp_dir().join(format!("fp-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("a.toml");
+        std::fs::write(&path, "bind = [\"127.0.0.1:1\"]\nkeepalive = \"45s\"\n").unwrap();
+        let c = BrokerConfig::load(
+            Some(&path),
+            env(&[
+                ("FLAGPOST_MAX_LISTENERS", "7"),
+                ("FLAGPOST_BIND", "[::1]:2, 127.0.0.1:3"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.keepalive, Duration::from_secs(45));
+        assert_eq!(c.max_listeners, 7);
+        assert_eq!(
+            c.bind,
+            ["[::1]:2".parse().unwrap(), "127.0.0.1:3".parse().unwrap()]
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn errors_name_the_key_and_line() {
+        let dir = std::env::temp_dir().join(format!("fp-config-bad-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("bad.toml");
+        std::fs::write(&path, "bind = [\"127.0.0.1:1\"]\n\nmax_listners = 5\n").unwrap();
+        let e = BrokerConfig::load(Some(&path), env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("max_listners") && e.contains("line 3"), "{e}");
+        std::fs::write(&path, "keepalive = \"soon\"\n").unwrap();
+        let e = BrokerConfig::load(Some(&path), env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("keepalive") && e.contains("line 1"), "{e}");
+        std::fs::write(&path, "keepalive = \"2h\"\n").unwrap();
+        let e = BrokerConfig::load(Some(&path), env(&[])).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                ConfigError::Invalid {
+                    key: "keepalive",
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        let e = BrokerConfig::load(None, env(&[("FLAGPOST_MAX_LISTENERS", "many")])).unwrap_err();
+        assert!(e.to_string().contains("FLAGPOST_MAX_LISTENERS"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,156 @@
+//! Metrics: the core's stats table rendered in the Prometheus text format
+//! (with `prometheus-client`), served over HTTP (`tiny_http`) at `/metrics`,
+//! with `/healthz` answering whether the broker loop responds.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use flagpost_core::broker::Stats;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use std::sync::atomic::AtomicU64;
+
+use crate::server::{BrokerHandle, ServeError};
+
+type Labels = Vec<(&'static str, &'static str)>;
+
+/// Renders `stats` in the Prometheus text exposition format.
+pub fn render(stats: &Stats) -> String {
+    let mut registry = Registry::default();
+    // Group the table's entries by metric name, keeping their order.
+    let mut groups: Vec<(
+        flagpost_core::broker::Metric,
+        Vec<(Option<(&'static str, &'static str)>, u64)>,
+    )> = Vec::new();
+    stats.visit(
+        |_, metric, value| match groups.iter_mut().find(|(m, _)| m.name == metric.name) {
+            Some((_, entries)) => entries.push((metric.label, value)),
+            None => groups.push((metric, vec![(metric.label, value)])),
+        },
+    );
+    for (metric, entries) in groups {
+        // prometheus-client appends `_total` to counters itself.
+        let name = metric.name.strip_suffix("_total").unwrap_or(metric.name);
+        let labelled = entries.iter().any(|(l, _)| l.is_some());
+        match (metric.gauge, labelled) {
+            (false, false) => {
+                let c = Counter::<u64, AtomicU64>::default();
+                c.inc_by(entries.first().map_or(0, |e| e.1));
+                registry.register(name, metric.help, c);
+            }
+            (true, false) => {
+                let g = Gauge::<u64, AtomicU64>::default();
+                g.set(entries.first().map_or(0, |e| e.1));
+                registry.register(name, metric.help, g);
+            }
+            (false, true) => {
+                let family = Family::<Labels, Counter<u64, AtomicU64>>::default();
+                for (label, value) in &entries {
+                    family
+                        .get_or_create(&label.iter().copied().collect())
+                        .inc_by(*value);
+                }
+                registry.register(name, metric.help, family);
+            }
+            (true, true) => {
+                let family = Family::<Labels, Gauge<u64, AtomicU64>>::default();
+                for (label, value) in &entries {
+                    family
+                        .get_or_create(&label.iter().copied().collect())
+                        .set(*value);
+                }
+                registry.register(name, metric.help, family);
+            }
+        }
+    }
+    let mut out = String::new();
+    // Writing into a String cannot fail.
+    let _ = encode(&mut out, &registry);
+    out
+}
+
+/// The HTTP endpoint; stops when dropped.
+pub struct MetricsServer {
+    server: Arc<tiny_http::Server>,
+    thread: Option<JoinHandle<()>>,
+    addr: SocketAddr,
+}
+
+impl std::fmt::Debug for MetricsServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MetricsServer")
+            .field("addr", &self.addr)
+            .finish()
+    }
+}
+
+impl MetricsServer {
+    /// Serves `/metrics` and `/healthz` for `broker` on `addr`.
+    pub fn start(addr: SocketAddr, broker: BrokerHandle) -> Result<MetricsServer, ServeError> {
+        let server = tiny_http::Server::http(addr).map_err(|e| ServeError::Metrics {
+            addr,
+            message: e.to_string(),
+        })?;
+        let addr = server.server_addr().to_ip().unwrap_or(addr);
+        let server = Arc::new(server);
+        let worker = server.clone();
+        let thread = std::thread::Builder::new()
+            .name("flagpost-metrics".into())
+            .spawn(move || {
+                for request in worker.incoming_requests() {
+                    let (status, content_type, body) = match request.url() {
+                        "/metrics" => match broker.stats() {
+                            Ok(stats) => (
+                                200,
+                                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                                render(&stats),
+                            ),
+                            Err(e) => (503, "text/plain", format!("{e}\n")),
+                        },
+                        "/healthz" => match broker.stats() {
+                            Ok(_) => (200, "text/plain", "ok\n".to_owned()),
+                            Err(e) => (503, "text/plain", format!("{e}\n")),
+                        },
+                        _ => (
+                            404,
+                            "text/plain",
+                            "not found: try /metrics or /healthz\n".to_owned(),
+                        ),
+                    };
+                    let header = tiny_http::Header::from_bytes(
+                        &b"Content-Type"[..],
+                        content_type.as_bytes(),
+                    );
+                    let mut response =
+                        tiny_http::Response::from_string(body).with_status_code(status);
+                    if let Ok(h) = header {
+                        response = response.with_header(h);
+                    }
+                    let _ = request.respond(response);
+                }
+            })?;
+        Ok(MetricsServer {
+            server,
+            thread: Some(thread),
+            addr,
+        })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+}
+
+impl Drop for MetricsServer {
+    fn drop(&mut self) {
+        self.server.unblock();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}

@@ -1,0 +1,585 @@
+//! The `Notifier`: fire-and-forget notifications over UDP, cheap to call
+//! from a hot loop.
+//!
+//! Notifications are flags, so they can be merged. A call only adds its
+//! batch count to a pending slot — an atomic add for untargeted status and
+//! non-status updates, a short mutex for channel-targeted ones — and wakes
+//! the notifier's sender thread if it sleeps. The sender thread turns
+//! whatever is pending into datagrams (one per distinct kind and channel,
+//! carrying the summed batch count). Calls that arrive while a datagram is
+//! being sent coalesce into the next one: no wake-up is lost, and none waits
+//! for more than one send.
+//!
+//! Loss: every datagram carries the notifier's random sender id and the
+//! next sequence number, so the broker sees gaps. The loss of the *last*
+//! datagram of a burst is covered by a tail-loss probe: after
+//! [`NotifierBuilder::probe_delay`] of quiet the last datagram is sent once
+//! more with the same sequence number (a duplicate if the first arrived).
+//! Callers that need certainty use the `*_confirmed` calls, which ask for an
+//! ack and retransmit with backoff until it arrives or the timeout passes.
+
+use std::io;
+use std::net::{SocketAddr, ToSocketAddrs, UdpSocket};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::{JoinHandle, Thread};
+use std::time::{Duration, Instant};
+
+use flagpost_core::wire::{AckRepr, AckResult, NotifyRepr, SenderId, Seq, MAX_DATAGRAM_LEN};
+use flagpost_core::{ChannelId, Kind, Notification};
+
+/// Distinct channel-targeted notifications that may wait at once; beyond
+/// that they degrade to one untargeted status update (a superset: nothing is
+/// lost, some listeners poll needlessly).
+const MAX_PENDING_TARGETED: usize = 1024;
+
+/// Why a notification could not be confirmed or sent.
+#[derive(Debug, thiserror::Error)]
+pub enum NotifyError {
+    /// No ack arrived in time.
+    #[error("no acknowledgement from the broker at {broker} within {timeout:?} ({attempts} attempts); is it running?")]
+    Timeout {
+        /// The broker.
+        broker: SocketAddr,
+        /// The time allowed.
+        timeout: Duration,
+        /// Datagrams sent.
+        attempts: u32,
+    },
+    /// The broker's host answered that nothing listens on the port.
+    #[error("the broker at {broker} is unreachable (nothing listens on that port)")]
+    Unreachable {
+        /// The broker.
+        broker: SocketAddr,
+    },
+    /// The address did not resolve.
+    #[error("cannot resolve broker address {0:?}")]
+    Resolve(String),
+    /// A socket error.
+    #[error("notifier socket error: {0}")]
+    Io(#[from] io::Error),
+}
+
+/// Counters of one notifier (shared by its clones).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NotifierStats {
+    /// `notify_*` calls.
+    pub calls: u64,
+    /// Datagrams sent (excluding probes and retransmissions).
+    pub datagrams: u64,
+    /// Tail-loss probes sent.
+    pub probes: u64,
+    /// Confirmed-mode retransmissions.
+    pub retransmissions: u64,
+    /// Sends that failed.
+    pub send_errors: u64,
+}
+
+/// Settings for a [`Notifier`].
+#[derive(Clone, Debug)]
+pub struct NotifierBuilder {
+    probe_delay: Duration,
+    sender: Option<SenderId>,
+}
+
+impl Default for NotifierBuilder {
+    fn default() -> Self {
+        NotifierBuilder {
+            probe_delay: Duration::from_millis(5),
+            sender: None,
+        }
+    }
+}
+
+impl NotifierBuilder {
+    /// Quiet time after a burst before its last datagram is sent once more
+    /// (default 5 ms; zero disables the probe).
+    pub fn probe_delay(mut self, d: Duration) -> Self {
+        self.probe_delay = d;
+        self
+    }
+
+    /// A fixed sender id (default: random per notifier, as the protocol
+    /// expects; fix it only for tests).
+    pub fn sender_id(mut self, id: u64) -> Self {
+        self.sender = Some(SenderId(id));
+        self
+    }
+
+    /// A notifier sending to the broker at `broker`.
+    pub fn build(
+        self,
+        broker: impl ToSocketAddrs + std::fmt::Debug,
+    ) -> Result<Notifier, NotifyError> {
+        let broker = broker
+            .to_socket_addrs()
+            .ok()
+            .and_then(|mut a| a.next())
+            .ok_or_else(|| NotifyError::Resolve(format!("{broker:?}")))?;
+        let socket = bind_for(broker)?;
+        let sender = self
+            .sender
+            .unwrap_or_else(|| SenderId(getrandom::u64().unwrap_or(0x5eed_5eed)));
+        let core = Arc::new(Core {
+            socket,
+            broker,
+            sender,
+            seq: AtomicU32::new(Seq::FIRST.0),
+            status_all: AtomicU32::new(0),
+            non_status_all: AtomicU32::new(0),
+            targeted: Mutex::new(Vec::new()),
+            any_targeted: AtomicBool::new(false),
+            sleeping: AtomicBool::new(false),
+            stop: AtomicBool::new(false),
+            thread: Mutex::new(None),
+            probe_delay: self.probe_delay,
+            idle: (Mutex::new(()), std::sync::Condvar::new()),
+            busy: AtomicBool::new(false),
+            confirm: Mutex::new(None),
+            calls: AtomicU64::new(0),
+            datagrams: AtomicU64::new(0),
+            probes: AtomicU64::new(0),
+            retransmissions: AtomicU64::new(0),
+            send_errors: AtomicU64::new(0),
+        });
+        let worker = core.clone();
+        let thread = std::thread::Builder::new()
+            .name("flagpost-notifier".into())
+            .spawn(move || worker.run())?;
+        *core.thread.lock().unwrap_or_else(|p| p.into_inner()) = Some(thread.thread().clone());
+        Ok(Notifier {
+            handle: Arc::new(Handle {
+                core,
+                join: Mutex::new(Some(thread)),
+            }),
+        })
+    }
+}
+
+/// Sends notifications to a broker. Cheap to clone (clones share one socket
+/// and sender thread), `Send + Sync`; the last clone to go flushes what is
+/// pending and stops the thread.
+#[derive(Clone, Debug)]
+pub struct Notifier {
+    handle: Arc<Handle>,
+}
+
+#[derive(Debug)]
+struct Handle {
+    core: Arc<Core>,
+    join: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        self.core.stop.store(true, Ordering::SeqCst);
+        self.core.wake();
+        if let Some(t) = self.join.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            let _ = t.join();
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Core {
+    socket: UdpSocket,
+    broker: SocketAddr,
+    sender: SenderId,
+    seq: AtomicU32,
+    status_all: AtomicU32,
+    non_status_all: AtomicU32,
+    targeted: Mutex<Vec<(Kind, ChannelId, u32)>>,
+    any_targeted: AtomicBool,
+    sleeping: AtomicBool,
+    stop: AtomicBool,
+    thread: Mutex<Option<Thread>>,
+    probe_delay: Duration,
+    /// Signalled when the sender thread has nothing left to send.
+    idle: (Mutex<()>, std::sync::Condvar),
+    busy: AtomicBool,
+    confirm: Mutex<Option<UdpSocket>>,
+    calls: AtomicU64,
+    datagrams: AtomicU64,
+    probes: AtomicU64,
+    retransmissions: AtomicU64,
+    send_errors: AtomicU64,
+}
+
+fn bind_for(broker: SocketAddr) -> io::Result<UdpSocket> {
+    let local: SocketAddr = if broker.is_ipv4() {
+        (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
+    } else {
+        (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+    };
+    let socket = UdpSocket::bind(local)?;
+    socket.connect(broker)?;
+    Ok(socket)
+}
+
+fn add(slot: &AtomicU32, n: u32) {
+    // Saturating add: a batch count pinned at u32::MAX still means "lots".
+    let _ = slot.fetch_update(Ordering::AcqRel, Ordering::Acquire, |v| {
+        Some(v.saturating_add(n))
+    });
+}
+
+impl Notifier {
+    /// A notifier with default settings sending to `broker`.
+    pub fn new(broker: impl ToSocketAddrs + std::fmt::Debug) -> Result<Notifier, NotifyError> {
+        NotifierBuilder::default().build(broker)
+    }
+
+    /// Settings for a notifier.
+    pub fn builder() -> NotifierBuilder {
+        NotifierBuilder::default()
+    }
+
+    /// The broker this notifier sends to.
+    pub fn broker(&self) -> SocketAddr {
+        self.handle.core.broker
+    }
+
+    /// This notifier's sender id.
+    pub fn sender_id(&self) -> SenderId {
+        self.handle.core.sender
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> NotifierStats {
+        let c = &self.handle.core;
+        NotifierStats {
+            calls: c.calls.load(Ordering::Relaxed),
+            datagrams: c.datagrams.load(Ordering::Relaxed),
+            probes: c.probes.load(Ordering::Relaxed),
+            retransmissions: c.retransmissions.load(Ordering::Relaxed),
+            send_errors: c.send_errors.load(Ordering::Relaxed),
+        }
+    }
+
+    /// A status update (`NotifyStatusUpdate`): new messages or a status
+    /// change; `None` for all channels.
+    pub fn notify_status_update(&self, channel: Option<ChannelId>) {
+        self.notify(Notification::status(channel), 1);
+    }
+
+    /// A non-status update (`NotifyNonStatusUpdate`): views refresh.
+    pub fn notify_non_status_update(&self) {
+        self.notify(Notification::non_status(None), 1);
+    }
+
+    /// A channel update: `channel` reloads its configuration.
+    pub fn notify_channel_update(&self, channel: ChannelId) {
+        self.notify(Notification::channel_update(channel), 1);
+    }
+
+    /// A channel shutdown: `channel` stops.
+    pub fn notify_channel_shutdown(&self, channel: ChannelId) {
+        self.notify(Notification::channel_shutdown(channel), 1);
+    }
+
+    /// Any notification, standing for `batch` changes (at least 1). Costs
+    /// nanoseconds: the datagram is sent by the notifier's thread, merged
+    /// with whatever else arrives meanwhile.
+    pub fn notify(&self, notification: Notification, batch: u32) {
+        let core = &self.handle.core;
+        let batch = batch.max(1);
+        core.calls.fetch_add(1, Ordering::Relaxed);
+        match (notification.kind(), notification.channel()) {
+            (Kind::Status, None) => add(&core.status_all, batch),
+            (Kind::NonStatus, None) => add(&core.non_status_all, batch),
+            (kind, Some(channel)) => core.push_targeted(kind, *channel, batch),
+            // Channel kinds always carry a channel.
+            (_, None) => add(&core.status_all, batch),
+        }
+        core.wake_if_sleeping();
+    }
+
+    /// Waits until everything notified so far has been handed to the
+    /// socket, or `timeout` passes; returns whether it was.
+    pub fn flush(&self, timeout: Duration) -> bool {
+        let core = &self.handle.core;
+        let deadline = Instant::now() + timeout;
+        let (lock, cond) = &core.idle;
+        let mut guard = lock.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            if !core.has_pending() && !core.busy.load(Ordering::SeqCst) {
+                return true;
+            }
+            core.wake();
+            let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+                return false;
+            };
+            guard = match cond.wait_timeout(guard, left.min(Duration::from_millis(50))) {
+                Ok((g, _)) => g,
+                Err(p) => p.into_inner().0,
+            };
+        }
+    }
+
+    /// A status update the broker must acknowledge; see
+    /// [`notify_confirmed`](Self::notify_confirmed).
+    pub fn notify_status_update_confirmed(
+        &self,
+        channel: Option<ChannelId>,
+        timeout: Duration,
+    ) -> Result<AckResult, NotifyError> {
+        self.notify_confirmed(Notification::status(channel), 1, timeout)
+    }
+
+    /// A non-status update the broker must acknowledge.
+    pub fn notify_non_status_update_confirmed(
+        &self,
+        timeout: Duration,
+    ) -> Result<AckResult, NotifyError> {
+        self.notify_confirmed(Notification::non_status(None), 1, timeout)
+    }
+
+    /// A channel update the broker must acknowledge.
+    pub fn notify_channel_update_confirmed(
+        &self,
+        channel: ChannelId,
+        timeout: Duration,
+    ) -> Result<AckResult, NotifyError> {
+        self.notify_confirmed(Notification::channel_update(channel), 1, timeout)
+    }
+
+    /// A channel shutdown the broker must acknowledge.
+    pub fn notify_channel_shutdown_confirmed(
+        &self,
+        channel: ChannelId,
+        timeout: Duration,
+    ) -> Result<AckResult, NotifyError> {
+        self.notify_confirmed(Notification::channel_shutdown(channel), 1, timeout)
+    }
+
+    /// Sends `notification` asking for an ack, retransmitting (same
+    /// sequence number) after 20 ms, 40 ms, … up to 1 s apart until an ack
+    /// arrives or `timeout` passes: at-least-once delivery. Blocks the caller.
+    pub fn notify_confirmed(
+        &self,
+        notification: Notification,
+        batch: u32,
+        timeout: Duration,
+    ) -> Result<AckResult, NotifyError> {
+        let core = &self.handle.core;
+        core.calls.fetch_add(1, Ordering::Relaxed);
+        let repr = NotifyRepr {
+            notification,
+            sender: core.sender,
+            seq: core.next_seq(),
+            batch: batch.max(1),
+            ack_requested: true,
+            tag: None,
+        };
+        let mut buf = [0u8; MAX_DATAGRAM_LEN];
+        let len = repr.emit(&mut buf).map_err(io::Error::other)?;
+        let mut guard = core.confirm.lock().unwrap_or_else(|p| p.into_inner());
+        if guard.is_none() {
+            *guard = Some(bind_for(core.broker)?);
+        }
+        let Some(socket) = guard.as_ref() else {
+            return Err(NotifyError::Io(io::Error::other("no confirm socket")));
+        };
+        let deadline = Instant::now() + timeout;
+        let mut rto = Duration::from_millis(20);
+        let mut attempts = 0u32;
+        let mut refused = false;
+        let mut ack_buf = [0u8; MAX_DATAGRAM_LEN];
+        loop {
+            attempts += 1;
+            if attempts > 1 {
+                core.retransmissions.fetch_add(1, Ordering::Relaxed);
+            }
+            match socket.send(&buf[..len]) {
+                Ok(_) => core.datagrams.fetch_add(1, Ordering::Relaxed),
+                Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+                    refused = true;
+                    core.send_errors.fetch_add(1, Ordering::Relaxed)
+                }
+                Err(e) => return Err(e.into()),
+            };
+            let wait_until = (Instant::now() + rto).min(deadline);
+            loop {
+                let Some(left) = wait_until.checked_duration_since(Instant::now()) else {
+                    break;
+                };
+                socket.set_read_timeout(Some(left.max(Duration::from_micros(100))))?;
+                match socket.recv(&mut ack_buf) {
+                    Ok(n) => {
+                        if let Ok(ack) = AckRepr::parse_bytes(&ack_buf[..n]) {
+                            if ack.sender == repr.sender && ack.seq == repr.seq {
+                                return Ok(ack.result);
+                            }
+                        }
+                    }
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                        ) =>
+                    {
+                        break
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+                        refused = true;
+                        break;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            if Instant::now() >= deadline {
+                return Err(if refused {
+                    NotifyError::Unreachable {
+                        broker: core.broker,
+                    }
+                } else {
+                    NotifyError::Timeout {
+                        broker: core.broker,
+                        timeout,
+                        attempts,
+                    }
+                });
+            }
+            rto = (rto * 2).min(Duration::from_secs(1));
+        }
+    }
+}
+
+impl Core {
+    fn next_seq(&self) -> Seq {
+        Seq(self.seq.fetch_add(1, Ordering::Relaxed))
+    }
+
+    fn push_targeted(&self, kind: Kind, channel: ChannelId, batch: u32) {
+        let mut pending = self.targeted.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(entry) = pending
+            .iter_mut()
+            .find(|(k, c, _)| *k == kind && *c == channel)
+        {
+            entry.2 = entry.2.saturating_add(batch);
+        } else if pending.len() < MAX_PENDING_TARGETED {
+            pending.push((kind, channel, batch));
+        } else {
+            drop(pending);
+            add(&self.status_all, batch);
+            return;
+        }
+        self.any_targeted.store(true, Ordering::Release);
+    }
+
+    fn has_pending(&self) -> bool {
+        self.status_all.load(Ordering::SeqCst) > 0
+            || self.non_status_all.load(Ordering::SeqCst) > 0
+            || self.any_targeted.load(Ordering::SeqCst)
+    }
+
+    fn wake(&self) {
+        if let Some(t) = self
+            .thread
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+        {
+            t.unpark();
+        }
+    }
+
+    #[inline]
+    fn wake_if_sleeping(&self) {
+        // Pairs with the SeqCst store + re-check in `run`.
+        std::sync::atomic::fence(Ordering::SeqCst);
+        if self.sleeping.load(Ordering::SeqCst) && self.sleeping.swap(false, Ordering::SeqCst) {
+            self.wake();
+        }
+    }
+
+    /// Sends one datagram; returns its bytes for a later probe.
+    fn send(&self, notification: Notification, batch: u32) -> ([u8; MAX_DATAGRAM_LEN], usize) {
+        let repr = NotifyRepr {
+            notification,
+            sender: self.sender,
+            seq: self.next_seq(),
+            batch,
+            ack_requested: false,
+            tag: None,
+        };
+        let mut buf = [0u8; MAX_DATAGRAM_LEN];
+        let len = repr.emit(&mut buf).unwrap_or(0);
+        match self.socket.send(&buf[..len]) {
+            Ok(_) => self.datagrams.fetch_add(1, Ordering::Relaxed),
+            Err(_) => self.send_errors.fetch_add(1, Ordering::Relaxed),
+        };
+        (buf, len)
+    }
+
+    /// Sends everything pending; returns the last datagram sent, if any.
+    fn send_pending(&self) -> Option<([u8; MAX_DATAGRAM_LEN], usize)> {
+        let mut last = None;
+        let status = self.status_all.swap(0, Ordering::AcqRel);
+        if status > 0 {
+            last = Some(self.send(Notification::status(None), status));
+        }
+        let non_status = self.non_status_all.swap(0, Ordering::AcqRel);
+        if non_status > 0 {
+            last = Some(self.send(Notification::non_status(None), non_status));
+        }
+        if self.any_targeted.swap(false, Ordering::AcqRel) {
+            let batch =
+                std::mem::take(&mut *self.targeted.lock().unwrap_or_else(|p| p.into_inner()));
+            for (kind, channel, count) in batch {
+                if let Ok(n) = Notification::new(kind, Some(channel)) {
+                    last = Some(self.send(n, count));
+                }
+            }
+        }
+        last
+    }
+
+    fn run(self: Arc<Self>) {
+        let mut last: Option<([u8; MAX_DATAGRAM_LEN], usize)> = None;
+        let mut probe_at: Option<Instant> = None;
+        loop {
+            self.busy.store(true, Ordering::SeqCst);
+            if let Some(sent) = self.send_pending() {
+                last = Some(sent);
+                probe_at = (!self.probe_delay.is_zero()).then(|| Instant::now() + self.probe_delay);
+                continue;
+            }
+            // Nothing pending: announce sleep, then re-check (pairs with
+            // `wake_if_sleeping`) so a concurrent call is never missed.
+            self.sleeping.store(true, Ordering::SeqCst);
+            if self.has_pending() {
+                self.sleeping.store(false, Ordering::SeqCst);
+                continue;
+            }
+            self.busy.store(false, Ordering::SeqCst);
+            {
+                let (lock, cond) = &self.idle;
+                let _g = lock.lock().unwrap_or_else(|p| p.into_inner());
+                cond.notify_all();
+            }
+            if self.stop.load(Ordering::SeqCst) && probe_at.is_none() {
+                return;
+            }
+            match probe_at {
+                Some(at) => {
+                    let now = Instant::now();
+                    if now >= at {
+                        probe_at = None;
+                        if let Some((buf, len)) = &last {
+                            // Same sequence number: a duplicate if the original arrived.
+                            if self.socket.send(&buf[..*len]).is_ok() {
+                                self.probes.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                    } else {
+                        std::thread::park_timeout(at - now);
+                    }
+                }
+                None => std::thread::park(),
+            }
+            self.sleeping.store(false, Ordering::SeqCst);
+        }
+    }
+}

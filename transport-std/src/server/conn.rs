@@ -1,0 +1,197 @@
+//! One listener connection on the broker side: a non-blocking TCP stream
+//! with a one-frame read buffer and a small write buffer, fed by the core.
+//!
+//! The read buffer holds at most one frame (70 bytes): frames are handed to
+//! the core as soon as they are complete. The write buffer holds what the
+//! socket did not take yet; frames are pulled from the core's outbox only
+//! while it has room, so the outbox keeps coalescing when the peer is slow.
+
+use std::io::{self, Read, Write};
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use flagpost_core::broker::ListenerId;
+use flagpost_core::wire::{frame_len, CloseReason, CloseRepr, FrameRepr, MAX_FRAME_LEN};
+use flagpost_core::Instant;
+use mio::net::TcpStream;
+use tracing::warn;
+
+use super::{Core, RateLimit};
+use crate::shared::Shared;
+
+/// Bytes of frames that may wait for the socket.
+const WBUF: usize = 2 * MAX_FRAME_LEN;
+
+/// A connection the broker serves.
+pub(crate) enum Conn {
+    /// A listener over TCP.
+    Tcp(Box<TcpConn>),
+    /// An in-process listener: frames become raises on its shared flags.
+    Local {
+        /// Its core handle.
+        id: ListenerId,
+        /// Its flags.
+        shared: Arc<Shared>,
+    },
+}
+
+impl Conn {
+    pub(crate) fn id(&self) -> ListenerId {
+        match self {
+            Conn::Tcp(t) => t.id,
+            Conn::Local { id, .. } => *id,
+        }
+    }
+}
+
+/// The TCP side of one connection.
+pub(crate) struct TcpConn {
+    pub(crate) stream: TcpStream,
+    pub(crate) id: ListenerId,
+    pub(crate) peer: IpAddr,
+    rbuf: [u8; MAX_FRAME_LEN],
+    rlen: usize,
+    wbuf: [u8; WBUF],
+    wstart: usize,
+    wend: usize,
+    /// No `WouldBlock` since the last writable event.
+    pub(crate) writable: bool,
+    /// The connection ended on a socket error (not a clean EOF).
+    pub(crate) io_error: bool,
+}
+
+/// The connection must be forgotten (EOF or error).
+pub(crate) struct Gone;
+
+impl TcpConn {
+    pub(crate) fn new(stream: TcpStream, id: ListenerId, peer: IpAddr) -> Self {
+        TcpConn {
+            stream,
+            id,
+            peer,
+            rbuf: [0; MAX_FRAME_LEN],
+            rlen: 0,
+            wbuf: [0; WBUF],
+            wstart: 0,
+            wend: 0,
+            writable: false,
+            io_error: false,
+        }
+    }
+
+    /// Reads until the socket would block, handing complete frames to the
+    /// core. A malformed stream is handed over too: the core counts it and
+    /// closes the connection.
+    pub(crate) fn read(
+        &mut self,
+        core: &mut Core,
+        now: Instant,
+        log: &mut RateLimit,
+    ) -> Result<(), Gone> {
+        loop {
+            let n = match self.stream.read(&mut self.rbuf[self.rlen..]) {
+                Ok(0) => return Err(Gone),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => {
+                    self.io_error = true;
+                    return Err(Gone);
+                }
+            };
+            core.transport_stats().bytes_in += n as u64;
+            self.rlen += n;
+            loop {
+                let len = match frame_len(&self.rbuf[..self.rlen]) {
+                    Ok(Some(len)) => len,
+                    Ok(None) => break,
+                    Err(_) => self.rlen, // not a frame: let the core reject it
+                };
+                if let Err(error) = core.handle_frame(now, self.id, &self.rbuf[..len]) {
+                    if let Some(suppressed) = log.allow() {
+                        warn!(peer = %self.peer, %error, suppressed, "rejected a listener frame");
+                    }
+                }
+                self.rbuf.copy_within(len..self.rlen, 0);
+                self.rlen -= len;
+                if core.state(self.id) != Some(flagpost_core::broker::ListenerState::Listening)
+                    && core.state(self.id)
+                        != Some(flagpost_core::broker::ListenerState::AwaitingHello)
+                {
+                    // closing: read nothing more
+                    self.rlen = 0;
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    /// Writes frames from the core's outbox until it is empty or the socket
+    /// would block.
+    pub(crate) fn pump(&mut self, core: &mut Core) -> Result<(), Gone> {
+        loop {
+            if self.wstart > 0 && self.wstart == self.wend {
+                self.wstart = 0;
+                self.wend = 0;
+            }
+            while WBUF - self.wend >= MAX_FRAME_LEN {
+                let Some(frame) = core.poll_frame(self.id) else {
+                    break;
+                };
+                // Cannot fail: MAX_FRAME_LEN bytes are free.
+                self.wend += frame.emit(&mut self.wbuf[self.wend..]).unwrap_or(0);
+            }
+            if self.wstart == self.wend {
+                return Ok(());
+            }
+            match self.stream.write(&self.wbuf[self.wstart..self.wend]) {
+                Ok(n) => {
+                    core.transport_stats().bytes_out += n as u64;
+                    self.wstart += n;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.writable = false;
+                    return Ok(());
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => {
+                    self.io_error = true;
+                    return Err(Gone);
+                }
+            }
+        }
+    }
+
+    /// Writes `frames` after whatever is pending, without waiting: what the
+    /// socket does not take is dropped (the connection is ending). Returns
+    /// the bytes written.
+    pub(crate) fn write_final(&mut self, frames: &[FrameRepr]) -> usize {
+        let mut out = Vec::with_capacity(self.wend - self.wstart + frames.len() * MAX_FRAME_LEN);
+        out.extend_from_slice(&self.wbuf[self.wstart..self.wend]);
+        let mut buf = [0u8; MAX_FRAME_LEN];
+        for f in frames {
+            if let Ok(n) = f.emit(&mut buf) {
+                out.extend_from_slice(&buf[..n]);
+            }
+        }
+        let mut written = 0;
+        while written < out.len() {
+            match self.stream.write(&out[written..]) {
+                Ok(0) => break,
+                Ok(n) => written += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => break,
+            }
+        }
+        let _ = self.stream.flush();
+        written
+    }
+}
+
+/// Tells a connection it cannot be served, without waiting, and drops it.
+pub(crate) fn refuse(stream: &mut TcpStream, reason: CloseReason) {
+    let mut buf = [0u8; MAX_FRAME_LEN];
+    if let Ok(n) = FrameRepr::Close(CloseRepr::new(reason)).emit(&mut buf) {
+        let _ = stream.write(&buf[..n]);
+    }
+}

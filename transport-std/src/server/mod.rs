@@ -1,0 +1,683 @@
+//! The broker on port 16725: one `mio::Poll` loop owning every socket and
+//! the core's broker state.
+//!
+//! ```text
+//! loop:
+//!   poll(sockets + waker, timeout = core.poll_timeout())      no busy polling
+//!   UDP readable    → recvmmsg until WouldBlock (or a budget) → core.handle_datagram → ack
+//!                     kernel drop counter delta               → core.handle_lost
+//!   TCP readable    → accept until WouldBlock → limits → core.open → register
+//!   conn readable   → read until WouldBlock → frame_len → core.handle_frame
+//!   conn writable   → write what the core's outbox holds until WouldBlock
+//!   waker           → commands from handles (stats, in-process listeners, shutdown)
+//!   core.handle_timeout(now); then drain core.poll_event / poll_ready / poll_frame
+//! ```
+//!
+//! A connection that cannot take a frame simply stops being written to: its
+//! flags coalesce in the core's fixed outbox and nobody else waits. Every
+//! connection costs a fixed amount of memory (the core's slot plus a small
+//! boxed [`conn::TcpConn`]).
+
+mod conn;
+mod udp;
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use flagpost_core::broker::{
+    Broker as CoreBroker, Config as CoreConfig, Event, ListenerId, ListenerSlot, OpenError, Stats,
+};
+use flagpost_core::gap::SenderSlot;
+use flagpost_core::wire::{CloseReason, CloseRepr, FrameRepr, StatRepr, MAX_FRAME_LEN};
+use flagpost_core::{ChannelId, FlagSet, Instant, Notification};
+use mio::net::TcpListener;
+use mio::{Events, Interest, Poll, Token, Waker};
+use tracing::{debug, info, warn};
+
+use crate::clock::Clock;
+use crate::config::{BrokerConfig, ConfigError};
+use crate::shared::{ListenerState, Shared};
+use conn::{Conn, TcpConn};
+use udp::UdpRx;
+
+const WAKER: Token = Token(0);
+/// Tokens 1..CONN_BASE are the bound sockets: UDP `1 + 2i`, TCP `2 + 2i`.
+const CONN_BASE: usize = 1 << 10;
+/// Datagrams read from one socket before other sockets get a turn.
+const UDP_BUDGET: usize = 1024;
+
+/// Why the broker could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// Another process holds the port.
+    #[error("cannot bind {addr}: address already in use (is another broker running?)")]
+    AddrInUse {
+        /// The address.
+        addr: SocketAddr,
+    },
+    /// The process may not bind there.
+    #[error("cannot bind {addr}: permission denied (ports below 1024 need privileges)")]
+    PermissionDenied {
+        /// The address.
+        addr: SocketAddr,
+    },
+    /// Another bind failure (address not available on this host, …).
+    #[error("cannot bind {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: io::Error,
+    },
+    /// The metrics endpoint could not start.
+    #[error("cannot serve metrics on {addr}: {message}")]
+    Metrics {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        message: String,
+    },
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The event loop failed.
+    #[error("broker I/O error: {0}")]
+    Io(#[from] io::Error),
+}
+
+impl ServeError {
+    fn bind(addr: SocketAddr, source: io::Error) -> Self {
+        match source.kind() {
+            io::ErrorKind::AddrInUse => ServeError::AddrInUse { addr },
+            io::ErrorKind::PermissionDenied => ServeError::PermissionDenied { addr },
+            _ => ServeError::Bind { addr, source },
+        }
+    }
+}
+
+/// The broker has stopped; the handle cannot reach it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("the broker has stopped")]
+pub struct BrokerGone;
+
+pub(crate) enum Command {
+    Shutdown,
+    Stats(Sender<Stats>),
+    OpenLocal {
+        interest: FlagSet,
+        channel: Option<ChannelId>,
+        shared: Arc<Shared>,
+        reply: Sender<Result<ListenerId, OpenError>>,
+    },
+    CloseLocal(ListenerId),
+    Notify(Notification, u32),
+}
+
+/// A bound broker, ready to [`run`](Broker::run).
+pub struct Broker {
+    server: Server,
+    handle: BrokerHandle,
+}
+
+/// A cheap, cloneable handle to a running broker: stats, shutdown, and
+/// in-process listeners and notifications.
+#[derive(Clone, Debug)]
+pub struct BrokerHandle {
+    inner: Arc<HandleInner>,
+}
+
+#[derive(Debug)]
+struct HandleInner {
+    tx: Sender<Command>,
+    waker: Waker,
+    addrs: Vec<SocketAddr>,
+    thread: Mutex<Option<JoinHandle<Result<(), ServeError>>>>,
+}
+
+impl Broker {
+    /// Binds every configured address (UDP and TCP on the same port; a port
+    /// of 0 picks one free for both).
+    pub fn bind(config: BrokerConfig) -> Result<Broker, ServeError> {
+        config.validate()?;
+        let poll = Poll::new()?;
+        let waker = Waker::new(poll.registry(), WAKER)?;
+        let mut udps = Vec::new();
+        let mut tcps = Vec::new();
+        let mut addrs = Vec::new();
+        for &addr in &config.bind {
+            let (udp, tcp) = bind_pair(addr, &config)?;
+            let local = tcp.local_addr()?;
+            if config.udp_recv_buffer > 0 && udp.recv_buffer < config.udp_recv_buffer {
+                warn!(
+                    %local,
+                    asked = config.udp_recv_buffer,
+                    granted = udp.recv_buffer,
+                    "kernel clamped the UDP receive buffer; raise net.core.rmem_max to absorb larger bursts"
+                );
+            }
+            addrs.push(local);
+            udps.push(udp);
+            tcps.push(tcp);
+        }
+        for (i, (udp, tcp)) in udps.iter_mut().zip(tcps.iter_mut()).enumerate() {
+            poll.registry()
+                .register(&mut udp.socket, Token(1 + 2 * i), Interest::READABLE)?;
+            poll.registry()
+                .register(tcp, Token(2 + 2 * i), Interest::READABLE)?;
+        }
+        let (tx, rx) = mpsc::channel();
+        let core = CoreBroker::new(
+            CoreConfig {
+                keepalive: config.keepalive.into(),
+                hello_timeout: config.hello_timeout.into(),
+                stuck_timeout: config.stuck_timeout.into(),
+                broker_id: getrandom::u64().unwrap_or(0x5eed),
+                ..CoreConfig::default()
+            },
+            vec![ListenerSlot::EMPTY; config.max_listeners].into_boxed_slice(),
+            vec![SenderSlot::EMPTY; config.sender_table].into_boxed_slice(),
+        );
+        let handle = BrokerHandle {
+            inner: Arc::new(HandleInner {
+                tx,
+                waker,
+                addrs,
+                thread: Mutex::new(None),
+            }),
+        };
+        Ok(Broker {
+            server: Server {
+                poll,
+                core,
+                clock: Clock::new(),
+                udps,
+                udp_more: Vec::new(),
+                tcps,
+                conns: Vec::new(),
+                per_addr: HashMap::new(),
+                rx,
+                config,
+                bad_input_log: RateLimit::default(),
+                accept_log: RateLimit::default(),
+            },
+            handle,
+        })
+    }
+
+    /// Binds and runs the broker on a thread of its own; the handle stops it.
+    pub fn spawn(config: BrokerConfig) -> Result<BrokerHandle, ServeError> {
+        let broker = Broker::bind(config)?;
+        let handle = broker.handle();
+        let thread = std::thread::Builder::new()
+            .name("flagpost-broker".into())
+            .spawn(move || broker.run())?;
+        *handle
+            .inner
+            .thread
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(thread);
+        Ok(handle)
+    }
+
+    /// A handle to this broker.
+    pub fn handle(&self) -> BrokerHandle {
+        self.handle.clone()
+    }
+
+    /// Runs the loop until [`BrokerHandle::shutdown`]; listeners get a close
+    /// frame with reason *shutdown*.
+    pub fn run(self) -> Result<(), ServeError> {
+        let addrs = self.handle.local_addrs();
+        info!(
+            ?addrs,
+            "broker listening (UDP notifications, TCP listeners)"
+        );
+        // The handle must not keep the loop's own command channel alive, but
+        // the loop needs nothing from it: drop ours.
+        drop(self.handle);
+        self.server.run()
+    }
+}
+
+impl BrokerHandle {
+    /// The bound addresses (UDP and TCP share each).
+    pub fn local_addrs(&self) -> &[SocketAddr] {
+        &self.inner.addrs
+    }
+
+    /// The first bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.inner.addrs[0]
+    }
+
+    fn send(&self, cmd: Command) -> Result<(), BrokerGone> {
+        self.inner.tx.send(cmd).map_err(|_| BrokerGone)?;
+        self.inner.waker.wake().map_err(|_| BrokerGone)
+    }
+
+    /// Asks the broker to stop: listeners get a close frame with reason
+    /// *shutdown*. Returns at once; see [`join`](Self::join).
+    pub fn shutdown(&self) {
+        let _ = self.send(Command::Shutdown);
+    }
+
+    /// Waits for a broker started with [`Broker::spawn`] to stop, returning
+    /// how it ended (once; later calls return `Ok`).
+    pub fn join(&self) -> Result<(), ServeError> {
+        let thread = self
+            .inner
+            .thread
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        match thread {
+            Some(t) => t.join().unwrap_or_else(|_| {
+                Err(ServeError::Io(io::Error::other("broker thread panicked")))
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// A snapshot of the broker's counters and gauges.
+    pub fn stats(&self) -> Result<Stats, BrokerGone> {
+        let (tx, rx) = mpsc::channel();
+        self.send(Command::Stats(tx))?;
+        rx.recv().map_err(|_| BrokerGone)
+    }
+
+    /// Delivers a notification in-process, as a datagram would (no sequence
+    /// check: the channel is reliable).
+    pub fn notify(&self, notification: Notification, batch: u32) -> Result<(), BrokerGone> {
+        self.send(Command::Notify(notification, batch.max(1)))
+    }
+
+    pub(crate) fn open_local(
+        &self,
+        interest: FlagSet,
+        channel: Option<ChannelId>,
+        shared: Arc<Shared>,
+    ) -> Result<Result<ListenerId, OpenError>, BrokerGone> {
+        let (reply, rx) = mpsc::channel();
+        self.send(Command::OpenLocal {
+            interest,
+            channel,
+            shared,
+            reply,
+        })?;
+        rx.recv().map_err(|_| BrokerGone)
+    }
+
+    pub(crate) fn close_local(&self, id: ListenerId) {
+        let _ = self.send(Command::CloseLocal(id));
+    }
+}
+
+fn bind_pair(addr: SocketAddr, config: &BrokerConfig) -> Result<(UdpRx, TcpListener), ServeError> {
+    // With port 0, TCP picks a port and UDP takes the same one; retry if
+    // that UDP port happens to be taken.
+    let attempts = if addr.port() == 0 { 16 } else { 1 };
+    let mut last = None;
+    for _ in 0..attempts {
+        let tcp = bind_tcp(addr, config.listen_backlog).map_err(|e| ServeError::bind(addr, e))?;
+        let local = tcp.local_addr()?;
+        match UdpRx::bind(local, config.udp_recv_buffer) {
+            Ok(udp) => return Ok((udp, tcp)),
+            Err(e) => last = Some(ServeError::bind(local, e)),
+        }
+    }
+    Err(last.unwrap_or(ServeError::AddrInUse { addr }))
+}
+
+fn bind_tcp(addr: SocketAddr, backlog: u32) -> io::Result<TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    // Restarting on the same port must not wait for TIME_WAIT (Unix meaning
+    // of SO_REUSEADDR; on Windows it would allow port stealing).
+    #[cfg(unix)]
+    socket.set_reuse_address(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(i32::try_from(backlog).unwrap_or(i32::MAX))?;
+    Ok(TcpListener::from_std(socket.into()))
+}
+
+/// At most one log line per second per kind of event, with a count of what
+/// was suppressed.
+#[derive(Debug, Default)]
+struct RateLimit {
+    last: Option<std::time::Instant>,
+    suppressed: u64,
+}
+
+impl RateLimit {
+    /// `Some(suppressed since the last line)` when a line may be logged now.
+    fn allow(&mut self) -> Option<u64> {
+        let now = std::time::Instant::now();
+        match self.last {
+            Some(at) if now.duration_since(at) < std::time::Duration::from_secs(1) => {
+                self.suppressed += 1;
+                None
+            }
+            _ => {
+                self.last = Some(now);
+                Some(std::mem::take(&mut self.suppressed))
+            }
+        }
+    }
+}
+
+type Core = CoreBroker<Box<[ListenerSlot]>, Box<[SenderSlot]>>;
+
+struct Server {
+    poll: Poll,
+    core: Core,
+    clock: Clock,
+    udps: Vec<UdpRx>,
+    /// Sockets whose last drain stopped at the budget.
+    udp_more: Vec<usize>,
+    tcps: Vec<TcpListener>,
+    /// Connections by core slot index.
+    conns: Vec<Option<Conn>>,
+    per_addr: HashMap<IpAddr, u32>,
+    rx: Receiver<Command>,
+    config: BrokerConfig,
+    bad_input_log: RateLimit,
+    accept_log: RateLimit,
+}
+
+impl Server {
+    fn run(mut self) -> Result<(), ServeError> {
+        let mut events = Events::with_capacity(1024);
+        loop {
+            let timeout = if self.udp_more.is_empty() {
+                self.core.poll_timeout().map(|at| self.clock.until(at))
+            } else {
+                Some(std::time::Duration::ZERO)
+            };
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e.into());
+            }
+            let now = self.clock.now();
+            let mut more = std::mem::take(&mut self.udp_more);
+            for event in events.iter() {
+                match event.token() {
+                    WAKER => {
+                        if self.commands(now) {
+                            self.stop(now);
+                            return Ok(());
+                        }
+                    }
+                    Token(t) if t < CONN_BASE && t % 2 == 1 => more.push(t / 2),
+                    Token(t) if t < CONN_BASE => self.accept(t / 2 - 1, now),
+                    Token(t) => self.conn_event(t - CONN_BASE, event, now),
+                }
+            }
+            more.sort_unstable();
+            more.dedup();
+            for i in more {
+                self.receive(i, now);
+            }
+            self.core.handle_timeout(now);
+            self.flush();
+        }
+    }
+
+    /// Runs queued commands; returns whether to stop.
+    fn commands(&mut self, now: Instant) -> bool {
+        while let Ok(cmd) = self.rx.try_recv() {
+            match cmd {
+                Command::Shutdown => return true,
+                Command::Stats(reply) => {
+                    let _ = reply.send(self.core.stats());
+                }
+                Command::OpenLocal {
+                    interest,
+                    channel,
+                    shared,
+                    reply,
+                } => {
+                    let result = self.core.open_local(now, interest, channel);
+                    if let Ok(id) = result {
+                        self.put_conn(id, Conn::Local { id, shared });
+                    }
+                    let _ = reply.send(result);
+                }
+                Command::CloseLocal(id) => {
+                    if let Some(Conn::Local { shared, .. }) = self.take_conn(id) {
+                        shared.set_state(ListenerState::Closed);
+                    }
+                    self.core.disconnect(id);
+                }
+                Command::Notify(n, batch) => {
+                    self.core.notify(now, &n, batch);
+                }
+            }
+        }
+        false
+    }
+
+    fn put_conn(&mut self, id: ListenerId, conn: Conn) {
+        let i = id.index();
+        if self.conns.len() <= i {
+            self.conns.resize_with(i + 1, || None);
+        }
+        self.conns[i] = Some(conn);
+    }
+
+    /// Removes the connection of `id` (if it is still that connection).
+    fn take_conn(&mut self, id: ListenerId) -> Option<Conn> {
+        let slot = self.conns.get_mut(id.index())?;
+        if slot.as_ref().is_some_and(|c| c.id() == id) {
+            let conn = slot.take()?;
+            if let Conn::Tcp(tcp) = &conn {
+                if let Some(n) = self.per_addr.get_mut(&tcp.peer) {
+                    *n -= 1;
+                    if *n == 0 {
+                        self.per_addr.remove(&tcp.peer);
+                    }
+                }
+            }
+            Some(conn)
+        } else {
+            None
+        }
+    }
+
+    fn receive(&mut self, i: usize, now: Instant) {
+        let Some(udp) = self.udps.get_mut(i) else {
+            return;
+        };
+        let core = &mut self.core;
+        let log = &mut self.bad_input_log;
+        let mut acks_unsent = 0;
+        let mut bytes_out = 0;
+        let result = udp.drain(
+            UDP_BUDGET,
+            &mut acks_unsent,
+            &mut bytes_out,
+            |bytes, from, ack| match core.handle_datagram(now, bytes) {
+                Ok(received) => received.ack.and_then(|a| a.emit(ack).ok()),
+                Err(error) => {
+                    if let Some(suppressed) = log.allow() {
+                        warn!(%from, %error, suppressed, "dropped a malformed datagram");
+                    }
+                    None
+                }
+            },
+        );
+        let t = self.core.transport_stats();
+        t.acks_unsent += acks_unsent;
+        t.bytes_out += bytes_out;
+        match result {
+            Ok(drained) => {
+                let t = self.core.transport_stats();
+                t.udp_reads += drained.reads;
+                t.bytes_in += drained.bytes;
+                self.core.handle_lost(now, drained.drops);
+                if !drained.empty {
+                    self.udp_more.push(i);
+                }
+            }
+            Err(error) => {
+                if let Some(suppressed) = self.bad_input_log.allow() {
+                    warn!(%error, suppressed, "UDP receive error");
+                }
+            }
+        }
+    }
+
+    fn accept(&mut self, i: usize, now: Instant) {
+        loop {
+            let Some(listener) = self.tcps.get(i) else {
+                return;
+            };
+            let (mut stream, peer) = match listener.accept() {
+                Ok(pair) => pair,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => continue,
+                Err(error) => {
+                    // Out of file descriptors, typically: the next connection
+                    // attempt readies the listener again.
+                    if let Some(suppressed) = self.accept_log.allow() {
+                        warn!(%error, suppressed, "cannot accept a listener connection");
+                    }
+                    return;
+                }
+            };
+            let ip = peer.ip();
+            let from_here = self.per_addr.get(&ip).copied().unwrap_or(0);
+            if self.config.max_per_address > 0 && from_here >= self.config.max_per_address {
+                self.core.transport_stats().refused_per_address += 1;
+                conn::refuse(&mut stream, CloseReason::TooManyFromAddress);
+                continue;
+            }
+            match self.core.open(now) {
+                Ok(id) => {
+                    let _ = stream.set_nodelay(true);
+                    let token = Token(CONN_BASE + id.index());
+                    if let Err(error) = self.poll.registry().register(
+                        &mut stream,
+                        token,
+                        Interest::READABLE | Interest::WRITABLE,
+                    ) {
+                        warn!(%error, "cannot register a connection");
+                        self.core.disconnect(id);
+                        continue;
+                    }
+                    *self.per_addr.entry(ip).or_insert(0) += 1;
+                    self.put_conn(id, Conn::Tcp(Box::new(TcpConn::new(stream, id, ip))));
+                    debug!(%peer, listener = %id, "connection opened");
+                }
+                Err(OpenError::Full) => conn::refuse(&mut stream, CloseReason::TooManyListeners),
+                Err(_) => conn::refuse(&mut stream, CloseReason::Shutdown),
+            }
+        }
+    }
+
+    fn conn_event(&mut self, index: usize, event: &mio::event::Event, now: Instant) {
+        let Some(Some(Conn::Tcp(conn))) = self.conns.get_mut(index) else {
+            return;
+        };
+        let id = conn.id;
+        if event.is_readable() || event.is_read_closed() || event.is_error() {
+            let outcome = conn.read(&mut self.core, now, &mut self.bad_input_log);
+            if outcome.is_err() {
+                self.drop_conn(id);
+                return;
+            }
+        }
+        if event.is_writable() {
+            conn.writable = true;
+            if conn.pump(&mut self.core).is_err() {
+                self.drop_conn(id);
+            }
+        }
+    }
+
+    /// The peer went away or the socket failed: forget the connection.
+    fn drop_conn(&mut self, id: ListenerId) {
+        if let Some(Conn::Tcp(mut tcp)) = self.take_conn(id) {
+            let _ = self.poll.registry().deregister(&mut tcp.stream);
+            if tcp.io_error {
+                self.core.transport_stats().io_errors += 1;
+            }
+        }
+        self.core.disconnect(id);
+    }
+
+    /// Acts on the core's events and writes whatever its outboxes hold.
+    fn flush(&mut self) {
+        while let Some(event) = self.core.poll_event() {
+            match event {
+                Event::Closed {
+                    listener,
+                    reason,
+                    send_close,
+                } => match self.take_conn(listener) {
+                    Some(Conn::Tcp(mut tcp)) => {
+                        if send_close {
+                            tcp.write_final(&[FrameRepr::Close(CloseRepr::new(reason))]);
+                        }
+                        let _ = self.poll.registry().deregister(&mut tcp.stream);
+                        debug!(%listener, %reason, "connection closed");
+                    }
+                    Some(Conn::Local { shared, .. }) => shared.set_state(ListenerState::Closed),
+                    None => {}
+                },
+                Event::StatsRequested { listener } => {
+                    if let Some(Conn::Tcp(mut tcp)) = self.take_conn(listener) {
+                        let mut frames = Vec::with_capacity(Stats::len() + 1);
+                        self.core.stats().visit(|index, _, value| {
+                            frames.push(FrameRepr::Stat(StatRepr { index, value }));
+                        });
+                        frames.push(FrameRepr::Close(CloseRepr::new(CloseReason::Normal)));
+                        let written = tcp.write_final(&frames);
+                        self.core.transport_stats().bytes_out += written as u64;
+                        let _ = self.poll.registry().deregister(&mut tcp.stream);
+                    }
+                }
+                _ => {}
+            }
+        }
+        while let Some(id) = self.core.poll_ready() {
+            let failed = match self.conns.get_mut(id.index()) {
+                Some(Some(Conn::Tcp(tcp))) if tcp.id == id => {
+                    tcp.writable && tcp.pump(&mut self.core).is_err()
+                }
+                Some(Some(Conn::Local { id: local, shared })) if *local == id => {
+                    while let Some(frame) = self.core.poll_frame(id) {
+                        if let FrameRepr::Flags(f) = frame {
+                            shared.raise(f.flags);
+                        }
+                    }
+                    false
+                }
+                _ => false,
+            };
+            if failed {
+                self.drop_conn(id);
+            }
+        }
+    }
+
+    /// Shutdown: every listener gets a close frame, then the loop ends.
+    fn stop(&mut self, _now: Instant) {
+        info!("broker shutting down");
+        self.core.shutdown();
+        self.flush();
+    }
+}
+
+#[allow(dead_code)]
+const _: () = assert!(MAX_FRAME_LEN < 256);

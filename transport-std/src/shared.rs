@@ -1,0 +1,174 @@
+//! The state a listener shares between the thread that raises its flags (a
+//! connection thread or the in-process broker loop) and the application
+//! threads that check and wait on them.
+//!
+//! Checks are lock-free test-and-clear reads of an [`AtomicFlags`]. Waiting
+//! uses a mutex and condvar, but a raise only touches them when some thread
+//! is actually waiting (a `waiters` count, ordered with `SeqCst` against the
+//! flags), so raising with nobody waiting costs one atomic OR.
+
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use flagpost_core::flags::AtomicFlags;
+use flagpost_core::FlagSet;
+
+/// Where a listener is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ListenerState {
+    /// Opening a connection to the broker (first time or after a loss).
+    Connecting,
+    /// Welcomed: notifications arrive.
+    Listening,
+    /// The connection was lost; waiting before the next attempt.
+    BackingOff,
+    /// Stopped (explicitly, on drop, or the in-process broker is gone).
+    Closed,
+}
+
+impl ListenerState {
+    fn from_u8(v: u8) -> Self {
+        match v {
+            0 => ListenerState::Connecting,
+            1 => ListenerState::Listening,
+            2 => ListenerState::BackingOff,
+            _ => ListenerState::Closed,
+        }
+    }
+}
+
+/// Flags, state and the wait machinery of one listener.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    flags: AtomicFlags,
+    state: AtomicU8,
+    waiters: AtomicUsize,
+    interrupts: AtomicUsize,
+    lock: Mutex<()>,
+    cond: Condvar,
+    /// Set when the owner stops listening.
+    pub(crate) stop: AtomicBool,
+}
+
+impl Shared {
+    pub(crate) fn new(state: ListenerState) -> Self {
+        Shared {
+            flags: AtomicFlags::new(),
+            state: AtomicU8::new(state as u8),
+            waiters: AtomicUsize::new(0),
+            interrupts: AtomicUsize::new(0),
+            lock: Mutex::new(()),
+            cond: Condvar::new(),
+            stop: AtomicBool::new(false),
+        }
+    }
+
+    pub(crate) fn flags(&self) -> &AtomicFlags {
+        &self.flags
+    }
+
+    pub(crate) fn state(&self) -> ListenerState {
+        ListenerState::from_u8(self.state.load(Ordering::Acquire))
+    }
+
+    pub(crate) fn set_state(&self, state: ListenerState) {
+        self.state.store(state as u8, Ordering::Release);
+        if state == ListenerState::Closed {
+            self.wake_all();
+        }
+    }
+
+    /// Raises `set` and wakes waiters, if any.
+    pub(crate) fn raise(&self, set: FlagSet) {
+        if set.is_empty() {
+            return;
+        }
+        self.flags.raise(set);
+        // Pairs with the SeqCst increment in `wait`: either the waiter sees
+        // the flags, or we see the waiter.
+        std::sync::atomic::fence(Ordering::SeqCst);
+        if self.waiters.load(Ordering::SeqCst) > 0 {
+            self.wake_all();
+        }
+    }
+
+    /// Wakes every waiter without raising anything (they re-check and,
+    /// finding nothing, keep waiting unless stopped).
+    pub(crate) fn interrupt(&self) {
+        self.interrupts.fetch_add(1, Ordering::SeqCst);
+        self.wake_all();
+    }
+
+    fn wake_all(&self) {
+        let _guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        self.cond.notify_all();
+    }
+
+    /// Blocks until a flag is raised, the listener is closed or interrupted,
+    /// or `timeout` passes; returns whether a flag is raised. Clears nothing.
+    pub(crate) fn wait(&self, timeout: Duration) -> bool {
+        if !self.flags.peek().is_empty() {
+            return true;
+        }
+        let deadline = Instant::now().checked_add(timeout);
+        let mut guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        let interrupts = self.interrupts.load(Ordering::SeqCst);
+        self.waiters.fetch_add(1, Ordering::SeqCst);
+        let raised = loop {
+            if !self.flags.peek().is_empty() {
+                break true;
+            }
+            if self.state() == ListenerState::Closed
+                || self.interrupts.load(Ordering::SeqCst) != interrupts
+            {
+                break false;
+            }
+            let remaining = match deadline {
+                Some(d) => match d.checked_duration_since(Instant::now()) {
+                    Some(r) if !r.is_zero() => r,
+                    _ => break false,
+                },
+                None => Duration::from_secs(3600),
+            };
+            guard = match self.cond.wait_timeout(guard, remaining) {
+                Ok((g, _)) => g,
+                Err(p) => p.into_inner().0,
+            };
+        };
+        self.waiters.fetch_sub(1, Ordering::SeqCst);
+        raised
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[test]
+    fn wait_returns_on_raise_from_another_thread() {
+        let shared = Arc::new(Shared::new(ListenerState::Listening));
+        let raiser = {
+            let shared = shared.clone();
+            std::thread::spawn(move || {
+                // raise only once the waiter is registered: no sleep needed
+                while shared.waiters.load(Ordering::SeqCst) == 0 {
+                    std::thread::yield_now();
+                }
+                shared.raise(FlagSet::STATUS);
+            })
+        };
+        assert!(shared.wait(Duration::from_secs(30)));
+        assert!(shared.flags().check_status());
+        raiser.join().unwrap();
+    }
+
+    #[test]
+    fn wait_times_out_and_close_releases() {
+        let shared = Shared::new(ListenerState::Listening);
+        assert!(!shared.wait(Duration::from_millis(1)));
+        shared.set_state(ListenerState::Closed);
+        assert!(!shared.wait(Duration::from_secs(30)));
+    }
+}
