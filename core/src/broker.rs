@@ -789,12 +789,22 @@ where
             return;
         };
         let first = slot.pending_since.is_none();
+        let queued = slot.in_ready;
         if first {
             slot.pending_since = Some(now);
         }
-        if slot.in_ready {
+        // The stuck clock starts whenever the outbox goes from empty to
+        // pending, even if the slot is still queued from an earlier turn (a
+        // reused slot, or one drained before poll_ready reached it).
+        if first && !self.config.stuck_timeout.is_zero() {
+            self.arm(now + self.config.stuck_timeout);
+        }
+        if queued {
             return;
         }
+        let Some(slot) = self.slots.as_mut().get_mut(index as usize) else {
+            return;
+        };
         slot.in_ready = true;
         slot.ready_next = NIL;
         if self.ready_tail == NIL {
@@ -803,9 +813,6 @@ where
             tail.ready_next = index;
         }
         self.ready_tail = index;
-        if first && !self.config.stuck_timeout.is_zero() {
-            self.arm(now + self.config.stuck_timeout);
-        }
     }
 
     /// The next listener that has frames to write, each at most once until
