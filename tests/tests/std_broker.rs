@@ -92,3 +92,202 @@ fn channel_updates_reach_the_right_listeners_only() {
     assert!(all.check_channel_update());
     assert!(all.check_status_update());
 }
+
+#[test]
+fn a_thousand_notifications_between_two_checks_read_as_one() {
+    let broker = Broker::spawn(config()).unwrap();
+    let listener = ready(Listener::connect(broker.local_addr()).unwrap());
+    let notifier = Notifier::new(broker.local_addr()).unwrap();
+    for _ in 0..1000 {
+        notifier.notify_status_update(None);
+    }
+    assert!(notifier.flush(LONG));
+    // wait until the broker has taken in all 1000 (its own counter)
+    let deadline = std::time::Instant::now() + LONG;
+    while broker.stats().unwrap().changes < 1000 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "broker never counted 1000 changes"
+        );
+        listener.wait(Duration::from_millis(10));
+    }
+    assert!(listener.wait(LONG));
+    assert!(listener.check_status_update());
+    assert!(
+        !listener.check_status_update(),
+        "a thousand raises read as one"
+    );
+    let s = broker.stats().unwrap();
+    assert!(
+        s.datagrams < 1000,
+        "the notifier coalesced: {} datagrams",
+        s.datagrams
+    );
+}
+
+#[test]
+fn a_hundred_listeners_all_see_one_notification() {
+    let broker = Broker::spawn(config()).unwrap();
+    let listeners: Vec<Listener> = (0..100)
+        .map(|_| Listener::connect(broker.local_addr()).unwrap())
+        .collect();
+    let listeners: Vec<Listener> = listeners.into_iter().map(ready).collect();
+    let notifier = Notifier::new(broker.local_addr()).unwrap();
+    notifier.notify_status_update(None);
+    for (i, l) in listeners.iter().enumerate() {
+        assert!(l.wait(LONG), "listener {i} never woke");
+        assert!(l.check_status_update(), "listener {i}");
+    }
+    assert_eq!(broker.stats().unwrap().listening, 100);
+}
+
+#[test]
+fn listeners_reconnect_after_a_broker_restart_and_raise_their_flags() {
+    let broker = Broker::spawn(config()).unwrap();
+    let addr = broker.local_addr();
+    let listener = ready(
+        Listener::builder()
+            .backoff(Duration::from_millis(10), Duration::from_millis(200))
+            .connect(addr)
+            .unwrap(),
+    );
+    broker.shutdown();
+    broker.join().unwrap();
+    // the close frame (reason shutdown) ends the session; the listener retries
+    let restarted = Broker::spawn(BrokerConfig {
+        bind: vec![addr],
+        ..config()
+    })
+    .unwrap();
+    assert!(listener.wait(LONG));
+    assert!(listener.wait_listening(LONG));
+    // everything it listens for is raised: it may have missed notifications
+    assert_eq!(listener.take(), flagpost_std::core::FlagSet::ALL);
+    let stats = restarted.stats().unwrap();
+    assert_eq!(stats.listening, 1);
+}
+
+#[test]
+fn in_process_listeners_use_the_same_api() {
+    let broker = Broker::spawn(config()).unwrap();
+    let local = ready(
+        Listener::builder()
+            .channel(ch("gsm1"))
+            .local(&broker)
+            .unwrap(),
+    );
+    let notifier = Notifier::new(broker.local_addr()).unwrap();
+    notifier.notify_status_update(Some(ch("gsm1")));
+    assert!(local.wait(LONG));
+    assert!(local.check_status_update());
+    assert!(local.check_non_status_update());
+    broker
+        .notify(
+            flagpost_std::core::Notification::channel_shutdown(ch("gsm1")),
+            1,
+        )
+        .unwrap();
+    assert!(local.wait(LONG));
+    assert!(local.check_channel_shutdown());
+    drop(local);
+    // dropping it frees its slot
+    assert_eq!(broker.stats().unwrap().listening, 0);
+}
+
+#[test]
+fn shutdown_closes_listeners_with_a_reason() {
+    use flagpost_std::core::wire::*;
+    use std::io::{Read, Write};
+    let broker = Broker::spawn(config()).unwrap();
+    let mut raw = std::net::TcpStream::connect(broker.local_addr()).unwrap();
+    raw.set_read_timeout(Some(LONG)).unwrap();
+    let mut buf = [0u8; MAX_FRAME_LEN];
+    let hello = FrameRepr::Hello(HelloRepr {
+        interest: flagpost_std::core::FlagSet::ALL,
+        channel: None,
+        keepalive_secs: 0,
+    });
+    let n = hello.emit(&mut buf).unwrap();
+    raw.write_all(&buf[..n]).unwrap();
+    let mut got = Vec::new();
+    let mut chunk = [0u8; 256];
+    // read the welcome, then shut down and read to EOF
+    while frame_len(&got) != Ok(Some(18)) {
+        let n = raw.read(&mut chunk).unwrap();
+        got.extend_from_slice(&chunk[..n]);
+    }
+    broker.shutdown();
+    raw.read_to_end(&mut got).unwrap();
+    let close = FrameRepr::parse_bytes(&got[18..]).unwrap();
+    assert_eq!(
+        close,
+        FrameRepr::Close(CloseRepr::new(CloseReason::Shutdown))
+    );
+    broker.join().unwrap();
+}
+
+#[test]
+fn ipv6_loopback_works_when_available() {
+    let v6: std::net::SocketAddr = "[::1]:0".parse().unwrap();
+    if std::net::UdpSocket::bind(v6).is_err() {
+        eprintln!("skipped: this host has no IPv6 loopback");
+        return;
+    }
+    let broker = Broker::spawn(BrokerConfig {
+        bind: vec![v6],
+        ..config()
+    })
+    .unwrap();
+    assert!(broker.local_addr().is_ipv6());
+    let listener = ready(Listener::connect(broker.local_addr()).unwrap());
+    Notifier::new(broker.local_addr())
+        .unwrap()
+        .notify_status_update(None);
+    assert!(listener.wait(LONG));
+    assert!(listener.check_status_update());
+}
+
+#[test]
+fn metrics_endpoint_serves_prometheus_text_and_health() {
+    use std::io::{Read, Write};
+    let broker = Broker::spawn(config()).unwrap();
+    let metrics =
+        flagpost_std::MetricsServer::start("127.0.0.1:0".parse().unwrap(), broker.clone()).unwrap();
+    let get = |path: &str| {
+        let mut s = std::net::TcpStream::connect(metrics.local_addr()).unwrap();
+        write!(s, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").unwrap();
+        let mut body = String::new();
+        s.read_to_string(&mut body).unwrap();
+        body
+    };
+    Notifier::new(broker.local_addr())
+        .unwrap()
+        .notify_status_update(None);
+    let deadline = std::time::Instant::now() + LONG;
+    while broker.stats().unwrap().datagrams == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "datagram never counted"
+        );
+        std::thread::yield_now();
+    }
+    let text = get("/metrics");
+    assert!(
+        text.starts_with("HTTP/1.0 200") || text.starts_with("HTTP/1.1 200"),
+        "{text}"
+    );
+    assert!(
+        text.contains("flagpost_datagrams_total 1") || text.contains("flagpost_datagrams_total 2"),
+        "{text}"
+    );
+    assert!(
+        text.contains("flagpost_datagram_rejects_total{reason=\"bad_magic\"} 0"),
+        "{text}"
+    );
+    assert!(text.contains("# TYPE flagpost_listeners gauge"), "{text}");
+    assert!(get("/healthz").contains("ok"));
+    assert!(get("/nope").contains("404"));
+    broker.shutdown();
+    broker.join().unwrap();
+    assert!(get("/healthz").contains("503"));
+}

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use flagpost_core::broker::Stats;
+use flagpost_core::broker::{Metric, Stats};
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -17,15 +17,14 @@ use std::sync::atomic::AtomicU64;
 use crate::server::{BrokerHandle, ServeError};
 
 type Labels = Vec<(&'static str, &'static str)>;
+/// One value of a metric, with its label if any.
+type Entry = (Option<(&'static str, &'static str)>, u64);
 
 /// Renders `stats` in the Prometheus text exposition format.
 pub fn render(stats: &Stats) -> String {
     let mut registry = Registry::default();
     // Group the table's entries by metric name, keeping their order.
-    let mut groups: Vec<(
-        flagpost_core::broker::Metric,
-        Vec<(Option<(&'static str, &'static str)>, u64)>,
-    )> = Vec::new();
+    let mut groups: Vec<(Metric, Vec<Entry>)> = Vec::new();
     stats.visit(
         |_, metric, value| match groups.iter_mut().find(|(m, _)| m.name == metric.name) {
             Some((_, entries)) => entries.push((metric.label, value)),

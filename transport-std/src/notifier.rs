@@ -399,10 +399,7 @@ impl Notifier {
                 Err(e) => return Err(e.into()),
             };
             let wait_until = (Instant::now() + rto).min(deadline);
-            loop {
-                let Some(left) = wait_until.checked_duration_since(Instant::now()) else {
-                    break;
-                };
+            while let Some(left) = wait_until.checked_duration_since(Instant::now()) {
                 socket.set_read_timeout(Some(left.max(Duration::from_micros(100))))?;
                 match socket.recv(&mut ack_buf) {
                     Ok(n) => {

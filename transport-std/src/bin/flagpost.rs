@@ -1,1 +1,425 @@
-fn main() {}
+//! `flagpost`: run the broker, send notifications, listen, read counters.
+//!
+//! Exit codes: 0 success · 1 other failure · 2 bad usage or bad config ·
+//! 3 broker unreachable · 4 address in use · 5 permission denied ·
+//! 6 timed out waiting (`listen --timeout`).
+
+use std::io::{self, IsTerminal, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
+use flagpost_std::core::broker::Stats;
+use flagpost_std::core::wire::{frame_len, FrameRepr, MAX_FRAME_LEN};
+use flagpost_std::core::{ChannelId, FlagSet, Kind, Notification};
+use flagpost_std::{
+    Broker, BrokerConfig, ConfigError, Listener, ListenerState, MetricsServer, Notifier,
+    NotifyError, ServeError,
+};
+
+const DEFAULT_BROKER: &str = "127.0.0.1:16725";
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "flagpost",
+    version,
+    about = "Flagpost: a wake-up broker for message-processing services"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the broker (UDP notifications and TCP listeners on one port).
+    Serve(ServeArgs),
+    /// Send one notification.
+    Notify(NotifyArgs),
+    /// Listen and print one line per raised flag.
+    Listen(ListenArgs),
+    /// Print the broker's counters and gauges.
+    Stats(StatsArgs),
+    /// Print a shell completion script.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Args, Debug)]
+struct ServeArgs {
+    /// Address to serve on (repeatable; default 127.0.0.1:16725). Overrides
+    /// the file and FLAGPOST_BIND.
+    #[arg(long, value_name = "ADDR")]
+    bind: Vec<SocketAddr>,
+    /// TOML configuration file.
+    #[arg(long, value_name = "FILE", env = "FLAGPOST_CONFIG")]
+    config: Option<PathBuf>,
+    /// Serve Prometheus metrics and /healthz over HTTP on this address.
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<SocketAddr>,
+    /// Most listener connections at once.
+    #[arg(long, value_name = "N")]
+    max_listeners: Option<usize>,
+    /// Keep-alive timeout for listeners (e.g. 30s).
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    keepalive: Option<Duration>,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum NotifyKind {
+    /// A status update: new messages or a status change (work to do).
+    Status,
+    /// A non-status update: views refresh.
+    NonStatus,
+    /// A channel's configuration changed (needs --channel).
+    ChannelUpdate,
+    /// A channel must stop (needs --channel).
+    ChannelShutdown,
+}
+
+#[derive(Args, Debug)]
+struct NotifyArgs {
+    /// What to notify.
+    kind: NotifyKind,
+    /// Target one channel (required for channel-update and channel-shutdown).
+    #[arg(long, value_name = "ID")]
+    channel: Option<ChannelId>,
+    /// The broker.
+    #[arg(long, value_name = "ADDR", env = "FLAGPOST_BROKER", default_value = DEFAULT_BROKER)]
+    broker: String,
+    /// How many changes this notification stands for.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    count: u32,
+    /// Wait for the broker's acknowledgement, retransmitting until it comes.
+    #[arg(long)]
+    confirm: bool,
+    /// How long --confirm waits.
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = humantime::parse_duration)]
+    timeout: Duration,
+}
+
+#[derive(Args, Debug)]
+struct ListenArgs {
+    /// The broker.
+    #[arg(long, value_name = "ADDR", env = "FLAGPOST_BROKER", default_value = DEFAULT_BROKER)]
+    broker: String,
+    /// Listen for one channel only.
+    #[arg(long, value_name = "ID")]
+    channel: Option<ChannelId>,
+    /// Flags to listen for (comma-separated; default all).
+    #[arg(long, value_name = "FLAGS", value_delimiter = ',')]
+    interest: Vec<FlagName>,
+    /// Exit after the first notification.
+    #[arg(long)]
+    once: bool,
+    /// Print JSON lines with a timestamp.
+    #[arg(long)]
+    json: bool,
+    /// Give up (exit 6) if nothing arrives within this time.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    timeout: Option<Duration>,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum FlagName {
+    Status,
+    NonStatus,
+    ChannelUpdate,
+    ChannelShutdown,
+}
+
+impl FlagName {
+    fn set(self) -> FlagSet {
+        match self {
+            FlagName::Status => FlagSet::STATUS,
+            FlagName::NonStatus => FlagSet::NON_STATUS,
+            FlagName::ChannelUpdate => FlagSet::CHANNEL_UPDATE,
+            FlagName::ChannelShutdown => FlagSet::CHANNEL_SHUTDOWN,
+        }
+    }
+}
+
+#[derive(Args, Debug)]
+struct StatsArgs {
+    /// The broker.
+    #[arg(long, value_name = "ADDR", env = "FLAGPOST_BROKER", default_value = DEFAULT_BROKER)]
+    broker: String,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// A failure with its exit code.
+struct Failure {
+    code: u8,
+    message: String,
+}
+
+impl Failure {
+    fn new(code: u8, message: impl std::fmt::Display) -> Self {
+        Failure {
+            code,
+            message: message.to_string(),
+        }
+    }
+}
+
+const EXIT_OTHER: u8 = 1;
+const EXIT_CONFIG: u8 = 2;
+const EXIT_UNREACHABLE: u8 = 3;
+const EXIT_ADDR_IN_USE: u8 = 4;
+const EXIT_PERMISSION: u8 = 5;
+const EXIT_TIMEOUT: u8 = 6;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let default_level = match cli.command {
+        Command::Serve(_) => "info",
+        _ => "warn",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(io::stderr)
+        .with_ansi(io::stderr().is_terminal())
+        .init();
+    let result = match cli.command {
+        Command::Serve(args) => serve(args),
+        Command::Notify(args) => notify(args),
+        Command::Listen(args) => listen(args),
+        Command::Stats(args) => stats(args),
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "flagpost", &mut io::stdout());
+            Ok(())
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) => {
+            eprintln!("flagpost: {}", f.message);
+            ExitCode::from(f.code)
+        }
+    }
+}
+
+fn serve_failure(e: ServeError) -> Failure {
+    let code = match &e {
+        ServeError::AddrInUse { .. } => EXIT_ADDR_IN_USE,
+        ServeError::PermissionDenied { .. } => EXIT_PERMISSION,
+        ServeError::Config(_) => EXIT_CONFIG,
+        ServeError::Metrics { .. } | ServeError::Bind { .. } | ServeError::Io(_) => EXIT_OTHER,
+    };
+    Failure::new(code, e)
+}
+
+fn serve(args: ServeArgs) -> Result<(), Failure> {
+    let mut config = BrokerConfig::load(args.config.as_deref(), std::env::vars())
+        .map_err(|e: ConfigError| Failure::new(EXIT_CONFIG, e))?;
+    if !args.bind.is_empty() {
+        config.bind = args.bind;
+    }
+    if let Some(m) = args.metrics {
+        config.metrics = Some(m);
+    }
+    if let Some(n) = args.max_listeners {
+        config.max_listeners = n;
+    }
+    if let Some(k) = args.keepalive {
+        config.keepalive = k;
+    }
+    config
+        .validate()
+        .map_err(|e| Failure::new(EXIT_CONFIG, e))?;
+    let metrics_addr = config.metrics;
+    let broker = Broker::bind(config).map_err(serve_failure)?;
+    let handle = broker.handle();
+    let _metrics = match metrics_addr {
+        Some(addr) => {
+            let server = MetricsServer::start(addr, handle.clone()).map_err(serve_failure)?;
+            tracing::info!(addr = %server.local_addr(), "metrics on /metrics and /healthz");
+            Some(server)
+        }
+        None => None,
+    };
+    let on_signal = handle.clone();
+    ctrlc::set_handler(move || on_signal.shutdown())
+        .map_err(|e| Failure::new(EXIT_OTHER, format!("cannot install signal handler: {e}")))?;
+    // Announce the bound addresses on stdout: scripts started with port 0 read them.
+    for addr in handle.local_addrs() {
+        println!("listening on {addr}");
+    }
+    let _ = io::stdout().flush();
+    broker.run().map_err(serve_failure)
+}
+
+fn notify(args: NotifyArgs) -> Result<(), Failure> {
+    let kind = match args.kind {
+        NotifyKind::Status => Kind::Status,
+        NotifyKind::NonStatus => Kind::NonStatus,
+        NotifyKind::ChannelUpdate => Kind::ChannelUpdate,
+        NotifyKind::ChannelShutdown => Kind::ChannelShutdown,
+    };
+    let notification = Notification::new(kind, args.channel)
+        .map_err(|e| Failure::new(EXIT_CONFIG, format!("{e}: add --channel ID")))?;
+    let notifier = Notifier::new(args.broker.as_str()).map_err(notify_failure)?;
+    if args.confirm {
+        let result = notifier
+            .notify_confirmed(notification, args.count, args.timeout)
+            .map_err(notify_failure)?;
+        let attempts = 1 + notifier.stats().retransmissions;
+        eprintln!("acknowledged: {result:?} after {attempts} datagram(s)");
+    } else {
+        notifier.notify(notification, args.count);
+        notifier.flush(Duration::from_secs(1));
+    }
+    Ok(())
+}
+
+fn notify_failure(e: NotifyError) -> Failure {
+    let code = match e {
+        NotifyError::Timeout { .. } | NotifyError::Unreachable { .. } => EXIT_UNREACHABLE,
+        NotifyError::Resolve(_) => EXIT_CONFIG,
+        NotifyError::Io(_) => EXIT_OTHER,
+    };
+    Failure::new(code, e)
+}
+
+fn listen(args: ListenArgs) -> Result<(), Failure> {
+    let mut builder = Listener::builder();
+    if let Some(c) = args.channel {
+        builder = builder.channel(c);
+    }
+    if !args.interest.is_empty() {
+        builder = builder.interest(
+            args.interest
+                .iter()
+                .fold(FlagSet::EMPTY, |s, f| s | f.set()),
+        );
+    }
+    let listener = builder
+        .connect(args.broker.as_str())
+        .map_err(|e| Failure::new(EXIT_CONFIG, e))?;
+    let deadline = args.timeout.map(|t| std::time::Instant::now() + t);
+    let left = || {
+        deadline.map_or(Duration::from_secs(3600), |d| {
+            d.saturating_duration_since(std::time::Instant::now())
+        })
+    };
+    // The first welcome raises every flag (a fresh listener re-checks
+    // everything); that is not a notification, so it is not printed. Raises
+    // after a reconnect are printed: something may have been missed.
+    let mut warned = false;
+    while !listener.wait_listening(Duration::from_millis(500).min(left())) {
+        if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
+            return Err(Failure::new(
+                EXIT_UNREACHABLE,
+                format!("broker at {} unreachable", args.broker),
+            ));
+        }
+        if !warned && listener.state() == ListenerState::BackingOff {
+            eprintln!("waiting for the broker at {}…", args.broker);
+            warned = true;
+        }
+    }
+    listener.wait(Duration::from_secs(1));
+    listener.take();
+    eprintln!("listening on {}", args.broker);
+    let stdout = io::stdout();
+    loop {
+        if !listener.wait(left()) {
+            if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
+                return Err(Failure::new(EXIT_TIMEOUT, "nothing arrived in time"));
+            }
+            continue;
+        }
+        let flags = listener.take();
+        let mut out = stdout.lock();
+        for flag in flags.iter() {
+            let name = flag.name().unwrap_or("?");
+            let line = if args.json {
+                let ts = humantime::format_rfc3339_micros(std::time::SystemTime::now());
+                serde_json::json!({ "ts": ts.to_string(), "flag": name }).to_string()
+            } else {
+                name.to_owned()
+            };
+            if writeln!(out, "{line}").and_then(|_| out.flush()).is_err() {
+                return Ok(()); // stdout closed: nobody is reading any more
+            }
+        }
+        if args.once && !flags.is_empty() {
+            return Ok(());
+        }
+    }
+}
+
+fn stats(args: StatsArgs) -> Result<(), Failure> {
+    use std::net::ToSocketAddrs;
+    let addr = args
+        .broker
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut a| a.next())
+        .ok_or_else(|| Failure::new(EXIT_CONFIG, format!("cannot resolve {}", args.broker)))?;
+    let unreachable = |e: io::Error| {
+        Failure::new(
+            EXIT_UNREACHABLE,
+            format!("broker at {addr} unreachable: {e}"),
+        )
+    };
+    let mut stream =
+        TcpStream::connect_timeout(&addr, Duration::from_secs(5)).map_err(unreachable)?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .map_err(unreachable)?;
+    let mut buf = [0u8; MAX_FRAME_LEN];
+    let n = FrameRepr::StatsRequest
+        .emit(&mut buf)
+        .map_err(|e| Failure::new(EXIT_OTHER, e))?;
+    stream.write_all(&buf[..n]).map_err(unreachable)?;
+    let mut bytes = Vec::new();
+    stream.read_to_end(&mut bytes).map_err(unreachable)?;
+    let mut stats = Stats::default();
+    let mut rest = &bytes[..];
+    let mut complete = false;
+    while let Ok(Some(len)) = frame_len(rest) {
+        match FrameRepr::parse_bytes(&rest[..len]) {
+            Ok(FrameRepr::Stat(s)) => {
+                stats.set(s.index, s.value);
+            }
+            Ok(FrameRepr::Close(_)) => complete = true,
+            _ => {}
+        }
+        rest = &rest[len..];
+    }
+    if !complete {
+        return Err(Failure::new(
+            EXIT_OTHER,
+            "the broker's stats reply was cut short",
+        ));
+    }
+    let mut out = io::stdout().lock();
+    if args.json {
+        let mut entries = Vec::new();
+        stats.visit(|_, m, v| {
+            let label = m.label.map(|(k, v)| serde_json::json!({ k: v }));
+            entries.push(serde_json::json!({
+                "name": m.name, "labels": label, "value": v,
+                "type": if m.gauge { "gauge" } else { "counter" },
+            }));
+        });
+        let _ = writeln!(out, "{}", serde_json::Value::Array(entries));
+    } else {
+        stats.visit(|_, m, v| {
+            let _ = match m.label {
+                Some((k, l)) => writeln!(out, "{}{{{k}=\"{l}\"}} {v}", m.name),
+                None => writeln!(out, "{} {v}", m.name),
+            };
+        });
+    }
+    Ok(())
+}

@@ -1,0 +1,380 @@
+//! Faults against the std broker on loopback: a listener that never reads,
+//! every class of malformed input, a lossy path for confirmed sends, limits,
+//! silent and slow peers. Each test is bounded; waits are blocking reads or
+//! `Listener::wait` with timeouts that only bound a failure.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use flagpost_std::core::wire::*;
+use flagpost_std::core::{FlagSet, Notification};
+use flagpost_std::{Broker, BrokerConfig, Listener, Notifier};
+
+const LONG: Duration = Duration::from_secs(10);
+
+fn config() -> BrokerConfig {
+    BrokerConfig {
+        bind: vec!["127.0.0.1:0".parse().unwrap()],
+        max_listeners: 1000,
+        ..BrokerConfig::default()
+    }
+}
+
+fn ready(listener: Listener) -> Listener {
+    assert!(listener.wait_listening(LONG));
+    assert!(listener.wait(LONG));
+    listener.take();
+    listener
+}
+
+fn frame(repr: FrameRepr) -> Vec<u8> {
+    let mut buf = [0u8; MAX_FRAME_LEN];
+    let n = repr.emit(&mut buf).unwrap();
+    buf[..n].to_vec()
+}
+
+fn hello(keepalive_secs: u16) -> Vec<u8> {
+    frame(FrameRepr::Hello(HelloRepr {
+        interest: FlagSet::ALL,
+        channel: None,
+        keepalive_secs,
+    }))
+}
+
+/// Reads frames until the broker closes the connection; returns them.
+fn read_until_eof(stream: &mut TcpStream) -> Vec<FrameRepr> {
+    stream.set_read_timeout(Some(LONG)).unwrap();
+    let mut bytes = Vec::new();
+    stream
+        .read_to_end(&mut bytes)
+        .expect("broker closed the connection in time");
+    let mut frames = Vec::new();
+    let mut rest = &bytes[..];
+    while let Ok(Some(n)) = frame_len(rest) {
+        frames.push(FrameRepr::parse_bytes(&rest[..n]).unwrap());
+        rest = &rest[n..];
+    }
+    frames
+}
+
+fn close(reason: CloseReason) -> FrameRepr {
+    FrameRepr::Close(CloseRepr::new(reason))
+}
+
+#[cfg(target_os = "linux")]
+fn rss_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
+    let pages: u64 = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
+    pages * 4096
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn a_stuck_listener_delays_nobody_and_memory_stays_flat() {
+    let broker = Broker::spawn(config()).unwrap();
+    let addr = broker.local_addr();
+    // a listener that says hello and then never reads again
+    let mut stuck = TcpStream::connect(addr).unwrap();
+    socket2::SockRef::from(&stuck)
+        .set_recv_buffer_size(4096)
+        .unwrap();
+    stuck.write_all(&hello(0)).unwrap();
+    let healthy = ready(Listener::connect(addr).unwrap());
+    let notifier = Notifier::new(addr).unwrap();
+    // warm up, then measure: 20 rounds of 5,000 notifications, the healthy
+    // listener must see each round at once
+    notifier.notify_non_status_update();
+    assert!(healthy.wait(LONG));
+    healthy.take();
+    let before = rss_bytes();
+    for _ in 0..20 {
+        for _ in 0..5_000 {
+            notifier.notify(Notification::status(None), 1);
+            broker.notify(Notification::non_status(None), 1).unwrap();
+        }
+        assert!(healthy.wait(LONG), "healthy listener starved");
+        healthy.take();
+    }
+    assert!(notifier.flush(LONG));
+    let s = broker.stats().unwrap();
+    let grown = rss_bytes().saturating_sub(before);
+    assert!(grown < 4 << 20, "process grew by {grown} bytes");
+    assert_eq!(s.listening, 2, "nobody was closed");
+    assert!(
+        s.raises_coalesced > 10_000,
+        "raises coalesced: {}",
+        s.raises_coalesced
+    );
+    drop(stuck);
+}
+
+#[test]
+fn a_stuck_listener_is_closed_after_the_stuck_timeout() {
+    let broker = Broker::spawn(BrokerConfig {
+        stuck_timeout: Duration::from_secs(1),
+        ..config()
+    })
+    .unwrap();
+    let mut stuck = TcpStream::connect(broker.local_addr()).unwrap();
+    socket2::SockRef::from(&stuck)
+        .set_recv_buffer_size(2048)
+        .unwrap();
+    stuck.write_all(&hello(0)).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    // keep raising flags until the broker gives up on it
+    let flood = {
+        let broker = broker.clone();
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            for i in 0..10_000_000u32 {
+                if stop.load(Ordering::Relaxed) {
+                    return;
+                }
+                let n = if i % 2 == 0 {
+                    Notification::status(None)
+                } else {
+                    Notification::non_status(None)
+                };
+                if broker.notify(n, 1).is_err() || (i % 64 == 0 && broker.stats().is_err()) {
+                    return;
+                }
+            }
+        })
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let s = broker.stats().unwrap();
+        if s.closes[CloseReason::Stuck as usize] == 1 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "stuck listener never closed"
+        );
+        assert!(
+            s.listening == 1,
+            "closed for another reason: {:?}",
+            s.closes
+        );
+        std::thread::yield_now();
+    }
+    stop.store(true, Ordering::Relaxed);
+    flood.join().unwrap();
+}
+
+#[test]
+fn every_malformed_datagram_class_is_counted_and_ignored() {
+    let broker = Broker::spawn(config()).unwrap();
+    let listener = ready(Listener::connect(broker.local_addr()).unwrap());
+    let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let valid = {
+        let mut buf = [0u8; MAX_DATAGRAM_LEN];
+        let n = NotifyRepr {
+            notification: Notification::status(None),
+            sender: SenderId(1),
+            seq: Seq(1),
+            batch: 1,
+            ack_requested: false,
+            tag: None,
+        }
+        .emit(&mut buf)
+        .unwrap();
+        buf[..n].to_vec()
+    };
+    let mutate = |i: usize, v: u8| {
+        let mut d = valid.clone();
+        d[i] = v;
+        d
+    };
+    let cases: Vec<(Vec<u8>, Error)> = vec![
+        (b"GET / HTTP/1.0\r\n\r\n".to_vec(), Error::BadMagic),
+        (valid[..10].to_vec(), Error::Truncated),
+        (mutate(2, 9), Error::UnsupportedVersion(9)),
+        (mutate(3, 0x42), Error::UnknownType(0x42)),
+        (mutate(5, 9), Error::UnknownKind(9)),
+        (mutate(4, 0x40), Error::UnknownFlags(0x40)),
+        (mutate(7, 1), Error::ReservedNonZero),
+        ([valid.clone(), vec![0]].concat(), Error::LengthMismatch),
+        (mutate(6, 200), Error::TooLong),
+        (mutate(5, 3), Error::MissingChannel),
+        (mutate(23, 0), Error::ZeroBatch),
+        (
+            [mutate(6, 1), vec![0x07]].concat(),
+            Error::BadChannel(flagpost_std::core::channel::ChannelIdError::ControlCharacter),
+        ),
+        (vec![0u8; 2000], Error::BadMagic),
+    ];
+    for (bytes, _) in &cases {
+        udp.send_to(bytes, broker.local_addr()).unwrap();
+    }
+    // a valid datagram after them: once it is delivered, all were processed
+    udp.send_to(&valid, broker.local_addr()).unwrap();
+    assert!(listener.wait(LONG));
+    assert!(listener.check_status_update());
+    let s = broker.stats().unwrap();
+    for (_, e) in &cases {
+        let expected = cases.iter().filter(|(_, x)| x.index() == e.index()).count() as u64;
+        assert_eq!(s.datagram_rejects[e.index()], expected, "{}", e.label());
+    }
+    assert_eq!(s.datagrams, 1);
+}
+
+#[test]
+fn every_malformed_stream_class_closes_only_its_connection() {
+    let broker = Broker::spawn(config()).unwrap();
+    let addr = broker.local_addr();
+    let healthy = ready(Listener::connect(addr).unwrap());
+    let mut future_hello = hello(0);
+    future_hello[2] = 2;
+    let cases: Vec<(Vec<u8>, CloseReason)> = vec![
+        (
+            b"GET / HTTP/1.1\r\n\r\n".to_vec(),
+            CloseReason::ProtocolError,
+        ),
+        (
+            vec![b'F', b'P', 1, 0x10, 0xff, 0xff],
+            CloseReason::ProtocolError,
+        ),
+        (future_hello, CloseReason::UnsupportedVersion),
+        (frame(FrameRepr::Ping(1)), CloseReason::ProtocolError),
+        ([hello(0), hello(0)].concat(), CloseReason::ProtocolError),
+        (frame(FrameRepr::Pong(1)), CloseReason::ProtocolError),
+        (
+            vec![b'F', b'P', 1, 0x10, 0, 1, 0],
+            CloseReason::ProtocolError,
+        ),
+    ];
+    for (bytes, reason) in &cases {
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.write_all(bytes).unwrap();
+        let frames = read_until_eof(&mut s);
+        assert_eq!(frames.last(), Some(&close(*reason)), "{bytes:?}");
+    }
+    let s = broker.stats().unwrap();
+    assert!(s.frame_rejects.iter().sum::<u64>() >= 4);
+    assert_eq!(s.frames_unexpected, 3);
+    // the broker still serves the healthy listener
+    Notifier::new(addr).unwrap().notify_status_update(None);
+    assert!(healthy.wait(LONG));
+    assert!(healthy.check_status_update());
+}
+
+#[test]
+fn silent_connections_are_closed_by_hello_and_keepalive_timeouts() {
+    let broker = Broker::spawn(BrokerConfig {
+        hello_timeout: Duration::from_millis(300),
+        ..config()
+    })
+    .unwrap();
+    let mut mute = TcpStream::connect(broker.local_addr()).unwrap();
+    assert_eq!(
+        read_until_eof(&mut mute),
+        [close(CloseReason::HelloTimeout)]
+    );
+    // hello asking for a 1 s keep-alive, then silence: a dead peer
+    let mut dead = TcpStream::connect(broker.local_addr()).unwrap();
+    dead.write_all(&hello(1)).unwrap();
+    let frames = read_until_eof(&mut dead);
+    assert!(matches!(
+        frames[0],
+        FrameRepr::Welcome(WelcomeRepr {
+            keepalive_secs: 1,
+            ..
+        })
+    ));
+    assert_eq!(frames.last(), Some(&close(CloseReason::KeepaliveTimeout)));
+}
+
+#[test]
+fn limits_refuse_with_a_reason() {
+    let broker = Broker::spawn(BrokerConfig {
+        max_listeners: 3,
+        max_per_address: 2,
+        ..config()
+    })
+    .unwrap();
+    let addr = broker.local_addr();
+    let _a = ready(Listener::connect(addr).unwrap());
+    let _b = ready(Listener::connect(addr).unwrap());
+    let mut third = TcpStream::connect(addr).unwrap();
+    assert_eq!(
+        read_until_eof(&mut third),
+        [close(CloseReason::TooManyFromAddress)]
+    );
+    assert_eq!(broker.stats().unwrap().transport.refused_per_address, 1);
+}
+
+/// A UDP proxy that drops the first `drop_first` datagrams towards the
+/// broker and relays everything else (acks included).
+fn lossy_proxy(
+    broker: SocketAddr,
+    drop_first: u32,
+) -> (SocketAddr, Arc<AtomicU32>, Arc<AtomicBool>) {
+    let front = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let back = UdpSocket::bind("127.0.0.1:0").unwrap();
+    back.connect(broker).unwrap();
+    front
+        .set_read_timeout(Some(Duration::from_millis(20)))
+        .unwrap();
+    back.set_read_timeout(Some(Duration::from_millis(20)))
+        .unwrap();
+    let addr = front.local_addr().unwrap();
+    let dropped = Arc::new(AtomicU32::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let (d, s) = (dropped.clone(), stop.clone());
+    std::thread::spawn(move || {
+        let mut client = None;
+        let mut buf = [0u8; 256];
+        while !s.load(Ordering::Relaxed) {
+            if let Ok((n, from)) = front.recv_from(&mut buf) {
+                client = Some(from);
+                if d.load(Ordering::Relaxed) < drop_first {
+                    d.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    let _ = back.send(&buf[..n]);
+                }
+            }
+            if let (Ok(n), Some(c)) = (back.recv(&mut buf), client) {
+                let _ = front.send_to(&buf[..n], c);
+            }
+        }
+    });
+    (addr, dropped, stop)
+}
+
+#[test]
+fn confirmed_notifications_retransmit_until_acknowledged() {
+    let broker = Broker::spawn(config()).unwrap();
+    let listener = ready(Listener::connect(broker.local_addr()).unwrap());
+    let (proxy, dropped, stop) = lossy_proxy(broker.local_addr(), 2);
+    let notifier = Notifier::new(proxy).unwrap();
+    let result = notifier.notify_status_update_confirmed(None, LONG).unwrap();
+    assert_eq!(result, AckResult::Delivered);
+    assert_eq!(dropped.load(Ordering::Relaxed), 2);
+    assert_eq!(notifier.stats().retransmissions, 2);
+    assert!(listener.wait(LONG));
+    assert!(listener.check_status_update());
+    assert_eq!(broker.stats().unwrap().acks, 1);
+    stop.store(true, Ordering::Relaxed);
+}
+
+#[test]
+fn a_lost_tail_is_recovered_by_the_probe() {
+    let broker = Broker::spawn(config()).unwrap();
+    let listener = ready(Listener::connect(broker.local_addr()).unwrap());
+    // the only datagram of the burst is lost; nothing follows it
+    let (proxy, dropped, stop) = lossy_proxy(broker.local_addr(), 1);
+    let notifier = Notifier::new(proxy).unwrap();
+    notifier.notify_status_update(None);
+    assert!(
+        listener.wait(LONG),
+        "the tail-loss probe never delivered it"
+    );
+    assert!(listener.check_status_update());
+    assert_eq!(dropped.load(Ordering::Relaxed), 1);
+    assert_eq!(notifier.stats().probes, 1);
+    stop.store(true, Ordering::Relaxed);
+}

@@ -1,0 +1,276 @@
+//! The `flagpost` command end to end, through the real binary: serve,
+//! notify, listen --once, stats, confirmation, bad configuration, a port in
+//! use and an unreachable broker — with their exit codes.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+const BIN: &str = env!("CARGO_BIN_EXE_flagpost");
+
+/// A `flagpost serve` child on a free loopback port; killed on drop.
+struct Server {
+    child: Child,
+    addr: String,
+}
+
+impl Server {
+    fn start(extra: &[&str]) -> Server {
+        let mut child = Command::new(BIN)
+            .args(["serve", "--bind", "127.0.0.1:0"])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let addr = line
+            .trim()
+            .strip_prefix("listening on ")
+            .expect("serve announces its address")
+            .to_owned();
+        Server { child, addr }
+    }
+
+    fn stop(mut self) -> std::process::ExitStatus {
+        // SIGINT: a graceful shutdown, exit code 0
+        let _ = Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status();
+        self.child.wait().unwrap()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn run(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(BIN).args(args).output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn notify_listen_once_and_stats() {
+    let server = Server::start(&[]);
+    let mut listen = Command::new(BIN)
+        .args([
+            "listen",
+            "--broker",
+            &server.addr,
+            "--once",
+            "--timeout",
+            "20s",
+            "--channel",
+            "gsm1",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // wait for "listening on" on its stderr: from then on nothing is missed
+    let mut err = BufReader::new(listen.stderr.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("listening on") {
+        line.clear();
+        assert!(err.read_line(&mut line).unwrap() > 0, "listen exited early");
+    }
+    let (code, _, _) = run(&[
+        "notify",
+        "status",
+        "--channel",
+        "gsm1",
+        "--broker",
+        &server.addr,
+        "--count",
+        "20",
+    ]);
+    assert_eq!(code, 0);
+    let out = listen.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "status\nnon-status\n");
+
+    let (code, stdout, _) = run(&["stats", "--broker", &server.addr]);
+    assert_eq!(code, 0);
+    assert!(
+        stdout.contains("flagpost_datagrams_by_kind_total{kind=\"status\"} "),
+        "{stdout}"
+    );
+    assert!(stdout.contains("flagpost_changes_total 20"), "{stdout}");
+    let (code, json, _) = run(&["stats", "--broker", &server.addr, "--json"]);
+    assert_eq!(code, 0);
+    let parsed: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert!(parsed
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e["name"] == "flagpost_stats_requests_total"));
+    assert!(server.stop().success());
+}
+
+#[test]
+fn listen_json_lines_carry_a_timestamp() {
+    let server = Server::start(&[]);
+    let mut listen = Command::new(BIN)
+        .args([
+            "listen",
+            "--broker",
+            &server.addr,
+            "--once",
+            "--json",
+            "--interest",
+            "non-status",
+            "--timeout",
+            "20s",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(listen.stderr.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("listening on") {
+        line.clear();
+        assert!(err.read_line(&mut line).unwrap() > 0);
+    }
+    assert_eq!(
+        run(&["notify", "non-status", "--broker", &server.addr]).0,
+        0
+    );
+    let out = listen.wait_with_output().unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["flag"], "non-status");
+    assert!(v["ts"].as_str().unwrap().ends_with('Z'));
+}
+
+#[test]
+fn confirm_is_acknowledged_and_usage_errors_exit_2() {
+    let server = Server::start(&[]);
+    let (code, _, stderr) = run(&[
+        "notify",
+        "channel-update",
+        "--channel",
+        "gsm1",
+        "--confirm",
+        "--broker",
+        &server.addr,
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("acknowledged: Delivered"), "{stderr}");
+    let (code, _, stderr) = run(&["notify", "channel-shutdown", "--broker", &server.addr]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("--channel"), "{stderr}");
+    let (code, _, _) = run(&["notify", "status", "--channel", &"x".repeat(40)]);
+    assert_eq!(code, 2);
+}
+
+#[test]
+fn unreachable_broker_exits_3() {
+    // a port nobody serves: bind one and drop it
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    assert_eq!(run(&["stats", "--broker", &addr]).0, 3);
+    let (code, _, stderr) = run(&[
+        "notify",
+        "status",
+        "--confirm",
+        "--timeout",
+        "300ms",
+        "--broker",
+        &addr,
+    ]);
+    assert_eq!(code, 3, "{stderr}");
+    assert_eq!(
+        run(&["listen", "--broker", &addr, "--timeout", "300ms"]).0,
+        3
+    );
+}
+
+#[test]
+fn port_in_use_exits_4() {
+    let server = Server::start(&[]);
+    let (code, _, stderr) = run(&["serve", "--bind", &server.addr]);
+    assert_eq!(code, 4);
+    assert!(stderr.contains("address already in use"), "{stderr}");
+}
+
+#[test]
+fn bad_config_exits_2_naming_key_and_line() {
+    let dir = std::env::temp_dir().join(format!("flagpost-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("bad.toml");
+    std::fs::write(
+        &file,
+        "bind = [\"127.0.0.1:0\"]\nkeepalive = \"30s\"\nmax_listners = 10\n",
+    )
+    .unwrap();
+    let (code, _, stderr) = run(&["serve", "--config", file.to_str().unwrap()]);
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains("max_listners") && stderr.contains("line 3"),
+        "{stderr}"
+    );
+    let out = Command::new(BIN)
+        .args(["serve", "--bind", "127.0.0.1:0"])
+        .env("FLAGPOST_KEEPALIVE", "forever")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("FLAGPOST_KEEPALIVE"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn help_and_completions() {
+    for sub in ["serve", "notify", "listen", "stats"] {
+        let (code, stdout, _) = run(&[sub, "--help"]);
+        assert_eq!(code, 0);
+        assert!(stdout.contains("Usage: flagpost"), "{sub}");
+    }
+    let (code, stdout, _) = run(&["completions", "bash"]);
+    assert_eq!(code, 0);
+    assert!(stdout.contains("_flagpost"));
+}
+
+#[test]
+fn serve_with_metrics() {
+    use std::io::{Read, Write};
+    let metrics_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let metrics = format!("127.0.0.1:{metrics_port}");
+    let server = Server::start(&["--metrics", &metrics]);
+    // the metrics endpoint is up once serve has announced its address
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let body = loop {
+        if let Ok(mut s) = std::net::TcpStream::connect(&metrics) {
+            write!(s, "GET /metrics HTTP/1.0\r\n\r\n").unwrap();
+            let mut body = String::new();
+            s.read_to_string(&mut body).unwrap();
+            break body;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "metrics endpoint never came up"
+        );
+        std::thread::yield_now();
+    };
+    assert!(body.contains("flagpost_datagrams_total 0"), "{body}");
+    assert!(server.stop().success());
+}
