@@ -16,7 +16,7 @@
 //! A connection that cannot take a frame simply stops being written to: its
 //! flags coalesce in the core's fixed outbox and nobody else waits. Every
 //! connection costs a fixed amount of memory (the core's slot plus a small
-//! boxed [`conn::TcpConn`]).
+//! boxed `TcpConn`).
 
 mod conn;
 mod udp;
