@@ -16,7 +16,7 @@ step() { printf '\n== %s ==\n' "$*"; }
 step "toolchains and tools"
 command -v cargo >/dev/null || { echo "cargo not found: install Rust with rustup" >&2; exit 1; }
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
-rustup target add thumbv6m-none-eabi thumbv7em-none-eabihf
+rustup target add thumbv6m-none-eabi thumbv7em-none-eabihf x86_64-pc-windows-gnu x86_64-apple-darwin
 if ! rustup toolchain list | grep -q '^nightly'; then
     rustup toolchain install nightly --profile minimal
 fi
@@ -44,6 +44,10 @@ cargo build -p flagpost-core --features defmt
 cargo build -p flagpost-core --target thumbv6m-none-eabi
 cargo build -p flagpost-core --target thumbv6m-none-eabi --features defmt
 cargo build -p flagpost-core --target thumbv7em-none-eabihf --features defmt
+
+step "flagpost-std on Windows and macOS (check)"
+cargo check -p flagpost-std --target x86_64-pc-windows-gnu
+cargo check -p flagpost-std --target x86_64-apple-darwin
 
 step "fuzz (${FUZZ_SECS}s per target)"
 ./fuzz/run.sh "$FUZZ_SECS"

@@ -37,6 +37,8 @@ pub(crate) struct UdpRx {
     bufs: Box<[[u8; DGRAM_BUF]; BATCH]>,
     /// Acks to send after the current batch: (destination, bytes, length).
     acks: Vec<(SocketAddr, [u8; DGRAM_BUF], usize)>,
+    /// The kernel's cumulative drop counter as last seen (Linux only).
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
     last_drops: u32,
     /// The receive buffer the kernel granted, in bytes.
     pub(crate) recv_buffer: usize,
