@@ -378,3 +378,78 @@ fn a_lost_tail_is_recovered_by_the_probe() {
     assert_eq!(notifier.stats().probes, 1);
     stop.store(true, Ordering::Relaxed);
 }
+
+#[test]
+fn the_table_limit_refuses_with_a_reason() {
+    let broker = Broker::spawn(BrokerConfig {
+        max_listeners: 2,
+        max_per_address: 0,
+        ..config()
+    })
+    .unwrap();
+    let addr = broker.local_addr();
+    let _a = ready(Listener::connect(addr).unwrap());
+    let _b = ready(Listener::connect(addr).unwrap());
+    let mut third = TcpStream::connect(addr).unwrap();
+    assert_eq!(
+        read_until_eof(&mut third),
+        [close(CloseReason::TooManyListeners)]
+    );
+    assert_eq!(broker.stats().unwrap().refused_full, 1);
+}
+
+/// Datagrams the kernel drops because the broker's socket buffer is full are
+/// read from `SO_RXQ_OVFL`, counted, and raise status like a sequence gap.
+#[cfg(target_os = "linux")]
+#[test]
+fn kernel_drops_are_counted_and_raise_status() {
+    let broker = Broker::spawn(BrokerConfig {
+        udp_recv_buffer: 1, // the kernel's minimum: a few datagrams
+        ..config()
+    })
+    .unwrap();
+    let listener = ready(
+        Listener::builder()
+            .interest(FlagSet::STATUS)
+            .connect(broker.local_addr())
+            .unwrap(),
+    );
+    // non-status floods from two threads (so the status flag can only come
+    // from the loss handling), bounded in count
+    let target = broker.local_addr();
+    let stop = Arc::new(AtomicBool::new(false));
+    let senders: Vec<_> = (0..2)
+        .map(|t| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+                let mut buf = [0u8; MAX_DATAGRAM_LEN];
+                for seq in 1..=500_000u32 {
+                    if stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    let n = NotifyRepr {
+                        notification: Notification::non_status(None),
+                        sender: SenderId(100 + t),
+                        seq: Seq(seq),
+                        batch: 1,
+                        ack_requested: false,
+                        tag: None,
+                    }
+                    .emit(&mut buf)
+                    .unwrap();
+                    let _ = udp.send_to(&buf[..n], target);
+                }
+            })
+        })
+        .collect();
+    assert!(listener.wait(Duration::from_secs(60)), "no drop reported");
+    stop.store(true, Ordering::Relaxed);
+    for s in senders {
+        s.join().unwrap();
+    }
+    assert!(listener.check_status_update());
+    let s = broker.stats().unwrap();
+    assert!(s.kernel_drops > 0, "kernel drops not counted: {s:?}");
+    assert!(s.possible_losses > 0);
+}

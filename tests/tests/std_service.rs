@@ -22,24 +22,42 @@ fn broker() -> flagpost_std::BrokerHandle {
 #[test]
 fn status_updates_wake_both_tasks_and_zero_intervals_never_poll() {
     let broker = broker();
-    let listener = Arc::new(Listener::builder().interest(FlagSet::STATUS).local(&broker).unwrap());
+    let listener = Arc::new(
+        Listener::builder()
+            .interest(FlagSet::STATUS)
+            .local(&broker)
+            .unwrap(),
+    );
     let (tx, rx) = mpsc::channel();
     let tx2 = tx.clone();
     let service = Service::new(listener.clone())
-        .check_triggers(Duration::ZERO, move |r| tx.send((Task::CheckTriggers, r)).unwrap())
-        .check_outgoing(Duration::ZERO, move |r| tx2.send((Task::CheckOutgoing, r)).unwrap());
+        .check_triggers(Duration::ZERO, move |r| {
+            tx.send((Task::CheckTriggers, r)).unwrap()
+        })
+        .check_outgoing(Duration::ZERO, move |r| {
+            tx2.send((Task::CheckOutgoing, r)).unwrap()
+        });
     let stopper = service.stopper();
     let cycle = std::thread::spawn(move || service.run());
 
-    assert_eq!(rx.recv_timeout(LONG).unwrap(), (Task::CheckTriggers, Reason::Startup));
-    assert_eq!(rx.recv_timeout(LONG).unwrap(), (Task::CheckOutgoing, Reason::Startup));
+    assert_eq!(
+        rx.recv_timeout(LONG).unwrap(),
+        (Task::CheckTriggers, Reason::Startup)
+    );
+    assert_eq!(
+        rx.recv_timeout(LONG).unwrap(),
+        (Task::CheckOutgoing, Reason::Startup)
+    );
     let notifier = Notifier::new(broker.local_addr()).unwrap();
     for _ in 0..3 {
         notifier.notify_status_update(None);
         // the initial raise of a new listener may add one notification round
         let (task, reason) = rx.recv_timeout(LONG).unwrap();
         assert_eq!((task, reason), (Task::CheckTriggers, Reason::Notification));
-        assert_eq!(rx.recv_timeout(LONG).unwrap(), (Task::CheckOutgoing, Reason::Notification));
+        assert_eq!(
+            rx.recv_timeout(LONG).unwrap(),
+            (Task::CheckOutgoing, Reason::Notification)
+        );
     }
     // non-status updates cause no work
     broker.notify(Notification::non_status(None), 1).unwrap();
@@ -51,7 +69,12 @@ fn status_updates_wake_both_tasks_and_zero_intervals_never_poll() {
 #[test]
 fn an_expired_interval_polls_with_reason_interval() {
     let broker = broker();
-    let listener = Arc::new(Listener::builder().interest(FlagSet::STATUS).local(&broker).unwrap());
+    let listener = Arc::new(
+        Listener::builder()
+            .interest(FlagSet::STATUS)
+            .local(&broker)
+            .unwrap(),
+    );
     // the initial raise is a notification round: consume it first
     listener.take();
     let (tx, rx) = mpsc::channel();
