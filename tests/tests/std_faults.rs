@@ -64,51 +64,21 @@ fn close(reason: CloseReason) -> FrameRepr {
     FrameRepr::Close(CloseRepr::new(reason))
 }
 
-#[cfg(target_os = "linux")]
-fn rss_bytes() -> u64 {
-    let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
-    let pages: u64 = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
-    pages * 4096
-}
-
-#[cfg(target_os = "linux")]
-#[test]
-fn a_stuck_listener_delays_nobody_and_memory_stays_flat() {
-    let broker = Broker::spawn(config()).unwrap();
-    let addr = broker.local_addr();
-    // a listener that says hello and then never reads again
+/// Connects, says hello, reads the welcome — and then never reads again.
+fn stuck_listener(addr: SocketAddr) -> TcpStream {
     let mut stuck = TcpStream::connect(addr).unwrap();
     socket2::SockRef::from(&stuck)
-        .set_recv_buffer_size(4096)
+        .set_recv_buffer_size(2048)
         .unwrap();
     stuck.write_all(&hello(0)).unwrap();
-    let healthy = ready(Listener::connect(addr).unwrap());
-    let notifier = Notifier::new(addr).unwrap();
-    // warm up, then measure: 20 rounds of 5,000 notifications, the healthy
-    // listener must see each round at once
-    notifier.notify_non_status_update();
-    assert!(healthy.wait(LONG));
-    healthy.take();
-    let before = rss_bytes();
-    for _ in 0..20 {
-        for _ in 0..5_000 {
-            notifier.notify(Notification::status(None), 1);
-            broker.notify(Notification::non_status(None), 1).unwrap();
-        }
-        assert!(healthy.wait(LONG), "healthy listener starved");
-        healthy.take();
-    }
-    assert!(notifier.flush(LONG));
-    let s = broker.stats().unwrap();
-    let grown = rss_bytes().saturating_sub(before);
-    assert!(grown < 4 << 20, "process grew by {grown} bytes");
-    assert_eq!(s.listening, 2, "nobody was closed");
-    assert!(
-        s.raises_coalesced > 10_000,
-        "raises coalesced: {}",
-        s.raises_coalesced
-    );
-    drop(stuck);
+    stuck.set_read_timeout(Some(LONG)).unwrap();
+    let mut welcome = [0u8; 18];
+    stuck.read_exact(&mut welcome).unwrap();
+    assert!(matches!(
+        FrameRepr::parse_bytes(&welcome),
+        Ok(FrameRepr::Welcome(_))
+    ));
+    stuck
 }
 
 #[test]
@@ -118,11 +88,7 @@ fn a_stuck_listener_is_closed_after_the_stuck_timeout() {
         ..config()
     })
     .unwrap();
-    let mut stuck = TcpStream::connect(broker.local_addr()).unwrap();
-    socket2::SockRef::from(&stuck)
-        .set_recv_buffer_size(2048)
-        .unwrap();
-    stuck.write_all(&hello(0)).unwrap();
+    let stuck = stuck_listener(broker.local_addr());
     let stop = Arc::new(AtomicBool::new(false));
     // keep raising flags until the broker gives up on it
     let flood = {
@@ -163,6 +129,7 @@ fn a_stuck_listener_is_closed_after_the_stuck_timeout() {
     }
     stop.store(true, Ordering::Relaxed);
     flood.join().unwrap();
+    drop(stuck);
 }
 
 #[test]

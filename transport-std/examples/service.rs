@@ -31,7 +31,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             (Some(broker), addr)
         }
     };
-    let listener = Arc::new(Listener::builder().interest(FlagSet::STATUS).connect(addr)?);
+    let listener = Arc::new(
+        Listener::builder()
+            .interest(FlagSet::STATUS)
+            .connect(addr)?,
+    );
     let (done, handled) = mpsc::channel();
     let done_outgoing = done.clone();
     let service = Service::new(listener.clone())
@@ -49,7 +53,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     if broker.is_some() {
         // demo: three batches of new messages, one status update each
-        assert!(listener.wait_listening(Duration::from_secs(5)), "broker not reachable");
+        assert!(
+            listener.wait_listening(Duration::from_secs(5)),
+            "broker not reachable"
+        );
         let notifier = Notifier::new(addr)?;
         for batch in [5, 20, 1] {
             handled.recv_timeout(Duration::from_secs(5))?; // triggers done
