@@ -2,7 +2,7 @@
 # Runs every test of the workspace, installing what the tests need first.
 #
 #   ./test.sh            everything CI runs (fuzz targets FUZZ_SECS each, default 30)
-#   FUZZ_SECS=0 ./test.sh   skip nothing but run the fuzzers for 0 s (build only)
+#   FUZZ_SECS=5 ./test.sh   the same with shorter fuzz runs
 #
 # Long fuzzing, soak and benchmark runs are separate commands (see README).
 set -euo pipefail

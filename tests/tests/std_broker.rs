@@ -291,3 +291,29 @@ fn metrics_endpoint_serves_prometheus_text_and_health() {
     broker.join().unwrap();
     assert!(get("/healthz").contains("503"));
 }
+
+#[test]
+fn client_types_are_send_and_sync() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<Listener>();
+    send_sync::<Notifier>();
+    send_sync::<flagpost_std::BrokerHandle>();
+    // and a notifier is usable from many threads at once
+    let broker = Broker::spawn(config()).unwrap();
+    let listener = ready(Listener::connect(broker.local_addr()).unwrap());
+    let notifier = Notifier::new(broker.local_addr()).unwrap();
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            let n = notifier.clone();
+            s.spawn(move || {
+                for _ in 0..10_000 {
+                    n.notify_non_status_update();
+                }
+            });
+        }
+    });
+    assert!(notifier.flush(LONG));
+    assert!(listener.wait(LONG));
+    assert!(listener.check_non_status_update());
+    assert_eq!(notifier.stats().calls, 40_000);
+}
