@@ -435,7 +435,9 @@ where
     /// The channel a listening connection listens for (`None`: all channels,
     /// or not listening).
     pub fn channel(&self, id: ListenerId) -> Option<ChannelId> {
-        self.slot(id).and_then(|s| s.channel)
+        self.slot(id)
+            .filter(|s| s.state == State::Listening)
+            .and_then(|s| s.channel)
     }
 
     fn arm(&mut self, at: Instant) {
@@ -486,7 +488,8 @@ where
     /// Opens an in-process listener: listening at once for `interest` on
     /// `channel`, with no welcome and no keep-alive (it cannot go silent).
     /// Its flags frames come out of [`poll_frame`](Self::poll_frame) like
-    /// any other's; end it with [`disconnect`](Self::disconnect).
+    /// any other's (never closed as stuck, however long they wait); end it
+    /// with [`disconnect`](Self::disconnect).
     pub fn open_local(
         &mut self,
         now: Instant,
@@ -799,7 +802,11 @@ where
         if first && !self.config.stuck_timeout.is_zero() {
             self.arm(now + self.config.stuck_timeout);
         }
-        if queued {
+        // Edge-triggered: queue only when the outbox goes from empty to
+        // pending. A listener yielded but not yet drained (its socket was
+        // not writable) is the transport's to retry when it becomes
+        // writable; more raises only coalesce.
+        if queued || !first {
             return;
         }
         let Some(slot) = self.slots.as_mut().get_mut(index as usize) else {
@@ -938,12 +945,15 @@ where
             let (expiry, reason) = match slot.state {
                 State::AwaitingHello => (slot.last_rx + hello, CloseReason::HelloTimeout),
                 State::Listening => {
+                    // keep-alive zero marks an in-process listener: it can
+                    // neither go silent nor stop reading
+                    let local = slot.keepalive.is_zero();
                     let dead = match slot.keepalive {
                         Duration::ZERO => Instant::MAX,
                         keepalive => slot.last_rx + keepalive,
                     };
                     match slot.pending_since {
-                        Some(since) if !stuck.is_zero() && since + stuck < dead => {
+                        Some(since) if !local && !stuck.is_zero() && since + stuck < dead => {
                             (since + stuck, CloseReason::Stuck)
                         }
                         _ => (dead, CloseReason::KeepaliveTimeout),

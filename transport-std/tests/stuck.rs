@@ -72,7 +72,7 @@ fn a_stuck_listener_delays_nobody_and_broker_memory_stays_flat() {
     let mut round = |rounds: u32| {
         for _ in 0..rounds {
             seq += 1;
-            let kind = if seq % 2 == 0 {
+            let kind = if seq.is_multiple_of(2) {
                 Notification::status(None)
             } else {
                 Notification::non_status(None)

@@ -546,3 +546,30 @@ fn transport_close_sends_a_reason() {
     b.close(id, CloseReason::Normal); // dead handle: no-op
     assert_eq!(b.poll_event(), None);
 }
+
+#[test]
+fn poll_ready_is_edge_triggered() {
+    let mut b = broker();
+    let t = Instant::ZERO;
+    let id = listen(&mut b, t, None, FlagSet::ALL);
+    b.notify(t, &Notification::status(None), 1);
+    assert_eq!(b.poll_ready(), Some(id));
+    // not drained (socket not writable): more raises coalesce, no re-yield
+    b.notify(t, &Notification::non_status(None), 1);
+    assert_eq!(b.poll_ready(), None);
+    // drained once writable; the next raise queues it again
+    assert!(matches!(b.poll_frame(id), Some(FrameRepr::Flags(f)) if f.raises == 2));
+    assert_eq!(b.poll_frame(id), None);
+    b.notify(t, &Notification::status(None), 1);
+    assert_eq!(b.poll_ready(), Some(id));
+}
+
+#[test]
+fn local_listeners_are_never_stuck() {
+    let mut b = broker();
+    let id = b.open_local(Instant::ZERO, FlagSet::ALL, None).unwrap();
+    b.notify(Instant::ZERO, &Notification::status(None), 1);
+    b.handle_timeout(Instant::from_secs(3600));
+    assert_eq!(b.poll_event(), None);
+    assert_eq!(b.state(id), Some(ListenerState::Listening));
+}
