@@ -20,6 +20,7 @@
 //! | cycle | [`schedule`], [`timer`] | the service's polling scheduler |
 //! | broker | [`gap`], [`broker`] | loss detection, routing, coalescing outboxes |
 //! | listener | [`client`] | the listener's session (hello, keep-alive, reconnect backoff) |
+//! | sender | [`publish`] | coalescing, sequence numbers, tail-loss probe, confirmed sends |
 //!
 //! ## Flags: many raises, one check
 //!
@@ -112,6 +113,7 @@ pub mod client;
 pub mod flags;
 pub mod gap;
 pub mod notify;
+pub mod publish;
 pub mod schedule;
 pub mod time;
 pub mod timer;
