@@ -45,6 +45,11 @@ cargo build -p flagpost-core --target thumbv6m-none-eabi
 cargo build -p flagpost-core --target thumbv6m-none-eabi --features defmt
 cargo build -p flagpost-core --target thumbv7em-none-eabihf --features defmt
 
+step "flagpost-embedded: features and no_std builds"
+cargo test -p flagpost-embedded --features smoltcp
+cargo build -p flagpost-embedded --target thumbv6m-none-eabi --features smoltcp,defmt
+cargo build -p flagpost-embedded --target thumbv7em-none-eabihf --features smoltcp,defmt
+
 step "flagpost-std on Windows and macOS (check)"
 cargo check -p flagpost-std --target x86_64-pc-windows-gnu
 cargo check -p flagpost-std --target x86_64-apple-darwin

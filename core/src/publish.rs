@@ -186,6 +186,11 @@ impl<const N: usize> Publisher<N> {
         }
     }
 
+    /// The settings.
+    pub fn config(&self) -> &PublisherConfig {
+        &self.config
+    }
+
     /// The sender id.
     pub fn sender(&self) -> SenderId {
         self.sender

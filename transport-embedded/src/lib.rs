@@ -1,7 +1,42 @@
-//! Flagpost on gateway boards: a publisher and a listener over embassy-net
-//! (and a poll-driven publisher over smoltcp). Built by the gateway-boards
-//! issue; today it re-exports the core.
+//! # flagpost-embedded
+//!
+//! Flagpost for gateway boards (`no_std`, no `alloc`): a microcontroller
+//! with a cellular modem and Ethernet publishes notifications the moment an
+//! SMS or a delivery report arrives, and listens for the notifications meant
+//! for its channel.
+//!
+//! | feature | what you get |
+//! |---|---|
+//! | `embassy` (default) | [`publisher`] and [`listener`]: a cheap `Copy` handle for application tasks and a runner task (`run() -> !`) that owns the embassy-net socket, as embassy-net does it |
+//! | `smoltcp` | [`smoltcp_publisher`]: a poll-driven publisher over a bare `smoltcp` UDP socket (time passed in, next poll time returned) |
+//! | `defmt` | `defmt::Format` on public types |
+//!
+//! All protocol logic is `flagpost-core`'s: the publisher wraps
+//! [`flagpost_core::publish::Publisher`] (burst coalescing within a hold-off,
+//! sequence numbers, tail-loss probe, confirmed sends, the tag hook) and the
+//! listener wraps [`flagpost_core::client::ListenerSession`] (hello,
+//! keep-alive, reconnect with backoff, raise-everything on every welcome).
+//!
+//! ## Buffers (supplied by the caller)
+//!
+//! | socket | buffer | bytes | why |
+//! |---|---|---|---|
+//! | publisher UDP | rx payload | ≥ 72 | acks are ≤ 36 bytes; 72 holds any datagram |
+//! | publisher UDP | tx payload | ≥ 72 × *N* | one datagram per pending notification kind/channel |
+//! | publisher UDP | metadata | 2 rx, *N* tx | |
+//! | listener TCP | rx | ≥ 70 (256 recommended) | one frame is ≤ 70 bytes |
+//! | listener TCP | tx | ≥ 70 (128 recommended) | hello ≤ 42, ping 10, close 10 |
 #![no_std]
 #![deny(missing_docs)]
+#![deny(unsafe_code)]
+
+#[cfg(feature = "embassy")]
+pub mod listener;
+#[cfg(feature = "embassy")]
+pub mod publisher;
+#[cfg(feature = "smoltcp")]
+pub mod smoltcp_publisher;
+#[cfg(feature = "embassy")]
+mod time;
 
 pub use flagpost_core as core;

@@ -1,0 +1,218 @@
+//! The embassy-net publisher: application tasks hold a cheap [`Publisher`]
+//! handle; one [`PublisherRunner`] task owns the UDP socket, sends what the
+//! core's coalescing publisher has due, receives acks and sleeps until the
+//! next deadline.
+//!
+//! ```ignore
+//! static STATE: PublisherState<4> = PublisherState::new(PublisherConfig::default(), SenderId(0));
+//! // in main: STATE.set_sender(SenderId(rng.next_u64()));
+//! let runner = PublisherRunner::new(&STATE, socket, broker_endpoint, None);
+//! spawner.spawn(publisher_task(runner).unwrap());
+//! let publisher = Publisher::new(&STATE);
+//! publisher.notify(Notification::status(Some(channel)), 1); // from the modem task
+//! ```
+
+use core::cell::RefCell;
+
+use embassy_futures::select::{select3, Either3};
+use embassy_net::udp::UdpSocket;
+use embassy_net::IpEndpoint;
+use embassy_sync::blocking_mutex::raw::CriticalSectionRawMutex;
+use embassy_sync::blocking_mutex::Mutex;
+use embassy_sync::signal::Signal;
+use embassy_time::Timer;
+use flagpost_core::publish::{self, ConfirmBusy, PublishEvent, PublisherConfig, Signer};
+use flagpost_core::wire::{AckResult, SenderId, MAX_DATAGRAM_LEN};
+use flagpost_core::{Duration, Notification};
+
+use crate::time::{now, to_embassy};
+
+/// Why a confirmed notification failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
+pub enum PublishError {
+    /// Another confirmed send is in flight; try again after it.
+    Busy,
+    /// No ack arrived before the timeout.
+    TimedOut {
+        /// Datagrams sent.
+        attempts: u32,
+    },
+}
+
+impl From<ConfirmBusy> for PublishError {
+    fn from(_: ConfirmBusy) -> Self {
+        PublishError::Busy
+    }
+}
+
+impl core::fmt::Display for PublishError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            PublishError::Busy => f.write_str("a confirmed send is already in flight"),
+            PublishError::TimedOut { attempts } => {
+                write!(f, "no acknowledgement after {attempts} datagrams")
+            }
+        }
+    }
+}
+
+impl core::error::Error for PublishError {}
+
+/// The publisher's shared state, for up to `N` distinct pending
+/// notifications. Put it in a `static`.
+pub struct PublisherState<const N: usize> {
+    inner: Mutex<CriticalSectionRawMutex, RefCell<publish::Publisher<N>>>,
+    wake: Signal<CriticalSectionRawMutex, ()>,
+    outcome: Signal<CriticalSectionRawMutex, PublishEvent>,
+}
+
+impl<const N: usize> PublisherState<N> {
+    /// State for a publisher with `sender` as its id (random per boot:
+    /// seed it from the board's RNG, or set it later with
+    /// [`set_sender`](Self::set_sender)).
+    pub const fn new(config: PublisherConfig, sender: SenderId) -> Self {
+        PublisherState {
+            inner: Mutex::new(RefCell::new(publish::Publisher::new(config, sender))),
+            wake: Signal::new(),
+            outcome: Signal::new(),
+        }
+    }
+
+    /// Replaces the sender id (before anything is sent).
+    pub fn set_sender(&self, sender: SenderId) {
+        self.inner.lock(|p| {
+            let config = *p.borrow().config();
+            *p.borrow_mut() = publish::Publisher::new(config, sender);
+        });
+    }
+
+    fn with<R>(&self, f: impl FnOnce(&mut publish::Publisher<N>) -> R) -> R {
+        self.inner.lock(|p| f(&mut p.borrow_mut()))
+    }
+}
+
+/// A cheap handle for application tasks.
+#[derive(Clone, Copy)]
+pub struct Publisher<'a, const N: usize> {
+    state: &'a PublisherState<N>,
+}
+
+impl<'a, const N: usize> Publisher<'a, N> {
+    /// A handle to `state`.
+    pub const fn new(state: &'a PublisherState<N>) -> Self {
+        Publisher { state }
+    }
+
+    /// Records a notification standing for `batch` changes; the runner sends
+    /// it, merged with whatever else arrives within the hold-off.
+    pub fn notify(&self, notification: Notification, batch: u32) {
+        self.state.with(|p| p.notify(now(), notification, batch));
+        self.state.wake.signal(());
+    }
+
+    /// Sends `notification` and waits until the broker acknowledges it
+    /// (retransmitting with backoff) or `timeout` passes.
+    pub async fn notify_confirmed(
+        &self,
+        notification: Notification,
+        batch: u32,
+        timeout: Duration,
+    ) -> Result<AckResult, PublishError> {
+        self.state.outcome.reset();
+        let seq = self
+            .state
+            .with(|p| p.notify_confirmed(now(), notification, batch, timeout))?;
+        self.state.wake.signal(());
+        loop {
+            match self.state.outcome.wait().await {
+                PublishEvent::Confirmed { seq: s, result, .. } if s == seq => return Ok(result),
+                PublishEvent::TimedOut { seq: s, attempts } if s == seq => {
+                    return Err(PublishError::TimedOut { attempts })
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// The core publisher's counters.
+    pub fn stats(&self) -> publish::PublishStats {
+        self.state.with(|p| p.stats())
+    }
+}
+
+/// The task that owns the UDP socket.
+pub struct PublisherRunner<'a, 'd, const N: usize> {
+    state: &'a PublisherState<N>,
+    socket: UdpSocket<'d>,
+    broker: IpEndpoint,
+    signer: Option<&'a dyn Signer>,
+}
+
+impl<'a, 'd, const N: usize> PublisherRunner<'a, 'd, N> {
+    /// A runner sending to `broker` through `socket` (bound by the caller,
+    /// any local port); `signer` fills authentication tags when set.
+    pub fn new(
+        state: &'a PublisherState<N>,
+        socket: UdpSocket<'d>,
+        broker: IpEndpoint,
+        signer: Option<&'a dyn Signer>,
+    ) -> Self {
+        PublisherRunner {
+            state,
+            socket,
+            broker,
+            signer,
+        }
+    }
+
+    /// Changes the broker (after a configuration reload).
+    pub fn set_broker(&mut self, broker: IpEndpoint) {
+        self.broker = broker;
+    }
+
+    /// Sends, receives and sleeps forever.
+    pub async fn run(mut self) -> ! {
+        let mut tx = [0u8; MAX_DATAGRAM_LEN];
+        let mut rx = [0u8; MAX_DATAGRAM_LEN];
+        loop {
+            self.step(&mut tx).await;
+            let deadline = self.state.with(|p| p.poll_timeout());
+            let timer = Timer::at(deadline.map_or(embassy_time::Instant::MAX, to_embassy));
+            match select3(
+                self.socket.recv_from(&mut rx),
+                timer,
+                self.state.wake.wait(),
+            )
+            .await
+            {
+                Either3::First(Ok((n, _))) => {
+                    let bytes = rx.get(..n).unwrap_or(&[]);
+                    self.state.with(|p| p.handle_datagram(now(), bytes));
+                }
+                Either3::First(Err(_)) | Either3::Second(()) | Either3::Third(()) => {}
+            }
+        }
+    }
+
+    /// Sends every due datagram and publishes confirmation outcomes.
+    async fn step(&mut self, tx: &mut [u8; MAX_DATAGRAM_LEN]) {
+        loop {
+            let signer = self.signer;
+            let n = self
+                .state
+                .with(|p| p.poll_transmit_signed(now(), tx, signer));
+            let Some(n) = n else { break };
+            // A full queue or no route drops the datagram: loss detection
+            // and the tail-loss probe cover it.
+            let _ = self
+                .socket
+                .send_to(tx.get(..n).unwrap_or(&[]), self.broker)
+                .await;
+        }
+        if let Some(event) = self.state.with(|p| p.poll_event()) {
+            self.state.outcome.signal(event);
+        }
+    }
+}
