@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test of the workspace, installing what the tests need first.
+# Some end-to-end tests need root and /dev/net/tun (network namespaces with
+# a TAP device); without them they print why and pass without running.
 #
 #   ./test.sh            everything CI runs (fuzz targets FUZZ_SECS each, default 30)
 #   FUZZ_SECS=5 ./test.sh   the same with shorter fuzz runs
@@ -36,6 +38,8 @@ step "docs (warnings are errors)"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps
 
 step "tests"
+# the end-to-end tests run the real binaries (broker, gateway simulator)
+cargo build --workspace --bins
 cargo test --workspace
 
 step "core feature matrix"
@@ -44,6 +48,10 @@ cargo build -p flagpost-core --features defmt
 cargo build -p flagpost-core --target thumbv6m-none-eabi
 cargo build -p flagpost-core --target thumbv6m-none-eabi --features defmt
 cargo build -p flagpost-core --target thumbv7em-none-eabihf --features defmt
+
+step "firmware: no_std builds of the application"
+cargo build -p flagpost-firmware --target thumbv6m-none-eabi --features defmt
+cargo build -p flagpost-firmware --target thumbv7em-none-eabihf --features defmt
 
 step "flagpost-embedded: features and no_std builds"
 cargo test -p flagpost-embedded --features smoltcp

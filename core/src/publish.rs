@@ -66,14 +66,19 @@ pub struct PublisherConfig {
     pub max_rto: Duration,
 }
 
+impl PublisherConfig {
+    /// The defaults (usable in `const` contexts).
+    pub const DEFAULT: PublisherConfig = PublisherConfig {
+        hold_off: Duration::from_millis(5),
+        probe_delay: Duration::from_millis(5),
+        initial_rto: Duration::from_millis(20),
+        max_rto: Duration::from_secs(1),
+    };
+}
+
 impl Default for PublisherConfig {
     fn default() -> Self {
-        PublisherConfig {
-            hold_off: Duration::from_millis(5),
-            probe_delay: Duration::from_millis(5),
-            initial_rto: Duration::from_millis(20),
-            max_rto: Duration::from_secs(1),
-        }
+        Self::DEFAULT
     }
 }
 
@@ -189,6 +194,12 @@ impl<const N: usize> Publisher<N> {
     /// The settings.
     pub fn config(&self) -> &PublisherConfig {
         &self.config
+    }
+
+    /// Changes the settings; the sender id, the sequence and whatever is
+    /// pending stay.
+    pub fn set_config(&mut self, config: PublisherConfig) {
+        self.config = config;
     }
 
     /// The sender id.

@@ -88,6 +88,12 @@ impl<const N: usize> PublisherState<N> {
         });
     }
 
+    /// Changes the settings (after a configuration reload), keeping the
+    /// sender id, the sequence and anything pending.
+    pub fn set_config(&self, config: PublisherConfig) {
+        self.inner.lock(|p| p.borrow_mut().set_config(config));
+    }
+
     fn with<R>(&self, f: impl FnOnce(&mut publish::Publisher<N>) -> R) -> R {
         self.inner.lock(|p| f(&mut p.borrow_mut()))
     }
