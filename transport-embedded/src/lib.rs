@@ -8,7 +8,7 @@
 //! | feature | what you get |
 //! |---|---|
 //! | `embassy` (default) | [`publisher`] and [`listener`]: a cheap `Copy` handle for application tasks and a runner task (`run() -> !`) that owns the embassy-net socket, as embassy-net does it |
-//! | `smoltcp` | [`smoltcp_publisher`]: a poll-driven publisher over a bare `smoltcp` UDP socket (time passed in, next poll time returned) |
+//! | `smoltcp` | `smoltcp_publisher`: a poll-driven publisher over a bare `smoltcp` UDP socket (time passed in, next poll time returned) |
 //! | `defmt` | `defmt::Format` on public types |
 //!
 //! All protocol logic is `flagpost-core`'s: the publisher wraps
