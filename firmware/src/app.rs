@@ -96,6 +96,12 @@ pub trait Hooks: Sync {
     fn feed_watchdog(&self) {}
     /// The configuration was (re)loaded from flash.
     fn config_loaded(&self, _config: &Config, _source: Source) {}
+    /// The modem reported `event`; `published` says whether a notification
+    /// went out for it (not while reporting is off).
+    fn modem_event(&self, _event: &ModemEvent, _published: bool) {}
+    /// Reporting was switched off (a channel shutdown) or on again (a
+    /// channel update).
+    fn reporting(&self, _on: bool) {}
 }
 
 /// What the board provides.
@@ -200,7 +206,7 @@ pub async fn run<U: Read + Write>(platform: Platform<U>, resources: &'static mut
     let listener: &'static ListenerShared = listener;
     let control: &'static Control = control;
 
-    let modem = modem_loop(modem, Publisher::new(publisher), control, random());
+    let modem = modem_loop(modem, Publisher::new(publisher), control, random(), hooks);
     let watchdog = async {
         loop {
             hooks.feed_watchdog();
@@ -305,7 +311,9 @@ async fn control_loop(
         listener.wait().await;
         let flags = listener.take();
         if flags.contains(FlagSet::CHANNEL_UPDATE) {
-            control.reporting.lock(|r| r.set(true));
+            if !control.reporting.lock(|r| r.replace(true)) {
+                env.hooks.reporting(true);
+            }
             let before = control.config();
             let (config, source) = Config::load(env.flash_config);
             env.hooks.config_loaded(&config, source);
@@ -314,8 +322,10 @@ async fn control_loop(
             if config.broker != before.broker || config.channel != before.channel {
                 return;
             }
-        } else if flags.contains(FlagSet::CHANNEL_SHUTDOWN) {
-            control.reporting.lock(|r| r.set(false));
+        } else if flags.contains(FlagSet::CHANNEL_SHUTDOWN)
+            && control.reporting.lock(|r| r.replace(false))
+        {
+            env.hooks.reporting(false);
         }
         if flags.contains(FlagSet::STATUS) {
             env.hooks.outgoing_check();
@@ -329,6 +339,7 @@ async fn modem_loop<U: Read + Write>(
     publisher: Publisher<'static, PENDING>,
     control: &'static Control,
     random: u32,
+    hooks: &'static dyn Hooks,
 ) {
     let mut modem = Modem::new(now(), random);
     let mut buf = [0u8; 64];
@@ -346,9 +357,11 @@ async fn modem_loop<U: Read + Write>(
                 ModemEvent::Overrun { dropped } => dropped,
                 _ => 0,
             };
-            if batch > 0 && control.reporting.lock(Cell::get) {
+            let publish = batch > 0 && control.reporting.lock(Cell::get);
+            if publish {
                 publisher.notify(Notification::status(Some(control.channel())), batch);
             }
+            hooks.modem_event(&event, publish);
         }
         let deadline = modem.poll_timeout();
         let timer = Timer::at(deadline.map_or(embassy_time::Instant::MAX, |at| {

@@ -9,7 +9,8 @@
 //! The emulated modem answers the driver's AT commands like a real one and
 //! injects every line read from stdin as an unsolicited result code, so
 //! `echo '+CMTI: "SM",3'` on stdin is an SMS arriving. The board hooks print
-//! one line each on stdout: `ready`, `config …`, `outgoing-check`.
+//! one line each on stdout: `ready`, `config …`, `outgoing-check`,
+//! `reporting off` / `reporting on`, `modem <event> published=<bool>`.
 //! Run it inside a network namespace that owns the TAP device.
 
 mod modem;
@@ -23,6 +24,7 @@ use embassy_net_tuntap::TunTapDevice;
 use flagpost_core::ChannelId;
 use flagpost_firmware::app::{self, Hooks, Platform, Resources};
 use flagpost_firmware::config::{Config, Source, StaticIpv4};
+use flagpost_firmware::modem::ModemEvent;
 use static_cell::StaticCell;
 
 struct Args {
@@ -102,6 +104,14 @@ struct SimHooks;
 impl Hooks for SimHooks {
     fn outgoing_check(&self) {
         say("outgoing-check");
+    }
+
+    fn modem_event(&self, event: &ModemEvent, published: bool) {
+        say(&format!("modem {event:?} published={published}"));
+    }
+
+    fn reporting(&self, on: bool) {
+        say(if on { "reporting on" } else { "reporting off" });
     }
 
     fn config_loaded(&self, config: &Config, source: Source) {

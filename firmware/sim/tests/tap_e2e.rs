@@ -220,11 +220,70 @@ fn sms_to_listener_and_notify_to_outgoing_hook_through_a_tap_device() {
     let (_, at) = gateway.expect("outgoing-check");
     let notify_latency = at - sent;
 
+    // 3. a channel shutdown pauses reporting; a channel update resumes it
+    let stats = |ns: &Netns| -> u64 {
+        let out = ns
+            .cmd(&flagpost)
+            .args(["stats", "--broker", BROKER])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("flagpost_changes_total "))
+            .unwrap();
+        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    };
+    let notify = |kind: &str| {
+        let ok = ns
+            .cmd(&flagpost)
+            .args([
+                "notify",
+                kind,
+                "--channel",
+                CHANNEL,
+                "--broker",
+                BROKER,
+                "--confirm",
+            ])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "notify {kind}");
+    };
+    notify("channel-shutdown");
+    gateway.expect("reporting off");
+    let before = stats(&ns);
+    gateway.write_line("+CMTI: \"SM\",4"); // paused: not reported
+    gateway.expect("index: 4 } published=false");
+    notify("channel-update");
+    gateway.expect("reporting on");
+    let mut listen_cmd = ns.cmd(&flagpost);
+    listen_cmd.args([
+        "listen",
+        "--broker",
+        BROKER,
+        "--channel",
+        CHANNEL,
+        "--once",
+        "--interest",
+        "status",
+        "--timeout",
+        "30s",
+    ]);
+    let listener2 = Proc::spawn(listen_cmd, true);
+    listener2.expect("listening on");
+    gateway.write_line("+CMTI: \"SM\",5"); // reported again
+    listener2.expect("status");
+    // delivered since: the channel update (1) and the second SMS (1) — not the paused one
+    assert_eq!(stats(&ns) - before, 2);
+
     println!(
         "e2e latencies: +CMTI written → listener woke: {sms_latency:?} (includes the 5 ms hold-off); \
          `flagpost notify` started → outgoing hook ran: {notify_latency:?} (includes process start)"
     );
     drop(listener);
+    drop(listener2);
     drop(gateway);
     drop(broker);
     drop(ns);
