@@ -255,23 +255,37 @@ fn silent_connections_are_closed_by_hello_and_keepalive_timeouts() {
     assert_eq!(frames.last(), Some(&close(CloseReason::KeepaliveTimeout)));
 }
 
-#[test]
-fn limits_refuse_with_a_reason() {
-    let broker = Broker::spawn(BrokerConfig {
-        max_listeners: 3,
-        max_per_address: 2,
-        ..config()
-    })
-    .unwrap();
+/// Two listeners fit under `limits`; the third is refused with `reason`.
+fn third_is_refused(limits: BrokerConfig, reason: CloseReason) -> flagpost_std::BrokerHandle {
+    let broker = Broker::spawn(limits).unwrap();
     let addr = broker.local_addr();
     let _a = ready(Listener::connect(addr).unwrap());
     let _b = ready(Listener::connect(addr).unwrap());
     let mut third = TcpStream::connect(addr).unwrap();
-    assert_eq!(
-        read_until_eof(&mut third),
-        [close(CloseReason::TooManyFromAddress)]
-    );
+    assert_eq!(read_until_eof(&mut third), [close(reason)]);
+    broker
+}
+
+#[test]
+fn limits_refuse_with_a_reason() {
+    let limits = BrokerConfig {
+        max_listeners: 3,
+        max_per_address: 2,
+        ..config()
+    };
+    let broker = third_is_refused(limits, CloseReason::TooManyFromAddress);
     assert_eq!(broker.stats().unwrap().transport.refused_per_address, 1);
+}
+
+#[test]
+fn the_table_limit_refuses_with_a_reason() {
+    let limits = BrokerConfig {
+        max_listeners: 2,
+        max_per_address: 0,
+        ..config()
+    };
+    let broker = third_is_refused(limits, CloseReason::TooManyListeners);
+    assert_eq!(broker.stats().unwrap().refused_full, 1);
 }
 
 /// A UDP proxy that drops the first `drop_first` datagrams towards the
@@ -344,25 +358,6 @@ fn a_lost_tail_is_recovered_by_the_probe() {
     assert_eq!(dropped.load(Ordering::Relaxed), 1);
     assert_eq!(notifier.stats().probes, 1);
     stop.store(true, Ordering::Relaxed);
-}
-
-#[test]
-fn the_table_limit_refuses_with_a_reason() {
-    let broker = Broker::spawn(BrokerConfig {
-        max_listeners: 2,
-        max_per_address: 0,
-        ..config()
-    })
-    .unwrap();
-    let addr = broker.local_addr();
-    let _a = ready(Listener::connect(addr).unwrap());
-    let _b = ready(Listener::connect(addr).unwrap());
-    let mut third = TcpStream::connect(addr).unwrap();
-    assert_eq!(
-        read_until_eof(&mut third),
-        [close(CloseReason::TooManyListeners)]
-    );
-    assert_eq!(broker.stats().unwrap().refused_full, 1);
 }
 
 /// Datagrams the kernel drops because the broker's socket buffer is full are

@@ -6,50 +6,9 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-const BIN: &str = env!("CARGO_BIN_EXE_flagpost");
+mod common;
 
-/// A `flagpost serve` child on a free loopback port; killed on drop.
-struct Server {
-    child: Child,
-    addr: String,
-}
-
-impl Server {
-    fn start(extra: &[&str]) -> Server {
-        let mut child = Command::new(BIN)
-            .args(["serve", "--bind", "127.0.0.1:0"])
-            .args(extra)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let addr = line
-            .trim()
-            .strip_prefix("listening on ")
-            .expect("serve announces its address")
-            .to_owned();
-        Server { child, addr }
-    }
-
-    fn stop(mut self) -> std::process::ExitStatus {
-        // SIGINT: a graceful shutdown, exit code 0
-        let _ = Command::new("kill")
-            .args(["-INT", &self.child.id().to_string()])
-            .status();
-        self.child.wait().unwrap()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use common::{Server, BIN};
 
 fn run(args: &[&str]) -> (i32, String, String) {
     let out = Command::new(BIN).args(args).output().unwrap();
@@ -63,28 +22,10 @@ fn run(args: &[&str]) -> (i32, String, String) {
 #[test]
 fn notify_listen_once_and_stats() {
     let server = Server::start(&[]);
-    let mut listen = Command::new(BIN)
-        .args([
-            "listen",
-            "--broker",
-            &server.addr,
-            "--once",
-            "--timeout",
-            "20s",
-            "--channel",
-            "gsm1",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // wait for "listening on" on its stderr: from then on nothing is missed
-    let mut err = BufReader::new(listen.stderr.take().unwrap());
-    let mut line = String::new();
-    while !line.contains("listening on") {
-        line.clear();
-        assert!(err.read_line(&mut line).unwrap() > 0, "listen exited early");
-    }
+    let listen = common::listen(
+        &server.addr,
+        &["--once", "--timeout", "20s", "--channel", "gsm1"],
+    );
     let (code, _, _) = run(&[
         "notify",
         "status",
@@ -121,28 +62,17 @@ fn notify_listen_once_and_stats() {
 #[test]
 fn listen_json_lines_carry_a_timestamp() {
     let server = Server::start(&[]);
-    let mut listen = Command::new(BIN)
-        .args([
-            "listen",
-            "--broker",
-            &server.addr,
+    let listen = common::listen(
+        &server.addr,
+        &[
             "--once",
             "--json",
             "--interest",
             "non-status",
             "--timeout",
             "20s",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut err = BufReader::new(listen.stderr.take().unwrap());
-    let mut line = String::new();
-    while !line.contains("listening on") {
-        line.clear();
-        assert!(err.read_line(&mut line).unwrap() > 0);
-    }
+        ],
+    );
     assert_eq!(
         run(&["notify", "non-status", "--broker", &server.addr]).0,
         0

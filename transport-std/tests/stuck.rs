@@ -16,7 +16,9 @@ use flagpost_std::core::wire::{
 use flagpost_std::core::{FlagSet, Notification};
 use flagpost_std::Listener;
 
-const BIN: &str = env!("CARGO_BIN_EXE_flagpost");
+mod common;
+
+use common::BIN;
 const LONG: Duration = Duration::from_secs(10);
 
 fn rss_kib(pid: u32) -> u64 {
@@ -27,22 +29,9 @@ fn rss_kib(pid: u32) -> u64 {
 
 #[test]
 fn a_stuck_listener_delays_nobody_and_broker_memory_stays_flat() {
-    let mut child = Command::new(BIN)
-        .args(["serve", "--bind", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr: std::net::SocketAddr = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap()
-        .parse()
-        .unwrap();
+    let server = common::Server::start(&[]);
+    let addr: std::net::SocketAddr = server.addr.parse().unwrap();
+    let pid = server.child.id();
 
     // hello, welcome, then it never reads again
     let mut stuck = TcpStream::connect(addr).unwrap();
@@ -97,9 +86,9 @@ fn a_stuck_listener_delays_nobody_and_broker_memory_stays_flat() {
         }
     };
     round(2_000);
-    let before = rss_kib(child.id());
+    let before = rss_kib(pid);
     round(30_000);
-    let after = rss_kib(child.id());
+    let after = rss_kib(pid);
     assert!(
         after <= before + 1024,
         "broker RSS grew from {before} KiB to {after} KiB"
@@ -131,6 +120,5 @@ fn a_stuck_listener_delays_nobody_and_broker_memory_stays_flat() {
         stats.contains("flagpost_listeners{state=\"listening\"} 2"),
         "{stats}"
     );
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(server);
 }

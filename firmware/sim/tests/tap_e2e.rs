@@ -139,6 +139,27 @@ impl Drop for Proc {
     }
 }
 
+/// `flagpost listen --once` for the gateway's channel, returned once it
+/// is listening (from then on nothing is missed).
+fn listen_once(ns: &Netns, flagpost: &std::path::Path) -> Proc {
+    let mut cmd = ns.cmd(flagpost);
+    cmd.args([
+        "listen",
+        "--broker",
+        BROKER,
+        "--channel",
+        CHANNEL,
+        "--once",
+        "--interest",
+        "status",
+        "--timeout",
+        "30s",
+    ]);
+    let listener = Proc::spawn(cmd, true);
+    listener.expect("listening on");
+    listener
+}
+
 fn can_run() -> Result<(), String> {
     let uid = Command::new("id")
         .arg("-u")
@@ -188,21 +209,7 @@ fn sms_to_listener_and_notify_to_outgoing_hook_through_a_tap_device() {
     gateway.expect("outgoing-check");
 
     // 1. an SMS arrives at the gateway's modem → a listener for its channel wakes
-    let mut listen_cmd = ns.cmd(&flagpost);
-    listen_cmd.args([
-        "listen",
-        "--broker",
-        BROKER,
-        "--channel",
-        CHANNEL,
-        "--once",
-        "--interest",
-        "status",
-        "--timeout",
-        "30s",
-    ]);
-    let listener = Proc::spawn(listen_cmd, true);
-    listener.expect("listening on");
+    let listener = listen_once(&ns, &flagpost);
     let sent = Instant::now();
     gateway.write_line("+CMTI: \"SM\",3");
     let (line, at) = listener.expect("status");
@@ -258,21 +265,7 @@ fn sms_to_listener_and_notify_to_outgoing_hook_through_a_tap_device() {
     gateway.expect("index: 4 } published=false");
     notify("channel-update");
     gateway.expect("reporting on");
-    let mut listen_cmd = ns.cmd(&flagpost);
-    listen_cmd.args([
-        "listen",
-        "--broker",
-        BROKER,
-        "--channel",
-        CHANNEL,
-        "--once",
-        "--interest",
-        "status",
-        "--timeout",
-        "30s",
-    ]);
-    let listener2 = Proc::spawn(listen_cmd, true);
-    listener2.expect("listening on");
+    let listener2 = listen_once(&ns, &flagpost);
     gateway.write_line("+CMTI: \"SM\",5"); // reported again
     listener2.expect("status");
     // delivered since: the channel update (1) and the second SMS (1) — not the paused one
