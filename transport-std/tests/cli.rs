@@ -2,8 +2,7 @@
 //! notify, listen --once, stats, confirmation, bad configuration, a port in
 //! use and an unreachable broker — with their exit codes.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 mod common;

@@ -6,16 +6,16 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 
 /// The binary under test.
-pub const BIN: &str = env!("CARGO_BIN_EXE_flagpost");
+pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_flagpost");
 
 /// A `flagpost serve` child on a free loopback port; killed on drop.
-pub struct Server {
-    pub child: Child,
-    pub addr: String,
+pub(crate) struct Server {
+    pub(crate) child: Child,
+    pub(crate) addr: String,
 }
 
 impl Server {
-    pub fn start(extra: &[&str]) -> Server {
+    pub(crate) fn start(extra: &[&str]) -> Server {
         let mut child = Command::new(BIN)
             .args(["serve", "--bind", "127.0.0.1:0"])
             .args(extra)
@@ -35,7 +35,7 @@ impl Server {
         Server { child, addr }
     }
 
-    pub fn stop(mut self) -> std::process::ExitStatus {
+    pub(crate) fn stop(mut self) -> std::process::ExitStatus {
         // SIGINT: a graceful shutdown, exit code 0
         let _ = Command::new("kill")
             .args(["-INT", &self.child.id().to_string()])
@@ -53,7 +53,7 @@ impl Drop for Server {
 
 /// Starts `flagpost listen --broker ADDR EXTRA…` and returns once it is
 /// listening (it says so on stderr): from then on nothing is missed.
-pub fn listen(addr: &str, extra: &[&str]) -> Child {
+pub(crate) fn listen(addr: &str, extra: &[&str]) -> Child {
     let mut child = Command::new(BIN)
         .args(["listen", "--broker", addr])
         .args(extra)
