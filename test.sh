@@ -42,6 +42,9 @@ step "tests"
 cargo build --workspace --bins
 cargo test --workspace
 
+step "benchmarks (smoke: each benchmark runs once)"
+cargo test -p flagpost-benches --benches
+
 step "core feature matrix"
 cargo test -p flagpost-core --features std
 cargo build -p flagpost-core --features defmt

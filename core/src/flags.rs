@@ -263,8 +263,18 @@ mod atomic {
         }
 
         /// Raises every flag in `set`; returns the flags that were already raised.
+        ///
+        /// When every flag of `set` is already raised this is one relaxed
+        /// load and no write (a flood of raises does not bounce the cache
+        /// line); such a raise carries no release ordering of its own — the
+        /// checker that clears the flag synchronises with the raise that set
+        /// it.
         #[inline]
         pub fn raise(&self, set: FlagSet) -> FlagSet {
+            let current = self.raised.load(Ordering::Relaxed);
+            if current & set.bits() == set.bits() {
+                return FlagSet::from_bits_truncate(current);
+            }
             FlagSet::from_bits_truncate(self.raised.fetch_or(set.bits(), Ordering::Release))
         }
 

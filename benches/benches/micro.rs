@@ -1,0 +1,188 @@
+//! Micro-benchmarks of the hot paths (criterion): a check when clear and
+//! when raised, a raise, a scheduler step, datagram decode, broker fan-out
+//! per listener, frame encode, and a `notify_*` call on the std notifier.
+//!
+//! `cargo bench -p flagpost-benches --bench micro` (full);
+//! `cargo bench -p flagpost-benches --bench micro -- --quick` is what CI runs.
+#![allow(missing_docs)]
+
+use std::hint::black_box;
+use std::time::Duration as StdDuration;
+
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use flagpost_core::broker::{Broker, Config, ListenerSlot};
+use flagpost_core::flags::AtomicFlags;
+use flagpost_core::gap::SenderSlot;
+use flagpost_core::schedule::Scheduler;
+use flagpost_core::wire::*;
+use flagpost_core::{ChannelId, Duration, FlagSet, Instant, Kind, Notification};
+
+fn flags(c: &mut Criterion) {
+    let mut g = c.benchmark_group("flags");
+    let clear = AtomicFlags::new();
+    g.bench_function("check_clear", |b| {
+        b.iter(|| black_box(&clear).check_status())
+    });
+    let raised = AtomicFlags::new();
+    g.bench_function("raise_then_check", |b| {
+        b.iter(|| {
+            let f = black_box(&raised);
+            f.raise(FlagSet::STATUS);
+            f.check_status()
+        })
+    });
+    let target = AtomicFlags::new();
+    target.raise(FlagSet::STATUS);
+    g.bench_function("raise_already_raised", |b| {
+        b.iter(|| black_box(&target).raise(FlagSet::STATUS))
+    });
+    let fresh = AtomicFlags::new();
+    g.bench_function("raise_clear", |b| {
+        b.iter(|| {
+            let f = black_box(&fresh);
+            let was = f.raise(FlagSet::STATUS);
+            f.take();
+            was
+        })
+    });
+    // the check of a raised flag alone: raise outside the timed region
+    g.bench_function("check_raised", |b| {
+        b.iter_batched_ref(
+            || {
+                let f = AtomicFlags::new();
+                f.raise(FlagSet::STATUS);
+                f
+            },
+            |f| f.check_status(),
+            BatchSize::SmallInput,
+        )
+    });
+    // floors in the same run: what the hardware charges for the same work
+    let bare = std::sync::atomic::AtomicU8::new(0);
+    g.bench_function("floor_relaxed_load", |b| {
+        b.iter(|| black_box(&bare).load(std::sync::atomic::Ordering::Relaxed))
+    });
+    g.bench_function("floor_swap", |b| {
+        b.iter(|| black_box(&bare).swap(1, std::sync::atomic::Ordering::AcqRel))
+    });
+    g.finish();
+}
+
+fn scheduler(c: &mut Criterion) {
+    let mut s = Scheduler::new(
+        Instant::ZERO,
+        Duration::from_secs(30),
+        Duration::from_secs(60),
+    );
+    let mut now = Instant::ZERO;
+    c.bench_function("scheduler/notify_and_poll", |b| {
+        b.iter(|| {
+            now += Duration::from_micros(1);
+            s.handle_notification(now, Kind::Status);
+            while let Some(w) = s.poll(now) {
+                black_box(w);
+            }
+            s.poll_timeout()
+        })
+    });
+}
+
+fn datagram() -> ([u8; MAX_DATAGRAM_LEN], usize) {
+    let repr = NotifyRepr {
+        notification: Notification::status(Some(ChannelId::new("gsm1").unwrap())),
+        sender: SenderId(7),
+        seq: Seq(1),
+        batch: 20,
+        ack_requested: false,
+        tag: None,
+    };
+    let mut buf = [0u8; MAX_DATAGRAM_LEN];
+    let n = repr.emit(&mut buf).unwrap();
+    (buf, n)
+}
+
+fn wire(c: &mut Criterion) {
+    let (buf, n) = datagram();
+    c.bench_function("wire/datagram_decode", |b| {
+        b.iter(|| NotifyRepr::parse_bytes(black_box(&buf[..n])))
+    });
+    let frame = FrameRepr::Flags(FlagsRepr {
+        flags: FlagSet::STATUS | FlagSet::NON_STATUS,
+        raises: 3,
+    });
+    let mut out = [0u8; MAX_FRAME_LEN];
+    c.bench_function("wire/frame_encode", |b| {
+        b.iter(|| black_box(&frame).emit(&mut out))
+    });
+}
+
+fn fan_out(c: &mut Criterion) {
+    let mut g = c.benchmark_group("broker");
+    for n in [1usize, 100, 10_000] {
+        g.throughput(Throughput::Elements(n as u64));
+        g.bench_function(format!("fan_out_{n}_listeners"), |b| {
+            b.iter_batched_ref(
+                || {
+                    let mut broker = Broker::new(
+                        Config::default(),
+                        vec![ListenerSlot::EMPTY; n].into_boxed_slice(),
+                        vec![SenderSlot::EMPTY; 4].into_boxed_slice(),
+                    );
+                    for _ in 0..n {
+                        broker
+                            .open_local(Instant::ZERO, FlagSet::ALL, None)
+                            .unwrap();
+                    }
+                    broker
+                },
+                |broker| {
+                    // route, then take every listener's frame (what the transport does)
+                    broker.notify(Instant::ZERO, &Notification::status(None), 1);
+                    while let Some(id) = broker.poll_ready() {
+                        while let Some(f) = broker.poll_frame(id) {
+                            black_box(f);
+                        }
+                    }
+                },
+                BatchSize::LargeInput,
+            )
+        });
+    }
+    let (buf, n) = datagram();
+    let mut broker = Broker::new(
+        Config::default(),
+        [ListenerSlot::EMPTY; 1],
+        [SenderSlot::EMPTY; 4],
+    );
+    let mut seq = 0u32;
+    let mut d = buf;
+    g.bench_function("handle_datagram_no_listener", |b| {
+        b.iter(|| {
+            seq = seq.wrapping_add(1);
+            d[16..20].copy_from_slice(&seq.to_be_bytes());
+            broker
+                .handle_datagram(Instant::ZERO, black_box(&d[..n]))
+                .map(|r| r.reached)
+        })
+    });
+    g.finish();
+}
+
+fn notifier(c: &mut Criterion) {
+    // a sink nobody reads: the call cost is what is measured, not the send
+    let sink = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let notifier = flagpost_std::Notifier::builder()
+        .probe_delay(StdDuration::ZERO)
+        .build(sink.local_addr().unwrap())
+        .unwrap();
+    c.bench_function("notifier/notify_status_update", |b| {
+        b.iter(|| notifier.notify_status_update(None))
+    });
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().warm_up_time(StdDuration::from_millis(500)).measurement_time(StdDuration::from_secs(2));
+    targets = flags, scheduler, wire, fan_out, notifier
+}
+criterion_main!(benches);
