@@ -1,6 +1,56 @@
-//! Flagpost's benchmarks and load generators (criterion micro-benchmarks,
-//! loopback end-to-end runs, floors and peers). Built by the benchmarks
-//! issue; today it re-exports the core.
+//! Flagpost's benchmarks and load generators.
+//!
+//! * `benches/micro.rs` — criterion micro-benchmarks of the hot paths, each
+//!   beside its floor (a bare atomic load or swap) in the same run.
+//! * `flagpost-bench` — the loopback load generator: wake latency across
+//!   processes (Flagpost and its physical floor, a bare UDP→TCP relay) and
+//!   the other end-to-end figures, printed as a table.
+//!
+//! [`clock`] is the cross-process clock the latency figures use: every
+//! process reads the same `CLOCK_MONOTONIC`, so a child can stamp the moment
+//! it woke and the parent subtracts the moment it sent.
 #![deny(missing_docs)]
 
 pub use flagpost_core as core;
+
+/// The shared monotonic clock, in nanoseconds.
+#[cfg(target_os = "linux")]
+pub mod clock {
+    /// `CLOCK_MONOTONIC` in nanoseconds: comparable across processes.
+    pub fn now_ns() -> u64 {
+        // CLOCK_MONOTONIC cannot fail on Linux; 0 would only skew one sample.
+        nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).map_or(0, |t| {
+            u64::try_from(t.tv_sec()).unwrap_or(0) * 1_000_000_000
+                + u64::try_from(t.tv_nsec()).unwrap_or(0)
+        })
+    }
+}
+
+/// Latency statistics of one measurement.
+#[derive(Clone, Debug)]
+pub struct Latency {
+    /// Samples taken.
+    pub samples: u64,
+    /// Median, µs.
+    pub p50_us: f64,
+    /// 99th percentile, µs.
+    pub p99_us: f64,
+    /// 99.9th percentile, µs.
+    pub p999_us: f64,
+    /// Largest sample, µs.
+    pub max_us: f64,
+}
+
+impl Latency {
+    /// Summarises a histogram of nanoseconds.
+    pub fn from_histogram(h: &hdrhistogram::Histogram<u64>) -> Latency {
+        let us = |ns: u64| ns as f64 / 1000.0;
+        Latency {
+            samples: h.len(),
+            p50_us: us(h.value_at_quantile(0.5)),
+            p99_us: us(h.value_at_quantile(0.99)),
+            p999_us: us(h.value_at_quantile(0.999)),
+            max_us: us(h.max()),
+        }
+    }
+}
