@@ -191,7 +191,7 @@ fn wake(samples: u32) {
 
     // the floor: A → UDP → B → TCP → C
     let (report, report_addr) = report_socket();
-    let c = Participant::spawn("_relay_c", &[report_addr.clone()]);
+    let c = Participant::spawn("_relay_c", std::slice::from_ref(&report_addr));
     let b = Participant::spawn("_relay_b", &[c.addr.to_string()]);
     let a = UdpSocket::bind(loopback()).expect("bind A");
     let floor = measure(samples, &report, |_| {
