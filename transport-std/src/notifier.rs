@@ -1,14 +1,20 @@
 //! The `Notifier`: fire-and-forget notifications over UDP, cheap to call
 //! from a hot loop.
 //!
-//! Notifications are flags, so they can be merged. A call only adds its
-//! batch count to a pending slot — an atomic add for untargeted status and
-//! non-status updates, a short mutex for channel-targeted ones — and wakes
-//! the notifier's sender thread if it sleeps. The sender thread turns
-//! whatever is pending into datagrams (one per distinct kind and channel,
-//! carrying the summed batch count). Calls that arrive while a datagram is
-//! being sent coalesce into the next one: no wake-up is lost, and none waits
-//! for more than one send.
+//! Notifications are flags, so they can be merged. A call adds its batch
+//! count to a pending slot — an atomic add for untargeted status and
+//! non-status updates, a short mutex for channel-targeted ones. Then:
+//!
+//! * if the notifier has been quiet (its sender thread parked, nothing in
+//!   flight), the call sends the datagram itself — one `sendto`, no thread
+//!   hand-off on the latency path — and puts the thread on duty;
+//! * otherwise the thread, on duty for a millisecond (or the probe delay)
+//!   after each send, turns whatever is pending into datagrams (one per
+//!   distinct kind and channel, carrying the summed batch count).
+//!
+//! So a burst costs nanoseconds per call and a few datagrams in all; calls
+//! that arrive while a datagram is being sent coalesce into the next one: no
+//! wake-up is lost, and none waits for more than one send.
 //!
 //! Loss: every datagram carries the notifier's random sender id and the
 //! next sequence number, so the broker sees gaps. The loss of the *last*
@@ -130,6 +136,8 @@ impl NotifierBuilder {
             targeted: Mutex::new(Vec::new()),
             any_targeted: AtomicBool::new(false),
             sleeping: AtomicBool::new(false),
+            parked_idle: AtomicBool::new(false),
+            tail: Mutex::new(Tail::default()),
             stop: AtomicBool::new(false),
             thread: Mutex::new(None),
             probe_delay: self.probe_delay,
@@ -191,6 +199,11 @@ struct Core {
     targeted: Mutex<Vec<(Kind, ChannelId, u32)>>,
     any_targeted: AtomicBool,
     sleeping: AtomicBool,
+    /// The thread is parked with nothing to do and no probe due: a caller
+    /// that claims this (true → false) sends inline.
+    parked_idle: AtomicBool,
+    /// The last datagram sent and when to repeat it (the tail-loss probe).
+    tail: Mutex<Tail>,
     stop: AtomicBool,
     thread: Mutex<Option<Thread>>,
     probe_delay: Duration,
@@ -204,6 +217,20 @@ struct Core {
     retransmissions: AtomicU64,
     send_errors: AtomicU64,
 }
+
+#[derive(Debug, Default)]
+struct Tail {
+    last: Option<([u8; MAX_DATAGRAM_LEN], usize)>,
+    probe_at: Option<Instant>,
+    /// The thread stays on duty (calls are merged, not sent inline) until
+    /// this quiet moment after the last send.
+    on_duty_until: Option<Instant>,
+}
+
+/// How long after a send calls keep being merged by the thread rather than
+/// sent inline (at least; the probe delay if longer): a burst coalesces
+/// while an isolated notification skips the hand-off.
+const COOLDOWN: Duration = Duration::from_millis(1);
 
 fn bind_for(broker: SocketAddr) -> io::Result<UdpSocket> {
     let local: SocketAddr = if broker.is_ipv4() {
@@ -291,7 +318,23 @@ impl Notifier {
             // Channel kinds always carry a channel.
             (_, None) => add(&core.status_all, batch),
         }
-        core.wake_if_sleeping();
+        // Nothing in flight and the thread idle: send from here, saving the
+        // thread's wake-up on the latency path. Otherwise the thread (busy or
+        // about to be) sends, merging this call with whatever else arrives.
+        if core.parked_idle.load(Ordering::Relaxed)
+            && core
+                .parked_idle
+                .compare_exchange(true, false, Ordering::SeqCst, Ordering::SeqCst)
+                .is_ok()
+        {
+            core.busy.store(true, Ordering::SeqCst);
+            core.send_pending_and_arm_probe();
+            // The thread takes over: anything that arrived meanwhile, then
+            // the probe.
+            core.wake();
+        } else {
+            core.wake_if_sleeping();
+        }
     }
 
     /// Waits until everything notified so far has been handed to the
@@ -533,14 +576,47 @@ impl Core {
         last
     }
 
+    /// Sends everything pending and, if something went out, schedules its
+    /// tail-loss probe.
+    fn send_pending_and_arm_probe(&self) -> bool {
+        let Some(sent) = self.send_pending() else {
+            return false;
+        };
+        let now = Instant::now();
+        let mut tail = self.tail.lock().unwrap_or_else(|p| p.into_inner());
+        tail.last = Some(sent);
+        tail.probe_at = (!self.probe_delay.is_zero()).then(|| now + self.probe_delay);
+        tail.on_duty_until = Some(now + self.probe_delay.max(COOLDOWN));
+        true
+    }
+
+    /// Sends the probe if it is due; returns when the thread must wake next
+    /// (a later probe, or the end of its duty), `None` when it may go idle.
+    fn probe_if_due(&self) -> Option<Instant> {
+        let now = Instant::now();
+        let mut tail = self.tail.lock().unwrap_or_else(|p| p.into_inner());
+        if tail.probe_at.is_some_and(|at| now >= at) {
+            tail.probe_at = None;
+            if let Some((buf, len)) = &tail.last {
+                // Same sequence number: a duplicate if the original arrived.
+                if self.socket.send(&buf[..*len]).is_ok() {
+                    self.probes.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+        if tail.on_duty_until.is_some_and(|at| now >= at) {
+            tail.on_duty_until = None;
+        }
+        [tail.probe_at, tail.on_duty_until]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
     fn run(self: Arc<Self>) {
-        let mut last: Option<([u8; MAX_DATAGRAM_LEN], usize)> = None;
-        let mut probe_at: Option<Instant> = None;
         loop {
             self.busy.store(true, Ordering::SeqCst);
-            if let Some(sent) = self.send_pending() {
-                last = Some(sent);
-                probe_at = (!self.probe_delay.is_zero()).then(|| Instant::now() + self.probe_delay);
+            if self.send_pending_and_arm_probe() {
                 continue;
             }
             // Nothing pending: announce sleep, then re-check (pairs with
@@ -556,25 +632,29 @@ impl Core {
                 let _g = lock.lock().unwrap_or_else(|p| p.into_inner());
                 cond.notify_all();
             }
-            if self.stop.load(Ordering::SeqCst) && probe_at.is_none() {
+            let probe = self.probe_if_due();
+            if self.stop.load(Ordering::SeqCst) && probe.is_none() {
                 return;
             }
-            match probe_at {
-                Some(at) => {
-                    let now = Instant::now();
-                    if now >= at {
-                        probe_at = None;
-                        if let Some((buf, len)) = &last {
-                            // Same sequence number: a duplicate if the original arrived.
-                            if self.socket.send(&buf[..*len]).is_ok() {
-                                self.probes.fetch_add(1, Ordering::Relaxed);
-                            }
-                        }
+            match probe {
+                Some(at) => std::thread::park_timeout(at.saturating_duration_since(Instant::now())),
+                None => {
+                    // Idle: let the next caller send inline. Re-check after
+                    // publishing, as above; a caller that claimed us also
+                    // unparks us, so `park` returns at once.
+                    self.parked_idle.store(true, Ordering::SeqCst);
+                    if self.has_pending() || self.stop.load(Ordering::SeqCst) {
+                        let _ = self.parked_idle.compare_exchange(
+                            true,
+                            false,
+                            Ordering::SeqCst,
+                            Ordering::SeqCst,
+                        );
                     } else {
-                        std::thread::park_timeout(at - now);
+                        std::thread::park();
                     }
+                    self.parked_idle.store(false, Ordering::SeqCst);
                 }
-                None => std::thread::park(),
             }
             self.sleeping.store(false, Ordering::SeqCst);
         }
