@@ -25,6 +25,10 @@ fi
 if ! cargo +nightly fuzz --version >/dev/null 2>&1; then
     cargo +nightly install cargo-fuzz --locked
 fi
+# iproute2 for the end-to-end test's network namespace and TAP device
+if ! command -v ip >/dev/null 2>&1; then
+    apt-get update -qq && apt-get install -y -qq iproute2
+fi
 rustc --version; cargo +nightly fuzz --version
 
 step "format"
