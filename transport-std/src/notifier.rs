@@ -5,12 +5,12 @@
 //! count to a pending slot — an atomic add for untargeted status and
 //! non-status updates, a short mutex for channel-targeted ones. Then:
 //!
-//! * if the notifier has been quiet (its sender thread parked, nothing in
-//!   flight), the call sends the datagram itself — one `sendto`, no thread
-//!   hand-off on the latency path — and puts the thread on duty;
-//! * otherwise the thread, on duty for a millisecond (or the probe delay)
-//!   after each send, turns whatever is pending into datagrams (one per
-//!   distinct kind and channel, carrying the summed batch count).
+//! * if the notifier has been quiet (its sender thread parked, nothing sent
+//!   in the last 20 µs), the call sends the datagram itself — one `sendto`,
+//!   no thread hand-off on the latency path — and puts the thread on duty;
+//! * otherwise the thread, on duty for 20 µs after each send, turns whatever
+//!   is pending into datagrams (one per distinct kind and channel, carrying
+//!   the summed batch count).
 //!
 //! So a burst costs nanoseconds per call and a few datagrams in all; calls
 //! that arrive while a datagram is being sent coalesce into the next one: no
@@ -228,9 +228,10 @@ struct Tail {
 }
 
 /// How long after a send calls keep being merged by the thread rather than
-/// sent inline (at least; the probe delay if longer): a burst coalesces
-/// while an isolated notification skips the hand-off.
-const COOLDOWN: Duration = Duration::from_millis(1);
+/// sent inline: a burst (calls nanoseconds apart) coalesces, while an
+/// isolated notification skips the hand-off. Inline sends are thus at most
+/// one per 20 µs.
+const COOLDOWN: Duration = Duration::from_micros(20);
 
 fn bind_for(broker: SocketAddr) -> io::Result<UdpSocket> {
     let local: SocketAddr = if broker.is_ipv4() {
@@ -586,13 +587,14 @@ impl Core {
         let mut tail = self.tail.lock().unwrap_or_else(|p| p.into_inner());
         tail.last = Some(sent);
         tail.probe_at = (!self.probe_delay.is_zero()).then(|| now + self.probe_delay);
-        tail.on_duty_until = Some(now + self.probe_delay.max(COOLDOWN));
+        tail.on_duty_until = Some(now + COOLDOWN);
         true
     }
 
     /// Sends the probe if it is due; returns when the thread must wake next
-    /// (a later probe, or the end of its duty), `None` when it may go idle.
-    fn probe_if_due(&self) -> Option<Instant> {
+    /// (a later probe, or the end of its duty) and whether it is off duty
+    /// (a caller may then send inline).
+    fn probe_if_due(&self) -> (Option<Instant>, bool) {
         let now = Instant::now();
         let mut tail = self.tail.lock().unwrap_or_else(|p| p.into_inner());
         if tail.probe_at.is_some_and(|at| now >= at) {
@@ -607,10 +609,11 @@ impl Core {
         if tail.on_duty_until.is_some_and(|at| now >= at) {
             tail.on_duty_until = None;
         }
-        [tail.probe_at, tail.on_duty_until]
+        let next = [tail.probe_at, tail.on_duty_until]
             .into_iter()
             .flatten()
-            .min()
+            .min();
+        (next, tail.on_duty_until.is_none())
     }
 
     fn run(self: Arc<Self>) {
@@ -632,30 +635,31 @@ impl Core {
                 let _g = lock.lock().unwrap_or_else(|p| p.into_inner());
                 cond.notify_all();
             }
-            let probe = self.probe_if_due();
-            if self.stop.load(Ordering::SeqCst) && probe.is_none() {
+            let (next, off_duty) = self.probe_if_due();
+            if self.stop.load(Ordering::SeqCst) && next.is_none() {
                 return;
             }
-            match probe {
-                Some(at) => std::thread::park_timeout(at.saturating_duration_since(Instant::now())),
-                None => {
-                    // Idle: let the next caller send inline. Re-check after
-                    // publishing, as above; a caller that claimed us also
-                    // unparks us, so `park` returns at once.
-                    self.parked_idle.store(true, Ordering::SeqCst);
-                    if self.has_pending() || self.stop.load(Ordering::SeqCst) {
-                        let _ = self.parked_idle.compare_exchange(
-                            true,
-                            false,
-                            Ordering::SeqCst,
-                            Ordering::SeqCst,
-                        );
-                    } else {
-                        std::thread::park();
-                    }
-                    self.parked_idle.store(false, Ordering::SeqCst);
+            if off_duty {
+                // Off duty: let the next caller send inline. Re-check after
+                // publishing, as above; a caller that claims us also unparks
+                // us, so the park below returns at once.
+                self.parked_idle.store(true, Ordering::SeqCst);
+                if self.has_pending() || self.stop.load(Ordering::SeqCst) {
+                    let _ = self.parked_idle.compare_exchange(
+                        true,
+                        false,
+                        Ordering::SeqCst,
+                        Ordering::SeqCst,
+                    );
+                    self.sleeping.store(false, Ordering::SeqCst);
+                    continue;
                 }
             }
+            match next {
+                Some(at) => std::thread::park_timeout(at.saturating_duration_since(Instant::now())),
+                None => std::thread::park(),
+            }
+            self.parked_idle.store(false, Ordering::SeqCst);
             self.sleeping.store(false, Ordering::SeqCst);
         }
     }
