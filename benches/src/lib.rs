@@ -13,6 +13,9 @@
 
 pub use flagpost_core as core;
 
+#[cfg(target_os = "linux")]
+pub mod farm;
+
 /// The shared monotonic clock, in nanoseconds.
 #[cfg(target_os = "linux")]
 pub mod clock {

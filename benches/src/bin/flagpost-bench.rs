@@ -2,7 +2,11 @@
 //! physical floor measured in the same run.
 //!
 //! ```text
+//! flagpost-bench all [--quick]         every figure below (CI runs --quick)
 //! flagpost-bench wake [--samples N]
+//! flagpost-bench ingest [--seconds S]
+//! flagpost-bench fanout [--rounds R]   fan-out to 1, 100, 1,000, 10,000 listeners, and memory
+//! flagpost-bench idle [--seconds S]    1,000 idle listeners
 //! ```
 //!
 //! *wake*: one notification at a time (nothing queues), from this process
@@ -21,6 +25,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use flagpost_benches::clock::now_ns;
+use flagpost_benches::farm::{proc_sample, raise_fd_limit, Farm, FarmMode, ProcSample};
 use flagpost_benches::Latency;
 use flagpost_core::wire::{NotifyRepr, SenderId, Seq, MAX_DATAGRAM_LEN};
 use flagpost_core::Notification;
@@ -28,11 +33,16 @@ use flagpost_std::{Broker, BrokerConfig, Listener, Notifier};
 use hdrhistogram::Histogram;
 
 const REPORT_TIMEOUT: Duration = Duration::from_secs(2);
+/// Open files each participant may need: 10,000 connections and change.
+const FD_NEEDED: u64 = 10_240;
 
-/// A child process in one of the modes below; killed on drop.
+/// A child process in one of the modes below; killed on drop. Lines
+/// written to its stdin are queries; it answers each with one line.
 struct Participant {
     child: Child,
     addr: SocketAddr,
+    stdin: std::process::ChildStdin,
+    stdout: BufReader<std::process::ChildStdout>,
 }
 
 impl Participant {
@@ -46,7 +56,8 @@ impl Participant {
             .spawn()
             .expect("spawn a participant");
         let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("stdout"))
+        let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+        stdout
             .read_line(&mut line)
             .expect("participant announces itself");
         let addr = line
@@ -54,7 +65,25 @@ impl Participant {
             .strip_prefix("ready ")
             .and_then(|a| a.parse().ok())
             .unwrap_or_else(|| panic!("{mode}: bad announcement {line:?}"));
-        Participant { child, addr }
+        let stdin = child.stdin.take().expect("stdin");
+        Participant {
+            child,
+            addr,
+            stdin,
+            stdout,
+        }
+    }
+
+    fn query(&mut self, q: &str) -> String {
+        writeln!(self.stdin, "{q}").expect("query");
+        self.stdin.flush().expect("flush");
+        let mut line = String::new();
+        self.stdout.read_line(&mut line).expect("answer");
+        line.trim().to_owned()
+    }
+
+    fn sample(&self) -> ProcSample {
+        proc_sample(self.child.id()).expect("/proc")
     }
 }
 
@@ -70,13 +99,21 @@ fn announce(addr: SocketAddr) {
     let _ = std::io::stdout().flush();
 }
 
-/// Exits when the parent goes away (its end of our stdin closes).
-fn exit_with_parent() {
-    std::thread::spawn(|| {
-        let mut sink = [0u8; 16];
-        while matches!(std::io::stdin().read(&mut sink), Ok(n) if n > 0) {}
+/// Answers the parent's queries (one line each) and exits when the parent
+/// goes away (its end of our stdin closes).
+fn serve_queries(mut answer: impl FnMut(&str) -> String + Send + 'static) {
+    std::thread::spawn(move || {
+        for line in std::io::stdin().lock().lines() {
+            let Ok(q) = line else { break };
+            println!("{}", answer(q.trim()));
+            let _ = std::io::stdout().flush();
+        }
         std::process::exit(0);
     });
+}
+
+fn exit_with_parent() {
+    serve_queries(|_| String::new());
 }
 
 fn loopback() -> SocketAddr {
@@ -86,14 +123,112 @@ fn loopback() -> SocketAddr {
 // ---- child modes ----------------------------------------------------------
 
 fn child_broker() {
+    raise_fd_limit(FD_NEEDED).unwrap_or_else(|e| panic!("broker: {e}"));
     let broker = Broker::bind(BrokerConfig {
         bind: vec![loopback()],
+        max_per_address: 0,
         ..BrokerConfig::default()
     })
     .expect("bind broker");
-    announce(broker.handle().local_addr());
-    exit_with_parent();
+    let handle = broker.handle();
+    announce(handle.local_addr());
+    serve_queries(move |_| match handle.stats() {
+        Ok(s) => format!("{} {}", s.datagrams, s.listening),
+        Err(e) => format!("error {e}"),
+    });
     broker.run().expect("broker runs");
+}
+
+/// The floor receiver: recvmmsg (as the broker does) and count.
+fn child_udp_sink() {
+    use nix::sys::socket::{recvmmsg, MsgFlags, MultiHeaders, SockaddrStorage};
+    use std::os::fd::AsRawFd;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
+    let socket = UdpSocket::bind(loopback()).expect("bind");
+    let _ = socket2::SockRef::from(&socket).set_recv_buffer_size(8 << 20);
+    announce(socket.local_addr().expect("addr"));
+    let count = Arc::new(AtomicU64::new(0));
+    let shown = count.clone();
+    serve_queries(move |_| shown.load(Ordering::Relaxed).to_string());
+    let mut bufs = [[0u8; 128]; 32];
+    loop {
+        let mut headers = MultiHeaders::<SockaddrStorage>::preallocate(32, None);
+        let mut iovs: [[std::io::IoSliceMut<'_>; 1]; 32] = bufs
+            .each_mut()
+            .map(|b| [std::io::IoSliceMut::new(&mut b[..])]);
+        // blocking: wait for the first, take up to 32
+        if let Ok(r) = recvmmsg(
+            socket.as_raw_fd(),
+            &mut headers,
+            iovs.iter_mut(),
+            MsgFlags::MSG_WAITFORONE,
+            None,
+        ) {
+            count.fetch_add(r.count() as u64, Ordering::Relaxed);
+        }
+    }
+}
+
+/// The bare fan-out floor: TCP connections on a port; a datagram on the
+/// same port makes it write 8 bytes to every connection.
+fn child_fanout_server() {
+    raise_fd_limit(FD_NEEDED).unwrap_or_else(|e| panic!("fan-out server: {e}"));
+    let server = TcpListener::bind(loopback()).expect("bind");
+    let addr = server.local_addr().expect("addr");
+    let trigger = UdpSocket::bind(addr).expect("udp on the same port");
+    announce(addr);
+    exit_with_parent();
+    let conns = std::sync::Arc::new(std::sync::Mutex::new(Vec::<TcpStream>::new()));
+    let accepted = conns.clone();
+    std::thread::spawn(move || {
+        for s in server.incoming().flatten() {
+            let _ = s.set_nodelay(true);
+            accepted.lock().expect("lock").push(s);
+        }
+    });
+    let mut buf = [0u8; 64];
+    while trigger.recv(&mut buf).is_ok() {
+        for mut c in conns.lock().expect("lock").iter() {
+            let _ = c.write_all(&[1u8; 8]);
+        }
+    }
+}
+
+/// The bare idle-connection floor: accept and hold.
+fn child_idle_server() {
+    raise_fd_limit(FD_NEEDED).unwrap_or_else(|e| panic!("idle server: {e}"));
+    let server = TcpListener::bind(loopback()).expect("bind");
+    announce(server.local_addr().expect("addr"));
+    exit_with_parent();
+    let mut held = Vec::new();
+    for s in server.incoming().flatten() {
+        held.push(s);
+    }
+}
+
+/// N listener connections in one epoll loop; the query `r` waits for every
+/// connection's r-th message and answers with the moment it completed.
+fn child_farm(mode: &str, addr: &str, n: &str) {
+    raise_fd_limit(FD_NEEDED).unwrap_or_else(|e| panic!("farm: {e}"));
+    let mode = if mode == "flagpost" {
+        FarmMode::Flagpost
+    } else {
+        FarmMode::Bare
+    };
+    let addr: SocketAddr = addr.parse().expect("addr");
+    let n: usize = n.parse().expect("n");
+    let mut farm = Farm::connect(addr, n, mode).expect("farm connects");
+    announce(addr);
+    for line in std::io::stdin().lock().lines() {
+        let Ok(q) = line else { break };
+        let round: u64 = q.trim().parse().unwrap_or(0);
+        let done = farm
+            .wait_round(round, Duration::from_secs(30))
+            .expect("farm runs");
+        println!("{}", if done { now_ns() } else { 0 });
+        let _ = std::io::stdout().flush();
+    }
 }
 
 fn child_listener(broker: &str, report: &str) {
@@ -234,9 +369,206 @@ fn wake(samples: u32) {
     println!("ratio to floor (p50/p99): Notifier {a50:.2}/{a99:.2}, raw datagram {b50:.2}/{b99:.2} (target ≤ 1.2)");
 }
 
+/// Sends raw notification datagrams from `threads` threads for `secs`.
+fn blast(target: SocketAddr, threads: u64, secs: f64) -> u64 {
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let workers: Vec<_> = (0..threads)
+        .map(|t| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let udp = UdpSocket::bind(loopback()).expect("bind");
+                let mut buf = [0u8; MAX_DATAGRAM_LEN];
+                let mut seq = 0u32;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    seq += 1;
+                    let n = NotifyRepr {
+                        notification: Notification::non_status(None),
+                        sender: SenderId(0x1000 + t),
+                        seq: Seq(seq),
+                        batch: 1,
+                        ack_requested: false,
+                        tag: None,
+                    }
+                    .emit(&mut buf)
+                    .expect("fits");
+                    let _ = udp.send_to(&buf[..n], target);
+                }
+                u64::from(seq)
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_secs_f64(secs)); // the measured interval itself
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    workers.into_iter().map(|w| w.join().expect("sender")).sum()
+}
+
+fn ingest(secs: f64) {
+    println!("\ningest: raw notification datagrams, {secs} s per run (counted by the receiver)");
+    println!(
+        "{:<34} {:>12} {:>12} {:>16}",
+        "receiver", "threads", "per second", "CPU s/million"
+    );
+    for threads in [1u64, 2] {
+        let mut sink = Participant::spawn("_udp_sink", &[]);
+        let (c0, s0) = (
+            sink.query("count").parse::<u64>().unwrap_or(0),
+            sink.sample(),
+        );
+        let started = std::time::Instant::now();
+        blast(sink.addr, threads, secs);
+        let elapsed = started.elapsed().as_secs_f64();
+        let (c1, s1) = (
+            sink.query("count").parse::<u64>().unwrap_or(0),
+            sink.sample(),
+        );
+        let floor_rate = (c1 - c0) as f64 / elapsed;
+        let floor_cpu = (s1.cpu_s - s0.cpu_s) / ((c1 - c0).max(1) as f64) * 1e6;
+        println!(
+            "{:<34} {threads:>12} {floor_rate:>12.0} {floor_cpu:>16.2}",
+            "floor: recvmmsg loop"
+        );
+
+        let mut broker = Participant::spawn("_broker", &[]);
+        let count = |b: &mut Participant| {
+            b.query("stats")
+                .split(' ')
+                .next()
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        let (d0, b0) = (count(&mut broker), broker.sample());
+        let started = std::time::Instant::now();
+        blast(broker.addr, threads, secs);
+        let elapsed = started.elapsed().as_secs_f64();
+        let (d1, b1) = (count(&mut broker), broker.sample());
+        let rate = (d1 - d0) as f64 / elapsed;
+        let cpu = (b1.cpu_s - b0.cpu_s) / ((d1 - d0).max(1) as f64) * 1e6;
+        println!(
+            "{:<34} {threads:>12} {rate:>12.0} {cpu:>16.2}",
+            "flagpost broker"
+        );
+        println!(
+            "  ratio to floor: rate {:.2} (target ≥ 0.9), CPU per million {:.2} (target ≤ 1.2)",
+            rate / floor_rate.max(1.0),
+            cpu / floor_cpu.max(1e-9)
+        );
+    }
+}
+
+/// One notification until every farm connection has it, `rounds` times.
+fn fanout_rounds(farm: &mut Participant, rounds: u64, mut trigger: impl FnMut(u64)) -> Latency {
+    let mut h = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("histogram");
+    for r in 1..=rounds {
+        writeln!(farm.stdin, "{r}").expect("round");
+        farm.stdin.flush().expect("flush");
+        let sent = now_ns();
+        trigger(r);
+        let mut line = String::new();
+        farm.stdout.read_line(&mut line).expect("farm answers");
+        let done: u64 = line.trim().parse().unwrap_or(0);
+        assert!(done > 0, "round {r} never completed");
+        let _ = h.record(done.saturating_sub(sent).max(1));
+    }
+    Latency::from_histogram(&h)
+}
+
+fn fanout(rounds: u64, sizes: &[usize]) {
+    println!("\nfan-out: one notification until all N listeners have it, {rounds} rounds (µs); memory per idle connection");
+    println!(
+        "{:<8} {:>10} {:>10} {:>10} {:>10} {:>8} {:>8} {:>12} {:>12}",
+        "N", "p50", "p99", "floor p50", "floor p99", "×p50", "×p99", "B/listener", "floor B/conn"
+    );
+    for &n in sizes {
+        // Flagpost: broker + farm of listeners
+        let broker = Participant::spawn("_broker", &[]);
+        let before = broker.sample();
+        let mut farm = Participant::spawn(
+            "_farm",
+            &["flagpost".into(), broker.addr.to_string(), n.to_string()],
+        );
+        let after = broker.sample();
+        let udp = UdpSocket::bind(loopback()).expect("bind");
+        let mut buf = [0u8; MAX_DATAGRAM_LEN];
+        let flagpost = fanout_rounds(&mut farm, rounds, |r| {
+            let len = NotifyRepr {
+                notification: Notification::status(None),
+                sender: SenderId(0xfa9),
+                seq: Seq(u32::try_from(r).unwrap_or(u32::MAX)),
+                batch: 1,
+                ack_requested: false,
+                tag: None,
+            }
+            .emit(&mut buf)
+            .expect("fits");
+            let _ = udp.send_to(&buf[..len], broker.addr);
+        });
+        let per_listener = (after.rss_kib.saturating_sub(before.rss_kib) * 1024) as f64 / n as f64;
+        drop(farm);
+        drop(broker);
+
+        // floor: bare server + farm of bare connections
+        let server = Participant::spawn("_fanout_server", &[]);
+        let mut farm = Participant::spawn(
+            "_farm",
+            &["bare".into(), server.addr.to_string(), n.to_string()],
+        );
+        let floor = fanout_rounds(&mut farm, rounds, |_| {
+            let _ = udp.send_to(&[0u8; 8], server.addr);
+        });
+        drop(farm);
+        drop(server);
+        let idle = Participant::spawn("_idle_server", &[]);
+        let before = idle.sample();
+        let farm = Participant::spawn(
+            "_farm",
+            &["bare".into(), idle.addr.to_string(), n.to_string()],
+        );
+        let after = idle.sample();
+        let floor_per_conn =
+            (after.rss_kib.saturating_sub(before.rss_kib) * 1024) as f64 / n as f64;
+        drop(farm);
+        println!(
+            "{n:<8} {:>10.1} {:>10.1} {:>10.1} {:>10.1} {:>8.2} {:>8.2} {per_listener:>12.0} {floor_per_conn:>12.0}",
+            flagpost.p50_us,
+            flagpost.p99_us,
+            floor.p50_us,
+            floor.p99_us,
+            flagpost.p50_us / floor.p50_us,
+            flagpost.p99_us / floor.p99_us
+        );
+    }
+    println!("  (memory: RSS growth of the process once N connections are open; resident pages, page-granular)");
+}
+
+fn idle(secs: f64, n: usize) {
+    let broker = Participant::spawn("_broker", &[]);
+    let _farm = Participant::spawn(
+        "_farm",
+        &["flagpost".into(), broker.addr.to_string(), n.to_string()],
+    );
+    let before = broker.sample();
+    std::thread::sleep(Duration::from_secs_f64(secs)); // the measured interval itself
+    let after = broker.sample();
+    println!(
+        "\nidle: {n} listeners connected for {secs} s: broker CPU {:.3} s, {:.2} wake-ups per second (target ≤ 1, ~0 CPU)",
+        after.cpu_s - before.cpu_s,
+        (after.switches - before.switches) as f64 / secs
+    );
+}
+
 fn usage() -> ! {
-    eprintln!("usage: flagpost-bench wake [--samples N]");
+    eprintln!("usage: flagpost-bench all [--quick] | wake [--samples N] | ingest [--seconds S] | fanout [--rounds R] | idle [--seconds S]");
     std::process::exit(2)
+}
+
+fn flag_value<T: std::str::FromStr>(args: &[String], flag: &str, default: T) -> T {
+    match args.iter().position(|a| a == flag) {
+        Some(i) => args
+            .get(i + 1)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| usage()),
+        None => default,
+    }
 }
 
 fn main() {
@@ -247,13 +579,25 @@ fn main() {
         Some("_listener") => child_listener(arg(1), arg(2)),
         Some("_relay_b") => child_relay_b(arg(1)),
         Some("_relay_c") => child_relay_c(arg(1)),
-        Some("wake") => {
-            let samples = match args.get(1).map(String::as_str) {
-                Some("--samples") => arg(2).parse().unwrap_or_else(|_| usage()),
-                None => 20_000,
-                Some(_) => usage(),
-            };
-            wake(samples);
+        Some("_udp_sink") => child_udp_sink(),
+        Some("_fanout_server") => child_fanout_server(),
+        Some("_idle_server") => child_idle_server(),
+        Some("_farm") => child_farm(arg(1), arg(2), arg(3)),
+        Some("wake") => wake(flag_value(&args, "--samples", 20_000)),
+        Some("ingest") => ingest(flag_value(&args, "--seconds", 5.0)),
+        Some("fanout") => fanout(flag_value(&args, "--rounds", 50), &[1, 100, 1_000, 10_000]),
+        Some("idle") => idle(flag_value(&args, "--seconds", 10.0), 1_000),
+        Some("all") if args.iter().any(|a| a == "--quick") => {
+            wake(200);
+            ingest(0.5);
+            fanout(5, &[1, 100]);
+            idle(1.0, 100);
+        }
+        Some("all") => {
+            wake(20_000);
+            ingest(5.0);
+            fanout(50, &[1, 100, 1_000, 10_000]);
+            idle(10.0, 1_000);
         }
         _ => usage(),
     }
