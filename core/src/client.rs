@@ -267,9 +267,9 @@ impl ListenerSession {
 
 /// Capped exponential backoff with jitter for reconnecting.
 ///
-/// The n-th delay is drawn uniformly from the upper half of
-/// `min(max, initial · 2ⁿ)`, using randomness the caller supplies (the core
-/// has no RNG). [`reset`](Self::reset) after a successful welcome.
+/// The n-th delay is drawn uniformly from `[c / 2, c)` with
+/// `c = min(max, initial · 2ⁿ)`, using randomness the caller supplies (the
+/// core has no RNG). [`reset`](Self::reset) after a successful welcome.
 ///
 /// ```
 /// use flagpost_core::client::Backoff;
@@ -314,8 +314,14 @@ impl Backoff {
             .min(self.max)
             .as_micros();
         let half = ceiling / 2;
-        let jitter = u128::from(ceiling - half) * u128::from(random) / u128::from(u32::MAX);
-        let jitter = u64::try_from(jitter).unwrap_or(u64::MAX);
+        // span · random / 2³², without a u128 division (a kilobyte of
+        // library code on Cortex-M0); spans past 2³² µs (71 min) scale
+        // coarsely first.
+        let span = ceiling - half;
+        let jitter = match u32::try_from(span) {
+            Ok(span) => (u64::from(span) * u64::from(random)) >> 32,
+            Err(_) => (span >> 32).saturating_mul(u64::from(random)),
+        };
         Duration::from_micros(half.saturating_add(jitter))
     }
 
@@ -434,8 +440,10 @@ mod tests {
     #[test]
     fn backoff_doubles_with_jitter_and_caps() {
         let mut b = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
-        let seen: [u64; 6] = core::array::from_fn(|_| b.next_delay(u32::MAX).as_millis());
-        assert_eq!(seen, [100, 200, 400, 800, 1600, 2000]);
+        // the draw is from [ceiling / 2, ceiling): the largest random value
+        // lands one microsecond below each doubling ceiling
+        let seen: [u64; 6] = core::array::from_fn(|_| b.next_delay(u32::MAX).as_micros());
+        assert_eq!(seen, [99_999, 199_999, 399_999, 799_999, 1_599_999, 1_999_999]);
         b.reset();
         assert_eq!(b.next_delay(0), Duration::from_millis(50));
         assert_eq!(b.attempts(), 1);
