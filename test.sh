@@ -60,6 +60,9 @@ step "firmware: no_std builds of the application"
 cargo build -p flagpost-firmware --target thumbv6m-none-eabi --features defmt
 cargo build -p flagpost-firmware --target thumbv7em-none-eabihf --features defmt
 
+step "gateway boards: release builds and the flash/RAM budget"
+./firmware/boards/build.sh
+
 step "flagpost-embedded: features and no_std builds"
 cargo test -p flagpost-embedded --features smoltcp
 cargo build -p flagpost-embedded --target thumbv6m-none-eabi --features smoltcp,defmt
