@@ -443,7 +443,10 @@ mod tests {
         // the draw is from [ceiling / 2, ceiling): the largest random value
         // lands one microsecond below each doubling ceiling
         let seen: [u64; 6] = core::array::from_fn(|_| b.next_delay(u32::MAX).as_micros());
-        assert_eq!(seen, [99_999, 199_999, 399_999, 799_999, 1_599_999, 1_999_999]);
+        assert_eq!(
+            seen,
+            [99_999, 199_999, 399_999, 799_999, 1_599_999, 1_999_999]
+        );
         b.reset();
         assert_eq!(b.next_delay(0), Duration::from_millis(50));
         assert_eq!(b.attempts(), 1);

@@ -5,12 +5,12 @@
 //! count to a pending slot — an atomic add for untargeted status and
 //! non-status updates, a short mutex for channel-targeted ones. Then:
 //!
-//! * if the notifier has been quiet (its sender thread parked, nothing sent
+//! * if the notifier has been quiet (its sender thread asleep, nothing sent
 //!   in the last 20 µs), the call sends the datagram itself — one `sendto`,
-//!   no thread hand-off on the latency path — and puts the thread on duty;
-//! * otherwise the thread, on duty for 20 µs after each send, turns whatever
-//!   is pending into datagrams (one per distinct kind and channel, carrying
-//!   the summed batch count).
+//!   no thread hand-off on the latency path — and wakes the thread to pick
+//!   up whatever arrives meanwhile;
+//! * otherwise the thread turns whatever is pending into datagrams (one per
+//!   distinct kind and channel, carrying the summed batch count).
 //!
 //! So a burst costs nanoseconds per call and a few datagrams in all; calls
 //! that arrive while a datagram is being sent coalesce into the next one: no
@@ -136,7 +136,8 @@ impl NotifierBuilder {
             targeted: Mutex::new(Vec::new()),
             any_targeted: AtomicBool::new(false),
             sleeping: AtomicBool::new(false),
-            parked_idle: AtomicBool::new(false),
+            epoch: Instant::now(),
+            last_send_ns: AtomicU64::new(0),
             tail: Mutex::new(Tail::default()),
             stop: AtomicBool::new(false),
             thread: Mutex::new(None),
@@ -198,10 +199,13 @@ struct Core {
     non_status_all: AtomicU32,
     targeted: Mutex<Vec<(Kind, ChannelId, u32)>>,
     any_targeted: AtomicBool,
+    /// The thread sleeps (nothing pending); a caller that swaps this to
+    /// false owns the next send: inline, or by unparking the thread.
     sleeping: AtomicBool,
-    /// The thread is parked with nothing to do and no probe due: a caller
-    /// that claims this (true → false) sends inline.
-    parked_idle: AtomicBool,
+    /// Origin of `last_send_ns`.
+    epoch: Instant,
+    /// When the last datagram went out, in ns since `epoch`.
+    last_send_ns: AtomicU64,
     /// The last datagram sent and when to repeat it (the tail-loss probe).
     tail: Mutex<Tail>,
     stop: AtomicBool,
@@ -222,15 +226,11 @@ struct Core {
 struct Tail {
     last: Option<([u8; MAX_DATAGRAM_LEN], usize)>,
     probe_at: Option<Instant>,
-    /// The thread stays on duty (calls are merged, not sent inline) until
-    /// this quiet moment after the last send.
-    on_duty_until: Option<Instant>,
 }
 
-/// How long after a send calls keep being merged by the thread rather than
-/// sent inline: a burst (calls nanoseconds apart) coalesces, while an
-/// isolated notification skips the hand-off. Inline sends are thus at most
-/// one per 20 µs.
+/// A call sends inline only if nothing went out for this long: a burst
+/// (calls nanoseconds apart) coalesces in the thread, while an isolated
+/// notification skips the hand-off. Inline sends are at most one per 20 µs.
 const COOLDOWN: Duration = Duration::from_micros(20);
 
 fn bind_for(broker: SocketAddr) -> io::Result<UdpSocket> {
@@ -319,23 +319,11 @@ impl Notifier {
             // Channel kinds always carry a channel.
             (_, None) => add(&core.status_all, batch),
         }
-        // Nothing in flight and the thread idle: send from here, saving the
-        // thread's wake-up on the latency path. Otherwise the thread (busy or
-        // about to be) sends, merging this call with whatever else arrives.
-        if core.parked_idle.load(Ordering::Relaxed)
-            && core
-                .parked_idle
-                .compare_exchange(true, false, Ordering::SeqCst, Ordering::SeqCst)
-                .is_ok()
-        {
-            core.busy.store(true, Ordering::SeqCst);
-            core.send_pending_and_arm_probe();
-            // The thread takes over: anything that arrived meanwhile, then
-            // the probe.
-            core.wake();
-        } else {
-            core.wake_if_sleeping();
-        }
+        // The thread sleeps and nothing went out in the last COOLDOWN: send
+        // from here, saving the thread's wake-up on the latency path.
+        // Otherwise the thread sends, merging this call with whatever else
+        // arrives meanwhile (a hot loop stays a handful of datagrams).
+        core.wake_or_send_inline();
     }
 
     /// Waits until everything notified so far has been handed to the
@@ -526,13 +514,41 @@ impl Core {
         }
     }
 
+    fn since_epoch_ns(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+
     #[inline]
-    fn wake_if_sleeping(&self) {
+    fn wake_or_send_inline(&self) {
         // Pairs with the SeqCst store + re-check in `run`.
         std::sync::atomic::fence(Ordering::SeqCst);
-        if self.sleeping.load(Ordering::SeqCst) && self.sleeping.swap(false, Ordering::SeqCst) {
-            self.wake();
+        if !self.sleeping.load(Ordering::SeqCst) {
+            return; // the thread is at work and will see the call
         }
+        let quiet = self
+            .since_epoch_ns()
+            .saturating_sub(self.last_send_ns.load(Ordering::Relaxed))
+            >= u64::try_from(COOLDOWN.as_nanos()).unwrap_or(u64::MAX);
+        if !self.sleeping.swap(false, Ordering::SeqCst) {
+            return; // another caller took it
+        }
+        if quiet {
+            self.busy.store(true, Ordering::SeqCst);
+            self.send_pending_and_arm_probe();
+            if self.probe_delay.is_zero() && !self.has_pending() {
+                // Nothing for the thread to do: hand the flag back without
+                // waking it (a woken thread competes for a CPU right when
+                // the broker and the listener need one). Re-check after
+                // publishing, as the thread does, so no call is stranded.
+                self.busy.store(false, Ordering::SeqCst);
+                self.sleeping.store(true, Ordering::SeqCst);
+                if !self.has_pending() || !self.sleeping.swap(false, Ordering::SeqCst) {
+                    return;
+                }
+            }
+        }
+        // The thread takes over: anything that arrived meanwhile, the probe.
+        self.wake();
     }
 
     /// Sends one datagram; returns its bytes for a later probe.
@@ -584,36 +600,29 @@ impl Core {
             return false;
         };
         let now = Instant::now();
+        self.last_send_ns
+            .store(self.since_epoch_ns(), Ordering::Relaxed);
         let mut tail = self.tail.lock().unwrap_or_else(|p| p.into_inner());
         tail.last = Some(sent);
         tail.probe_at = (!self.probe_delay.is_zero()).then(|| now + self.probe_delay);
-        tail.on_duty_until = Some(now + COOLDOWN);
         true
     }
 
-    /// Sends the probe if it is due; returns when the thread must wake next
-    /// (a later probe, or the end of its duty) and whether it is off duty
-    /// (a caller may then send inline).
-    fn probe_if_due(&self) -> (Option<Instant>, bool) {
-        let now = Instant::now();
+    /// Sends the probe if it is due; returns when the next one is due.
+    fn probe_if_due(&self) -> Option<Instant> {
         let mut tail = self.tail.lock().unwrap_or_else(|p| p.into_inner());
-        if tail.probe_at.is_some_and(|at| now >= at) {
-            tail.probe_at = None;
-            if let Some((buf, len)) = &tail.last {
-                // Same sequence number: a duplicate if the original arrived.
-                if self.socket.send(&buf[..*len]).is_ok() {
-                    self.probes.fetch_add(1, Ordering::Relaxed);
-                }
+        let at = tail.probe_at?;
+        if Instant::now() < at {
+            return Some(at);
+        }
+        tail.probe_at = None;
+        if let Some((buf, len)) = &tail.last {
+            // Same sequence number: a duplicate if the original arrived.
+            if self.socket.send(&buf[..*len]).is_ok() {
+                self.probes.fetch_add(1, Ordering::Relaxed);
             }
         }
-        if tail.on_duty_until.is_some_and(|at| now >= at) {
-            tail.on_duty_until = None;
-        }
-        let next = [tail.probe_at, tail.on_duty_until]
-            .into_iter()
-            .flatten()
-            .min();
-        (next, tail.on_duty_until.is_none())
+        None
     }
 
     fn run(self: Arc<Self>) {
@@ -623,7 +632,7 @@ impl Core {
                 continue;
             }
             // Nothing pending: announce sleep, then re-check (pairs with
-            // `wake_if_sleeping`) so a concurrent call is never missed.
+            // `wake_or_send_inline`) so a concurrent call is never missed.
             self.sleeping.store(true, Ordering::SeqCst);
             if self.has_pending() {
                 self.sleeping.store(false, Ordering::SeqCst);
@@ -635,31 +644,14 @@ impl Core {
                 let _g = lock.lock().unwrap_or_else(|p| p.into_inner());
                 cond.notify_all();
             }
-            let (next, off_duty) = self.probe_if_due();
-            if self.stop.load(Ordering::SeqCst) && next.is_none() {
+            let probe = self.probe_if_due();
+            if self.stop.load(Ordering::SeqCst) && probe.is_none() {
                 return;
             }
-            if off_duty {
-                // Off duty: let the next caller send inline. Re-check after
-                // publishing, as above; a caller that claims us also unparks
-                // us, so the park below returns at once.
-                self.parked_idle.store(true, Ordering::SeqCst);
-                if self.has_pending() || self.stop.load(Ordering::SeqCst) {
-                    let _ = self.parked_idle.compare_exchange(
-                        true,
-                        false,
-                        Ordering::SeqCst,
-                        Ordering::SeqCst,
-                    );
-                    self.sleeping.store(false, Ordering::SeqCst);
-                    continue;
-                }
-            }
-            match next {
+            match probe {
                 Some(at) => std::thread::park_timeout(at.saturating_duration_since(Instant::now())),
                 None => std::thread::park(),
             }
-            self.parked_idle.store(false, Ordering::SeqCst);
             self.sleeping.store(false, Ordering::SeqCst);
         }
     }
