@@ -203,3 +203,37 @@ fn serve_with_metrics() {
     assert!(body.contains("flagpost_datagrams_total 0"), "{body}");
     assert!(server.stop().success());
 }
+
+/// `notify --confirm` through a proxy that drops the first datagram: the
+/// binary retransmits and reports two datagrams.
+#[test]
+fn confirm_retransmits_when_the_first_datagram_is_lost() {
+    use std::net::UdpSocket;
+    let server = Server::start(&[]);
+    let broker: std::net::SocketAddr = server.addr.parse().unwrap();
+    let front = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let back = UdpSocket::bind("127.0.0.1:0").unwrap();
+    back.connect(broker).unwrap();
+    let proxy = front.local_addr().unwrap().to_string();
+    let relay = std::thread::spawn(move || {
+        let mut buf = [0u8; 256];
+        // drop the first datagram, relay the second and its ack
+        let (_, _) = front.recv_from(&mut buf).unwrap();
+        let (n, client) = front.recv_from(&mut buf).unwrap();
+        back.send(&buf[..n]).unwrap();
+        let n = back.recv(&mut buf).unwrap();
+        front.send_to(&buf[..n], client).unwrap();
+    });
+    let (code, _, stderr) = run(&[
+        "notify",
+        "status",
+        "--confirm",
+        "--timeout",
+        "10s",
+        "--broker",
+        &proxy,
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("after 2 datagram(s)"), "{stderr}");
+    relay.join().unwrap();
+}
