@@ -46,6 +46,9 @@ step "tests"
 cargo build --workspace --bins
 cargo test --workspace
 
+step "gateway end to end (TAP device in a namespace; prints its latencies, or why it could not run)"
+cargo test -p flagpost-gateway-sim --test tap_e2e -- --nocapture
+
 step "benchmarks (smoke: each benchmark runs once)"
 cargo test -p flagpost-benches --benches
 
