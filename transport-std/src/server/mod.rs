@@ -32,7 +32,7 @@ use flagpost_core::broker::{
     Broker as CoreBroker, Config as CoreConfig, Event, ListenerId, ListenerSlot, OpenError, Stats,
 };
 use flagpost_core::gap::SenderSlot;
-use flagpost_core::wire::{CloseReason, CloseRepr, FrameRepr, StatRepr, MAX_FRAME_LEN};
+use flagpost_core::wire::{CloseReason, CloseRepr, FrameRepr, StatRepr};
 use flagpost_core::{ChannelId, FlagSet, Instant, Notification};
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token, Waker};
@@ -413,7 +413,7 @@ impl Server {
                 match event.token() {
                     WAKER => {
                         if self.commands(now) {
-                            self.stop(now);
+                            self.stop();
                             return Ok(());
                         }
                     }
@@ -672,12 +672,9 @@ impl Server {
     }
 
     /// Shutdown: every listener gets a close frame, then the loop ends.
-    fn stop(&mut self, _now: Instant) {
+    fn stop(&mut self) {
         info!("broker shutting down");
         self.core.shutdown();
         self.flush();
     }
 }
-
-#[allow(dead_code)]
-const _: () = assert!(MAX_FRAME_LEN < 256);
