@@ -8,6 +8,12 @@
 //! happened while away may have been missed. An in-process listener
 //! ([`ListenerBuilder::local`]) gets the same API straight from an embedded
 //! broker, without TCP.
+//!
+//! On Unix a thread blocked in [`Listener::wait`] does not wait for the I/O
+//! thread to hand it the news: it polls the socket itself, and whichever of
+//! the two wakes first reads and raises (the connection's state sits behind
+//! a mutex neither holds while blocked). The kernel thus wakes the waiter
+//! directly, as it would wake a thread blocked in `read`.
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
@@ -107,17 +113,30 @@ impl ListenerBuilder {
         let shared = Arc::new(Shared::new(ListenerState::Connecting));
         let control = Arc::new(Control::default());
         let keepalive_secs = u16::try_from(self.keepalive.as_secs()).unwrap_or(u16::MAX);
-        let session = ListenerSession::new(self.interest, self.channel, keepalive_secs);
+        let clock = Clock::new();
+        let io = Arc::new(Mutex::new(Io {
+            session: ListenerSession::new(self.interest, self.channel, keepalive_secs),
+            stream: None,
+            rbuf: Box::new([0; RBUF]),
+            rlen: 0,
+            failed: false,
+            welcomed: false,
+            pollers: 0,
+        }));
         let backoff = Backoff::new(self.backoff_initial.into(), self.backoff_max.into());
         let task = Task {
             addr,
-            session,
+            io: io.clone(),
             backoff,
             shared: shared.clone(),
             control: control.clone(),
             connect_timeout: self.connect_timeout,
-            clock: Clock::new(),
+            clock,
         };
+        #[cfg(unix)]
+        let wake = std::os::unix::net::UnixDatagram::pair()?;
+        #[cfg(unix)]
+        wake.1.set_nonblocking(true)?;
         let thread = std::thread::Builder::new()
             .name("flagpost-listener".into())
             .spawn(move || task.run())?;
@@ -125,7 +144,11 @@ impl ListenerBuilder {
             shared,
             backend: Backend::Tcp {
                 control,
+                io,
                 thread: Mutex::new(Some(thread)),
+                #[cfg(unix)]
+                wake,
+                clock,
             },
         })
     }
@@ -167,7 +190,17 @@ pub struct Listener {
 enum Backend {
     Tcp {
         control: Arc<Control>,
+        io: Arc<Mutex<Io>>,
         thread: Mutex<Option<JoinHandle<()>>>,
+        /// Written by `interrupt` to wake threads polling in `wait`.
+        #[cfg(unix)]
+        wake: (
+            std::os::unix::net::UnixDatagram,
+            std::os::unix::net::UnixDatagram,
+        ),
+        /// For the poll deadlines of `wait` (Unix only).
+        #[cfg_attr(not(unix), allow(dead_code))]
+        clock: Clock,
     },
     Local {
         broker: BrokerHandle,
@@ -219,7 +252,95 @@ impl Listener {
     /// Blocks until a flag is raised (true), or `timeout` passes or the
     /// listener stops (false). Clears nothing; no spinning.
     pub fn wait(&self, timeout: Duration) -> bool {
+        #[cfg(unix)]
+        if let Backend::Tcp {
+            io, wake, clock, ..
+        } = &self.backend
+        {
+            return self.wait_polling(io, &wake.1, *clock, timeout);
+        }
         self.shared.wait(timeout)
+    }
+
+    /// [`wait`](Self::wait) for a TCP listener on Unix: poll the socket from
+    /// this thread, and read whatever arrives here (see the module docs).
+    #[cfg(unix)]
+    fn wait_polling(
+        &self,
+        io: &Mutex<Io>,
+        wake: &std::os::unix::net::UnixDatagram,
+        clock: Clock,
+        timeout: Duration,
+    ) -> bool {
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        use std::os::fd::AsFd;
+        let deadline = std::time::Instant::now().checked_add(timeout);
+        let epoch = self.shared.interrupts();
+        loop {
+            if !self.shared.flags().peek().is_empty() {
+                return true;
+            }
+            if self.shared.state() == ListenerState::Closed || self.shared.interrupts() != epoch {
+                return false;
+            }
+            let left = match deadline {
+                Some(d) => d.saturating_duration_since(std::time::Instant::now()),
+                None => Duration::from_secs(3600),
+            };
+            if left.is_zero() {
+                return false;
+            }
+            // Under the lock: either the I/O thread already raised what it
+            // read (seen here), or it will leave the reading to this poller.
+            let (stream, session_at) = {
+                let mut g = io.lock().unwrap_or_else(|p| p.into_inner());
+                if !self.shared.flags().peek().is_empty() {
+                    return true;
+                }
+                // The live connection, if listening; otherwise the I/O
+                // thread is (re)connecting and raises everything on the
+                // next welcome.
+                let live = g
+                    .stream
+                    .clone()
+                    .filter(|_| !g.failed && self.shared.state() == ListenerState::Listening);
+                if live.is_some() {
+                    g.pollers += 1;
+                }
+                (live, g.session.poll_timeout())
+            };
+            let Some(stream) = stream else {
+                return self.shared.wait(left);
+            };
+            let until = session_at.map_or(left, |at| clock.until(at)).min(left);
+            let ms = u16::try_from(until.as_millis().max(1)).unwrap_or(u16::MAX);
+            let mut fds = [
+                PollFd::new(stream.as_fd(), PollFlags::POLLIN),
+                PollFd::new(wake.as_fd(), PollFlags::POLLIN),
+            ];
+            // An error (EINTR) is handled like a wake-up: re-check and retry.
+            let _ = poll(&mut fds, PollTimeout::from(ms));
+            if fds[1].any().unwrap_or(false) {
+                let mut sink = [0u8; 16];
+                while wake.recv(&mut sink).is_ok() {}
+            }
+            let mut g = io.lock().unwrap_or_else(|p| p.into_inner());
+            g.pollers -= 1;
+            if g.stream.as_ref().is_some_and(|s| Arc::ptr_eq(s, &stream)) && !g.failed {
+                let now = clock.now();
+                g.pump(now, &self.shared);
+            }
+        }
+    }
+
+    /// Wakes every thread in [`wait`](Self::wait) (they return `false`
+    /// unless a flag is raised).
+    pub(crate) fn interrupt(&self) {
+        self.shared.interrupt();
+        #[cfg(unix)]
+        if let Backend::Tcp { wake, .. } = &self.backend {
+            let _ = wake.0.send(&[1]);
+        }
     }
 
     /// Where the listener is: connecting, listening, backing off, closed.
@@ -260,8 +381,18 @@ impl Listener {
     /// frame and waiting threads return. Idempotent; also done on drop.
     pub fn stop(&self) {
         match &self.backend {
-            Backend::Tcp { control, thread } => {
+            Backend::Tcp {
+                control,
+                io,
+                thread,
+                ..
+            } => {
                 control.stop();
+                // Unblock the I/O thread's poll; it then sends its close frame.
+                let stream = io.lock().unwrap_or_else(|p| p.into_inner()).stream.clone();
+                if let Some(stream) = stream {
+                    let _ = stream.shutdown(std::net::Shutdown::Read);
+                }
                 self.shared.stop.store(true, Ordering::Release);
                 let handle = thread.lock().unwrap_or_else(|p| p.into_inner()).take();
                 if let Some(handle) = handle {
@@ -287,35 +418,18 @@ impl Drop for Listener {
 /// Stop signal and state-change notification for the I/O thread.
 #[derive(Debug, Default)]
 struct Control {
-    lock: Mutex<ControlState>,
+    lock: Mutex<bool>,
     changed: Condvar,
-}
-
-#[derive(Debug, Default)]
-struct ControlState {
-    stop: bool,
-    stream: Option<TcpStream>,
 }
 
 impl Control {
     fn stop(&self) {
-        let mut s = self.lock.lock().unwrap_or_else(|p| p.into_inner());
-        s.stop = true;
-        // Unblock a read in progress; the thread then sends its close frame.
-        if let Some(stream) = &s.stream {
-            let _ = stream.shutdown(std::net::Shutdown::Read);
-        }
+        *self.lock.lock().unwrap_or_else(|p| p.into_inner()) = true;
         self.changed.notify_all();
     }
 
     fn stopped(&self) -> bool {
-        self.lock.lock().unwrap_or_else(|p| p.into_inner()).stop
-    }
-
-    fn set_stream(&self, stream: Option<TcpStream>) -> bool {
-        let mut s = self.lock.lock().unwrap_or_else(|p| p.into_inner());
-        s.stream = stream;
-        !s.stop
+        *self.lock.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn notify(&self) {
@@ -328,15 +442,174 @@ impl Control {
         let guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
         let (guard, _) = self
             .changed
-            .wait_timeout_while(guard, d, |s| !s.stop)
+            .wait_timeout_while(guard, d, |stopped| !*stopped)
             .unwrap_or_else(|p| p.into_inner());
-        guard.stop
+        *guard
     }
+}
+
+/// Bytes of frames that may arrive in one read.
+const RBUF: usize = 16 * MAX_FRAME_LEN;
+
+/// One connection's protocol state, shared by the I/O thread and waiters;
+/// nobody holds it while blocked.
+#[derive(Debug)]
+struct Io {
+    session: ListenerSession,
+    /// The live connection (non-blocking); `Arc` so a poller keeps the
+    /// socket it polls alive even if the connection is replaced meanwhile.
+    stream: Option<Arc<TcpStream>>,
+    rbuf: Box<[u8; RBUF]>,
+    rlen: usize,
+    /// The connection must be dropped (EOF, error, protocol or session error).
+    failed: bool,
+    /// A welcome arrived since the I/O thread last looked.
+    welcomed: bool,
+    /// Threads polling in `wait`: while there are any, they read and the
+    /// I/O thread stands aside. Changed and read only under the lock, so a
+    /// waiter either sees flags raised or is the one that reads the data.
+    pollers: usize,
+}
+
+impl Io {
+    /// Reads what arrived (without blocking), raises its flags, runs the
+    /// session's timers and writes its frames.
+    fn pump(&mut self, now: flagpost_core::Instant, shared: &Shared) {
+        let Some(stream) = self.stream.clone() else {
+            return;
+        };
+        loop {
+            let Some(free) = self.rbuf.get_mut(self.rlen..) else {
+                self.failed = true;
+                return;
+            };
+            match (&*stream).read(free) {
+                Ok(0) => {
+                    self.failed = true;
+                    return;
+                }
+                Ok(n) => {
+                    self.rlen += n;
+                    self.process(now, shared);
+                    if self.failed {
+                        return;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => {
+                    self.failed = true;
+                    return;
+                }
+            }
+        }
+        if self.session.handle_timeout(now).is_err() {
+            self.failed = true;
+            return;
+        }
+        self.flush(now, &stream);
+    }
+
+    /// Hands every complete frame to the session and raises what it says.
+    fn process(&mut self, now: flagpost_core::Instant, shared: &Shared) {
+        let mut start = 0;
+        loop {
+            let rest = self.rbuf.get(start..self.rlen).unwrap_or(&[]);
+            let len = match frame_len(rest) {
+                Ok(Some(len)) => len,
+                Ok(None) => break,
+                Err(_) => {
+                    self.failed = true;
+                    return;
+                }
+            };
+            let frame = FrameRepr::parse_bytes(rest.get(..len).unwrap_or(&[]));
+            start += len;
+            let Ok(frame) = frame else {
+                self.failed = true;
+                return;
+            };
+            match self.session.handle_frame(now, &frame) {
+                Ok(raised) => {
+                    if matches!(frame, FrameRepr::Welcome(_))
+                        && shared.state() != ListenerState::Listening
+                    {
+                        shared.set_state(ListenerState::Listening);
+                        self.welcomed = true;
+                    }
+                    shared.raise(raised);
+                }
+                Err(_) => {
+                    self.failed = true;
+                    return;
+                }
+            }
+        }
+        self.rbuf.copy_within(start..self.rlen, 0);
+        self.rlen -= start;
+    }
+
+    /// Writes the frames the session has to send. Frames are tiny; a send
+    /// buffer too full to take one means a dead peer.
+    fn flush(&mut self, now: flagpost_core::Instant, stream: &TcpStream) {
+        let mut wbuf = [0u8; MAX_FRAME_LEN];
+        while let Some(frame) = self.session.poll_transmit(now) {
+            let written = frame
+                .emit(&mut wbuf)
+                .ok()
+                .and_then(|n| wbuf.get(..n))
+                .map(|bytes| write_all_nonblocking(stream, bytes));
+            if written != Some(true) {
+                self.failed = true;
+                return;
+            }
+        }
+    }
+}
+
+/// Writes all of `bytes` to a non-blocking socket, retrying briefly on a
+/// full send buffer; false when the socket fails or stays full.
+fn write_all_nonblocking(mut stream: &TcpStream, mut bytes: &[u8]) -> bool {
+    let mut full = 0;
+    while !bytes.is_empty() {
+        match stream.write(bytes) {
+            Ok(0) => return false,
+            Ok(n) => bytes = bytes.get(n..).unwrap_or(&[]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock && full < 100 => {
+                full += 1;
+                std::thread::yield_now();
+            }
+            Err(_) => return false,
+        }
+    }
+    true
+}
+
+/// Blocks until `stream` is readable or `timeout` passes.
+#[cfg(unix)]
+fn wait_readable(stream: &TcpStream, timeout: Duration) {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    use std::os::fd::AsFd;
+    let ms = u16::try_from(timeout.as_millis().max(1)).unwrap_or(u16::MAX);
+    let mut fds = [PollFd::new(stream.as_fd(), PollFlags::POLLIN)];
+    // EINTR and errors: the caller re-checks everything anyway.
+    let _ = poll(&mut fds, PollTimeout::from(ms));
+}
+
+/// Blocks until `stream` is readable or `timeout` passes (a blocking peek;
+/// only the I/O thread touches the socket on these platforms).
+#[cfg(not(unix))]
+fn wait_readable(stream: &TcpStream, timeout: Duration) {
+    let _ = stream.set_nonblocking(false);
+    let _ = stream.set_read_timeout(Some(timeout.max(Duration::from_millis(1))));
+    let _ = stream.peek(&mut [0u8]);
+    let _ = stream.set_nonblocking(true);
 }
 
 struct Task {
     addr: SocketAddr,
-    session: ListenerSession,
+    io: Arc<Mutex<Io>>,
     backoff: Backoff,
     shared: Arc<Shared>,
     control: Arc<Control>,
@@ -350,24 +623,34 @@ impl Task {
         self.control.notify();
     }
 
+    fn lock(&self) -> std::sync::MutexGuard<'_, Io> {
+        self.io.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     fn run(mut self) {
         while !self.control.stopped() {
             self.set_state(ListenerState::Connecting);
             match TcpStream::connect_timeout(&self.addr, self.connect_timeout) {
-                Ok(stream) => {
+                Ok(stream) if stream.set_nonblocking(true).is_ok() => {
                     let _ = stream.set_nodelay(true);
-                    let registered = stream
-                        .try_clone()
-                        .map(|clone| self.control.set_stream(Some(clone)))
-                        .unwrap_or(true);
-                    if registered {
-                        self.session.connected(self.clock.now());
-                        let result = self.serve(&stream);
-                        debug!(addr = %self.addr, ?result, "listener connection ended");
+                    let stream = Arc::new(stream);
+                    {
+                        let now = self.clock.now();
+                        let mut io = self.lock();
+                        io.stream = Some(stream.clone());
+                        io.failed = false;
+                        io.rlen = 0;
+                        io.session.connected(now);
+                        io.flush(now, &stream);
                     }
-                    self.control.set_stream(None);
-                    self.session.disconnected();
+                    self.serve(&stream);
+                    let mut io = self.lock();
+                    let _ = stream.shutdown(std::net::Shutdown::Both);
+                    io.stream = None;
+                    io.session.disconnected();
+                    debug!(addr = %self.addr, "listener connection ended");
                 }
+                Ok(_) => {}
                 Err(error) => debug!(addr = %self.addr, %error, "cannot connect to broker"),
             }
             if self.control.stopped() {
@@ -384,68 +667,51 @@ impl Task {
         self.set_state(ListenerState::Closed);
     }
 
-    /// One connection's life: returns when it ends (or must end).
-    fn serve(&mut self, stream: &TcpStream) -> io::Result<()> {
-        let mut stream = stream;
-        let mut rbuf = [0u8; 16 * MAX_FRAME_LEN];
-        let mut rlen = 0;
-        let mut wbuf = [0u8; MAX_FRAME_LEN];
+    /// One connection's life: returns when it ends or must end.
+    fn serve(&mut self, stream: &Arc<TcpStream>) {
         loop {
-            let now = self.clock.now();
             if self.control.stopped() {
-                self.session.close();
-            }
-            while let Some(frame) = self.session.poll_transmit(now) {
-                let n = frame.emit(&mut wbuf).map_err(io::Error::other)?;
-                stream.write_all(&wbuf[..n])?;
-            }
-            if self.control.stopped() {
+                // StopChangeListening: tell the broker, then hang up.
+                let now = self.clock.now();
+                let mut io = self.lock();
+                io.session.close();
+                io.flush(now, stream);
                 let _ = stream.shutdown(std::net::Shutdown::Write);
-                return Ok(());
+                return;
             }
-            let timeout = self
-                .session
-                .poll_timeout()
-                .map(|at| self.clock.until(at).max(Duration::from_millis(1)));
-            stream.set_read_timeout(timeout)?;
-            match stream.read(&mut rbuf[rlen..]) {
-                Ok(0) if self.control.stopped() => continue, // stop() shut our read side
-                Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
-                Ok(n) => rlen += n,
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                    ) =>
-                {
-                    self.session
-                        .handle_timeout(self.clock.now())
-                        .map_err(io::Error::other)?;
+            let timeout = {
+                let io = self.lock();
+                if io.failed {
+                    return;
+                }
+                io.session
+                    .poll_timeout()
+                    .map_or(Duration::from_secs(3600), |at| self.clock.until(at))
+            };
+            wait_readable(stream, timeout);
+            if self.control.stopped() {
+                continue;
+            }
+            let now = self.clock.now();
+            let (failed, welcomed) = {
+                let mut io = self.lock();
+                if io.pollers > 0 {
+                    // A waiter polls the same socket and reads what woke us
+                    // both; let it (it is running, or about to).
+                    drop(io);
+                    std::thread::yield_now();
                     continue;
                 }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
+                io.pump(now, &self.shared);
+                (io.failed, std::mem::take(&mut io.welcomed))
+            };
+            if welcomed {
+                self.backoff.reset();
+                self.control.notify();
             }
-            let now = self.clock.now();
-            let mut start = 0;
-            while let Some(len) = frame_len(&rbuf[start..rlen]).map_err(io::Error::other)? {
-                let frame =
-                    FrameRepr::parse_bytes(&rbuf[start..start + len]).map_err(io::Error::other)?;
-                start += len;
-                let was_listening = self.shared.state() == ListenerState::Listening;
-                let raised = self
-                    .session
-                    .handle_frame(now, &frame)
-                    .map_err(io::Error::other)?;
-                if !was_listening && matches!(frame, FrameRepr::Welcome(_)) {
-                    self.backoff.reset();
-                    self.set_state(ListenerState::Listening);
-                }
-                self.shared.raise(raised);
+            if failed {
+                return;
             }
-            rbuf.copy_within(start..rlen, 0);
-            rlen -= start;
-            self.session.handle_timeout(now).map_err(io::Error::other)?;
         }
     }
 }

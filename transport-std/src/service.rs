@@ -37,7 +37,7 @@ impl ServiceStopper {
     /// Makes [`Service::run`] return after the work in progress.
     pub fn stop(&self) {
         self.stop.store(true, Ordering::SeqCst);
-        self.listener.shared().interrupt();
+        self.listener.interrupt();
     }
 }
 

@@ -93,6 +93,12 @@ impl Shared {
         }
     }
 
+    /// How many interrupts there were (waiters compare before and after).
+    #[cfg_attr(not(unix), allow(dead_code))]
+    pub(crate) fn interrupts(&self) -> usize {
+        self.interrupts.load(Ordering::SeqCst)
+    }
+
     /// Wakes every waiter without raising anything (they re-check and,
     /// finding nothing, keep waiting unless stopped).
     pub(crate) fn interrupt(&self) {
