@@ -15,6 +15,8 @@ pub use flagpost_core as core;
 
 #[cfg(target_os = "linux")]
 pub mod farm;
+#[cfg(target_os = "linux")]
+pub mod peers;
 
 /// The shared monotonic clock, in nanoseconds.
 #[cfg(target_os = "linux")]

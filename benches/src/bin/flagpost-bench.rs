@@ -7,6 +7,7 @@
 //! flagpost-bench ingest [--seconds S]
 //! flagpost-bench fanout [--rounds R]   fan-out to 1, 100, 1,000, 10,000 listeners, and memory
 //! flagpost-bench idle [--seconds S]    1,000 idle listeners
+//! flagpost-bench peers [--quick]       Redis, PostgreSQL, mosquitto, NATS beside Flagpost
 //! ```
 //!
 //! *wake*: one notification at a time (nothing queues), from this process
@@ -14,6 +15,11 @@
 //! listener stamps the moment `wait` returns with `CLOCK_MONOTONIC` and
 //! reports it. The floor is a bare relay: process A sends a datagram to B,
 //! B writes 8 bytes over TCP to C, C is blocked in `read`.
+//!
+//! *peers*: the same figures for the systems users compare Flagpost with,
+//! each server started here on its own loopback port (see
+//! `flagpost_benches::peers`; `benches/peers.sh` installs the servers).
+//! `all` includes them when at least one is installed.
 //!
 //! Every participant is this same binary re-executed in a child mode, so
 //! nothing else needs building. Children bind loopback only and exit when
@@ -556,8 +562,15 @@ fn idle(secs: f64, n: usize) {
     );
 }
 
+/// The peers beside Flagpost, measured with the same `measure` as `wake`.
+fn peers(sizes: &flagpost_benches::peers::Sizes) {
+    flagpost_benches::peers::run(sizes, &|samples, report, trigger| {
+        measure(samples, report, trigger)
+    });
+}
+
 fn usage() -> ! {
-    eprintln!("usage: flagpost-bench all [--quick] | wake [--samples N] | ingest [--seconds S] | fanout [--rounds R] | idle [--seconds S]");
+    eprintln!("usage: flagpost-bench all [--quick] | wake [--samples N] | ingest [--seconds S] | fanout [--rounds R] | idle [--seconds S] | peers [--quick]");
     std::process::exit(2)
 }
 
@@ -583,10 +596,15 @@ fn main() {
         Some("_fanout_server") => child_fanout_server(),
         Some("_idle_server") => child_idle_server(),
         Some("_farm") => child_farm(arg(1), arg(2), arg(3)),
+        Some("_peer_sub") => flagpost_benches::peers::child_subscriber(&args[1..]),
         Some("wake") => wake(flag_value(&args, "--samples", 20_000)),
         Some("ingest") => ingest(flag_value(&args, "--seconds", 5.0)),
         Some("fanout") => fanout(flag_value(&args, "--rounds", 50), &[1, 100, 1_000, 10_000]),
         Some("idle") => idle(flag_value(&args, "--seconds", 10.0), 1_000),
+        Some("peers") if args.iter().any(|a| a == "--quick") => {
+            peers(&flagpost_benches::peers::Sizes::quick());
+        }
+        Some("peers") => peers(&flagpost_benches::peers::Sizes::full()),
         Some("all") if args.iter().any(|a| a == "--quick") => {
             wake(200);
             ingest(0.5);
@@ -598,6 +616,11 @@ fn main() {
             ingest(5.0);
             fanout(50, &[1, 100, 1_000, 10_000]);
             idle(10.0, 1_000);
+            if flagpost_benches::peers::installed_peers().is_empty() {
+                println!("\npeers: skipped, no peer server is installed (benches/peers.sh installs them)");
+            } else {
+                peers(&flagpost_benches::peers::Sizes::full());
+            }
         }
         _ => usage(),
     }
