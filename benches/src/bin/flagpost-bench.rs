@@ -7,7 +7,8 @@
 //! flagpost-bench ingest [--seconds S]
 //! flagpost-bench fanout [--rounds R]   fan-out to 1, 100, 1,000, 10,000 listeners, and memory
 //! flagpost-bench idle [--seconds S]    1,000 idle listeners
-//! flagpost-bench peers [--quick]       Redis, PostgreSQL, mosquitto, NATS beside Flagpost
+//! flagpost-bench peers [--quick] [--samples N] [--seconds S] [--idle N]
+//!                                      Redis, PostgreSQL, mosquitto, NATS beside Flagpost
 //! ```
 //!
 //! *wake*: one notification at a time (nothing queues), from this process
@@ -570,7 +571,7 @@ fn peers(sizes: &flagpost_benches::peers::Sizes) {
 }
 
 fn usage() -> ! {
-    eprintln!("usage: flagpost-bench all [--quick] | wake [--samples N] | ingest [--seconds S] | fanout [--rounds R] | idle [--seconds S] | peers [--quick]");
+    eprintln!("usage: flagpost-bench all [--quick] | wake [--samples N] | ingest [--seconds S] | fanout [--rounds R] | idle [--seconds S] | peers [--quick] [--samples N] [--seconds S] [--idle N]");
     std::process::exit(2)
 }
 
@@ -601,10 +602,18 @@ fn main() {
         Some("ingest") => ingest(flag_value(&args, "--seconds", 5.0)),
         Some("fanout") => fanout(flag_value(&args, "--rounds", 50), &[1, 100, 1_000, 10_000]),
         Some("idle") => idle(flag_value(&args, "--seconds", 10.0), 1_000),
-        Some("peers") if args.iter().any(|a| a == "--quick") => {
-            peers(&flagpost_benches::peers::Sizes::quick());
+        Some("peers") => {
+            let base = if args.iter().any(|a| a == "--quick") {
+                flagpost_benches::peers::Sizes::quick()
+            } else {
+                flagpost_benches::peers::Sizes::full()
+            };
+            peers(&flagpost_benches::peers::Sizes {
+                samples: flag_value(&args, "--samples", base.samples),
+                secs: flag_value(&args, "--seconds", base.secs),
+                idle: flag_value(&args, "--idle", base.idle),
+            });
         }
-        Some("peers") => peers(&flagpost_benches::peers::Sizes::full()),
         Some("all") if args.iter().any(|a| a == "--quick") => {
             wake(200);
             ingest(0.5);
