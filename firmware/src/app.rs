@@ -152,6 +152,19 @@ impl Control {
     }
 }
 
+/// A locally administered unicast MAC address derived from a chip's unique
+/// id (FNV-1a over its bytes): stable across reboots, distinct per chip.
+pub fn mac_from_id(id: &[u8]) -> [u8; 6] {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in id {
+        hash ^= u64::from(b);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    let [h0, h1, h2, h3, h4, ..] = hash.to_le_bytes();
+    // 0x02: locally administered (bit 1), unicast (bit 0 clear)
+    [0x02, h0, h1, h2, h3, h4]
+}
+
 fn now() -> Instant {
     Instant::from_micros(embassy_time::Instant::now().as_micros())
 }

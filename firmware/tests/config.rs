@@ -320,3 +320,12 @@ proptest! {
         prop_assert_eq!(Config::load(&out), (config, Source::Flash));
     }
 }
+
+#[test]
+fn mac_addresses_are_locally_administered_unicast_and_stable() {
+    use flagpost_firmware::app::mac_from_id;
+    let a = mac_from_id(&[1, 2, 3, 4, 5, 6, 7, 8]);
+    assert_eq!(a, mac_from_id(&[1, 2, 3, 4, 5, 6, 7, 8]));
+    assert_eq!(a[0], 0x02);
+    assert_ne!(a, mac_from_id(&[1, 2, 3, 4, 5, 6, 7, 9]));
+}

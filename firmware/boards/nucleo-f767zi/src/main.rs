@@ -123,18 +123,6 @@ fn flash_config() -> &'static [u8] {
     unsafe { core::slice::from_raw_parts(CONFIG_ADDR as *const u8, CONFIG_LEN) }
 }
 
-/// A locally administered unicast MAC address from the 96-bit unique
-/// device id (FNV-1a over its bytes), stable across reboots.
-fn mac_from_id(id: &[u8]) -> [u8; 6] {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in id {
-        hash ^= u64::from(b);
-        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    let h = hash.to_le_bytes();
-    [0x02, h[0], h[1], h[2], h[3], h[4]]
-}
-
 #[embassy_executor::task]
 async fn net_task(mut runner: embassy_net::Runner<'static, Device>) -> ! {
     runner.run().await
@@ -201,7 +189,7 @@ async fn main(spawner: Spawner) {
     // Ethernet: RMII to the LAN8742A. Two frames out, four in (broadcast
     // noise on a busy LAN arrives in bursts).
     static PACKETS: ConstStaticCell<PacketQueue<2, 4>> = ConstStaticCell::new(PacketQueue::new());
-    let mac = mac_from_id(&uid::uid());
+    let mac = flagpost_firmware::app::mac_from_id(&uid::uid());
     info!("MAC {=[u8]:02x}", mac);
     let device = Ethernet::new(
         PACKETS.take(),

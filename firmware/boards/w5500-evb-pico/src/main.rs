@@ -132,18 +132,6 @@ fn flash_config() -> &'static [u8] {
     unsafe { core::slice::from_raw_parts(CONFIG_ADDR as *const u8, CONFIG_LEN) }
 }
 
-/// A locally administered unicast MAC address from a chip identifier
-/// (FNV-1a over its bytes), stable across reboots.
-fn mac_from_id(id: &[u8]) -> [u8; 6] {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in id {
-        hash ^= u64::from(b);
-        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    let h = hash.to_le_bytes();
-    [0x02, h[0], h[1], h[2], h[3], h[4]]
-}
-
 #[embassy_executor::task]
 async fn w5500_task(
     runner: Runner<'static, W5500, W5500Spi, Input<'static>, Output<'static>>,
@@ -177,10 +165,10 @@ async fn main(spawner: Spawner) {
     let mut flash = Flash::<_, Blocking, FLASH_SIZE>::new_blocking(p.FLASH);
     let mut flash_id = [0u8; 8];
     let mac = match flash.blocking_unique_id(&mut flash_id) {
-        Ok(()) => mac_from_id(&flash_id),
+        Ok(()) => flagpost_firmware::app::mac_from_id(&flash_id),
         Err(_) => {
             warn!("no flash unique id; random MAC address");
-            mac_from_id(&RoscRng.next_u64().to_le_bytes())
+            flagpost_firmware::app::mac_from_id(&RoscRng.next_u64().to_le_bytes())
         }
     };
     info!("MAC {=[u8]:02x}", mac);
