@@ -34,6 +34,7 @@ rustc --version; cargo +nightly fuzz --version
 step "format"
 cargo fmt --all -- --check
 (cd fuzz && cargo fmt -- --check)
+for board in firmware/boards/*/Cargo.toml; do (cd "$(dirname "$board")" && cargo fmt -- --check); done
 
 step "clippy (warnings are errors)"
 cargo clippy --workspace --all-targets -- -D warnings
