@@ -101,12 +101,22 @@ impl Farm {
     /// Connects `n` connections to `addr` and, for Flagpost, waits until
     /// every one is welcomed.
     pub fn connect(addr: SocketAddr, n: usize, mode: FarmMode) -> io::Result<Farm> {
+        Self::connect_to_channel(addr, n, mode, None)
+    }
+
+    /// [`connect`](Self::connect), the listeners listening for `channel`.
+    pub fn connect_to_channel(
+        addr: SocketAddr,
+        n: usize,
+        mode: FarmMode,
+        channel: Option<flagpost_core::ChannelId>,
+    ) -> io::Result<Farm> {
         let poll = Poll::new()?;
         let mut conns = Vec::with_capacity(n);
         let mut hello = [0u8; 64];
         let hello_len = FrameRepr::Hello(HelloRepr {
             interest: FlagSet::ALL,
-            channel: None,
+            channel,
             keepalive_secs: 3600,
         })
         .emit(&mut hello)
@@ -207,6 +217,13 @@ impl Farm {
             }
             self.turn(Some(left))?;
         }
+    }
+
+    /// Messages received so far, over all connections (handles what is
+    /// already readable first).
+    pub fn messages(&mut self) -> io::Result<u64> {
+        self.turn(Some(Duration::ZERO))?;
+        Ok(self.conns.iter().map(|c| c.messages).sum())
     }
 
     /// Number of connections.

@@ -216,7 +216,7 @@ fn child_idle_server() {
 
 /// N listener connections in one epoll loop; the query `r` waits for every
 /// connection's r-th message and answers with the moment it completed.
-fn child_farm(mode: &str, addr: &str, n: &str) {
+fn child_farm(mode: &str, addr: &str, n: &str, channel: Option<&str>) {
     raise_fd_limit(FD_NEEDED).unwrap_or_else(|e| panic!("farm: {e}"));
     let mode = if mode == "flagpost" {
         FarmMode::Flagpost
@@ -225,10 +225,16 @@ fn child_farm(mode: &str, addr: &str, n: &str) {
     };
     let addr: SocketAddr = addr.parse().expect("addr");
     let n: usize = n.parse().expect("n");
-    let mut farm = Farm::connect(addr, n, mode).expect("farm connects");
+    let channel = channel.map(|c| flagpost_core::ChannelId::new(c).expect("channel"));
+    let mut farm = Farm::connect_to_channel(addr, n, mode, channel).expect("farm connects");
     announce(addr);
     for line in std::io::stdin().lock().lines() {
         let Ok(q) = line else { break };
+        if q.trim() == "count" {
+            println!("{}", farm.messages().expect("farm runs"));
+            let _ = std::io::stdout().flush();
+            continue;
+        }
         let round: u64 = q.trim().parse().unwrap_or(0);
         let done = farm
             .wait_round(round, Duration::from_secs(30))
@@ -238,9 +244,13 @@ fn child_farm(mode: &str, addr: &str, n: &str) {
     }
 }
 
-fn child_listener(broker: &str, report: &str) {
+fn child_listener(broker: &str, report: &str, channel: Option<&str>) {
     let report: SocketAddr = report.parse().expect("report addr");
-    let listener = Listener::connect(broker).expect("listener");
+    let mut builder = Listener::builder();
+    if let Some(c) = channel {
+        builder = builder.channel(flagpost_core::ChannelId::new(c).expect("channel"));
+    }
+    let listener = builder.connect(broker).expect("listener");
     assert!(
         listener.wait_listening(Duration::from_secs(10)),
         "listener never welcomed"
@@ -570,6 +580,192 @@ fn peers(sizes: &flagpost_benches::peers::Sizes) {
     });
 }
 
+/// Starts `threads` senders of `notification` datagrams to `target` that
+/// run until `stop` is set; returns their handles (each yields its count).
+fn blast_until(
+    target: SocketAddr,
+    threads: u64,
+    notification: Notification,
+    stop: &std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> Vec<std::thread::JoinHandle<u64>> {
+    (0..threads)
+        .map(|t| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let udp = UdpSocket::bind(loopback()).expect("bind");
+                let mut buf = [0u8; MAX_DATAGRAM_LEN];
+                let mut seq = 0u32;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    seq += 1;
+                    let n = NotifyRepr {
+                        notification,
+                        sender: SenderId(0x2000 + t),
+                        seq: Seq(seq),
+                        batch: 1,
+                        ack_requested: false,
+                        tag: None,
+                    }
+                    .emit(&mut buf)
+                    .expect("fits");
+                    let _ = udp.send_to(&buf[..n], target);
+                }
+                u64::from(seq)
+            })
+        })
+        .collect()
+}
+
+/// A hot loop of `notify_status_update` calls from one thread: the call
+/// rate, and how long after the last call the listener (another process)
+/// wakes for the last time, beside the relay floor of this run.
+fn hotloop(rounds: u32, calls: u64) {
+    println!(
+        "\nhot loop: {calls} notify_status_update calls per round from one thread, {rounds} rounds"
+    );
+    let (report, report_addr) = report_socket();
+    let c = Participant::spawn("_relay_c", std::slice::from_ref(&report_addr));
+    let b = Participant::spawn("_relay_b", &[c.addr.to_string()]);
+    let a = UdpSocket::bind(loopback()).expect("bind A");
+    let (floor, _) = measure(1000, &report, |_| {
+        let _ = a.send_to(&[0u8; 24], b.addr);
+    });
+    drop((b, c));
+    let broker = Participant::spawn("_broker", &[]);
+    let (report, report_addr) = report_socket();
+    let _listener = Participant::spawn("_listener", &[broker.addr.to_string(), report_addr]);
+    let notifier = Notifier::new(broker.addr).expect("notifier");
+    let mut h = Histogram::<u64>::new_with_bounds(1, 10_000_000_000, 3).expect("histogram");
+    let mut rates = Vec::new();
+    let (mut absorbed, mut lost) = (0, 0);
+    let mut buf = [0u8; 16];
+    report
+        .set_read_timeout(Some(Duration::from_millis(50)))
+        .expect("timeout");
+    for _ in 0..rounds {
+        while report.recv(&mut buf).is_ok() {} // quiet before the round
+        let start = now_ns();
+        for _ in 1..calls {
+            notifier.notify_status_update(None);
+        }
+        let last = now_ns();
+        notifier.notify_status_update(None);
+        let end = now_ns();
+        rates.push(calls as f64 / ((end - start).max(1) as f64 / 1e9));
+        // the listener's last wake: reports until 50 ms of quiet
+        let mut final_wake = None;
+        while let Ok(8) = report.recv(&mut buf) {
+            let woke = u64::from_be_bytes(buf[..8].try_into().expect("8 bytes"));
+            final_wake = final_wake.max(Some(woke));
+        }
+        match final_wake {
+            Some(w) if w >= last => {
+                let _ = h.record((w - last).max(1));
+            }
+            // the last frame landed while the listener was still taking
+            // the previous raise: one wake covered both
+            Some(_) => absorbed += 1,
+            None => lost += 1,
+        }
+    }
+    rates.sort_by(f64::total_cmp);
+    let after = Latency::from_histogram(&h);
+    println!(
+        "  calls per second: median {:.1} M, slowest round {:.1} M (target ≥ 10 M)",
+        rates[rates.len() / 2] / 1e6,
+        rates[0] / 1e6
+    );
+    println!(
+        "  listener's last wake after the last call: p50 {:.1} µs, p99 {:.1} µs; relay floor p50 {:.1}, p99 {:.1} (ratio {:.2} / {:.2}, target ≤ 1.2); absorbed {absorbed}, lost {lost}",
+        after.p50_us,
+        after.p99_us,
+        floor.p50_us,
+        floor.p99_us,
+        after.p50_us / floor.p50_us,
+        after.p99_us / floor.p99_us
+    );
+}
+
+/// Two senders flood one channel at full rate: the flooded listeners' frame
+/// rate stays bounded by coalescing, and a quiet listener on another
+/// channel keeps its wake latency (p99 within 2× of unloaded).
+fn flood(samples: u32) {
+    let mut broker = Participant::spawn("_broker", &[]);
+    let (report, report_addr) = report_socket();
+    let _quiet = Participant::spawn(
+        "_listener",
+        &[broker.addr.to_string(), report_addr, "quiet".into()],
+    );
+    let mut farm = Participant::spawn(
+        "_farm",
+        &[
+            "flagpost".into(),
+            broker.addr.to_string(),
+            "10".into(),
+            "flood".into(),
+        ],
+    );
+    let quiet = flagpost_core::ChannelId::new("quiet").expect("channel");
+    let broker_addr = broker.addr;
+    let raw = UdpSocket::bind(loopback()).expect("bind");
+    let mut seq = 0u32;
+    let mut trigger = |_| {
+        seq += 1;
+        let mut buf = [0u8; MAX_DATAGRAM_LEN];
+        let n = NotifyRepr {
+            notification: Notification::status(Some(quiet)),
+            sender: SenderId(0x9e1),
+            seq: Seq(seq),
+            batch: 1,
+            ack_requested: false,
+            tag: None,
+        }
+        .emit(&mut buf)
+        .expect("fits");
+        let _ = raw.send_to(&buf[..n], broker_addr);
+    };
+    let (unloaded, _) = measure(samples, &report, &mut trigger);
+    let datagrams = |b: &mut Participant| {
+        b.query("stats")
+            .split(' ')
+            .next()
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    let (f0, d0) = (
+        farm.query("count").parse::<u64>().unwrap_or(0),
+        datagrams(&mut broker),
+    );
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flood = flagpost_core::ChannelId::new("flood").expect("channel");
+    let senders = blast_until(broker_addr, 2, Notification::status(Some(flood)), &stop);
+    let started = std::time::Instant::now();
+    let (loaded, lost) = measure(samples, &report, &mut trigger);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for s in senders {
+        let _ = s.join();
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let (f1, d1) = (
+        farm.query("count").parse::<u64>().unwrap_or(0),
+        datagrams(&mut broker),
+    );
+    let per_s = (d1 - d0) as f64 / elapsed;
+    let frames = (f1 - f0) as f64 / 10.0 / elapsed;
+    println!("\nflood: 2 senders at full rate on one channel, 10 listeners on it, 1 quiet listener elsewhere ({elapsed:.1} s)");
+    println!(
+        "  broker processed {per_s:.0} datagrams/s; each flooded listener got {frames:.0} frames/s ({:.3} frames per datagram: coalesced)",
+        frames / per_s.max(1.0)
+    );
+    println!(
+        "  quiet listener wake latency p50/p99: unloaded {:.1}/{:.1} µs, under flood {:.1}/{:.1} µs (p99 ratio {:.2}, target ≤ 2); lost {lost}",
+        unloaded.p50_us,
+        unloaded.p99_us,
+        loaded.p50_us,
+        loaded.p99_us,
+        loaded.p99_us / unloaded.p99_us
+    );
+}
+
 fn usage() -> ! {
     eprintln!("usage: flagpost-bench all [--quick] | wake [--samples N] | ingest [--seconds S] | fanout [--rounds R] | idle [--seconds S] | peers [--quick] [--samples N] [--seconds S] [--idle N]");
     std::process::exit(2)
@@ -590,18 +786,23 @@ fn main() {
     let arg = |i: usize| args.get(i).map(String::as_str).unwrap_or_else(|| usage());
     match args.first().map(String::as_str) {
         Some("_broker") => child_broker(),
-        Some("_listener") => child_listener(arg(1), arg(2)),
+        Some("_listener") => child_listener(arg(1), arg(2), args.get(3).map(String::as_str)),
         Some("_relay_b") => child_relay_b(arg(1)),
         Some("_relay_c") => child_relay_c(arg(1)),
         Some("_udp_sink") => child_udp_sink(),
         Some("_fanout_server") => child_fanout_server(),
         Some("_idle_server") => child_idle_server(),
-        Some("_farm") => child_farm(arg(1), arg(2), arg(3)),
+        Some("_farm") => child_farm(arg(1), arg(2), arg(3), args.get(4).map(String::as_str)),
         Some("_peer_sub") => flagpost_benches::peers::child_subscriber(&args[1..]),
         Some("wake") => wake(flag_value(&args, "--samples", 20_000)),
         Some("ingest") => ingest(flag_value(&args, "--seconds", 5.0)),
         Some("fanout") => fanout(flag_value(&args, "--rounds", 50), &[1, 100, 1_000, 10_000]),
         Some("idle") => idle(flag_value(&args, "--seconds", 10.0), 1_000),
+        Some("hotloop") => hotloop(
+            flag_value(&args, "--rounds", 20),
+            flag_value(&args, "--calls", 1_000_000),
+        ),
+        Some("flood") => flood(flag_value(&args, "--samples", 2_000)),
         Some("peers") => {
             let base = if args.iter().any(|a| a == "--quick") {
                 flagpost_benches::peers::Sizes::quick()
@@ -619,12 +820,16 @@ fn main() {
             ingest(0.5);
             fanout(5, &[1, 100]);
             idle(1.0, 100);
+            hotloop(3, 100_000);
+            flood(100);
         }
         Some("all") => {
             wake(20_000);
             ingest(5.0);
             fanout(50, &[1, 100, 1_000, 10_000]);
             idle(10.0, 1_000);
+            hotloop(20, 1_000_000);
+            flood(2_000);
             if flagpost_benches::peers::installed_peers().is_empty() {
                 println!("\npeers: skipped, no peer server is installed (benches/peers.sh installs them)");
             } else {
