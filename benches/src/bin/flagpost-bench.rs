@@ -364,19 +364,8 @@ fn wake(samples: u32) {
     row("flagpost: Notifier (API)", &via_notifier);
 
     let raw = UdpSocket::bind(loopback()).expect("bind");
-    let mut buf = [0u8; MAX_DATAGRAM_LEN];
     let via_datagram = measure(samples, &report, |i| {
-        let n = NotifyRepr {
-            notification: Notification::status(None),
-            sender: SenderId(0xbe9c),
-            seq: Seq(i + 1),
-            batch: 1,
-            ack_requested: false,
-            tag: None,
-        }
-        .emit(&mut buf)
-        .expect("fits");
-        let _ = raw.send_to(&buf[..n], broker.addr);
+        send_notify(&raw, broker.addr, Notification::status(None), 0xbe9c, i + 1);
     });
     row("flagpost: raw datagram", &via_datagram);
 
@@ -386,34 +375,26 @@ fn wake(samples: u32) {
     println!("ratio to floor (p50/p99): Notifier {a50:.2}/{a99:.2}, raw datagram {b50:.2}/{b99:.2} (target ≤ 1.2)");
 }
 
+/// Sends one notification datagram (batch 1, no ack) from `udp` to `to`.
+fn send_notify(udp: &UdpSocket, to: SocketAddr, notification: Notification, sender: u64, seq: u32) {
+    let mut buf = [0u8; MAX_DATAGRAM_LEN];
+    let n = NotifyRepr {
+        notification,
+        sender: SenderId(sender),
+        seq: Seq(seq),
+        batch: 1,
+        ack_requested: false,
+        tag: None,
+    }
+    .emit(&mut buf)
+    .expect("fits");
+    let _ = udp.send_to(&buf[..n], to);
+}
+
 /// Sends raw notification datagrams from `threads` threads for `secs`.
 fn blast(target: SocketAddr, threads: u64, secs: f64) -> u64 {
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let workers: Vec<_> = (0..threads)
-        .map(|t| {
-            let stop = stop.clone();
-            std::thread::spawn(move || {
-                let udp = UdpSocket::bind(loopback()).expect("bind");
-                let mut buf = [0u8; MAX_DATAGRAM_LEN];
-                let mut seq = 0u32;
-                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                    seq += 1;
-                    let n = NotifyRepr {
-                        notification: Notification::non_status(None),
-                        sender: SenderId(0x1000 + t),
-                        seq: Seq(seq),
-                        batch: 1,
-                        ack_requested: false,
-                        tag: None,
-                    }
-                    .emit(&mut buf)
-                    .expect("fits");
-                    let _ = udp.send_to(&buf[..n], target);
-                }
-                u64::from(seq)
-            })
-        })
-        .collect();
+    let workers = blast_until(target, threads, Notification::non_status(None), &stop);
     std::thread::sleep(Duration::from_secs_f64(secs)); // the measured interval itself
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     workers.into_iter().map(|w| w.join().expect("sender")).sum()
@@ -505,19 +486,9 @@ fn fanout(rounds: u64, sizes: &[usize]) {
         );
         let after = broker.sample();
         let udp = UdpSocket::bind(loopback()).expect("bind");
-        let mut buf = [0u8; MAX_DATAGRAM_LEN];
         let flagpost = fanout_rounds(&mut farm, rounds, |r| {
-            let len = NotifyRepr {
-                notification: Notification::status(None),
-                sender: SenderId(0xfa9),
-                seq: Seq(u32::try_from(r).unwrap_or(u32::MAX)),
-                batch: 1,
-                ack_requested: false,
-                tag: None,
-            }
-            .emit(&mut buf)
-            .expect("fits");
-            let _ = udp.send_to(&buf[..len], broker.addr);
+            let seq = u32::try_from(r).unwrap_or(u32::MAX);
+            send_notify(&udp, broker.addr, Notification::status(None), 0xfa9, seq);
         });
         let per_listener = (after.rss_kib.saturating_sub(before.rss_kib) * 1024) as f64 / n as f64;
         drop(farm);
@@ -593,21 +564,10 @@ fn blast_until(
             let stop = stop.clone();
             std::thread::spawn(move || {
                 let udp = UdpSocket::bind(loopback()).expect("bind");
-                let mut buf = [0u8; MAX_DATAGRAM_LEN];
                 let mut seq = 0u32;
                 while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                     seq += 1;
-                    let n = NotifyRepr {
-                        notification,
-                        sender: SenderId(0x2000 + t),
-                        seq: Seq(seq),
-                        batch: 1,
-                        ack_requested: false,
-                        tag: None,
-                    }
-                    .emit(&mut buf)
-                    .expect("fits");
-                    let _ = udp.send_to(&buf[..n], target);
+                    send_notify(&udp, target, notification, 0x2000 + t, seq);
                 }
                 u64::from(seq)
             })
@@ -710,18 +670,13 @@ fn flood(samples: u32) {
     let mut seq = 0u32;
     let mut trigger = |_| {
         seq += 1;
-        let mut buf = [0u8; MAX_DATAGRAM_LEN];
-        let n = NotifyRepr {
-            notification: Notification::status(Some(quiet)),
-            sender: SenderId(0x9e1),
-            seq: Seq(seq),
-            batch: 1,
-            ack_requested: false,
-            tag: None,
-        }
-        .emit(&mut buf)
-        .expect("fits");
-        let _ = raw.send_to(&buf[..n], broker_addr);
+        send_notify(
+            &raw,
+            broker_addr,
+            Notification::status(Some(quiet)),
+            0x9e1,
+            seq,
+        );
     };
     let (unloaded, _) = measure(samples, &report, &mut trigger);
     let datagrams = |b: &mut Participant| {
