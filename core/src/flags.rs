@@ -4,7 +4,8 @@
 //! the single-owner value a board or the broker's per-listener state keeps.
 //! [`AtomicFlags`] is the lock-free shared version for targets with atomic
 //! read-modify-write (every host, Cortex-M3 and up; not `thumbv6m`, which
-//! keeps [`Flags`] behind its own critical section).
+//! keeps [`Flags`] behind its own critical section); its check is loads and
+//! a plain store, no locked instruction.
 //!
 //! A *check* is test-and-clear: any number of raises between two checks read
 //! as one `true`, and the next check reads `false` unless something was
@@ -226,19 +227,34 @@ impl Flags {
     }
 }
 
-#[cfg(target_has_atomic = "8")]
+#[cfg(target_has_atomic = "32")]
 mod atomic {
-    use core::sync::atomic::{AtomicU8, Ordering};
+    use core::sync::atomic::{AtomicU32, Ordering};
 
     use super::FlagSet;
 
-    /// Lock-free shared flags: raise from one thread, check from others.
+    /// Lock-free shared flags: raised by any thread, checked by others.
     ///
-    /// A check of a clear flag is one relaxed load (no read-modify-write, so
-    /// no cache-line bouncing while nothing happens); a check of a raised flag
-    /// is one `fetch_and`. Raises use release ordering and checks acquire, so
-    /// whatever the raiser wrote before raising is visible to the checker that
-    /// sees the flag.
+    /// Each flag is a pair of counters: how many times it went from clear
+    /// to raised (`raised`, advanced by raisers), and the last `raised`
+    /// value a check consumed (`seen`, written by checkers). The flag is
+    /// raised while they differ. So a check is two loads when the flag is
+    /// clear, and two loads and one plain store when it is raised: no
+    /// read-modify-write (a locked instruction costs more than the whole
+    /// check on x86). A raise of a flag that is already raised is two loads
+    /// and no write; raising a clear flag is one `fetch_add`, so raises may
+    /// come from any number of threads.
+    ///
+    /// With one checking thread (the usual case: the thread that does the
+    /// work) a check is an exact test-and-clear. Checkers racing on the same
+    /// flag can both read one raise as `true` — a spare wake-up, never a
+    /// lost one: `seen` only ever takes a value some check returned `true`
+    /// for, so once every checker has stored, a raise after the value it
+    /// stored reads as raised.
+    ///
+    /// Raises store with release ordering and checks load with acquire, so
+    /// whatever the raiser wrote before raising is visible to the checker
+    /// that sees the flag.
     ///
     /// ```
     /// use flagpost_core::flags::{AtomicFlags, FlagSet};
@@ -251,84 +267,130 @@ mod atomic {
     /// ```
     #[derive(Debug, Default)]
     pub struct AtomicFlags {
-        raised: AtomicU8,
+        raised: [AtomicU32; 4],
+        seen: [AtomicU32; 4],
     }
 
     impl AtomicFlags {
         /// All flags clear.
         pub const fn new() -> Self {
             AtomicFlags {
-                raised: AtomicU8::new(0),
+                raised: [const { AtomicU32::new(0) }; 4],
+                seen: [const { AtomicU32::new(0) }; 4],
             }
         }
 
-        /// Raises every flag in `set`; returns the flags that were already raised.
+        /// The (raised, seen) counter pairs with the flag each stands for.
+        #[inline(always)]
+        fn cells(&self) -> impl Iterator<Item = (FlagSet, &AtomicU32, &AtomicU32)> {
+            (0..4)
+                .map(|i| FlagSet(1 << i))
+                .zip(self.raised.iter().zip(self.seen.iter()))
+                .map(|(flag, (raised, seen))| (flag, raised, seen))
+        }
+
+        /// Raises every flag in `set`; returns every flag that was raised before.
         ///
-        /// When every flag of `set` is already raised this is one relaxed
-        /// load and no write (a flood of raises does not bounce the cache
-        /// line); such a raise carries no release ordering of its own — the
-        /// checker that clears the flag synchronises with the raise that set
-        /// it.
+        /// A flag that is already raised is left alone (no write, so a flood
+        /// of raises does not bounce the cache line); such a raise carries no
+        /// release ordering of its own — the check that clears the flag
+        /// synchronises with the raise that set it.
         #[inline]
         pub fn raise(&self, set: FlagSet) -> FlagSet {
-            let current = self.raised.load(Ordering::Relaxed);
-            if current & set.bits() == set.bits() {
-                return FlagSet::from_bits_truncate(current);
+            let mut already = FlagSet::EMPTY;
+            for (flag, raised, seen) in self.cells() {
+                if pending(raised, seen, Ordering::Relaxed).0 {
+                    already |= flag;
+                } else if set.contains(flag) {
+                    // Concurrent raisers both add: the flag reads raised
+                    // until a check stores the larger count. Wrapping needs
+                    // 2^32 raises while one check is between its load and
+                    // its store.
+                    raised.fetch_add(1, Ordering::Release);
+                }
             }
-            FlagSet::from_bits_truncate(self.raised.fetch_or(set.bits(), Ordering::Release))
+            already
         }
 
         /// Test-and-clear: whether any flag of `set` was raised; clears them.
         #[inline]
         pub fn check(&self, set: FlagSet) -> bool {
-            if self.raised.load(Ordering::Relaxed) & set.bits() == 0 {
-                return false;
+            !self.take_set(set).is_empty()
+        }
+
+        #[inline(always)]
+        fn take_set(&self, set: FlagSet) -> FlagSet {
+            let mut taken = FlagSet::EMPTY;
+            for (flag, raised, seen) in self.cells() {
+                if set.contains(flag) && check_cell(raised, seen) {
+                    taken |= flag;
+                }
             }
-            self.raised.fetch_and(!set.bits(), Ordering::AcqRel) & set.bits() != 0
+            taken
         }
 
         /// Test-and-clear the status flag.
         #[inline]
         pub fn check_status(&self) -> bool {
-            self.check(FlagSet::STATUS)
+            check_cell(&self.raised[0], &self.seen[0])
         }
 
         /// Test-and-clear the non-status flag.
         #[inline]
         pub fn check_non_status(&self) -> bool {
-            self.check(FlagSet::NON_STATUS)
+            check_cell(&self.raised[1], &self.seen[1])
         }
 
         /// Test-and-clear the channel-update flag.
         #[inline]
         pub fn check_channel_update(&self) -> bool {
-            self.check(FlagSet::CHANNEL_UPDATE)
+            check_cell(&self.raised[2], &self.seen[2])
         }
 
         /// Test-and-clear the channel-shutdown flag.
         #[inline]
         pub fn check_channel_shutdown(&self) -> bool {
-            self.check(FlagSet::CHANNEL_SHUTDOWN)
+            check_cell(&self.raised[3], &self.seen[3])
         }
 
         /// Takes every raised flag, leaving all clear.
         #[inline]
         pub fn take(&self) -> FlagSet {
-            if self.raised.load(Ordering::Relaxed) == 0 {
-                return FlagSet::EMPTY;
-            }
-            FlagSet::from_bits_truncate(self.raised.swap(0, Ordering::AcqRel))
+            self.take_set(FlagSet::ALL)
         }
 
         /// The raised flags, without clearing.
         #[inline]
         pub fn peek(&self) -> FlagSet {
-            FlagSet::from_bits_truncate(self.raised.load(Ordering::Acquire))
+            let mut pending_set = FlagSet::EMPTY;
+            for (flag, raised, seen) in self.cells() {
+                if pending(raised, seen, Ordering::Acquire).0 {
+                    pending_set |= flag;
+                }
+            }
+            pending_set
         }
+    }
+
+    /// Whether a flag is raised, and the `raised` count read.
+    #[inline(always)]
+    fn pending(raised: &AtomicU32, seen: &AtomicU32, order: Ordering) -> (bool, u32) {
+        let count = raised.load(order);
+        (count != seen.load(Ordering::Relaxed), count)
+    }
+
+    /// Test-and-clear of one flag: loads, and a plain store if raised.
+    #[inline(always)]
+    fn check_cell(raised: &AtomicU32, seen: &AtomicU32) -> bool {
+        let (is_raised, count) = pending(raised, seen, Ordering::Acquire);
+        if is_raised {
+            seen.store(count, Ordering::Relaxed);
+        }
+        is_raised
     }
 }
 
-#[cfg(target_has_atomic = "8")]
+#[cfg(target_has_atomic = "32")]
 pub use atomic::AtomicFlags;
 
 #[cfg(test)]
@@ -369,6 +431,81 @@ mod tests {
             (!FlagSet::STATUS).to_string(),
             "non-status|channel-update|channel-shutdown"
         );
+    }
+
+    /// Raisers and checkers on threads: every raise is read as `true` by a
+    /// check that follows it, or is still raised at the end — none is lost.
+    fn no_lost_raise(raisers: usize, checkers: usize) {
+        use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
+        use std::vec::Vec;
+        const RAISES: u64 = 20_000;
+        let flags = AtomicFlags::new();
+        let written: Vec<AtomicU64> = (0..raisers).map(|_| AtomicU64::new(0)).collect();
+        let done = AtomicBool::new(false);
+        let (seen, trues) = std::thread::scope(|s| {
+            let checking: Vec<_> = (0..checkers)
+                .map(|_| {
+                    s.spawn(|| {
+                        let mut seen = std::vec![0u64; raisers];
+                        let mut trues = 0u64;
+                        while !done.load(SeqCst) {
+                            if flags.check_status() {
+                                trues += 1;
+                                for (v, w) in seen.iter_mut().zip(&written) {
+                                    *v = (*v).max(w.load(SeqCst));
+                                }
+                            }
+                        }
+                        (seen, trues)
+                    })
+                })
+                .collect();
+            let raising: Vec<_> = written
+                .iter()
+                .map(|w| {
+                    let flags = &flags;
+                    s.spawn(move || {
+                        for k in 1..=RAISES {
+                            w.store(k, SeqCst);
+                            flags.raise(FlagSet::STATUS);
+                        }
+                    })
+                })
+                .collect();
+            for r in raising {
+                r.join().expect("raiser");
+            }
+            done.store(true, SeqCst);
+            let mut seen = std::vec![0u64; raisers];
+            let mut trues = 0;
+            for c in checking {
+                let (v, t) = c.join().expect("checker");
+                trues += t;
+                for (a, b) in seen.iter_mut().zip(v) {
+                    *a = (*a).max(b);
+                }
+            }
+            (seen, trues)
+        });
+        let still_raised = flags.check_status();
+        for (r, last) in seen.iter().enumerate() {
+            assert!(
+                *last == RAISES || still_raised,
+                "raiser {r}: last raise neither checked (saw {last}) nor still raised"
+            );
+        }
+        assert!(trues > 0, "checkers never saw a raise");
+        assert!(!flags.check_status(), "a check clears");
+    }
+
+    #[test]
+    fn one_raiser_one_checker_lose_nothing() {
+        no_lost_raise(1, 1);
+    }
+
+    #[test]
+    fn racing_raisers_and_checkers_lose_nothing() {
+        no_lost_raise(2, 2);
     }
 
     #[test]

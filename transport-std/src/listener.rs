@@ -177,8 +177,10 @@ impl ListenerBuilder {
 }
 
 /// A listener: `check_*` are test-and-clear reads of memory (no syscall, no
-/// lock); [`wait`](Self::wait) blocks until any flag is raised. `Send +
-/// Sync`: share it between threads behind an `Arc`. Dropping it stops
+/// lock, no locked instruction); [`wait`](Self::wait) blocks until any flag
+/// is raised. `Send + Sync`: share it between threads behind an `Arc` —
+/// checks racing from several threads on the same flag may both read one
+/// raise as `true` (a spare wake-up, never a lost one). Dropping it stops
 /// listening (a close frame tells the broker).
 #[derive(Debug)]
 pub struct Listener {

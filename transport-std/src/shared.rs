@@ -5,7 +5,7 @@
 //! Checks are lock-free test-and-clear reads of an [`AtomicFlags`]. Waiting
 //! uses a mutex and condvar, but a raise only touches them when some thread
 //! is actually waiting (a `waiters` count, ordered with `SeqCst` against the
-//! flags), so raising with nobody waiting costs one atomic OR.
+//! flags), so raising with nobody waiting costs one atomic add.
 
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex};
