@@ -178,15 +178,17 @@ fn child_udp_sink() {
 }
 
 /// The bare fan-out floor: TCP connections on a port; a datagram on the
-/// same port makes it write 8 bytes to every connection.
+/// same port makes it write 8 bytes to every connection. A query answers
+/// how many connections it has accepted.
 fn child_fanout_server() {
     raise_fd_limit(FD_NEEDED).unwrap_or_else(|e| panic!("fan-out server: {e}"));
     let server = TcpListener::bind(loopback()).expect("bind");
     let addr = server.local_addr().expect("addr");
     let trigger = UdpSocket::bind(addr).expect("udp on the same port");
     announce(addr);
-    exit_with_parent();
     let conns = std::sync::Arc::new(std::sync::Mutex::new(Vec::<TcpStream>::new()));
+    let counted = conns.clone();
+    serve_queries(move |_| counted.lock().map_or(0, |c| c.len()).to_string());
     let accepted = conns.clone();
     std::thread::spawn(move || {
         for s in server.incoming().flatten() {
@@ -202,15 +204,39 @@ fn child_fanout_server() {
     }
 }
 
-/// The bare idle-connection floor: accept and hold.
+/// The bare idle-connection floor: accept and hold. A query answers how
+/// many connections it holds.
 fn child_idle_server() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
     raise_fd_limit(FD_NEEDED).unwrap_or_else(|e| panic!("idle server: {e}"));
     let server = TcpListener::bind(loopback()).expect("bind");
     announce(server.local_addr().expect("addr"));
-    exit_with_parent();
+    let count = std::sync::Arc::new(AtomicUsize::new(0));
+    let shown = count.clone();
+    serve_queries(move |_| shown.load(Ordering::Relaxed).to_string());
     let mut held = Vec::new();
     for s in server.incoming().flatten() {
         held.push(s);
+        count.store(held.len(), Ordering::Relaxed);
+    }
+}
+
+/// Waits until a bare server (`_fanout_server`, `_idle_server`) has accepted
+/// `n` connections: a client's `connect` returns once the kernel has queued
+/// the connection, before the server's `accept`, so a farm can be ready
+/// while the server does not know all of it yet.
+fn wait_accepted(server: &mut Participant, n: usize) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let accepted: usize = server.query("accepted").parse().unwrap_or(0);
+        if accepted >= n {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the bare server accepted {accepted} of {n} connections in 60 s"
+        );
+        std::thread::sleep(Duration::from_millis(1));
     }
 }
 
@@ -495,22 +521,24 @@ fn fanout(rounds: u64, sizes: &[usize]) {
         drop(broker);
 
         // floor: bare server + farm of bare connections
-        let server = Participant::spawn("_fanout_server", &[]);
+        let mut server = Participant::spawn("_fanout_server", &[]);
         let mut farm = Participant::spawn(
             "_farm",
             &["bare".into(), server.addr.to_string(), n.to_string()],
         );
+        wait_accepted(&mut server, n);
         let floor = fanout_rounds(&mut farm, rounds, |_| {
             let _ = udp.send_to(&[0u8; 8], server.addr);
         });
         drop(farm);
         drop(server);
-        let idle = Participant::spawn("_idle_server", &[]);
+        let mut idle = Participant::spawn("_idle_server", &[]);
         let before = idle.sample();
         let farm = Participant::spawn(
             "_farm",
             &["bare".into(), idle.addr.to_string(), n.to_string()],
         );
+        wait_accepted(&mut idle, n);
         let after = idle.sample();
         let floor_per_conn =
             (after.rss_kib.saturating_sub(before.rss_kib) * 1024) as f64 / n as f64;
