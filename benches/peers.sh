@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the servers `flagpost-bench peers` compares Flagpost with, from
 # Debian's packages: redis-server, postgresql, mosquitto, nats-server
-# (nats-server is packaged from Debian 12 on). Only what is missing is
+# (nats-server is packaged from Debian 12 on), and fonts-dejavu-core, the
+# font of the charts `flagpost-bench --write` draws. Only what is missing is
 # installed; the packages' own system services are not started — the bench
 # starts its own instance of each server as a child process, on a free
 # 127.0.0.1 port with a temporary directory, and stops it by PID.
@@ -22,9 +23,10 @@ have redis-server || need+=(redis-server)
     need+=(postgresql)
 have mosquitto || need+=(mosquitto)
 have nats-server || need+=(nats-server)
+[ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || need+=(fonts-dejavu-core)
 
 if ((${#need[@]} == 0)); then
-    echo "peers: redis-server, postgresql, mosquitto and nats-server are installed"
+    echo "peers: redis-server, postgresql, mosquitto, nats-server and fonts-dejavu-core are installed"
 else
     if [ "$(id -u)" != 0 ]; then
         echo "peers: run as root to install: ${need[*]}" >&2

@@ -4,7 +4,9 @@
 //!   beside its floor (a bare atomic load or swap) in the same run.
 //! * `flagpost-bench` — the loopback load generator: wake latency across
 //!   processes (Flagpost and its physical floor, a bare UDP→TCP relay) and
-//!   the other end-to-end figures, printed as a table.
+//!   the other end-to-end figures, printed as a table and, with `--write`,
+//!   recorded in a [`report::Report`] that becomes the generated section of
+//!   `BENCHMARKS.md` and its PNG charts.
 //!
 //! [`clock`] is the cross-process clock the latency figures use: every
 //! process reads the same `CLOCK_MONOTONIC`, so a child can stamp the moment
@@ -17,6 +19,7 @@ pub use flagpost_core as core;
 pub mod farm;
 #[cfg(target_os = "linux")]
 pub mod peers;
+pub mod report;
 
 /// The shared monotonic clock, in nanoseconds.
 #[cfg(target_os = "linux")]
@@ -56,6 +59,30 @@ impl Latency {
             p99_us: us(h.value_at_quantile(0.99)),
             p999_us: us(h.value_at_quantile(0.999)),
             max_us: us(h.max()),
+        }
+    }
+}
+
+/// One wake-latency measurement: its statistics, the reports that never
+/// arrived, and the samples themselves (nanoseconds), which the report's
+/// latency CDF chart draws.
+#[derive(Clone, Debug)]
+pub struct Measured {
+    /// The statistics of `histogram`.
+    pub latency: Latency,
+    /// Triggers whose wake report never arrived (not in `histogram`).
+    pub lost: u32,
+    /// Every sample, in nanoseconds.
+    pub histogram: hdrhistogram::Histogram<u64>,
+}
+
+impl Measured {
+    /// Summarises `histogram` (nanoseconds) with `lost` reports missing.
+    pub fn new(histogram: hdrhistogram::Histogram<u64>, lost: u32) -> Measured {
+        Measured {
+            latency: Latency::from_histogram(&histogram),
+            lost,
+            histogram,
         }
     }
 }

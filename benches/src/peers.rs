@@ -66,7 +66,8 @@ use flagpost_std::{Listener, Notifier};
 
 use crate::clock::now_ns;
 use crate::farm::{proc_sample, raise_fd_limit};
-use crate::Latency;
+use crate::report::{self, PeerRun, Report, SystemFigures, Throughput};
+use crate::Measured;
 
 /// Publishes per batch in the throughput runs.
 pub const BATCH: u64 = 100;
@@ -251,9 +252,9 @@ impl Sizes {
 
 /// The wake-latency measurement of `flagpost-bench`: sends `samples`
 /// triggers one at a time, each reported wake stamp (8 bytes on the report
-/// socket) minus the send stamp is a sample; returns the statistics and the
-/// number of lost reports.
-pub type Measure<'a> = &'a dyn Fn(u32, &UdpSocket, &mut dyn FnMut(u32)) -> (Latency, u32);
+/// socket) minus the send stamp is a sample; returns the samples, their
+/// statistics and the number of lost reports.
+pub type Measure<'a> = &'a dyn Fn(u32, &UdpSocket, &mut dyn FnMut(u32)) -> Measured;
 
 // ---- servers ------------------------------------------------------------------
 
@@ -1116,32 +1117,29 @@ impl Publisher {
 
 // ---- measurements -------------------------------------------------------------
 
-/// One throughput run.
-#[derive(Clone, Copy, Debug)]
-struct Throughput {
-    subscribers: usize,
-    /// Publishes per second delivered to every subscriber (Flagpost:
-    /// handled by the broker).
-    publishes_per_s: f64,
-    /// Deliveries counted at the subscribers per second (Flagpost: wakes).
-    deliveries_per_s: f64,
-    /// Server CPU seconds per million publishes.
-    cpu_s_per_million: f64,
-    /// The subscriber process's CPU seconds per million publishes.
-    sub_cpu_s_per_million: f64,
-    /// Deliveries that never arrived (peers only).
-    lost: u64,
-    /// The run stopped early: no delivery report for [`STALL_TIMEOUT`].
-    stalled: bool,
-}
-
-/// All figures of one system; a figure that failed holds why.
+/// All figures of one system; a figure that failed holds why. (A
+/// throughput run is `stalled` when no delivery report came for
+/// [`STALL_TIMEOUT`].)
 struct Figures {
     system: System,
     version: String,
-    wake: Result<(Latency, u32), String>,
+    wake: Result<Measured, String>,
     throughput: Vec<Result<Throughput, String>>,
     idle_bytes: Result<f64, String>,
+}
+
+impl Figures {
+    /// The report's copy of these figures.
+    fn into_report(self) -> SystemFigures {
+        SystemFigures {
+            system: self.system.label().to_owned(),
+            flagpost: self.system == System::Flagpost,
+            version: self.version,
+            wake: self.wake,
+            throughput: self.throughput,
+            idle_bytes: self.idle_bytes,
+        }
+    }
 }
 
 fn report_socket() -> Result<(UdpSocket, SocketAddr), String> {
@@ -1194,7 +1192,7 @@ fn wake(
     publisher: &mut Publisher,
     samples: u32,
     measure: Measure<'_>,
-) -> Result<(Latency, u32), String> {
+) -> Result<Measured, String> {
     let (report, report_addr) = report_socket()?;
     let mut subs = Subscribers::spawn(server.system, server.addr, 1, report_addr)?;
     subs.query("wake")?;
@@ -1372,11 +1370,11 @@ fn measure_system(system: System, sizes: &Sizes, measure: Measure<'_>) -> Figure
 
 // ---- the run and its tables -----------------------------------------------------
 
-/// Measures Flagpost and every installed peer and prints the tables, with
-/// the ratio Flagpost / peer for every figure both have. `measure` is the
-/// bench binary's wake-latency measurement, so both sides are measured by
-/// the same code.
-pub fn run(sizes: &Sizes, measure: Measure<'_>) {
+/// Measures Flagpost and every installed peer, prints the tables, with the
+/// ratio Flagpost / peer for every figure both have, and records the run in
+/// `report`. `measure` is the bench binary's wake-latency measurement, so
+/// both sides are measured by the same code.
+pub fn run(sizes: &Sizes, measure: Measure<'_>, report: &mut Report) {
     let peers = installed_peers();
     println!(
         "\npeers: Flagpost beside the systems it is compared with, same run, same method; every server its own instance on 127.0.0.1"
@@ -1402,12 +1400,8 @@ pub fn run(sizes: &Sizes, measure: Measure<'_>) {
     }
     let flagpost = &all[0];
     let ratio = |fp: Option<f64>, peer: Option<f64>| match (fp, peer) {
-        // two significant digits at least: 0.00028, 0.031, 1.27, 237.25
-        (Some(a), Some(b)) if b > 0.0 && a > 0.0 => {
-            let r = a / b;
-            let decimals = (1 - r.log10().floor() as i32).max(2) as usize;
-            format!("{r:.decimals$}")
-        }
+        // two significant digits at least: 0.00028, 0.031, 1.27, 237
+        (Some(a), Some(b)) => report::ratio_or_dash(a, b),
         _ => "—".into(),
     };
 
@@ -1422,14 +1416,16 @@ pub fn run(sizes: &Sizes, measure: Measure<'_>) {
     let fp_wake = flagpost.wake.as_ref().ok();
     for f in &all {
         match &f.wake {
-            Ok((l, lost)) => {
+            Ok(Measured {
+                latency: l, lost, ..
+            }) => {
                 let r = if f.system == System::Flagpost {
                     String::new()
                 } else {
                     format!(
                         "{} / {}",
-                        ratio(fp_wake.map(|w| w.0.p50_us), Some(l.p50_us)),
-                        ratio(fp_wake.map(|w| w.0.p99_us), Some(l.p99_us))
+                        ratio(fp_wake.map(|w| w.latency.p50_us), Some(l.p50_us)),
+                        ratio(fp_wake.map(|w| w.latency.p99_us), Some(l.p99_us))
                     )
                 };
                 println!(
@@ -1511,4 +1507,11 @@ pub fn run(sizes: &Sizes, measure: Measure<'_>) {
             Err(e) => println!("{:<26} failed: {e}", f.system.label()),
         }
     }
+    report.set_peers(PeerRun {
+        samples: sizes.samples,
+        secs: sizes.secs,
+        idle: sizes.idle,
+        systems: all.into_iter().map(Figures::into_report).collect(),
+        missing: missing.into_iter().map(str::to_owned).collect(),
+    });
 }
