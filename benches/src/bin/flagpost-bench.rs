@@ -337,6 +337,44 @@ fn child_relay_b(c: &str) {
     }
 }
 
+/// The flood floor's relay B: one UDP socket read in `recvmmsg` batches of
+/// 32 (the broker's batching); every flood datagram is read and dropped,
+/// and an 8-byte datagram (the quiet trigger) is relayed as 8 bytes over
+/// TCP to C — what bare code does on the quiet path while it receives the
+/// same flood.
+fn child_flood_relay_b(c: &str) {
+    use nix::sys::socket::{recvmmsg, MsgFlags, MultiHeaders, SockaddrStorage};
+    use std::os::fd::AsRawFd;
+    let mut to_c = TcpStream::connect(c).expect("connect C");
+    to_c.set_nodelay(true).expect("nodelay");
+    let socket = UdpSocket::bind(loopback()).expect("bind");
+    let _ = socket2::SockRef::from(&socket).set_recv_buffer_size(8 << 20);
+    announce(socket.local_addr().expect("addr"));
+    exit_with_parent();
+    let mut bufs = [[0u8; 128]; 32];
+    loop {
+        let mut headers = MultiHeaders::<SockaddrStorage>::preallocate(32, None);
+        let mut iovs: [[std::io::IoSliceMut<'_>; 1]; 32] = bufs
+            .each_mut()
+            .map(|b| [std::io::IoSliceMut::new(&mut b[..])]);
+        let Ok(r) = recvmmsg(
+            socket.as_raw_fd(),
+            &mut headers,
+            iovs.iter_mut(),
+            MsgFlags::MSG_WAITFORONE,
+            None,
+        ) else {
+            continue;
+        };
+        let quiet = r.filter(|m| m.bytes == 8).count();
+        for _ in 0..quiet {
+            if to_c.write_all(&[1u8; 8]).is_err() {
+                return;
+            }
+        }
+    }
+}
+
 // ---- measurements ---------------------------------------------------------
 
 /// Sends `samples` triggers one at a time; each reported wake stamp minus
@@ -825,6 +863,8 @@ fn hotloop(rounds: u32, calls: u64, report: &mut Report) {
     let notifier = Notifier::new(broker.addr).expect("notifier");
     let mut h = Histogram::<u64>::new_with_bounds(1, 10_000_000_000, 3).expect("histogram");
     let mut rates = Vec::new();
+    // (duration, datagrams sent) of each round, replayed by the stream floor
+    let mut streams = Vec::new();
     let (mut absorbed, mut lost) = (0, 0);
     let mut buf = [0u8; 16];
     report_sock
@@ -832,6 +872,7 @@ fn hotloop(rounds: u32, calls: u64, report: &mut Report) {
         .expect("timeout");
     for _ in 0..rounds {
         while report_sock.recv(&mut buf).is_ok() {} // quiet before the round
+        let sent_before = notifier.stats().datagrams;
         let start = now_ns();
         for _ in 1..calls {
             notifier.notify_status_update(None);
@@ -855,9 +896,13 @@ fn hotloop(rounds: u32, calls: u64, report: &mut Report) {
             Some(_) => absorbed += 1,
             None => lost += 1,
         }
+        streams.push((end - start, notifier.stats().datagrams - sent_before));
     }
+    drop((notifier, _listener, broker));
+    let stream_floor = paced_relay(&streams);
     rates.sort_by(f64::total_cmp);
     let after = Latency::from_histogram(&h);
+    let per_round = streams.iter().map(|s| s.1).sum::<u64>() / u64::from(rounds.max(1));
     println!(
         "  calls per second: median {:.1} M, slowest round {:.1} M (target ≥ 10 M)",
         rates[rates.len() / 2] / 1e6,
@@ -871,6 +916,13 @@ fn hotloop(rounds: u32, calls: u64, report: &mut Report) {
         floor.p99_us,
         after.p50_us / floor.p50_us,
         after.p99_us / floor.p99_us
+    );
+    println!(
+        "  stream floor (the relay fed the same number of datagrams per round, evenly paced, from a spinning thread): last read after the last send p50 {:.1} µs, p99 {:.1} µs (Flagpost ratio {:.2} / {:.2}); {per_round} datagrams per round",
+        stream_floor.p50_us,
+        stream_floor.p99_us,
+        after.p50_us / stream_floor.p50_us,
+        after.p99_us / stream_floor.p99_us
     );
     report.add(
         Figure::new(
@@ -899,13 +951,86 @@ fn hotloop(rounds: u32, calls: u64, report: &mut Report) {
             .target(Rule::RatioAtMost(1.2), RELAY_TARGET),
         );
     }
+    for (q, quantile) in [("p50", p50 as fn(&Latency) -> f64), ("p99", p99)] {
+        report.add(
+            Figure::new(
+                Section::HotLoop,
+                format!("listener's last wake after the last call, beside the stream floor: {q}"),
+                us(&after, quantile),
+                Unit::Micros,
+            )
+            .floor("relay fed the same paced stream", us(&stream_floor, quantile)),
+        );
+    }
     report.note(
         Section::HotLoop,
         format!(
-            "{} calls per round, {rounds} rounds; rounds whose last notification was absorbed by the wake before it: {absorbed}, with no wake reported: {lost}.",
+            "{} calls per round, {rounds} rounds, {per_round} datagrams sent per round; rounds whose last notification was absorbed by the wake before it: {absorbed}, with no wake reported: {lost}. The stream floor replays each round on the bare relay: a spinning thread sends as many datagrams as the notifier sent, evenly spread over the round's duration, and the figure is its last send to the relay reader's last read.",
             report::fmt_int(calls)
         ),
     );
+}
+
+/// The hot loop's stream floor: for each `(duration ns, datagrams)` round,
+/// a spinning thread (holding a CPU, as the hot loop does) sends that many
+/// datagrams to the bare relay evenly spread over that duration; returns the
+/// time from the last send to the relay reader's last read.
+fn paced_relay(rounds: &[(u64, u64)]) -> Latency {
+    let (report_sock, report_addr) = report_socket();
+    let c = Participant::spawn("_relay_c", std::slice::from_ref(&report_addr));
+    let b = Participant::spawn("_relay_b", &[c.addr.to_string()]);
+    let a = UdpSocket::bind(loopback()).expect("bind A");
+    report_sock
+        .set_read_timeout(Some(Duration::from_millis(50)))
+        .expect("timeout");
+    let mut h = Histogram::<u64>::new_with_bounds(1, 10_000_000_000, 3).expect("histogram");
+    let mut buf = [0u8; 16];
+    for &(duration, datagrams) in rounds {
+        while report_sock.recv(&mut buf).is_ok() {}
+        let n = datagrams.max(1);
+        let pace = duration / n;
+        let start = now_ns();
+        let mut last = start;
+        for i in 0..n {
+            let due = start + i * pace;
+            while now_ns() < due {
+                std::hint::spin_loop();
+            }
+            last = now_ns();
+            let _ = a.send_to(&[0u8; 24], b.addr);
+        }
+        let mut final_read = None;
+        while let Ok(8) = report_sock.recv(&mut buf) {
+            let read = u64::from_be_bytes(buf[..8].try_into().expect("8 bytes"));
+            final_read = final_read.max(Some(read));
+        }
+        if let Some(r) = final_read {
+            let _ = h.record(r.saturating_sub(last).max(1));
+        }
+    }
+    Latency::from_histogram(&h)
+}
+
+/// The flood floor: the quiet path's latency through the bare relay, unloaded
+/// and while two threads flood the relay's socket.
+fn flood_floor(samples: u32) -> (Latency, Latency) {
+    let (report_sock, report_addr) = report_socket();
+    let c = Participant::spawn("_relay_c", std::slice::from_ref(&report_addr));
+    let b = Participant::spawn("_flood_relay_b", &[c.addr.to_string()]);
+    let a = UdpSocket::bind(loopback()).expect("bind A");
+    let mut trigger = |_| {
+        let _ = a.send_to(&[1u8; 8], b.addr);
+    };
+    let unloaded = measure(samples, &report_sock, &mut trigger).latency;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flood = flagpost_core::ChannelId::new("flood").expect("channel");
+    let senders = blast_until(b.addr, 2, Notification::status(Some(flood)), &stop);
+    let loaded = measure(samples, &report_sock, &mut trigger).latency;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for s in senders {
+        let _ = s.join();
+    }
+    (unloaded, loaded)
 }
 
 /// Two senders flood one channel at full rate: the flooded listeners' frame
@@ -973,6 +1098,8 @@ fn flood(samples: u32, report: &mut Report) {
     );
     let per_s = (d1 - d0) as f64 / elapsed;
     let frames = (f1 - f0) as f64 / 10.0 / elapsed;
+    drop((farm, _quiet, broker));
+    let (floor_unloaded, floor_loaded) = flood_floor(samples);
     println!("\nflood: 2 senders at full rate on one channel, 10 listeners on it, 1 quiet listener elsewhere ({elapsed:.1} s)");
     println!(
         "  broker processed {per_s:.0} datagrams/s; each flooded listener got {frames:.0} frames/s ({:.3} frames per datagram: coalesced)",
@@ -985,6 +1112,16 @@ fn flood(samples: u32, report: &mut Report) {
         loaded.p50_us,
         loaded.p99_us,
         loaded.p99_us / unloaded.p99_us
+    );
+    println!(
+        "  floor, a bare relay receiving the same flood: p50/p99 unloaded {:.1}/{:.1} µs, under flood {:.1}/{:.1} µs (p99 ratio {:.2}); Flagpost / floor under flood p50/p99 {:.2}/{:.2}",
+        floor_unloaded.p50_us,
+        floor_unloaded.p99_us,
+        floor_loaded.p50_us,
+        floor_loaded.p99_us,
+        floor_loaded.p99_us / floor_unloaded.p99_us,
+        loaded.p50_us / floor_loaded.p50_us,
+        loaded.p99_us / floor_loaded.p99_us
     );
     report.add(Figure::new(
         Section::Flood,
@@ -1024,6 +1161,30 @@ fn flood(samples: u32, report: &mut Report) {
             figure
         });
     }
+    for (q, quantile) in [("p50", p50 as fn(&Latency) -> f64), ("p99", p99)] {
+        report.add(
+            Figure::new(
+                Section::Flood,
+                format!("floor under the same flood (bare relay): {q}"),
+                us(&floor_loaded, quantile),
+                Unit::Micros,
+            )
+            .floor("floor unloaded", us(&floor_unloaded, quantile)),
+        );
+        report.add(
+            Figure::new(
+                Section::Flood,
+                format!("quiet listener under the flood, beside the floor under the flood: {q}"),
+                us(&loaded, quantile),
+                Unit::Micros,
+            )
+            .floor("bare relay under the flood", us(&floor_loaded, quantile)),
+        );
+    }
+    report.note(
+        Section::Flood,
+        "The floor is a bare relay whose one UDP socket receives the same two-thread flood (read in `recvmmsg` batches of 32 and dropped) and relays the quiet trigger as 8 bytes over TCP to a blocked reader, measured unloaded and under the flood in the same run.",
+    );
     report.note(
         Section::Flood,
         format!(
@@ -1150,6 +1311,7 @@ fn main() {
         Some("_listener") => child_listener(arg(1), arg(2), args.get(3).map(String::as_str)),
         Some("_relay_b") => child_relay_b(arg(1)),
         Some("_relay_c") => child_relay_c(arg(1)),
+        Some("_flood_relay_b") => child_flood_relay_b(arg(1)),
         Some("_udp_sink") => child_udp_sink(),
         Some("_fanout_server") => child_fanout_server(),
         Some("_idle_server") => child_idle_server(),
