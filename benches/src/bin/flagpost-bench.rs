@@ -959,7 +959,10 @@ fn hotloop(rounds: u32, calls: u64, report: &mut Report) {
                 us(&after, quantile),
                 Unit::Micros,
             )
-            .floor("relay fed the same paced stream", us(&stream_floor, quantile)),
+            .floor(
+                "relay fed the same paced stream",
+                us(&stream_floor, quantile),
+            ),
         );
     }
     report.note(
