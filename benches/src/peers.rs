@@ -765,11 +765,14 @@ fn subscribe(
             }
             listener.take();
             confirm();
-            // as the `_listener` mode: stamp when `wait` returns, then take
+            // as the `_listener` mode: take when `wait` returns, then report.
+            // Taking after reporting would race the next trigger: a raise
+            // landing between the two is cleared unseen (4 lost samples in
+            // 20,000 in one run).
             loop {
                 if listener.wait(Duration::from_secs(3600)) {
-                    sink.deliver();
                     listener.take();
+                    sink.deliver();
                 }
             }
         }
