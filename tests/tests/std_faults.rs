@@ -360,6 +360,72 @@ fn a_lost_tail_is_recovered_by_the_probe() {
     stop.store(true, Ordering::Relaxed);
 }
 
+/// Calls spaced wider than the notifier's 20 µs cooldown are each sent by
+/// the calling thread: no hand-off to the sender thread (whose wake-up would
+/// sit on the latency path), even while it re-arms its probe timer.
+#[test]
+fn a_trickle_is_sent_inline() {
+    let fake_broker = UdpSocket::bind("127.0.0.1:0").unwrap();
+    fake_broker.set_read_timeout(Some(LONG)).unwrap();
+    let notifier = Notifier::new(fake_broker.local_addr().unwrap()).unwrap();
+    assert!(notifier.flush(LONG), "the sender thread settles");
+    let mut buf = [0u8; 128];
+    for _ in 0..50 {
+        // the cooldown is a documented time threshold, not a hand-off
+        let quiet = std::time::Instant::now();
+        while quiet.elapsed() < Duration::from_micros(30) {
+            std::hint::spin_loop();
+        }
+        notifier.notify_status_update(None);
+        fake_broker.recv(&mut buf).unwrap();
+    }
+    let stats = notifier.stats();
+    assert_eq!(stats.datagrams, 50);
+    assert_eq!(stats.inline, 50, "every spaced call was sent inline");
+}
+
+/// A trickle of sends: the probe follows the last one (same sequence
+/// number, at least the probe delay later) and never repeats an earlier
+/// one, whether or not the parked sender thread was woken for each send.
+#[test]
+fn the_probe_follows_the_last_send_of_a_trickle() {
+    let fake_broker = UdpSocket::bind("127.0.0.1:0").unwrap();
+    fake_broker.set_read_timeout(Some(LONG)).unwrap();
+    let delay = Duration::from_millis(20);
+    let notifier = Notifier::builder()
+        .probe_delay(delay)
+        .build(fake_broker.local_addr().unwrap())
+        .unwrap();
+    let mut buf = [0u8; 128];
+    let mut recv_seq = || {
+        let n = fake_broker.recv(&mut buf).unwrap();
+        NotifyRepr::parse_bytes(&buf[..n]).unwrap().seq
+    };
+    notifier.notify_status_update(None);
+    let first = recv_seq();
+    for _ in 0..3 {
+        // the thread has armed the previous probe and parks until it
+        assert!(notifier.flush(LONG));
+        notifier.notify_status_update(None);
+        assert_ne!(recv_seq(), first);
+    }
+    let last_sent = std::time::Instant::now();
+    let probed = recv_seq();
+    assert!(last_sent.elapsed() >= delay.saturating_sub(Duration::from_millis(1)));
+    assert_eq!(
+        probed,
+        Seq(first.0 + 3),
+        "the probe repeats the last datagram"
+    );
+    assert_eq!(notifier.stats().datagrams, 4);
+    // the counter is bumped just after the probe's send returns
+    let counted = std::time::Instant::now() + LONG;
+    while notifier.stats().probes == 0 && std::time::Instant::now() < counted {
+        std::thread::yield_now();
+    }
+    assert_eq!(notifier.stats().probes, 1);
+}
+
 /// Datagrams the kernel drops because the broker's socket buffer is full are
 /// read from `SO_RXQ_OVFL`, counted, and raise status like a sequence gap.
 #[cfg(target_os = "linux")]

@@ -7,10 +7,13 @@
 //!
 //! * if the notifier has been quiet (its sender thread asleep, nothing sent
 //!   in the last 20 µs), the call sends the datagram itself — one `sendto`,
-//!   no thread hand-off on the latency path — and wakes the thread to pick
-//!   up whatever arrives meanwhile;
+//!   no thread hand-off on the latency path. The thread is not woken for
+//!   it unless its tail-loss probe timer must be re-armed (in a steady
+//!   trickle: once per probe delay);
 //! * otherwise the thread turns whatever is pending into datagrams (one per
 //!   distinct kind and channel, carrying the summed batch count).
+//!
+//! [`NotifierStats::inline`] counts the datagrams sent the first way.
 //!
 //! So a burst costs nanoseconds per call and few datagrams: the thread sends
 //! at most one per 20 µs (pacing), merging everything that arrives
@@ -74,6 +77,9 @@ pub struct NotifierStats {
     pub calls: u64,
     /// Datagrams sent (excluding probes and retransmissions).
     pub datagrams: u64,
+    /// Of those, sent by the calling thread itself (the notifier had been
+    /// quiet): no hand-off to the sender thread on the latency path.
+    pub inline: u64,
     /// Tail-loss probes sent.
     pub probes: u64,
     /// Confirmed-mode retransmissions.
@@ -136,9 +142,11 @@ impl NotifierBuilder {
             non_status_all: AtomicU32::new(0),
             targeted: Mutex::new(Vec::new()),
             any_targeted: AtomicBool::new(false),
-            sleeping: AtomicBool::new(false),
+            sleeping: AtomicBool::new(true),
+            handoff: AtomicBool::new(false),
+            parked_until_ns: AtomicU64::new(u64::MAX),
             epoch: Instant::now(),
-            last_send_ns: AtomicU64::new(0),
+            last_send_ns: AtomicU64::new(NEVER),
             tail: Mutex::new(Tail::default()),
             stop: AtomicBool::new(false),
             thread: Mutex::new(None),
@@ -148,6 +156,7 @@ impl NotifierBuilder {
             confirm: Mutex::new(None),
             calls: AtomicU64::new(0),
             datagrams: AtomicU64::new(0),
+            inline: AtomicU64::new(0),
             probes: AtomicU64::new(0),
             retransmissions: AtomicU64::new(0),
             send_errors: AtomicU64::new(0),
@@ -200,13 +209,22 @@ struct Core {
     non_status_all: AtomicU32,
     targeted: Mutex<Vec<(Kind, ChannelId, u32)>>,
     any_targeted: AtomicBool,
-    /// The thread sleeps (nothing pending); a caller that swaps this to
-    /// false owns the next send: inline, or by unparking the thread.
+    /// The send flag is free (true): a caller that swaps this to false owns
+    /// the next send — inline, or handing a burst to the thread, which
+    /// takes the flag when it wakes to find something pending.
     sleeping: AtomicBool,
+    /// A caller holding the send flag handed it, with a burst, to the
+    /// thread. (A wake for anything else — the probe timer — leaves the
+    /// flag and pending calls alone.)
+    handoff: AtomicBool,
     /// Origin of `last_send_ns`.
     epoch: Instant,
-    /// When the last datagram went out, in ns since `epoch`.
+    /// When the last datagram went out, in ns since `epoch` ([`NEVER`]
+    /// before the first).
     last_send_ns: AtomicU64,
+    /// When the parked sender thread wakes by itself, in ns since `epoch`
+    /// (`u64::MAX`: not parked, or parked without a deadline).
+    parked_until_ns: AtomicU64,
     /// The last datagram sent and when to repeat it (the tail-loss probe).
     tail: Mutex<Tail>,
     stop: AtomicBool,
@@ -218,6 +236,7 @@ struct Core {
     confirm: Mutex<Option<UdpSocket>>,
     calls: AtomicU64,
     datagrams: AtomicU64,
+    inline: AtomicU64,
     probes: AtomicU64,
     retransmissions: AtomicU64,
     send_errors: AtomicU64,
@@ -228,6 +247,9 @@ struct Tail {
     last: Option<([u8; MAX_DATAGRAM_LEN], usize)>,
     probe_at: Option<Instant>,
 }
+
+/// `last_send_ns` before anything was sent: the first call is quiet.
+const NEVER: u64 = u64::MAX;
 
 /// A call sends inline only if nothing went out for this long: a burst
 /// (calls nanoseconds apart) coalesces in the thread, while an isolated
@@ -282,6 +304,7 @@ impl Notifier {
         NotifierStats {
             calls: c.calls.load(Ordering::Relaxed),
             datagrams: c.datagrams.load(Ordering::Relaxed),
+            inline: c.inline.load(Ordering::Relaxed),
             probes: c.probes.load(Ordering::Relaxed),
             retransmissions: c.retransmissions.load(Ordering::Relaxed),
             send_errors: c.send_errors.load(Ordering::Relaxed),
@@ -529,29 +552,46 @@ impl Core {
         if !self.sleeping.load(Ordering::SeqCst) {
             return; // the thread is at work and will see the call
         }
-        let quiet = self
-            .since_epoch_ns()
-            .saturating_sub(self.last_send_ns.load(Ordering::Relaxed))
-            >= u64::try_from(COOLDOWN.as_nanos()).unwrap_or(u64::MAX);
+        let last = self.last_send_ns.load(Ordering::Relaxed);
+        let quiet = last == NEVER
+            || self.since_epoch_ns().saturating_sub(last)
+                >= u64::try_from(COOLDOWN.as_nanos()).unwrap_or(u64::MAX);
         if !self.sleeping.swap(false, Ordering::SeqCst) {
             return; // another caller took it
         }
         if quiet {
             self.busy.store(true, Ordering::SeqCst);
-            self.send_pending_and_arm_probe();
-            if self.probe_delay.is_zero() && !self.has_pending() {
-                // Nothing for the thread to do: hand the flag back without
-                // waking it (a woken thread competes for a CPU right when
-                // the broker and the listener need one). Re-check after
-                // publishing, as the thread does, so no call is stranded.
-                self.busy.store(false, Ordering::SeqCst);
-                self.sleeping.store(true, Ordering::SeqCst);
-                if !self.has_pending() || !self.sleeping.swap(false, Ordering::SeqCst) {
-                    return;
+            let probe_by = self
+                .since_epoch_ns()
+                .saturating_add(u64::try_from(self.probe_delay.as_nanos()).unwrap_or(u64::MAX));
+            let sent = self.send_pending_and_arm_probe();
+            self.inline.fetch_add(sent, Ordering::Relaxed);
+            // The thread need not hear of this send when it will wake by
+            // itself before the probe just armed is due (it then finds the
+            // probe moved and sleeps on): in a steady trickle it wakes once
+            // per probe delay, not once per send.
+            let probe_covered = self.probe_delay.is_zero()
+                || self.parked_until_ns.load(Ordering::SeqCst) <= probe_by;
+            // Hand the flag back, so that the next quiet call goes inline
+            // too; re-check after publishing, as the thread does, so that no
+            // call is stranded.
+            self.busy.store(false, Ordering::SeqCst);
+            self.sleeping.store(true, Ordering::SeqCst);
+            if !self.has_pending() || !self.sleeping.swap(false, Ordering::SeqCst) {
+                // Wake the thread only to re-arm its probe timer, after
+                // handing the flag back: a woken thread that held the flag
+                // made the next calls wait for its wake-up (25–50 µs on an
+                // idle vCPU) — 3–5 % of the wake-latency samples, all in
+                // the tail.
+                if !probe_covered {
+                    self.wake();
                 }
+                return;
             }
         }
-        // The thread takes over: anything that arrived meanwhile, the probe.
+        // A burst: hand the flag (still held) to the thread, which sends,
+        // paced, merging the calls that find the flag held meanwhile.
+        self.handoff.store(true, Ordering::SeqCst);
         self.wake();
     }
 
@@ -574,15 +614,19 @@ impl Core {
         (buf, len)
     }
 
-    /// Sends everything pending; returns the last datagram sent, if any.
-    fn send_pending(&self) -> Option<([u8; MAX_DATAGRAM_LEN], usize)> {
+    /// Sends everything pending; returns how many datagrams that took and
+    /// the last one, if any.
+    fn send_pending(&self) -> (u64, Option<([u8; MAX_DATAGRAM_LEN], usize)>) {
+        let mut sent = 0;
         let mut last = None;
         let status = self.status_all.swap(0, Ordering::AcqRel);
         if status > 0 {
+            sent += 1;
             last = Some(self.send(Notification::status(None), status));
         }
         let non_status = self.non_status_all.swap(0, Ordering::AcqRel);
         if non_status > 0 {
+            sent += 1;
             last = Some(self.send(Notification::non_status(None), non_status));
         }
         if self.any_targeted.swap(false, Ordering::AcqRel) {
@@ -590,18 +634,19 @@ impl Core {
                 std::mem::take(&mut *self.targeted.lock().unwrap_or_else(|p| p.into_inner()));
             for (kind, channel, count) in batch {
                 if let Ok(n) = Notification::new(kind, Some(channel)) {
+                    sent += 1;
                     last = Some(self.send(n, count));
                 }
             }
         }
-        last
+        (sent, last)
     }
 
     /// Sends everything pending and, if something went out, schedules its
-    /// tail-loss probe.
-    fn send_pending_and_arm_probe(&self) -> bool {
-        let Some(sent) = self.send_pending() else {
-            return false;
+    /// tail-loss probe; returns how many datagrams went out.
+    fn send_pending_and_arm_probe(&self) -> u64 {
+        let (count, Some(sent)) = self.send_pending() else {
+            return 0;
         };
         let now = Instant::now();
         self.last_send_ns
@@ -609,7 +654,7 @@ impl Core {
         let mut tail = self.tail.lock().unwrap_or_else(|p| p.into_inner());
         tail.last = Some(sent);
         tail.probe_at = (!self.probe_delay.is_zero()).then(|| now + self.probe_delay);
-        true
+        count
     }
 
     /// Sends the probe if it is due; returns when the next one is due.
@@ -629,38 +674,66 @@ impl Core {
         None
     }
 
+    /// The sender thread. It holds the send flag (`sleeping` false) while it
+    /// sends; asleep, it holds nothing, so quiet calls send inline, and it
+    /// takes the flag only when a caller hands it a burst (or at the stop).
     fn run(self: Arc<Self>) {
+        // Linux lets a normal thread's timers fire up to 50 µs late (timer
+        // slack); the pacing sleep of 20 µs then lasted 70–85 µs (`perf sched
+        // timehist`), long enough for the next call of a trickle to find
+        // the thread pacing and wait for it, and the next, in a cascade.
+        #[cfg(target_os = "linux")]
+        let _ = nix::sys::prctl::set_timerslack(1_000);
         loop {
-            self.busy.store(true, Ordering::SeqCst);
-            if self.send_pending_and_arm_probe() {
-                // Pace a burst: a datagram per PACE at most, so the broker's
-                // socket never queues a backlog that the last call's wake-up
-                // would wait behind (calls keep merging meanwhile).
-                std::thread::sleep(PACE);
-                continue;
+            // Asleep, holding nothing, until the probe is due, a call hands
+            // over a burst, or the notifier stops.
+            loop {
+                if self.handoff.swap(false, Ordering::SeqCst) {
+                    break; // a caller handed over the flag with a burst
+                }
+                let probe = self.probe_if_due();
+                if self.stop.load(Ordering::SeqCst) && probe.is_none() {
+                    if self.has_pending() && self.sleeping.swap(false, Ordering::SeqCst) {
+                        break; // the last calls before the stop
+                    }
+                    return;
+                }
+                match probe {
+                    Some(at) => {
+                        let at_ns =
+                            u64::try_from(at.saturating_duration_since(self.epoch).as_nanos())
+                                .unwrap_or(u64::MAX);
+                        self.parked_until_ns.store(at_ns, Ordering::SeqCst);
+                        std::thread::park_timeout(at.saturating_duration_since(Instant::now()));
+                    }
+                    None => std::thread::park(),
+                }
+                self.parked_until_ns.store(u64::MAX, Ordering::SeqCst);
             }
-            // Nothing pending: announce sleep, then re-check (pairs with
-            // `wake_or_send_inline`) so a concurrent call is never missed.
-            self.sleeping.store(true, Ordering::SeqCst);
-            if self.has_pending() {
-                self.sleeping.store(false, Ordering::SeqCst);
-                continue;
-            }
-            self.busy.store(false, Ordering::SeqCst);
-            {
+            // Holding the flag: send until nothing is pending.
+            loop {
+                self.busy.store(true, Ordering::SeqCst);
+                if self.send_pending_and_arm_probe() > 0 {
+                    // Pace a burst: a datagram per PACE at most, so the
+                    // broker's socket never queues a backlog that the last
+                    // call's wake-up would wait behind (calls keep merging
+                    // meanwhile).
+                    std::thread::sleep(PACE);
+                    continue;
+                }
+                // Nothing pending: hand the flag back, then re-check (pairs
+                // with `wake_or_send_inline`) so a concurrent call is never
+                // missed.
+                self.sleeping.store(true, Ordering::SeqCst);
+                if self.has_pending() && self.sleeping.swap(false, Ordering::SeqCst) {
+                    continue;
+                }
+                self.busy.store(false, Ordering::SeqCst);
                 let (lock, cond) = &self.idle;
                 let _g = lock.lock().unwrap_or_else(|p| p.into_inner());
                 cond.notify_all();
+                break;
             }
-            let probe = self.probe_if_due();
-            if self.stop.load(Ordering::SeqCst) && probe.is_none() {
-                return;
-            }
-            match probe {
-                Some(at) => std::thread::park_timeout(at.saturating_duration_since(Instant::now())),
-                None => std::thread::park(),
-            }
-            self.sleeping.store(false, Ordering::SeqCst);
         }
     }
 }
