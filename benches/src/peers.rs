@@ -971,10 +971,8 @@ impl Publisher {
         let e = |e: &dyn std::fmt::Display| format!("publisher: {e}");
         Ok(match system {
             System::Flagpost => Publisher::Flagpost {
-                notifier: Notifier::builder()
-                    .probe_delay(Duration::ZERO)
-                    .build(server)
-                    .map_err(|x| e(&x))?,
+                // the default notifier, tail-loss probe included
+                notifier: Notifier::new(server).map_err(|x| e(&x))?,
                 raw: UdpSocket::bind("127.0.0.1:0").map_err(|x| e(&x))?,
                 broker: server,
                 seq: 0,
