@@ -45,6 +45,16 @@ fn flags(c: &mut Criterion) {
             was
         })
     });
+    // the raise the std listener makes: one raiser per listener, a plain store
+    let single = AtomicFlags::new();
+    g.bench_function("raise_exclusive_clear", |b| {
+        b.iter(|| {
+            let f = black_box(&single);
+            let was = f.raise_exclusive(FlagSet::STATUS);
+            f.take();
+            was
+        })
+    });
     // the check of a raised flag alone: raise outside the timed region
     g.bench_function("check_raised", |b| {
         b.iter_batched_ref(

@@ -162,10 +162,12 @@ impl ListenerBuilder {
         } else {
             self.interest
         };
+        // Raised before the broker knows the listener, so that every later
+        // raise comes from the broker's loop alone (see `Shared::raise`).
+        shared.raise(interest);
         let id = broker
             .open_local(interest, self.channel, shared.clone())?
             .map_err(ListenError::Refused)?;
-        shared.raise(interest);
         Ok(Listener {
             shared,
             backend: Backend::Local {

@@ -80,11 +80,16 @@ impl Shared {
     }
 
     /// Raises `set` and wakes waiters, if any.
+    ///
+    /// One raiser at a time (so a raise is a plain store): a TCP listener's
+    /// raises come from `Io::process`, which needs the `Io` lock; an
+    /// in-process listener's from the broker's loop, after the one raise
+    /// made before the broker knows it.
     pub(crate) fn raise(&self, set: FlagSet) {
         if set.is_empty() {
             return;
         }
-        self.flags.raise(set);
+        self.flags.raise_exclusive(set);
         // Pairs with the SeqCst increment in `wait`: either the waiter sees
         // the flags, or we see the waiter.
         std::sync::atomic::fence(Ordering::SeqCst);
