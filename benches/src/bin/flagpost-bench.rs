@@ -790,18 +790,22 @@ fn fanout(rounds: u64, sizes: &[usize], report: &mut Report) {
             .floor("bare fan-out", us(&floor, p99))
             .target(Rule::RatioAtMost(1.2), "≤ 1.2× the bare fan-out floor"),
         );
-        // one listener is below the page granularity of RSS
+        // one listener is below the page granularity of RSS; the issue
+        // states the target at 10,000 (below that, a few pages of
+        // allocator growth weigh on each listener)
         if n >= 100 {
-            report.add(
-                Figure::new(
-                    Section::Memory,
-                    format!("broker RSS per idle listener, N = {listeners}"),
-                    per_listener,
-                    Unit::Bytes,
-                )
-                .floor("bare accepted connection", floor_per_conn)
-                .target(Rule::AtMost(512.0), "≤ 0.5 KiB"),
-            );
+            let figure = Figure::new(
+                Section::Memory,
+                format!("broker RSS per idle listener, N = {listeners}"),
+                per_listener,
+                Unit::Bytes,
+            )
+            .floor("bare accepted connection", floor_per_conn);
+            report.add(if n >= 10_000 {
+                figure.target(Rule::AtMost(512.0), "≤ 0.5 KiB at 10,000")
+            } else {
+                figure
+            });
         }
         if Some(&n) == sizes.iter().max() {
             // short: the bar chart's labels share 900 pixels with the peers'
@@ -1252,7 +1256,7 @@ fn flood(samples: u32, report: &mut Report) {
     report.note(
         Section::Flood,
         format!(
-            "{} quiet-listener samples unloaded and as many under the flood ({elapsed:.1} s), lost under the flood: {lost}. The floor column is the quiet listener unloaded, in the same run.",
+            "{} quiet-listener samples unloaded and as many under the flood ({elapsed:.1} s), lost under the flood: {lost}. In the rows *quiet listener under the flood: p50/p99* the floor column is the quiet listener unloaded, in the same run (the issue's target: within 2×).",
             report::fmt_int(u64::from(samples))
         ),
     );

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use super::fmt::{cell, fmt_int, fmt_num, utc_minutes};
+use super::fmt::{cell, fmt_int, fmt_num, utc_minutes, verdict};
 
 /// The command whose results the micro-benchmark table shows.
 pub const MICRO_COMMAND: &str = "cargo bench -p flagpost-benches --bench micro";
@@ -129,8 +129,11 @@ impl Micro {
                 self.dir.display()
             );
         } else {
-            let _ = writeln!(md, "| benchmark | median | per element | measured |");
-            let _ = writeln!(md, "|---|---:|---:|---|");
+            let _ = writeln!(
+                md,
+                "| benchmark | median | per element | measured | target |"
+            );
+            let _ = writeln!(md, "|---|---:|---:|---|---|");
             for f in &self.figures {
                 let per = match f.elements {
                     Some(n) if n > 1 && names_count(&f.id, n) => {
@@ -139,9 +142,12 @@ impl Micro {
                     _ => String::new(),
                 };
                 let when = f.measured.map_or_else(String::new, utc_minutes);
+                let target = micro_target(&f.id).map_or_else(String::new, |(bound, text)| {
+                    format!("{text} {}", verdict(Some(f.median_ns <= bound)))
+                });
                 let _ = writeln!(
                     md,
-                    "| `{}` | {} | {per} | {when} |",
+                    "| `{}` | {} | {per} | {when} | {target} |",
                     f.id.replace('`', "'"),
                     fmt_ns(f.median_ns)
                 );
@@ -160,6 +166,20 @@ impl Micro {
 /// Whether the benchmark's id names its element count (`fan_out_100_…`):
 /// criterion keeps a group's throughput for the group's later benchmarks,
 /// so a declared count alone does not say that the benchmark has elements.
+/// The target for a micro-benchmark, if it states one: the bound in
+/// ns and how to say it. A raise of a clear flag is measured with the take
+/// that clears it again, so its bound counts the take too (≤ 5 ns + ≤ 1 ns).
+fn micro_target(id: &str) -> Option<(f64, &'static str)> {
+    match id {
+        "flags/check_clear" => Some((1.0, "check when clear ≤ 1 ns")),
+        "flags/check_raised" => Some((3.0, "check when raised ≤ 3 ns")),
+        "flags/raise_already_raised" => Some((5.0, "raise ≤ 5 ns")),
+        "flags/raise_exclusive_clear" => Some((6.0, "raise ≤ 5 ns (+ take ≤ 1 ns)")),
+        "notifier/notify_status_update" => Some((100.0, "≥ 10 M calls/s (≤ 100 ns)")),
+        _ => None,
+    }
+}
+
 fn names_count(id: &str, n: u64) -> bool {
     id.split(|c: char| !c.is_ascii_digit())
         .any(|part| part == n.to_string())
