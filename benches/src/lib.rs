@@ -85,4 +85,12 @@ impl Measured {
             histogram,
         }
     }
+
+    /// Adds the samples of another block of the same measurement.
+    pub fn merge(&mut self, other: Measured) {
+        // Same bounds on both sides: `add` cannot fail for lack of range.
+        let _ = self.histogram.add(&other.histogram);
+        self.lost += other.lost;
+        self.latency = Latency::from_histogram(&self.histogram);
+    }
 }

@@ -19,7 +19,10 @@
 //!    sends the stamp back; the parent's `measure` (the same function as
 //!    `flagpost-bench wake`) records stamp minus send time. 100 warm-up
 //!    samples are discarded first. Flagpost publishes with its `Notifier`,
-//!    its listener is a `Listener` blocked in `wait` (as in `wake`).
+//!    its listener is a `Listener` blocked in `wait` (as in `wake`). The
+//!    systems are measured interleaved: every system's server, publisher
+//!    and subscriber run at once, and they take turns in blocks of 100
+//!    samples, so all see the same state of the shared machine.
 //! 2. **publish throughput** with 1 and with 100 subscribers: the 100
 //!    subscribers are 100 connections (100 clients, a thread each) in one
 //!    subscriber process, every one subscribed to the same channel, so the
@@ -40,8 +43,8 @@
 //!    publishes come from `/proc/<pid>/stat` of the server (all threads;
 //!    for PostgreSQL the postmaster and every process it forked).
 //! 3. **idle memory per subscriber** — the server's RSS growth once N idle
-//!    subscribers are subscribed, measured on the fresh server before the
-//!    other figures. PostgreSQL serves each connection with a backend
+//!    subscribers are subscribed, measured on a fresh server (not the one
+//!    of the wake latency) before its throughput figures. PostgreSQL serves each connection with a backend
 //!    process of its own, so there it is the sum of the proportional set
 //!    size (PSS, `/proc/<pid>/smaps_rollup`) of the backends forked for the
 //!    subscribers, plus the postmaster's RSS growth.
@@ -81,6 +84,8 @@ const REPORT_EVERY: u64 = 50;
 pub const FANOUT_SUBSCRIBERS: usize = 100;
 /// Warm-up samples before each wake-latency measurement, discarded.
 const WARM_UP: u32 = 100;
+/// Wake-latency samples per turn when the systems are interleaved.
+const WAKE_BLOCK: u32 = 100;
 /// The channel (Redis, PostgreSQL), topic (MQTT) or subject (NATS).
 const CHANNEL: &str = "flagpost_bench";
 /// How long a server may take to accept connections.
@@ -1188,26 +1193,103 @@ fn idle_memory(server: &Server, n: usize) -> Result<f64, String> {
 }
 
 /// Wake latency through `server` to a subscriber in another process.
-fn wake(
-    server: &Server,
-    publisher: &mut Publisher,
+/// One system's wake-latency rig: its server, a publisher and one
+/// subscriber process reporting to `report`.
+struct WakeRig {
+    system: System,
+    _server: Server,
+    publisher: Publisher,
+    subs: Subscribers,
+    report: UdpSocket,
+    measured: Option<Measured>,
+    failed: Option<String>,
+}
+
+impl WakeRig {
+    fn start(system: System) -> Result<WakeRig, String> {
+        let server = Server::start(system, 200)?;
+        let publisher = Publisher::connect(system, server.addr)?;
+        let (report, report_addr) = report_socket()?;
+        let mut subs = Subscribers::spawn(system, server.addr, 1, report_addr)?;
+        subs.query("wake")?;
+        Ok(WakeRig {
+            system,
+            _server: server,
+            publisher,
+            subs,
+            report,
+            measured: None,
+            failed: None,
+        })
+    }
+
+    /// `n` samples (warm-up when `keep` is false); a failure retires the rig.
+    fn block(&mut self, n: u32, keep: bool, measure: Measure<'_>) {
+        if self.failed.is_some() {
+            return;
+        }
+        let (publisher, subs) = (&mut self.publisher, &mut self.subs);
+        let report = &self.report;
+        let got = guarded("wake", || {
+            let mut trigger = |i: u32| {
+                if let Err(e) = publisher.publish_one() {
+                    panic!("{e}");
+                }
+                // a dead subscriber would make every remaining sample time out
+                if i % 100 == 99 && !subs.alive() {
+                    panic!("the subscriber process exited");
+                }
+            };
+            Ok(measure(n, report, &mut trigger))
+        });
+        match got {
+            Ok(m) if keep => match &mut self.measured {
+                Some(all) => all.merge(m),
+                None => self.measured = Some(m),
+            },
+            Ok(_) => {}
+            Err(e) => self.failed = Some(e),
+        }
+    }
+}
+
+/// The wake latency of every system, measured interleaved: all servers run
+/// at once (idle but for the one being sampled), and the systems take turns
+/// in blocks of [`WAKE_BLOCK`] samples, so that every system sees the same
+/// state of a shared machine rather than one after the other.
+fn wake_all(
+    systems: &[System],
     samples: u32,
     measure: Measure<'_>,
-) -> Result<Measured, String> {
-    let (report, report_addr) = report_socket()?;
-    let mut subs = Subscribers::spawn(server.system, server.addr, 1, report_addr)?;
-    subs.query("wake")?;
-    let mut trigger = |i: u32| {
-        if let Err(e) = publisher.publish_one() {
-            panic!("{e}");
+) -> Vec<Result<Measured, String>> {
+    let mut rigs: Vec<Result<WakeRig, String>> = systems
+        .iter()
+        .map(|&system| {
+            eprintln!("peers: {} (wake latency) …", system.label());
+            guarded("wake", || WakeRig::start(system))
+        })
+        .collect();
+    for rig in rigs.iter_mut().flatten() {
+        rig.block(WARM_UP, false, measure);
+    }
+    let mut done = 0;
+    while done < samples {
+        let n = WAKE_BLOCK.min(samples - done);
+        for rig in rigs.iter_mut().flatten() {
+            rig.block(n, true, measure);
         }
-        // a dead subscriber would make every remaining sample time out
-        if i % 100 == 99 && !subs.alive() {
-            panic!("the subscriber process exited");
-        }
-    };
-    measure(WARM_UP, &report, &mut trigger);
-    Ok(measure(samples, &report, &mut trigger))
+        done += n;
+    }
+    rigs.into_iter()
+        .map(|rig| {
+            let rig = rig?;
+            match (rig.failed, rig.measured) {
+                (Some(e), _) => Err(format!("{}: {e}", rig.system.label())),
+                (None, Some(m)) => Ok(m),
+                (None, None) => Err("no sample".into()),
+            }
+        })
+        .collect()
 }
 
 /// Reads delivery reports for up to `timeout`; the largest count seen.
@@ -1332,11 +1414,11 @@ fn throughput(
 
 /// Every figure of one system, on one fresh server instance: idle memory
 /// first (on the fresh server), then wake latency, then throughput.
-fn measure_system(system: System, sizes: &Sizes, measure: Measure<'_>) -> Figures {
+fn measure_system(system: System, sizes: &Sizes, wake: Result<Measured, String>) -> Figures {
     let mut figures = Figures {
         system,
         version: system.version(),
-        wake: Err("not measured".into()),
+        wake,
         throughput: Vec::new(),
         idle_bytes: Err("not measured".into()),
     };
@@ -1344,7 +1426,7 @@ fn measure_system(system: System, sizes: &Sizes, measure: Measure<'_>) -> Figure
     let mut server = match Server::start(system, sizes.idle + 200) {
         Ok(s) => s,
         Err(e) => {
-            figures.wake = Err(e);
+            figures.idle_bytes = Err(e);
             return figures;
         }
     };
@@ -1352,13 +1434,10 @@ fn measure_system(system: System, sizes: &Sizes, measure: Measure<'_>) -> Figure
     let mut publisher = match Publisher::connect(system, server.addr) {
         Ok(p) => p,
         Err(e) => {
-            figures.wake = Err(e);
+            figures.throughput.push(Err(e));
             return figures;
         }
     };
-    figures.wake = guarded("wake", || {
-        wake(&server, &mut publisher, sizes.samples, measure)
-    });
     for n in [1, FANOUT_SUBSCRIBERS] {
         figures.throughput.push(guarded("throughput", || {
             throughput(&mut server, &mut publisher, n, sizes.secs)
@@ -1391,10 +1470,12 @@ pub fn run(sizes: &Sizes, measure: Measure<'_>, report: &mut Report) {
             missing.join(", ")
         );
     }
-    let all: Vec<Figures> = [System::Flagpost]
+    let systems: Vec<System> = [System::Flagpost].into_iter().chain(peers).collect();
+    let wakes = wake_all(&systems, sizes.samples, measure);
+    let all: Vec<Figures> = systems
         .into_iter()
-        .chain(peers)
-        .map(|s| measure_system(s, sizes, measure))
+        .zip(wakes)
+        .map(|(s, wake)| measure_system(s, sizes, wake))
         .collect();
     for f in &all {
         println!("  {:<26} {}", f.system.label(), f.version);

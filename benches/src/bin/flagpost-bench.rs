@@ -414,10 +414,7 @@ fn interleaved(
 ) -> (Measured, Measured) {
     const BLOCK: u32 = 100;
     let merge = |into: &mut Option<Measured>, m: Measured| match into {
-        Some(t) => {
-            let _ = t.histogram.add(&m.histogram);
-            t.lost += m.lost;
-        }
+        Some(t) => t.merge(m),
         None => *into = Some(m),
     };
     let (mut ma, mut mb) = (None, None);
@@ -428,11 +425,8 @@ fn interleaved(
         merge(&mut mb, measure(n, report, &mut *b));
         done += n;
     }
-    let finish = |m: Option<Measured>| {
-        let m = m.unwrap_or_else(|| measure(0, report, |_| {}));
-        Measured::new(m.histogram, m.lost)
-    };
-    (finish(ma), finish(mb))
+    let empty = || measure(0, report, |_| {});
+    (ma.unwrap_or_else(empty), mb.unwrap_or_else(empty))
 }
 
 /// A latency quantile in µs, or NaN when nothing was measured (so that no
