@@ -601,40 +601,31 @@ fn send_notify(udp: &UdpSocket, to: SocketAddr, notification: Notification, send
 }
 
 /// Sends raw notification datagrams from `threads` threads for `secs`.
-fn blast(target: SocketAddr, threads: u64, secs: f64) -> u64 {
+fn blast(target: SocketAddr, threads: u64, secs: f64, sender_base: u64) -> u64 {
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let workers = blast_until(target, threads, Notification::non_status(None), &stop);
+    let workers = blast_until(
+        target,
+        threads,
+        Notification::non_status(None),
+        &stop,
+        sender_base,
+    );
     std::thread::sleep(Duration::from_secs_f64(secs)); // the measured interval itself
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     workers.into_iter().map(|w| w.join().expect("sender")).sum()
 }
 
 fn ingest(secs: f64, report: &mut Report) {
-    println!("\ningest: raw notification datagrams, {secs} s per run (counted by the receiver)");
+    println!("\ningest: raw notification datagrams, {secs} s per receiver in 5 alternating turns (counted by the receiver)");
     println!(
         "{:<34} {:>12} {:>12} {:>16}",
         "receiver", "threads", "per second", "CPU s/million"
     );
+    // The floor and the broker take turns (TURNS runs of secs / TURNS each),
+    // so that both see the same state of a shared machine.
+    const TURNS: u32 = 5;
     for threads in [1u64, 2] {
         let mut sink = Participant::spawn("_udp_sink", &[]);
-        let (c0, s0) = (
-            sink.query("count").parse::<u64>().unwrap_or(0),
-            sink.sample(),
-        );
-        let started = std::time::Instant::now();
-        blast(sink.addr, threads, secs);
-        let elapsed = started.elapsed().as_secs_f64();
-        let (c1, s1) = (
-            sink.query("count").parse::<u64>().unwrap_or(0),
-            sink.sample(),
-        );
-        let floor_rate = (c1 - c0) as f64 / elapsed;
-        let floor_cpu = (s1.cpu_s - s0.cpu_s) / ((c1 - c0).max(1) as f64) * 1e6;
-        println!(
-            "{:<34} {threads:>12} {floor_rate:>12.0} {floor_cpu:>16.2}",
-            "floor: recvmmsg loop"
-        );
-
         let mut broker = Participant::spawn("_broker", &[]);
         let count = |b: &mut Participant| {
             b.query("stats")
@@ -643,13 +634,36 @@ fn ingest(secs: f64, report: &mut Report) {
                 .and_then(|v| v.parse::<u64>().ok())
                 .unwrap_or(0)
         };
-        let (d0, b0) = (count(&mut broker), broker.sample());
-        let started = std::time::Instant::now();
-        blast(broker.addr, threads, secs);
-        let elapsed = started.elapsed().as_secs_f64();
-        let (d1, b1) = (count(&mut broker), broker.sample());
-        let rate = (d1 - d0) as f64 / elapsed;
-        let cpu = (b1.cpu_s - b0.cpu_s) / ((d1 - d0).max(1) as f64) * 1e6;
+        let sink_count = |s: &mut Participant| s.query("count").parse::<u64>().unwrap_or(0);
+        let (mut floor_n, mut floor_s, mut floor_cpu_s) = (0u64, 0f64, 0f64);
+        let (mut n, mut elapsed_s, mut cpu_s) = (0u64, 0f64, 0f64);
+        for turn in 0..TURNS {
+            // fresh sender ids every turn: each run is a new sender to the broker
+            let base = 0x2000 + u64::from(turn) * 16;
+            let (c0, s0) = (sink_count(&mut sink), sink.sample());
+            let started = std::time::Instant::now();
+            blast(sink.addr, threads, secs / f64::from(TURNS), base);
+            floor_s += started.elapsed().as_secs_f64();
+            let (c1, s1) = (sink_count(&mut sink), sink.sample());
+            floor_n += c1 - c0;
+            floor_cpu_s += s1.cpu_s - s0.cpu_s;
+
+            let (d0, b0) = (count(&mut broker), broker.sample());
+            let started = std::time::Instant::now();
+            blast(broker.addr, threads, secs / f64::from(TURNS), base);
+            elapsed_s += started.elapsed().as_secs_f64();
+            let (d1, b1) = (count(&mut broker), broker.sample());
+            n += d1 - d0;
+            cpu_s += b1.cpu_s - b0.cpu_s;
+        }
+        let floor_rate = floor_n as f64 / floor_s;
+        let floor_cpu = floor_cpu_s / (floor_n.max(1) as f64) * 1e6;
+        println!(
+            "{:<34} {threads:>12} {floor_rate:>12.0} {floor_cpu:>16.2}",
+            "floor: recvmmsg loop"
+        );
+        let rate = n as f64 / elapsed_s;
+        let cpu = cpu_s / (n.max(1) as f64) * 1e6;
         println!(
             "{:<34} {threads:>12} {rate:>12.0} {cpu:>16.2}",
             "flagpost broker"
@@ -687,7 +701,7 @@ fn ingest(secs: f64, report: &mut Report) {
     }
     report.note(
         Section::Ingest,
-        format!("{secs} s per run, one sender thread and then two; counted by the receiver."),
+        format!("{secs} s per receiver and sender count, in five alternating turns of floor and broker; one sender thread and then two; counted by the receiver."),
     );
 }
 
@@ -883,6 +897,7 @@ fn blast_until(
     threads: u64,
     notification: Notification,
     stop: &std::sync::Arc<std::sync::atomic::AtomicBool>,
+    sender_base: u64,
 ) -> Vec<std::thread::JoinHandle<u64>> {
     (0..threads)
         .map(|t| {
@@ -892,7 +907,7 @@ fn blast_until(
                 let mut seq = 0u32;
                 while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                     seq += 1;
-                    send_notify(&udp, target, notification, 0x2000 + t, seq);
+                    send_notify(&udp, target, notification, sender_base + t, seq);
                 }
                 u64::from(seq)
             })
@@ -1086,7 +1101,7 @@ fn flood_floor(samples: u32) -> (Latency, Latency) {
     let unloaded = measure(samples, &report_sock, &mut trigger).latency;
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let flood = flagpost_core::ChannelId::new("flood").expect("channel");
-    let senders = blast_until(b.addr, 2, Notification::status(Some(flood)), &stop);
+    let senders = blast_until(b.addr, 2, Notification::status(Some(flood)), &stop, 0x2000);
     let loaded = measure(samples, &report_sock, &mut trigger).latency;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     for s in senders {
@@ -1142,7 +1157,13 @@ fn flood(samples: u32, report: &mut Report) {
     );
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let flood = flagpost_core::ChannelId::new("flood").expect("channel");
-    let senders = blast_until(broker_addr, 2, Notification::status(Some(flood)), &stop);
+    let senders = blast_until(
+        broker_addr,
+        2,
+        Notification::status(Some(flood)),
+        &stop,
+        0x2000,
+    );
     let started = std::time::Instant::now();
     let Measured {
         latency: loaded,
