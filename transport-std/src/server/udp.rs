@@ -119,41 +119,23 @@ impl UdpRx {
         use std::io::IoSliceMut;
         use std::os::fd::AsRawFd;
 
-        use nix::sys::socket::{MultiHeaders, SockaddrStorage};
-
-        thread_local! {
-            // The message headers, kept per thread (they hold raw pointers,
-            // so they cannot live in the `Send` socket): allocating them
-            // per call was a malloc and free per batch, and with one sender
-            // most batches are one to three datagrams.
-            static HEADERS: std::cell::RefCell<Option<MultiHeaders<SockaddrStorage>>> =
-                const { std::cell::RefCell::new(None) };
-        }
-        let fd = self.socket.as_raw_fd();
-        let (bufs, last_drops, acks) = (&mut self.bufs, &mut self.last_drops, &mut self.acks);
-        HEADERS.with_borrow_mut(|cached| {
-            let headers = cached.get_or_insert_with(|| {
-                MultiHeaders::preallocate(BATCH, Some(nix::cmsg_space!(u32)))
-            });
-            let mut iovs: [[IoSliceMut<'_>; 1]; BATCH] =
-                bufs.each_mut().map(|b| [IoSliceMut::new(&mut b[..])]);
-            Self::receive_into(fd, headers, &mut iovs, last_drops, acks, out, handle)
-        })
-    }
-
-    #[cfg(target_os = "linux")]
-    fn receive_into<'a>(
-        fd: std::os::fd::RawFd,
-        headers: &'a mut nix::sys::socket::MultiHeaders<nix::sys::socket::SockaddrStorage>,
-        iovs: &'a mut [[std::io::IoSliceMut<'a>; 1]; BATCH],
-        last_drops: &mut u32,
-        acks: &mut Vec<(SocketAddr, [u8; DGRAM_BUF], usize)>,
-        out: &mut Drained,
-        handle: &mut impl FnMut(&[u8], SocketAddr, &mut [u8; DGRAM_BUF]) -> Option<usize>,
-    ) -> io::Result<usize> {
         use nix::errno::Errno;
-        use nix::sys::socket::{recvmmsg, ControlMessageOwned, MsgFlags};
-        let results = match recvmmsg(fd, headers, iovs.iter_mut(), MsgFlags::MSG_DONTWAIT, None) {
+        use nix::sys::socket::{
+            recvmmsg, ControlMessageOwned, MsgFlags, MultiHeaders, SockaddrStorage,
+        };
+
+        let fd = self.socket.as_raw_fd();
+        let mut headers =
+            MultiHeaders::<SockaddrStorage>::preallocate(BATCH, Some(nix::cmsg_space!(u32)));
+        let mut iovs: [[IoSliceMut<'_>; 1]; BATCH] =
+            self.bufs.each_mut().map(|b| [IoSliceMut::new(&mut b[..])]);
+        let results = match recvmmsg(
+            fd,
+            &mut headers,
+            iovs.iter_mut(),
+            MsgFlags::MSG_DONTWAIT,
+            None,
+        ) {
             Ok(r) => r,
             Err(Errno::EAGAIN) => return Ok(0),
             Err(Errno::EINTR) => return Ok(0),
@@ -166,8 +148,8 @@ impl UdpRx {
             if let Ok(cmsgs) = msg.cmsgs() {
                 for c in cmsgs {
                     if let ControlMessageOwned::RxqOvfl(total) = c {
-                        out.drops += u64::from(total.wrapping_sub(*last_drops));
-                        *last_drops = total;
+                        out.drops += u64::from(total.wrapping_sub(self.last_drops));
+                        self.last_drops = total;
                     }
                 }
             }
@@ -181,7 +163,7 @@ impl UdpRx {
             };
             let data = &data[..len.min(data.len())];
             if let Some(n) = handle(data, from, &mut ack) {
-                acks.push((from, ack, n));
+                self.acks.push((from, ack, n));
             }
         }
         if count > 0 {
