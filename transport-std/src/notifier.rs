@@ -713,11 +713,13 @@ impl Core {
             // Holding the flag: send until nothing is pending.
             loop {
                 self.busy.store(true, Ordering::SeqCst);
-                if self.send_pending_and_arm_probe() > 0 {
+                if self.send_pending_and_arm_probe() > 0 && self.has_pending() {
                     // Pace a burst: a datagram per PACE at most, so the
                     // broker's socket never queues a backlog that the last
                     // call's wake-up would wait behind (calls keep merging
-                    // meanwhile).
+                    // meanwhile). With nothing pending the flag goes back at
+                    // once instead: pacing with the flag held made the next
+                    // call of a trickle wait for the pace, and the next…
                     std::thread::sleep(PACE);
                     continue;
                 }
