@@ -1403,7 +1403,7 @@ fn main() {
         Some("wake") => wake(flag_value(&args, "--samples", 20_000), &mut report),
         Some("ingest") => ingest(flag_value(&args, "--seconds", 5.0), &mut report),
         Some("fanout") => fanout(
-            flag_value(&args, "--rounds", 50),
+            flag_value(&args, "--rounds", 200),
             &[1, 100, 1_000, 10_000],
             &mut report,
         ),
@@ -1445,7 +1445,7 @@ fn main() {
         Some("all") => {
             wake(20_000, &mut report);
             ingest(5.0, &mut report);
-            fanout(50, &[1, 100, 1_000, 10_000], &mut report);
+            fanout(200, &[1, 100, 1_000, 10_000], &mut report);
             idle(10.0, 1_000, &mut report);
             hotloop(20, 1_000_000, &mut report);
             flood(2_000, &mut report);
