@@ -164,35 +164,59 @@ fn child_broker() {
     broker.run().expect("broker runs");
 }
 
-/// The floor receiver: recvmmsg (as the broker does) and count.
-fn child_udp_sink() {
+/// The bare receivers' loop: blocks in `recvmmsg` for the first datagram
+/// and takes up to 32 (the broker's batch), then hands `each` how many
+/// datagrams the batch held and how many of them were `marked_len` bytes
+/// long; returns when `each` says stop.
+fn recv_batches(socket: &UdpSocket, marked_len: usize, mut each: impl FnMut(usize, usize) -> bool) {
     use nix::sys::socket::{recvmmsg, MsgFlags, MultiHeaders, SockaddrStorage};
     use std::os::fd::AsRawFd;
-    use std::sync::atomic::{AtomicU64, Ordering};
-    use std::sync::Arc;
-    let socket = UdpSocket::bind(loopback()).expect("bind");
-    let _ = socket2::SockRef::from(&socket).set_recv_buffer_size(8 << 20);
-    announce(socket.local_addr().expect("addr"));
-    let count = Arc::new(AtomicU64::new(0));
-    let shown = count.clone();
-    serve_queries(move |_| shown.load(Ordering::Relaxed).to_string());
     let mut bufs = [[0u8; 128]; 32];
     loop {
         let mut headers = MultiHeaders::<SockaddrStorage>::preallocate(32, None);
         let mut iovs: [[std::io::IoSliceMut<'_>; 1]; 32] = bufs
             .each_mut()
             .map(|b| [std::io::IoSliceMut::new(&mut b[..])]);
-        // blocking: wait for the first, take up to 32
-        if let Ok(r) = recvmmsg(
+        let Ok(r) = recvmmsg(
             socket.as_raw_fd(),
             &mut headers,
             iovs.iter_mut(),
             MsgFlags::MSG_WAITFORONE,
             None,
-        ) {
-            count.fetch_add(r.count() as u64, Ordering::Relaxed);
+        ) else {
+            continue;
+        };
+        let (mut all, mut marked) = (0, 0);
+        for m in r {
+            all += 1;
+            marked += usize::from(m.bytes == marked_len);
+        }
+        if !each(all, marked) {
+            return;
         }
     }
+}
+
+/// A bare receiver's socket, with the broker's 8 MiB receive buffer.
+fn bare_receiver() -> UdpSocket {
+    let socket = UdpSocket::bind(loopback()).expect("bind");
+    let _ = socket2::SockRef::from(&socket).set_recv_buffer_size(8 << 20);
+    socket
+}
+
+/// The floor receiver: recvmmsg (as the broker does) and count.
+fn child_udp_sink() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
+    let socket = bare_receiver();
+    announce(socket.local_addr().expect("addr"));
+    let count = Arc::new(AtomicU64::new(0));
+    let shown = count.clone();
+    serve_queries(move |_| shown.load(Ordering::Relaxed).to_string());
+    recv_batches(&socket, 0, |n, _| {
+        count.fetch_add(n as u64, Ordering::Relaxed);
+        true
+    });
 }
 
 /// The bare fan-out floor: TCP connections on a port; a datagram on the
@@ -347,36 +371,14 @@ fn child_relay_b(c: &str) {
 /// TCP to C — what bare code does on the quiet path while it receives the
 /// same flood.
 fn child_flood_relay_b(c: &str) {
-    use nix::sys::socket::{recvmmsg, MsgFlags, MultiHeaders, SockaddrStorage};
-    use std::os::fd::AsRawFd;
     let mut to_c = TcpStream::connect(c).expect("connect C");
     to_c.set_nodelay(true).expect("nodelay");
-    let socket = UdpSocket::bind(loopback()).expect("bind");
-    let _ = socket2::SockRef::from(&socket).set_recv_buffer_size(8 << 20);
+    let socket = bare_receiver();
     announce(socket.local_addr().expect("addr"));
     exit_with_parent();
-    let mut bufs = [[0u8; 128]; 32];
-    loop {
-        let mut headers = MultiHeaders::<SockaddrStorage>::preallocate(32, None);
-        let mut iovs: [[std::io::IoSliceMut<'_>; 1]; 32] = bufs
-            .each_mut()
-            .map(|b| [std::io::IoSliceMut::new(&mut b[..])]);
-        let Ok(r) = recvmmsg(
-            socket.as_raw_fd(),
-            &mut headers,
-            iovs.iter_mut(),
-            MsgFlags::MSG_WAITFORONE,
-            None,
-        ) else {
-            continue;
-        };
-        let quiet = r.filter(|m| m.bytes == 8).count();
-        for _ in 0..quiet {
-            if to_c.write_all(&[1u8; 8]).is_err() {
-                return;
-            }
-        }
-    }
+    recv_batches(&socket, 8, |_, quiet| {
+        (0..quiet).all(|_| to_c.write_all(&[1u8; 8]).is_ok())
+    });
 }
 
 // ---- measurements ---------------------------------------------------------
@@ -656,34 +658,34 @@ fn ingest(secs: f64, report: &mut Report) {
     for threads in [1u64, 2] {
         let mut sink = Participant::spawn("_udp_sink", &[]);
         let mut broker = Participant::spawn("_broker", &[]);
-        let count = |b: &mut Participant| {
+        fn broker_count(b: &mut Participant) -> u64 {
             b.query("stats")
                 .split(' ')
                 .next()
                 .and_then(|v| v.parse::<u64>().ok())
                 .unwrap_or(0)
+        }
+        fn sink_count(s: &mut Participant) -> u64 {
+            s.query("count").parse::<u64>().unwrap_or(0)
+        }
+        // one turn of senders at `p`: (datagrams counted, seconds, CPU seconds)
+        let turn = |p: &mut Participant, count: fn(&mut Participant) -> u64, base: u64| {
+            let (c0, s0) = (count(p), p.sample());
+            let started = std::time::Instant::now();
+            blast(p.addr, threads, secs / f64::from(TURNS), base);
+            let elapsed = started.elapsed().as_secs_f64();
+            let (c1, s1) = (count(p), p.sample());
+            (c1 - c0, elapsed, s1.cpu_s - s0.cpu_s)
         };
-        let sink_count = |s: &mut Participant| s.query("count").parse::<u64>().unwrap_or(0);
         let (mut floor_n, mut floor_s, mut floor_cpu_s) = (0u64, 0f64, 0f64);
         let (mut n, mut elapsed_s, mut cpu_s) = (0u64, 0f64, 0f64);
-        for turn in 0..TURNS {
+        for t in 0..TURNS {
             // fresh sender ids every turn: each run is a new sender to the broker
-            let base = 0x2000 + u64::from(turn) * 16;
-            let (c0, s0) = (sink_count(&mut sink), sink.sample());
-            let started = std::time::Instant::now();
-            blast(sink.addr, threads, secs / f64::from(TURNS), base);
-            floor_s += started.elapsed().as_secs_f64();
-            let (c1, s1) = (sink_count(&mut sink), sink.sample());
-            floor_n += c1 - c0;
-            floor_cpu_s += s1.cpu_s - s0.cpu_s;
-
-            let (d0, b0) = (count(&mut broker), broker.sample());
-            let started = std::time::Instant::now();
-            blast(broker.addr, threads, secs / f64::from(TURNS), base);
-            elapsed_s += started.elapsed().as_secs_f64();
-            let (d1, b1) = (count(&mut broker), broker.sample());
-            n += d1 - d0;
-            cpu_s += b1.cpu_s - b0.cpu_s;
+            let base = 0x2000 + u64::from(t) * 16;
+            let (a, b, c) = turn(&mut sink, sink_count, base);
+            (floor_n, floor_s, floor_cpu_s) = (floor_n + a, floor_s + b, floor_cpu_s + c);
+            let (a, b, c) = turn(&mut broker, broker_count, base);
+            (n, elapsed_s, cpu_s) = (n + a, elapsed_s + b, cpu_s + c);
         }
         let floor_rate = floor_n as f64 / floor_s;
         let floor_cpu = floor_cpu_s / (floor_n.max(1) as f64) * 1e6;

@@ -8,6 +8,9 @@ use std::io;
 use std::path::Path;
 
 use hdrhistogram::Histogram;
+use plotters::chart::ChartContext;
+use plotters::coord::CoordTranslate;
+use plotters::prelude::DrawingBackend;
 use plotters::prelude::{
     ChartBuilder, Color, IntoDrawingArea, IntoFont, IntoLogRange, LineSeries, PathElement,
     RGBColor, Rectangle, SeriesLabelPosition, Text, BLACK, WHITE,
@@ -164,16 +167,24 @@ pub(super) fn chart_cdf(report: &Report, path: &Path) -> Result<Option<String>, 
                     PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(2))
                 });
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::LowerRight)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .label_font(text_style(13.0))
-            .draw()
-            .map_err(|x| e(&x))
+        draw_legend(&mut chart, SeriesLabelPosition::LowerRight)
     })?;
     Ok(Some(title.into()))
+}
+
+/// The legend box every chart uses, at `position`.
+fn draw_legend<'a, DB: DrawingBackend + 'a, CT: CoordTranslate>(
+    chart: &mut ChartContext<'a, DB, CT>,
+    position: SeriesLabelPosition,
+) -> Result<(), String> {
+    chart
+        .configure_series_labels()
+        .position(position)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .label_font(text_style(13.0))
+        .draw()
+        .map_err(|x| x.to_string())
 }
 
 /// A short name for a peer on a bar chart's axis: its first word
@@ -324,14 +335,7 @@ fn bar_chart(
             .map_err(|x| e(&x))?;
     }
     if legend.len() > 1 {
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .label_font(text_style(13.0))
-            .draw()
-            .map_err(|x| e(&x))?;
+        draw_legend(&mut chart, SeriesLabelPosition::UpperRight)?;
     }
     Ok(())
 }
@@ -475,14 +479,7 @@ pub(super) fn chart_fanout(report: &Report, path: &Path) -> Result<Option<String
                     PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(width))
                 });
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .label_font(text_style(13.0))
-            .draw()
-            .map_err(|x| e(&x))
+        draw_legend(&mut chart, SeriesLabelPosition::UpperLeft)
     })?;
     Ok(Some(title.into()))
 }
