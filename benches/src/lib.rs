@@ -34,6 +34,31 @@ pub mod clock {
     }
 }
 
+/// A loopback socket for children's reports (wake stamps, delivery
+/// counts), with its address. A hot-loop round reports hundreds of wakes
+/// while the bench thread is busy calling; the default receive buffer
+/// (about 270 small datagrams) then dropped the last reports, which are
+/// the ones measured. So the buffer is forced to 16 MiB (root), else asked
+/// for (capped by `net.core.rmem_max`), with a note once if it stays small.
+#[cfg(target_os = "linux")]
+pub fn report_socket() -> std::io::Result<(std::net::UdpSocket, std::net::SocketAddr)> {
+    const WANT: usize = 16 << 20;
+    let s = std::net::UdpSocket::bind("127.0.0.1:0")?;
+    let forced = nix::sys::socket::setsockopt(&s, nix::sys::socket::sockopt::RcvBufForce, &WANT);
+    if forced.is_err() {
+        let _ = socket2::SockRef::from(&s).set_recv_buffer_size(WANT);
+    }
+    let granted = socket2::SockRef::from(&s).recv_buffer_size().unwrap_or(0);
+    if granted < 1 << 20 {
+        static WARNED: std::sync::Once = std::sync::Once::new();
+        WARNED.call_once(|| {
+            eprintln!("note: the report socket got a {granted}-byte receive buffer; hot-loop rounds may drop their last reports (run as root, or raise net.core.rmem_max)");
+        });
+    }
+    let addr = s.local_addr()?;
+    Ok((s, addr))
+}
+
 /// Latency statistics of one measurement.
 #[derive(Clone, Debug)]
 pub struct Latency {

@@ -1149,9 +1149,7 @@ impl Figures {
 }
 
 fn report_socket() -> Result<(UdpSocket, SocketAddr), String> {
-    let s = UdpSocket::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
-    let a = s.local_addr().map_err(|e| e.to_string())?;
-    Ok((s, a))
+    crate::report_socket().map_err(|e| e.to_string())
 }
 
 /// Runs `f`, turning a panic (a failed publish mid-measurement) into an

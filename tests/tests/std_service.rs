@@ -11,6 +11,16 @@ use flagpost_std::{Broker, BrokerConfig, Listener, Notifier, Service};
 
 const LONG: Duration = Duration::from_secs(10);
 
+/// An in-process listener for status updates only, shared with a `Service`.
+fn status_listener(broker: &flagpost_std::BrokerHandle) -> Arc<Listener> {
+    Arc::new(
+        Listener::builder()
+            .interest(FlagSet::STATUS)
+            .local(broker)
+            .unwrap(),
+    )
+}
+
 fn broker() -> flagpost_std::BrokerHandle {
     Broker::spawn(BrokerConfig {
         bind: vec!["127.0.0.1:0".parse().unwrap()],
@@ -22,12 +32,7 @@ fn broker() -> flagpost_std::BrokerHandle {
 #[test]
 fn status_updates_wake_both_tasks_and_zero_intervals_never_poll() {
     let broker = broker();
-    let listener = Arc::new(
-        Listener::builder()
-            .interest(FlagSet::STATUS)
-            .local(&broker)
-            .unwrap(),
-    );
+    let listener = status_listener(&broker);
     let (tx, rx) = mpsc::channel();
     let tx2 = tx.clone();
     let service = Service::new(listener.clone())
@@ -69,12 +74,7 @@ fn status_updates_wake_both_tasks_and_zero_intervals_never_poll() {
 #[test]
 fn an_expired_interval_polls_with_reason_interval() {
     let broker = broker();
-    let listener = Arc::new(
-        Listener::builder()
-            .interest(FlagSet::STATUS)
-            .local(&broker)
-            .unwrap(),
-    );
+    let listener = status_listener(&broker);
     // the initial raise is a notification round: consume it first
     listener.take();
     let (tx, rx) = mpsc::channel();

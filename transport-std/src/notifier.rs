@@ -542,7 +542,13 @@ impl Core {
     }
 
     fn since_epoch_ns(&self) -> u64 {
-        u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
+        self.ns_of(Instant::now())
+    }
+
+    /// `t` in ns since `epoch` (the unit of `last_send_ns` and
+    /// `parked_until_ns`).
+    fn ns_of(&self, t: Instant) -> u64 {
+        u64::try_from(t.saturating_duration_since(self.epoch).as_nanos()).unwrap_or(u64::MAX)
     }
 
     #[inline]
@@ -553,16 +559,17 @@ impl Core {
             return; // the thread is at work and will see the call
         }
         let last = self.last_send_ns.load(Ordering::Relaxed);
+        let now_ns = self.since_epoch_ns();
         let quiet = last == NEVER
-            || self.since_epoch_ns().saturating_sub(last)
+            || now_ns.saturating_sub(last)
                 >= u64::try_from(COOLDOWN.as_nanos()).unwrap_or(u64::MAX);
         if !self.sleeping.swap(false, Ordering::SeqCst) {
             return; // another caller took it
         }
         if quiet {
             self.busy.store(true, Ordering::SeqCst);
-            let probe_by = self
-                .since_epoch_ns()
+            // the send happens after `now_ns`, so its probe is due after this
+            let probe_by = now_ns
                 .saturating_add(u64::try_from(self.probe_delay.as_nanos()).unwrap_or(u64::MAX));
             let sent = self.send_pending_and_arm_probe();
             self.inline.fetch_add(sent, Ordering::Relaxed);
@@ -649,8 +656,7 @@ impl Core {
             return 0;
         };
         let now = Instant::now();
-        self.last_send_ns
-            .store(self.since_epoch_ns(), Ordering::Relaxed);
+        self.last_send_ns.store(self.ns_of(now), Ordering::Relaxed);
         let mut tail = self.tail.lock().unwrap_or_else(|p| p.into_inner());
         tail.last = Some(sent);
         tail.probe_at = (!self.probe_delay.is_zero()).then(|| now + self.probe_delay);
@@ -700,10 +706,7 @@ impl Core {
                 }
                 match probe {
                     Some(at) => {
-                        let at_ns =
-                            u64::try_from(at.saturating_duration_since(self.epoch).as_nanos())
-                                .unwrap_or(u64::MAX);
-                        self.parked_until_ns.store(at_ns, Ordering::SeqCst);
+                        self.parked_until_ns.store(self.ns_of(at), Ordering::SeqCst);
                         std::thread::park_timeout(at.saturating_duration_since(Instant::now()));
                     }
                     None => std::thread::park(),

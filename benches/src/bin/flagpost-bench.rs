@@ -484,27 +484,11 @@ fn p999(l: &Latency) -> f64 {
 
 const RELAY_TARGET: &str = "≤ 1.2× the relay floor";
 
-/// The socket wake stamps are reported to. A hot-loop round reports
-/// hundreds of wakes while the bench thread is busy calling; the default
-/// receive buffer (about 270 small datagrams) then dropped the last
-/// reports, which are the ones measured. So the buffer is forced to 16 MiB
-/// (root), else asked for (capped by `net.core.rmem_max`).
+/// [`flagpost_benches::report_socket`], for this binary: its address as the
+/// string a child takes as an argument.
 fn report_socket() -> (UdpSocket, String) {
-    const WANT: usize = 16 << 20;
-    let s = UdpSocket::bind(loopback()).expect("report socket");
-    let forced = nix::sys::socket::setsockopt(&s, nix::sys::socket::sockopt::RcvBufForce, &WANT);
-    if forced.is_err() {
-        let _ = socket2::SockRef::from(&s).set_recv_buffer_size(WANT);
-    }
-    let granted = socket2::SockRef::from(&s).recv_buffer_size().unwrap_or(0);
-    if granted < 1 << 20 {
-        static WARNED: std::sync::Once = std::sync::Once::new();
-        WARNED.call_once(|| {
-            eprintln!("note: the report socket got a {granted}-byte receive buffer; hot-loop rounds may drop their last reports (run as root, or raise net.core.rmem_max)");
-        });
-    }
-    let a = s.local_addr().expect("addr").to_string();
-    (s, a)
+    let (s, a) = flagpost_benches::report_socket().expect("report socket");
+    (s, a.to_string())
 }
 
 fn wake(samples: u32, report: &mut Report) {
