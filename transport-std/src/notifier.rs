@@ -257,7 +257,7 @@ const NEVER: u64 = u64::MAX;
 const COOLDOWN: Duration = Duration::from_micros(20);
 
 /// The shortest gap between the sender thread's datagrams in a burst.
-const PACE: Duration = Duration::from_micros(20);
+pub const PACE: Duration = Duration::from_micros(20);
 
 fn bind_for(broker: SocketAddr) -> io::Result<UdpSocket> {
     let local: SocketAddr = if broker.is_ipv4() {

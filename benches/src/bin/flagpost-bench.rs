@@ -925,92 +925,114 @@ fn blast_until(
 
 /// A hot loop of `notify_status_update` calls from one thread: the call
 /// rate, and how long after the last call the listener (another process)
-/// wakes for the last time, beside the relay floor of this run.
+/// wakes for the last time, beside the relay floor of this run and beside the
+/// coalescing floors: the bare relay behind the simplest merging sender,
+/// paced like the notifier and unpaced. The three take turns round by round
+/// (the order rotating), and 50 relay-floor samples follow each turn, so
+/// that a noisy stretch of the machine hits all.
 fn hotloop(rounds: u32, calls: u64, report: &mut Report) {
     println!(
         "\nhot loop: {calls} notify_status_update calls per round from one thread, {rounds} rounds"
     );
-    let (report_sock, report_addr) = report_socket();
-    let c = Participant::spawn("_relay_c", std::slice::from_ref(&report_addr));
+    let (relay_sock, relay_addr) = report_socket();
+    let c = Participant::spawn("_relay_c", std::slice::from_ref(&relay_addr));
     let b = Participant::spawn("_relay_b", &[c.addr.to_string()]);
     let a = UdpSocket::bind(loopback()).expect("bind A");
-    let floor = measure(1000, &report_sock, |_| {
+    let mut relay = |_| {
         let _ = a.send_to(&[0u8; 24], b.addr);
-    })
-    .latency;
-    drop((b, c));
+    };
+    let mut floor_samples = measure(50, &relay_sock, &mut relay);
     let broker = Participant::spawn("_broker", &[]);
     let (report_sock, report_addr) = report_socket();
     let _listener = Participant::spawn("_listener", &[broker.addr.to_string(), report_addr]);
     let notifier = Notifier::new(broker.addr).expect("notifier");
-    let mut h = Histogram::<u64>::new_with_bounds(1, 10_000_000_000, 3).expect("histogram");
-    let mut rates = Vec::new();
-    // (duration, datagrams sent) of each round, replayed by the stream floor
+    let paced = BareCoalescer::new(b.addr, Some(flagpost_std::notifier::PACE));
+    let unpaced = BareCoalescer::new(b.addr, None);
+    let mut flagpost = HotRounds::default();
+    let mut bare_paced = HotRounds::default();
+    let mut bare_unpaced = HotRounds::default();
+    // (duration, datagrams sent) of each Flagpost round, replayed by the
+    // stream floors
     let mut streams = Vec::new();
-    let (mut absorbed, mut lost) = (0, 0);
-    let mut buf = [0u8; 16];
-    report_sock
-        .set_read_timeout(Some(Duration::from_millis(50)))
-        .expect("timeout");
-    for _ in 0..rounds {
-        while report_sock.recv(&mut buf).is_ok() {} // quiet before the round
-        let sent_before = notifier.stats().datagrams;
-        let start = now_ns();
-        for _ in 1..calls {
-            notifier.notify_status_update(None);
-        }
-        let last = now_ns();
-        notifier.notify_status_update(None);
-        let end = now_ns();
-        rates.push(calls as f64 / ((end - start).max(1) as f64 / 1e9));
-        // the listener's last wake: reports until 50 ms of quiet
-        let mut final_wake = None;
-        while let Ok(8) = report_sock.recv(&mut buf) {
-            let woke = u64::from_be_bytes(buf[..8].try_into().expect("8 bytes"));
-            final_wake = final_wake.max(Some(woke));
-        }
-        match final_wake {
-            Some(w) if w >= last => {
-                let _ = h.record((w - last).max(1));
+    for r in 0..rounds {
+        for turn in 0..3 {
+            match (r + turn) % 3 {
+                0 => {
+                    let sent_before = notifier.stats().datagrams;
+                    let duration = flagpost.round(calls, &report_sock, || {
+                        notifier.notify_status_update(None);
+                    });
+                    streams.push((duration, notifier.stats().datagrams - sent_before));
+                }
+                1 => {
+                    bare_paced.round(calls, &relay_sock, || paced.call());
+                }
+                _ => {
+                    bare_unpaced.round(calls, &relay_sock, || unpaced.call());
+                }
             }
-            // the last frame landed while the listener was still taking
-            // the previous raise: one wake covered both
-            Some(_) => absorbed += 1,
-            None => lost += 1,
+            floor_samples.merge(measure(50, &relay_sock, &mut relay));
         }
-        streams.push((end - start, notifier.stats().datagrams - sent_before));
     }
-    drop((notifier, _listener, broker));
-    let stream_floor = paced_relay(&streams);
-    rates.sort_by(f64::total_cmp);
-    let after = Latency::from_histogram(&h);
+    let floor = floor_samples.latency;
+    drop((paced, unpaced, notifier));
+    // The same streams of datagrams, sent raw from a spinning thread with the
+    // last one at the measured instant (no merging sender in front): into the
+    // broker and listener, and into the bare relay.
+    let fed = {
+        let udp = UdpSocket::bind(loopback()).expect("bind");
+        let mut seq = 0u32;
+        paced_stream(&streams, &report_sock, || {
+            seq += 1;
+            send_notify(&udp, broker.addr, Notification::status(None), 0x7777, seq);
+        })
+    };
+    let stream_floor = paced_stream(&streams, &relay_sock, || relay(0));
+    drop((_listener, broker, b, c));
+    let after = flagpost.latency();
+    let coalescing = bare_paced.latency();
     let per_round = streams.iter().map(|s| s.1).sum::<u64>() / u64::from(rounds.max(1));
     println!(
-        "  calls per second: median {:.1} M, slowest round {:.1} M (target ≥ 10 M)",
-        rates[rates.len() / 2] / 1e6,
-        rates[0] / 1e6
+        "  calls per second: median {:.1} M, slowest round {:.1} M (target ≥ 10 M); bare merging sender {:.1} M",
+        flagpost.median_rate() / 1e6,
+        flagpost.slowest_rate() / 1e6,
+        bare_paced.median_rate() / 1e6,
+    );
+    for (name, l, f) in [
+        ("listener's last wake after the last call", &after, &floor),
+        (
+            "  coalescing floor: bare sender paced like the notifier",
+            &coalescing,
+            &floor,
+        ),
+        ("  the same unpaced", &bare_unpaced.latency(), &floor),
+    ] {
+        println!(
+            "  {name}: p50 {:.1} µs, p99 {:.1} µs (relay floor {:.1} / {:.1}, ratio {:.2} / {:.2})",
+            l.p50_us,
+            l.p99_us,
+            f.p50_us,
+            f.p99_us,
+            l.p50_us / f.p50_us,
+            l.p99_us / f.p99_us
+        );
+    }
+    println!(
+        "  Flagpost beside the paced coalescing floor: ratio {:.2} / {:.2}; absorbed {}, lost {}",
+        after.p50_us / coalescing.p50_us,
+        after.p99_us / coalescing.p99_us,
+        flagpost.absorbed,
+        flagpost.lost
     );
     println!(
-        "  listener's last wake after the last call: p50 {:.1} µs, p99 {:.1} µs; relay floor p50 {:.1}, p99 {:.1} (ratio {:.2} / {:.2}, target ≤ 1.2); absorbed {absorbed}, lost {lost}",
-        after.p50_us,
-        after.p99_us,
-        floor.p50_us,
-        floor.p99_us,
-        after.p50_us / floor.p50_us,
-        after.p99_us / floor.p99_us
-    );
-    println!(
-        "  stream floor (the relay fed the same number of datagrams per round, evenly paced, from a spinning thread): last read after the last send p50 {:.1} µs, p99 {:.1} µs (Flagpost ratio {:.2} / {:.2}); {per_round} datagrams per round",
-        stream_floor.p50_us,
-        stream_floor.p99_us,
-        after.p50_us / stream_floor.p50_us,
-        after.p99_us / stream_floor.p99_us
+        "  the same streams sent raw, last send to last wake: broker and listener p50 {:.1} µs, p99 {:.1} µs; bare relay p50 {:.1} µs, p99 {:.1} µs; {per_round} datagrams per round",
+        fed.p50_us, fed.p99_us, stream_floor.p50_us, stream_floor.p99_us,
     );
     report.add(
         Figure::new(
             Section::HotLoop,
             format!("calls per second, median of {rounds} rounds"),
-            rates[rates.len() / 2],
+            flagpost.median_rate(),
             Unit::PerSecond,
         )
         .target(Rule::AtLeast(10e6), "≥ 10 M calls/s"),
@@ -1018,7 +1040,7 @@ fn hotloop(rounds: u32, calls: u64, report: &mut Report) {
     report.add(Figure::new(
         Section::HotLoop,
         "calls per second, slowest round",
-        rates[0],
+        flagpost.slowest_rate(),
         Unit::PerSecond,
     ));
     add_quantiles(
@@ -1031,28 +1053,191 @@ fn hotloop(rounds: u32, calls: u64, report: &mut Report) {
     add_quantiles(
         report,
         Section::HotLoop,
-        "listener's last wake after the last call, beside the stream floor",
-        (&after, "relay fed the same paced stream", &stream_floor),
+        "coalescing floor: last read after the last call",
+        (&coalescing, "relay floor", &floor),
+        None,
+    );
+    add_quantiles(
+        report,
+        Section::HotLoop,
+        "listener's last wake after the last call, beside the coalescing floor",
+        (&after, "coalescing floor", &coalescing),
+        None,
+    );
+    add_quantiles(
+        report,
+        Section::HotLoop,
+        "coalescing floor unpaced: last read after the last call",
+        (&bare_unpaced.latency(), "relay floor", &floor),
+        None,
+    );
+    add_quantiles(
+        report,
+        Section::HotLoop,
+        "broker and listener fed the same stream raw: last wake after the last send",
+        (&fed, "bare relay fed it", &stream_floor),
         None,
     );
     report.note(
         Section::HotLoop,
         format!(
-            "{} calls per round, {rounds} rounds, {per_round} datagrams sent per round; rounds whose last notification was absorbed by the wake before it: {absorbed}, with no wake reported: {lost}. The stream floor replays each round on the bare relay: a spinning thread sends as many datagrams as the notifier sent, evenly spread over the round's duration, and the figure is its last send to the relay reader's last read.",
-            report::fmt_int(calls)
+            "{} calls per round, {rounds} rounds, {per_round} datagrams sent per round; rounds whose last notification was absorbed by the wake before it: {}, with no wake reported: {}. The coalescing floor is the bare relay behind the simplest sender that merges calls, as the issue allows: a call is an atomic add (and an unpark if the sender thread sleeps); the thread sends one datagram while the count is non-zero, {} µs apart like the notifier (paced) or back to back (unpaced). Flagpost and both floors take turns round by round. The last row replays each Flagpost round with raw datagrams from a spinning thread, evenly spread and the last one sent at the measured instant, into the broker and into the bare relay.",
+            report::fmt_int(calls),
+            flagpost.absorbed,
+            flagpost.lost,
+            flagpost_std::notifier::PACE.as_micros(),
         ),
     );
 }
 
-/// The hot loop's stream floor: for each `(duration ns, datagrams)` round,
-/// a spinning thread (holding a CPU, as the hot loop does) sends that many
-/// datagrams to the bare relay evenly spread over that duration; returns the
-/// time from the last send to the relay reader's last read.
-fn paced_relay(rounds: &[(u64, u64)]) -> Latency {
-    let (report_sock, report_addr) = report_socket();
-    let c = Participant::spawn("_relay_c", std::slice::from_ref(&report_addr));
-    let b = Participant::spawn("_relay_b", &[c.addr.to_string()]);
-    let a = UdpSocket::bind(loopback()).expect("bind A");
+/// The rounds of one sender in the hot-loop bench.
+#[derive(Default)]
+struct HotRounds {
+    after: Vec<u64>,
+    rates: Vec<f64>,
+    absorbed: u32,
+    lost: u32,
+}
+
+impl HotRounds {
+    /// One round: `calls` calls of `call` from this thread, then the reports
+    /// on `sock` until 50 ms of quiet; records the last call to the last
+    /// report. Returns the round's duration in ns.
+    fn round(&mut self, calls: u64, sock: &UdpSocket, mut call: impl FnMut()) -> u64 {
+        let mut buf = [0u8; 16];
+        sock.set_read_timeout(Some(Duration::from_millis(50)))
+            .expect("timeout");
+        while sock.recv(&mut buf).is_ok() {} // quiet before the round
+        let start = now_ns();
+        for _ in 1..calls {
+            call();
+        }
+        let last = now_ns();
+        call();
+        let end = now_ns();
+        self.rates
+            .push(calls as f64 / ((end - start).max(1) as f64 / 1e9));
+        let mut final_report = None;
+        while let Ok(8) = sock.recv(&mut buf) {
+            let at = u64::from_be_bytes(buf[..8].try_into().expect("8 bytes"));
+            final_report = final_report.max(Some(at));
+        }
+        match final_report {
+            Some(w) if w >= last => self.after.push((w - last).max(1)),
+            // the last datagram landed while the reader was still taking the
+            // previous one: one wake covered both
+            Some(_) => self.absorbed += 1,
+            None => self.lost += 1,
+        }
+        end - start
+    }
+
+    fn latency(&self) -> Latency {
+        let mut h = Histogram::<u64>::new_with_bounds(1, 10_000_000_000, 3).expect("histogram");
+        for &v in &self.after {
+            let _ = h.record(v);
+        }
+        Latency::from_histogram(&h)
+    }
+
+    fn sorted_rates(&self) -> Vec<f64> {
+        let mut r = self.rates.clone();
+        r.sort_by(f64::total_cmp);
+        r
+    }
+
+    fn median_rate(&self) -> f64 {
+        let r = self.sorted_rates();
+        r.get(r.len() / 2).copied().unwrap_or(0.0)
+    }
+
+    fn slowest_rate(&self) -> f64 {
+        self.sorted_rates().first().copied().unwrap_or(0.0)
+    }
+}
+
+/// The sender of the coalescing floor: the simplest one that merges calls,
+/// as the issue allows ("a sender may coalesce calls that arrive while its
+/// previous datagram is being sent"). A call is one atomic add, plus an
+/// unpark if the sender thread sleeps; the thread sends one 24-byte datagram
+/// while the count is non-zero, `pace` apart if given, and parks otherwise.
+struct BareCoalescer {
+    shared: std::sync::Arc<BareShared>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+struct BareShared {
+    pending: std::sync::atomic::AtomicU64,
+    parked: std::sync::atomic::AtomicBool,
+    stop: std::sync::atomic::AtomicBool,
+}
+
+impl BareCoalescer {
+    fn new(to: SocketAddr, pace: Option<Duration>) -> BareCoalescer {
+        use std::sync::atomic::Ordering::SeqCst;
+        let shared = std::sync::Arc::new(BareShared {
+            pending: std::sync::atomic::AtomicU64::new(0),
+            parked: std::sync::atomic::AtomicBool::new(false),
+            stop: std::sync::atomic::AtomicBool::new(false),
+        });
+        let udp = UdpSocket::bind(loopback()).expect("bind");
+        udp.connect(to).expect("connect");
+        let s = shared.clone();
+        let thread = std::thread::spawn(move || {
+            // as the notifier does: its pacing sleeps are not stretched
+            let _ = nix::sys::prctl::set_timerslack(1_000);
+            while !s.stop.load(SeqCst) {
+                if s.pending.swap(0, SeqCst) > 0 {
+                    let _ = udp.send(&[0u8; 24]);
+                    if let Some(p) = pace {
+                        std::thread::sleep(p);
+                    }
+                    continue;
+                }
+                // publish, then re-check: a call either sees `parked` or its
+                // count is seen here
+                s.parked.store(true, SeqCst);
+                if s.pending.load(SeqCst) == 0 && !s.stop.load(SeqCst) {
+                    std::thread::park();
+                }
+                s.parked.store(false, SeqCst);
+            }
+        });
+        BareCoalescer {
+            shared,
+            thread: Some(thread),
+        }
+    }
+
+    #[inline]
+    fn call(&self) {
+        use std::sync::atomic::Ordering::SeqCst;
+        self.shared.pending.fetch_add(1, SeqCst);
+        if self.shared.parked.load(SeqCst) && self.shared.parked.swap(false, SeqCst) {
+            if let Some(t) = &self.thread {
+                t.thread().unpark();
+            }
+        }
+    }
+}
+
+impl Drop for BareCoalescer {
+    fn drop(&mut self) {
+        self.shared
+            .stop
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            t.thread().unpark();
+            let _ = t.join();
+        }
+    }
+}
+
+/// For each `(duration ns, datagrams)` round, a spinning thread (holding a
+/// CPU, as the hot loop does) calls `send` that many times evenly spread over
+/// that duration; returns the time from the last call to the last report on
+/// `report_sock`.
+fn paced_stream(rounds: &[(u64, u64)], report_sock: &UdpSocket, mut send: impl FnMut()) -> Latency {
     report_sock
         .set_read_timeout(Some(Duration::from_millis(50)))
         .expect("timeout");
@@ -1070,7 +1255,7 @@ fn paced_relay(rounds: &[(u64, u64)]) -> Latency {
                 std::hint::spin_loop();
             }
             last = now_ns();
-            let _ = a.send_to(&[0u8; 24], b.addr);
+            send();
         }
         let mut final_read = None;
         while let Ok(8) = report_sock.recv(&mut buf) {
@@ -1389,7 +1574,7 @@ fn main() {
         ),
         Some("idle") => idle(flag_value(&args, "--seconds", 10.0), 1_000, &mut report),
         Some("hotloop") => hotloop(
-            flag_value(&args, "--rounds", 20),
+            flag_value(&args, "--rounds", 50),
             flag_value(&args, "--calls", 1_000_000),
             &mut report,
         ),
@@ -1427,7 +1612,7 @@ fn main() {
             ingest(5.0, &mut report);
             fanout(200, &[1, 100, 1_000, 10_000], &mut report);
             idle(10.0, 1_000, &mut report);
-            hotloop(20, 1_000_000, &mut report);
+            hotloop(50, 1_000_000, &mut report);
             flood(2_000, &mut report);
             if flagpost_benches::peers::installed_peers().is_empty() {
                 println!("\npeers: skipped, no peer server is installed (benches/peers.sh installs them)");
