@@ -107,6 +107,11 @@ impl Participant {
         line.trim().to_owned()
     }
 
+    /// CPU time of all the child's threads so far, in ns (schedstat).
+    fn cpu_ns(&self) -> u64 {
+        schedstat_ns(self.child.id(), None)
+    }
+
     fn sample(&self) -> ProcSample {
         proc_sample(self.child.id()).expect("/proc")
     }
@@ -117,6 +122,25 @@ impl Drop for Participant {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// CPU time in ns that the kernel accounted to the threads of process
+/// `pid` (`/proc/<pid>/task/*/schedstat`, first field) — only to the thread
+/// named `thread` if given. 0 where unreadable.
+fn schedstat_ns(pid: u32, thread: Option<&str>) -> u64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    tasks
+        .flatten()
+        .filter(|t| {
+            thread.is_none_or(|name| {
+                std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim() == name)
+            })
+        })
+        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .sum()
 }
 
 fn announce(addr: SocketAddr) {
@@ -954,18 +978,44 @@ fn hotloop(rounds: u32, calls: u64, report: &mut Report) {
     // (duration, datagrams sent) of each Flagpost round, replayed by the
     // stream floors
     let mut streams = Vec::new();
+    // CPU ns per path: (sender thread, first hop, second hop), and datagrams
+    let me = std::process::id();
+    let mut cpu_flagpost = [0u64; 3];
+    let mut cpu_bare = [0u64; 3];
+    let (mut dg_flagpost, mut dg_bare) = (0u64, 0u64);
+    let snap_flagpost = || {
+        [
+            schedstat_ns(me, Some("flagpost-notifi")),
+            broker.cpu_ns(),
+            _listener.cpu_ns(),
+        ]
+    };
+    let snap_bare = || [schedstat_ns(me, Some("bare-paced")), b.cpu_ns(), c.cpu_ns()];
+    let add = |into: &mut [u64; 3], before: [u64; 3], after: [u64; 3]| {
+        for i in 0..3 {
+            into[i] += after[i].saturating_sub(before[i]);
+        }
+    };
     for r in 0..rounds {
         for turn in 0..3 {
             match (r + turn) % 3 {
                 0 => {
                     let sent_before = notifier.stats().datagrams;
+                    let cpu_before = snap_flagpost();
                     let duration = flagpost.round(calls, &report_sock, || {
                         notifier.notify_status_update(None);
                     });
-                    streams.push((duration, notifier.stats().datagrams - sent_before));
+                    add(&mut cpu_flagpost, cpu_before, snap_flagpost());
+                    let sent = notifier.stats().datagrams - sent_before;
+                    dg_flagpost += sent;
+                    streams.push((duration, sent));
                 }
                 1 => {
+                    let sent_before = paced.sent();
+                    let cpu_before = snap_bare();
                     bare_paced.round(calls, &relay_sock, || paced.call());
+                    add(&mut cpu_bare, cpu_before, snap_bare());
+                    dg_bare += paced.sent() - sent_before;
                 }
                 _ => {
                     bare_unpaced.round(calls, &relay_sock, || unpaced.call());
@@ -976,6 +1026,12 @@ fn hotloop(rounds: u32, calls: u64, report: &mut Report) {
     }
     let floor = floor_samples.latency;
     drop((paced, unpaced, notifier));
+    let per_dg = |cpu: [u64; 3], n: u64| cpu.map(|ns| ns as f64 / n.max(1) as f64 / 1e3);
+    let (fp, bp) = (per_dg(cpu_flagpost, dg_flagpost), per_dg(cpu_bare, dg_bare));
+    println!(
+        "  CPU per datagram (schedstat, µs): notifier thread {:.1}, broker {:.1}, listener {:.1} (sum {:.1}); bare paced sender {:.1}, relay B {:.1}, relay C {:.1} (sum {:.1})",
+        fp[0], fp[1], fp[2], fp.iter().sum::<f64>(), bp[0], bp[1], bp[2], bp.iter().sum::<f64>()
+    );
     // The same streams of datagrams, sent raw from a spinning thread with the
     // last one at the measured instant (no merging sender in front): into the
     // broker and listener, and into the bare relay.
@@ -1064,6 +1120,15 @@ fn hotloop(rounds: u32, calls: u64, report: &mut Report) {
         (&after, "coalescing floor", &coalescing),
         None,
     );
+    report.add(
+        Figure::new(
+            Section::HotLoop,
+            "CPU per datagram: notifier thread + broker + listener",
+            fp.iter().sum::<f64>(),
+            Unit::Micros,
+        )
+        .floor("bare merging sender + relay", bp.iter().sum::<f64>()),
+    );
     add_quantiles(
         report,
         Section::HotLoop,
@@ -1081,11 +1146,17 @@ fn hotloop(rounds: u32, calls: u64, report: &mut Report) {
     report.note(
         Section::HotLoop,
         format!(
-            "{} calls per round, {rounds} rounds, {per_round} datagrams sent per round; rounds whose last notification was absorbed by the wake before it: {}, with no wake reported: {}. The coalescing floor is the bare relay behind the simplest sender that merges calls, as the issue allows: a call is an atomic add (and an unpark if the sender thread sleeps); the thread sends one datagram while the count is non-zero, {} µs apart like the notifier (paced) or back to back (unpaced). Flagpost and both floors take turns round by round. The last row replays each Flagpost round with raw datagrams from a spinning thread, evenly spread and the last one sent at the measured instant, into the broker and into the bare relay.",
+            "{} calls per round, {rounds} rounds, {per_round} datagrams sent per round; rounds whose last notification was absorbed by the wake before it: {}, with no wake reported: {}. The coalescing floor is the bare relay behind the simplest sender that merges calls, as the issue allows: a call is an atomic add (and an unpark if the sender thread sleeps); the thread sends one datagram while the count is non-zero, {} µs apart like the notifier (paced) or back to back (unpaced). Flagpost and both floors take turns round by round. The last row replays each Flagpost round with raw datagrams from a spinning thread, evenly spread and the last one sent at the measured instant, into the broker and into the bare relay. CPU per datagram is the kernel's accounting (`/proc/*/task/*/schedstat`) over the rounds: notifier thread {:.1} µs, broker {:.1}, listener {:.1}; bare sender {:.1}, relay B {:.1}, relay C {:.1}.",
             report::fmt_int(calls),
             flagpost.absorbed,
             flagpost.lost,
             flagpost_std::notifier::PACE.as_micros(),
+            fp[0],
+            fp[1],
+            fp[2],
+            bp[0],
+            bp[1],
+            bp[2],
         ),
     );
 }
@@ -1168,6 +1239,7 @@ struct BareCoalescer {
 
 struct BareShared {
     pending: std::sync::atomic::AtomicU64,
+    sent: std::sync::atomic::AtomicU64,
     parked: std::sync::atomic::AtomicBool,
     stop: std::sync::atomic::AtomicBool,
 }
@@ -1177,36 +1249,51 @@ impl BareCoalescer {
         use std::sync::atomic::Ordering::SeqCst;
         let shared = std::sync::Arc::new(BareShared {
             pending: std::sync::atomic::AtomicU64::new(0),
+            sent: std::sync::atomic::AtomicU64::new(0),
             parked: std::sync::atomic::AtomicBool::new(false),
             stop: std::sync::atomic::AtomicBool::new(false),
         });
         let udp = UdpSocket::bind(loopback()).expect("bind");
         udp.connect(to).expect("connect");
         let s = shared.clone();
-        let thread = std::thread::spawn(move || {
-            // as the notifier does: its pacing sleeps are not stretched
-            let _ = nix::sys::prctl::set_timerslack(1_000);
-            while !s.stop.load(SeqCst) {
-                if s.pending.swap(0, SeqCst) > 0 {
-                    let _ = udp.send(&[0u8; 24]);
-                    if let Some(p) = pace {
-                        std::thread::sleep(p);
+        let name = if pace.is_some() {
+            "bare-paced"
+        } else {
+            "bare-unpaced"
+        };
+        let thread = std::thread::Builder::new()
+            .name(name.into())
+            .spawn(move || {
+                // as the notifier does: its pacing sleeps are not stretched
+                let _ = nix::sys::prctl::set_timerslack(1_000);
+                while !s.stop.load(SeqCst) {
+                    if s.pending.swap(0, SeqCst) > 0 {
+                        let _ = udp.send(&[0u8; 24]);
+                        s.sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        if let Some(p) = pace {
+                            std::thread::sleep(p);
+                        }
+                        continue;
                     }
-                    continue;
+                    // publish, then re-check: a call either sees `parked` or its
+                    // count is seen here
+                    s.parked.store(true, SeqCst);
+                    if s.pending.load(SeqCst) == 0 && !s.stop.load(SeqCst) {
+                        std::thread::park();
+                    }
+                    s.parked.store(false, SeqCst);
                 }
-                // publish, then re-check: a call either sees `parked` or its
-                // count is seen here
-                s.parked.store(true, SeqCst);
-                if s.pending.load(SeqCst) == 0 && !s.stop.load(SeqCst) {
-                    std::thread::park();
-                }
-                s.parked.store(false, SeqCst);
-            }
-        });
+            })
+            .expect("spawn");
         BareCoalescer {
             shared,
             thread: Some(thread),
         }
+    }
+
+    /// Datagrams sent so far.
+    fn sent(&self) -> u64 {
+        self.shared.sent.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     #[inline]
