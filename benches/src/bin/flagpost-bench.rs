@@ -951,9 +951,10 @@ fn blast_until(
 /// rate, and how long after the last call the listener (another process)
 /// wakes for the last time, beside the relay floor of this run and beside the
 /// coalescing floors: the bare relay behind the simplest merging sender,
-/// paced like the notifier and unpaced. The three take turns round by round
-/// (the order rotating), and 50 relay-floor samples follow each turn, so
-/// that a noisy stretch of the machine hits all.
+/// paced like the notifier and unpaced — and beside that paced sender in
+/// front of Flagpost's broker and listener. The four take turns round by
+/// round (the order rotating), with 50 relay-floor samples after each turn,
+/// so that a noisy stretch of the machine hits all.
 fn hotloop(rounds: u32, calls: u64, report: &mut Report) {
     println!(
         "\nhot loop: {calls} notify_status_update calls per round from one thread, {rounds} rounds"
@@ -970,8 +971,10 @@ fn hotloop(rounds: u32, calls: u64, report: &mut Report) {
     let (report_sock, report_addr) = report_socket();
     let _listener = Participant::spawn("_listener", &[broker.addr.to_string(), report_addr]);
     let notifier = Notifier::new(broker.addr).expect("notifier");
-    let paced = BareCoalescer::new(b.addr, Some(flagpost_std::notifier::PACE));
-    let unpaced = BareCoalescer::new(b.addr, None);
+    let paced = BareCoalescer::new(b.addr, Some(flagpost_std::notifier::PACE), false);
+    let unpaced = BareCoalescer::new(b.addr, None, false);
+    let bare_to_broker = BareCoalescer::new(broker.addr, Some(flagpost_std::notifier::PACE), true);
+    let mut bare_front = HotRounds::default();
     let mut flagpost = HotRounds::default();
     let mut bare_paced = HotRounds::default();
     let mut bare_unpaced = HotRounds::default();
@@ -997,8 +1000,8 @@ fn hotloop(rounds: u32, calls: u64, report: &mut Report) {
         }
     };
     for r in 0..rounds {
-        for turn in 0..3 {
-            match (r + turn) % 3 {
+        for turn in 0..4 {
+            match (r + turn) % 4 {
                 0 => {
                     let sent_before = notifier.stats().datagrams;
                     let cpu_before = snap_flagpost();
@@ -1017,15 +1020,18 @@ fn hotloop(rounds: u32, calls: u64, report: &mut Report) {
                     add(&mut cpu_bare, cpu_before, snap_bare());
                     dg_bare += paced.sent() - sent_before;
                 }
-                _ => {
+                2 => {
                     bare_unpaced.round(calls, &relay_sock, || unpaced.call());
+                }
+                _ => {
+                    bare_front.round(calls, &report_sock, || bare_to_broker.call());
                 }
             }
             floor_samples.merge(measure(50, &relay_sock, &mut relay));
         }
     }
     let floor = floor_samples.latency;
-    drop((paced, unpaced, notifier));
+    drop((paced, unpaced, bare_to_broker, notifier));
     let per_dg = |cpu: [u64; 3], n: u64| cpu.map(|ns| ns as f64 / n.max(1) as f64 / 1e3);
     let (fp, bp) = (per_dg(cpu_flagpost, dg_flagpost), per_dg(cpu_bare, dg_bare));
     println!(
@@ -1073,6 +1079,14 @@ fn hotloop(rounds: u32, calls: u64, report: &mut Report) {
             l.p99_us / f.p99_us
         );
     }
+    let front = bare_front.latency();
+    println!(
+        "  the bare paced sender in front of the broker and listener: p50 {:.1} µs, p99 {:.1} µs (beside the coalescing floor {:.2} / {:.2})",
+        front.p50_us,
+        front.p99_us,
+        front.p50_us / coalescing.p50_us,
+        front.p99_us / coalescing.p99_us
+    );
     println!(
         "  Flagpost beside the paced coalescing floor: ratio {:.2} / {:.2}; absorbed {}, lost {}",
         after.p50_us / coalescing.p50_us,
@@ -1120,6 +1134,13 @@ fn hotloop(rounds: u32, calls: u64, report: &mut Report) {
         (&after, "coalescing floor", &coalescing),
         None,
     );
+    add_quantiles(
+        report,
+        Section::HotLoop,
+        "the bare paced sender in front of the broker and listener",
+        (&front, "coalescing floor", &coalescing),
+        None,
+    );
     report.add(
         Figure::new(
             Section::HotLoop,
@@ -1146,7 +1167,7 @@ fn hotloop(rounds: u32, calls: u64, report: &mut Report) {
     report.note(
         Section::HotLoop,
         format!(
-            "{} calls per round, {rounds} rounds, {per_round} datagrams sent per round; rounds whose last notification was absorbed by the wake before it: {}, with no wake reported: {}. The coalescing floor is the bare relay behind the simplest sender that merges calls, as the issue allows: a call is an atomic add (and an unpark if the sender thread sleeps); the thread sends one datagram while the count is non-zero, {} µs apart like the notifier (paced) or back to back (unpaced). Flagpost and both floors take turns round by round. The last row replays each Flagpost round with raw datagrams from a spinning thread, evenly spread and the last one sent at the measured instant, into the broker and into the bare relay. CPU per datagram is the kernel's accounting (`/proc/*/task/*/schedstat`) over the rounds: notifier thread {:.1} µs, broker {:.1}, listener {:.1}; bare sender {:.1}, relay B {:.1}, relay C {:.1}.",
+            "{} calls per round, {rounds} rounds, {per_round} datagrams sent per round; rounds whose last notification was absorbed by the wake before it: {}, with no wake reported: {}. The coalescing floor is the bare relay behind the simplest sender that merges calls, as the issue allows: a call is an atomic add (and an unpark if the sender thread sleeps); the thread sends one datagram while the count is non-zero, {} µs apart like the notifier (paced) or back to back (unpaced). Flagpost, both floors and the bare paced sender in front of Flagpost's broker and listener (valid notifications) take turns round by round. The last row replays each Flagpost round with raw datagrams from a spinning thread, evenly spread and the last one sent at the measured instant, into the broker and into the bare relay. CPU per datagram is the kernel's accounting (`/proc/*/task/*/schedstat`) over the rounds: notifier thread {:.1} µs, broker {:.1}, listener {:.1}; bare sender {:.1}, relay B {:.1}, relay C {:.1}.",
             report::fmt_int(calls),
             flagpost.absorbed,
             flagpost.lost,
@@ -1245,7 +1266,9 @@ struct BareShared {
 }
 
 impl BareCoalescer {
-    fn new(to: SocketAddr, pace: Option<Duration>) -> BareCoalescer {
+    /// A bare sender to `to`, of 24-byte datagrams or, with `notify`, of
+    /// valid status notifications (for the broker).
+    fn new(to: SocketAddr, pace: Option<Duration>, notify: bool) -> BareCoalescer {
         use std::sync::atomic::Ordering::SeqCst;
         let shared = std::sync::Arc::new(BareShared {
             pending: std::sync::atomic::AtomicU64::new(0),
@@ -1256,19 +1279,37 @@ impl BareCoalescer {
         let udp = UdpSocket::bind(loopback()).expect("bind");
         udp.connect(to).expect("connect");
         let s = shared.clone();
-        let name = if pace.is_some() {
-            "bare-paced"
-        } else {
-            "bare-unpaced"
+        let name = match (pace.is_some(), notify) {
+            (true, false) => "bare-paced",
+            (false, _) => "bare-unpaced",
+            (true, true) => "bare-notify",
         };
         let thread = std::thread::Builder::new()
             .name(name.into())
             .spawn(move || {
                 // as the notifier does: its pacing sleeps are not stretched
                 let _ = nix::sys::prctl::set_timerslack(1_000);
+                let mut seq = 0u32;
+                let mut buf = [0u8; MAX_DATAGRAM_LEN];
                 while !s.stop.load(SeqCst) {
-                    if s.pending.swap(0, SeqCst) > 0 {
-                        let _ = udp.send(&[0u8; 24]);
+                    let count = s.pending.swap(0, SeqCst);
+                    if count > 0 {
+                        seq += 1;
+                        let len = if notify {
+                            NotifyRepr {
+                                notification: Notification::status(None),
+                                sender: SenderId(0x8888),
+                                seq: Seq(seq),
+                                batch: u32::try_from(count).unwrap_or(u32::MAX),
+                                ack_requested: false,
+                                tag: None,
+                            }
+                            .emit(&mut buf)
+                            .expect("fits")
+                        } else {
+                            24
+                        };
+                        let _ = udp.send(&buf[..len]);
                         s.sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         if let Some(p) = pace {
                             std::thread::sleep(p);
