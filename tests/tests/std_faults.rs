@@ -426,6 +426,105 @@ fn the_probe_follows_the_last_send_of_a_trickle() {
     assert_eq!(notifier.stats().probes, 1);
 }
 
+/// Sums the batch counts of the datagrams `fake_broker` receives until they
+/// reach `calls`; returns the sum (less if a receive times out first) and
+/// the last sequence number.
+fn receive_counts(fake_broker: &UdpSocket, calls: u64) -> (u64, Seq) {
+    let mut buf = [0u8; 128];
+    let mut counted = 0u64;
+    let mut last = Seq(0);
+    while counted < calls {
+        let Ok(n) = fake_broker.recv(&mut buf) else {
+            break;
+        };
+        let repr = NotifyRepr::parse_bytes(&buf[..n]).unwrap();
+        counted += u64::from(repr.batch);
+        last = repr.seq;
+    }
+    (counted, last)
+}
+
+/// A hot loop's calls are merged into a few datagrams whose batch counts add
+/// up to every call, the last ones included, and the end of the burst is
+/// sent by the notifier's thread — not left to the tail-loss probe (set far
+/// beyond the test here) — whether it watches for the end of the burst or
+/// sleeps out the pace. Dropping the notifier then repeats the last
+/// datagram at once instead of waiting out the probe delay.
+#[test]
+fn a_burst_is_sent_whole_without_the_probe() {
+    for spin in [true, false] {
+        let fake_broker = UdpSocket::bind("127.0.0.1:0").unwrap();
+        fake_broker.set_read_timeout(Some(LONG)).unwrap();
+        let notifier = Notifier::builder()
+            .probe_delay(Duration::from_secs(3600))
+            .spin_in_bursts(spin)
+            .build(fake_broker.local_addr().unwrap())
+            .unwrap();
+        const CALLS: u64 = 200_000;
+        // read while the calls go on: the socket buffer holds a few hundred
+        let (counted, last) = std::thread::scope(|s| {
+            let reader = s.spawn(|| receive_counts(&fake_broker, CALLS));
+            for _ in 0..CALLS {
+                notifier.notify_status_update(None);
+            }
+            reader.join().unwrap()
+        });
+        assert_eq!(counted, CALLS, "spin {spin}");
+        let stats = notifier.stats();
+        assert_eq!(stats.calls, CALLS);
+        assert_eq!(stats.probes, 0, "spin {spin}: the probe was needed");
+        assert!(
+            stats.datagrams < CALLS / 10,
+            "spin {spin}: {} datagrams for {CALLS} calls",
+            stats.datagrams
+        );
+        drop(notifier);
+        let mut buf = [0u8; 128];
+        let n = fake_broker.recv(&mut buf).unwrap();
+        let probe = NotifyRepr::parse_bytes(&buf[..n]).unwrap();
+        assert_eq!(
+            probe.seq, last,
+            "spin {spin}: the drop repeats the last datagram"
+        );
+    }
+}
+
+/// Calls a few microseconds apart — longer than the 2 µs that ends a burst,
+/// shorter than the 20 µs pace — may end a pace early at most every other
+/// datagram: at most two datagrams per pace, not one per call.
+#[test]
+fn calls_microseconds_apart_keep_the_pace() {
+    use flagpost_std::notifier::{PACE, QUIET};
+    let fake_broker = UdpSocket::bind("127.0.0.1:0").unwrap();
+    fake_broker.set_read_timeout(Some(LONG)).unwrap();
+    let notifier = Notifier::builder()
+        .probe_delay(Duration::from_secs(3600))
+        .build(fake_broker.local_addr().unwrap())
+        .unwrap();
+    const CALLS: u64 = 2_000;
+    let (counted, elapsed) = std::thread::scope(|s| {
+        let reader = s.spawn(|| receive_counts(&fake_broker, CALLS).0);
+        let start = std::time::Instant::now();
+        for _ in 0..CALLS {
+            // the gap is a documented time threshold, not a hand-off
+            let gap = std::time::Instant::now();
+            while gap.elapsed() < QUIET * 2 {
+                std::hint::spin_loop();
+            }
+            notifier.notify_status_update(None);
+        }
+        let elapsed = start.elapsed();
+        (reader.join().unwrap(), elapsed)
+    });
+    assert_eq!(counted, CALLS);
+    let paces = u64::try_from(elapsed.as_nanos() / PACE.as_nanos()).unwrap();
+    let datagrams = notifier.stats().datagrams;
+    assert!(
+        datagrams <= 2 * paces + 4,
+        "{datagrams} datagrams in {elapsed:?} ({paces} paces) for {CALLS} calls"
+    );
+}
+
 /// Datagrams the kernel drops because the broker's socket buffer is full are
 /// read from `SO_RXQ_OVFL`, counted, and raise status like a sequence gap.
 #[cfg(target_os = "linux")]

@@ -951,9 +951,10 @@ fn blast_until(
 /// rate, and how long after the last call the listener (another process)
 /// wakes for the last time, beside the relay floor of this run and beside the
 /// coalescing floors: the bare relay behind the simplest merging sender,
-/// paced like the notifier and unpaced — and beside that paced sender in
-/// front of Flagpost's broker and listener. The four take turns round by
-/// round (the order rotating), with 50 relay-floor samples after each turn,
+/// paced like the notifier, sleeping out the pace, and unpaced — and beside
+/// that paced sender in front of Flagpost's broker and listener. The five
+/// take turns round by round (the order rotating), with 50 relay-floor
+/// samples after each turn,
 /// so that a noisy stretch of the machine hits all.
 fn hotloop(rounds: u32, calls: u64, report: &mut Report) {
     println!(
@@ -971,9 +972,11 @@ fn hotloop(rounds: u32, calls: u64, report: &mut Report) {
     let (report_sock, report_addr) = report_socket();
     let _listener = Participant::spawn("_listener", &[broker.addr.to_string(), report_addr]);
     let notifier = Notifier::new(broker.addr).expect("notifier");
-    let paced = BareCoalescer::new(b.addr, Some(flagpost_std::notifier::PACE), false);
-    let unpaced = BareCoalescer::new(b.addr, None, false);
-    let bare_to_broker = BareCoalescer::new(broker.addr, Some(flagpost_std::notifier::PACE), true);
+    let paced = BareCoalescer::new(b.addr, Pacing::Watch, false);
+    let sleeping = BareCoalescer::new(b.addr, Pacing::Sleep, false);
+    let unpaced = BareCoalescer::new(b.addr, Pacing::None, false);
+    let bare_to_broker = BareCoalescer::new(broker.addr, Pacing::Watch, true);
+    let mut bare_sleeping = HotRounds::default();
     let mut bare_front = HotRounds::default();
     let mut flagpost = HotRounds::default();
     let mut bare_paced = HotRounds::default();
@@ -1000,8 +1003,8 @@ fn hotloop(rounds: u32, calls: u64, report: &mut Report) {
         }
     };
     for r in 0..rounds {
-        for turn in 0..4 {
-            match (r + turn) % 4 {
+        for turn in 0..5 {
+            match (r + turn) % 5 {
                 0 => {
                     let sent_before = notifier.stats().datagrams;
                     let cpu_before = snap_flagpost();
@@ -1023,6 +1026,9 @@ fn hotloop(rounds: u32, calls: u64, report: &mut Report) {
                 2 => {
                     bare_unpaced.round(calls, &relay_sock, || unpaced.call());
                 }
+                3 => {
+                    bare_sleeping.round(calls, &relay_sock, || sleeping.call());
+                }
                 _ => {
                     bare_front.round(calls, &report_sock, || bare_to_broker.call());
                 }
@@ -1031,7 +1037,7 @@ fn hotloop(rounds: u32, calls: u64, report: &mut Report) {
         }
     }
     let floor = floor_samples.latency;
-    drop((paced, unpaced, bare_to_broker, notifier));
+    drop((paced, sleeping, unpaced, bare_to_broker, notifier));
     let per_dg = |cpu: [u64; 3], n: u64| cpu.map(|ns| ns as f64 / n.max(1) as f64 / 1e3);
     let (fp, bp) = (per_dg(cpu_flagpost, dg_flagpost), per_dg(cpu_bare, dg_bare));
     println!(
@@ -1065,6 +1071,11 @@ fn hotloop(rounds: u32, calls: u64, report: &mut Report) {
         (
             "  coalescing floor: bare sender paced like the notifier",
             &coalescing,
+            &floor,
+        ),
+        (
+            "  the same sleeping out the pace",
+            &bare_sleeping.latency(),
             &floor,
         ),
         ("  the same unpaced", &bare_unpaced.latency(), &floor),
@@ -1153,6 +1164,13 @@ fn hotloop(rounds: u32, calls: u64, report: &mut Report) {
     add_quantiles(
         report,
         Section::HotLoop,
+        "coalescing floor sleeping out the pace: last read after the last call",
+        (&bare_sleeping.latency(), "relay floor", &floor),
+        None,
+    );
+    add_quantiles(
+        report,
+        Section::HotLoop,
         "coalescing floor unpaced: last read after the last call",
         (&bare_unpaced.latency(), "relay floor", &floor),
         None,
@@ -1167,11 +1185,12 @@ fn hotloop(rounds: u32, calls: u64, report: &mut Report) {
     report.note(
         Section::HotLoop,
         format!(
-            "{} calls per round, {rounds} rounds, {per_round} datagrams sent per round; rounds whose last notification was absorbed by the wake before it: {}, with no wake reported: {}. The coalescing floor is the bare relay behind the simplest sender that merges calls, as the issue allows: a call is an atomic add (and an unpark if the sender thread sleeps); the thread sends one datagram while the count is non-zero, {} µs apart like the notifier (paced) or back to back (unpaced). Flagpost, both floors and the bare paced sender in front of Flagpost's broker and listener (valid notifications) take turns round by round. The last row replays each Flagpost round with raw datagrams from a spinning thread, evenly spread and the last one sent at the measured instant, into the broker and into the bare relay. CPU per datagram is the kernel's accounting (`/proc/*/task/*/schedstat`) over the rounds: notifier thread {:.1} µs, broker {:.1}, listener {:.1}; bare sender {:.1}, relay B {:.1}, relay C {:.1}.",
+            "{} calls per round, {rounds} rounds, {per_round} datagrams sent per round; rounds whose last notification was absorbed by the wake before it: {}, with no wake reported: {}. The coalescing floor is the bare relay behind the simplest sender that merges calls, as the issue allows: a call is two atomic adds (a call counter and the count; and an unpark if the sender thread sleeps); the thread sends one datagram while the count is non-zero, paced like the notifier ({} µs apart at most, watching the call counter in between and sending early once no call has come for {} µs, at most every other datagram), or sleeping out the pace, or back to back (unpaced). Flagpost, the three floors and the bare paced sender in front of Flagpost's broker and listener (valid notifications) take turns round by round. The last row replays each Flagpost round with raw datagrams from a spinning thread, evenly spread and the last one sent at the measured instant, into the broker and into the bare relay. CPU per datagram is the kernel's accounting (`/proc/*/task/*/schedstat`) over the rounds: notifier thread {:.1} µs, broker {:.1}, listener {:.1}; bare sender {:.1}, relay B {:.1}, relay C {:.1}.",
             report::fmt_int(calls),
             flagpost.absorbed,
             flagpost.lost,
             flagpost_std::notifier::PACE.as_micros(),
+            flagpost_std::notifier::QUIET.as_micros(),
             fp[0],
             fp[1],
             fp[2],
@@ -1258,8 +1277,22 @@ struct BareCoalescer {
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
+/// How a [`BareCoalescer`] spaces the datagrams of a burst.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Pacing {
+    /// Back to back.
+    None,
+    /// Sleeps [`PACE`](flagpost_std::notifier::PACE) after each.
+    Sleep,
+    /// As the notifier does: watches the call counter for up to the pace,
+    /// sending early once no call has come for
+    /// [`QUIET`](flagpost_std::notifier::QUIET) (at most every other time).
+    Watch,
+}
+
 struct BareShared {
     pending: std::sync::atomic::AtomicU64,
+    calls: std::sync::atomic::AtomicU64,
     sent: std::sync::atomic::AtomicU64,
     parked: std::sync::atomic::AtomicBool,
     stop: std::sync::atomic::AtomicBool,
@@ -1268,10 +1301,11 @@ struct BareShared {
 impl BareCoalescer {
     /// A bare sender to `to`, of 24-byte datagrams or, with `notify`, of
     /// valid status notifications (for the broker).
-    fn new(to: SocketAddr, pace: Option<Duration>, notify: bool) -> BareCoalescer {
+    fn new(to: SocketAddr, pacing: Pacing, notify: bool) -> BareCoalescer {
         use std::sync::atomic::Ordering::SeqCst;
         let shared = std::sync::Arc::new(BareShared {
             pending: std::sync::atomic::AtomicU64::new(0),
+            calls: std::sync::atomic::AtomicU64::new(0),
             sent: std::sync::atomic::AtomicU64::new(0),
             parked: std::sync::atomic::AtomicBool::new(false),
             stop: std::sync::atomic::AtomicBool::new(false),
@@ -1279,10 +1313,11 @@ impl BareCoalescer {
         let udp = UdpSocket::bind(loopback()).expect("bind");
         udp.connect(to).expect("connect");
         let s = shared.clone();
-        let name = match (pace.is_some(), notify) {
-            (true, false) => "bare-paced",
-            (false, _) => "bare-unpaced",
-            (true, true) => "bare-notify",
+        let name = match (pacing, notify) {
+            (_, true) => "bare-notify",
+            (Pacing::Watch, false) => "bare-paced",
+            (Pacing::Sleep, false) => "bare-sleeping",
+            (Pacing::None, false) => "bare-unpaced",
         };
         let thread = std::thread::Builder::new()
             .name(name.into())
@@ -1291,6 +1326,7 @@ impl BareCoalescer {
                 let _ = nix::sys::prctl::set_timerslack(1_000);
                 let mut seq = 0u32;
                 let mut buf = [0u8; MAX_DATAGRAM_LEN];
+                let mut may_end_early = true;
                 while !s.stop.load(SeqCst) {
                     let count = s.pending.swap(0, SeqCst);
                     if count > 0 {
@@ -1311,8 +1347,10 @@ impl BareCoalescer {
                         };
                         let _ = udp.send(&buf[..len]);
                         s.sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        if let Some(p) = pace {
-                            std::thread::sleep(p);
+                        match pacing {
+                            Pacing::None => {}
+                            Pacing::Sleep => std::thread::sleep(flagpost_std::notifier::PACE),
+                            Pacing::Watch => may_end_early = bare_watch(&s, may_end_early),
                         }
                         continue;
                     }
@@ -1323,6 +1361,7 @@ impl BareCoalescer {
                         std::thread::park();
                     }
                     s.parked.store(false, SeqCst);
+                    may_end_early = true;
                 }
             })
             .expect("spawn");
@@ -1340,11 +1379,38 @@ impl BareCoalescer {
     #[inline]
     fn call(&self) {
         use std::sync::atomic::Ordering::SeqCst;
+        self.shared
+            .calls
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.shared.pending.fetch_add(1, SeqCst);
         if self.shared.parked.load(SeqCst) && self.shared.parked.swap(false, SeqCst) {
             if let Some(t) = &self.thread {
                 t.thread().unpark();
             }
+        }
+    }
+}
+
+/// [`Pacing::Watch`] after a datagram: returns whether the next wait may end
+/// early.
+fn bare_watch(s: &BareShared, may_end_early: bool) -> bool {
+    use std::sync::atomic::Ordering::Relaxed;
+    let sent_at = std::time::Instant::now();
+    let paced = sent_at + flagpost_std::notifier::PACE;
+    let mut calls = s.calls.load(Relaxed);
+    let mut last_call_seen = sent_at;
+    loop {
+        std::thread::yield_now();
+        let now = std::time::Instant::now();
+        if now >= paced {
+            return true;
+        }
+        let seen = s.calls.load(Relaxed);
+        if seen != calls {
+            calls = seen;
+            last_call_seen = now;
+        } else if may_end_early && now >= last_call_seen + flagpost_std::notifier::QUIET {
+            return false;
         }
     }
 }
