@@ -954,8 +954,7 @@ fn blast_until(
 /// paced like the notifier, sleeping out the pace, and unpaced — and beside
 /// that paced sender in front of Flagpost's broker and listener. The five
 /// take turns round by round (the order rotating), with 50 relay-floor
-/// samples after each turn,
-/// so that a noisy stretch of the machine hits all.
+/// samples after each turn, so that a noisy stretch of the machine hits all.
 fn hotloop(rounds: u32, calls: u64, report: &mut Report) {
     println!(
         "\nhot loop: {calls} notify_status_update calls per round from one thread, {rounds} rounds"
@@ -976,19 +975,17 @@ fn hotloop(rounds: u32, calls: u64, report: &mut Report) {
     let sleeping = BareCoalescer::new(b.addr, Pacing::Sleep, false);
     let unpaced = BareCoalescer::new(b.addr, Pacing::None, false);
     let bare_to_broker = BareCoalescer::new(broker.addr, Pacing::Watch, true);
-    let mut bare_sleeping = HotRounds::default();
-    let mut bare_front = HotRounds::default();
     let mut flagpost = HotRounds::default();
     let mut bare_paced = HotRounds::default();
+    let mut bare_sleeping = HotRounds::default();
     let mut bare_unpaced = HotRounds::default();
+    let mut bare_front = HotRounds::default();
     // (duration, datagrams sent) of each Flagpost round, replayed by the
     // stream floors
     let mut streams = Vec::new();
-    // CPU ns per path: (sender thread, first hop, second hop), and datagrams
+    // CPU of each pipeline: sender thread, first hop, second hop
     let me = std::process::id();
-    let mut cpu_flagpost = [0u64; 3];
-    let mut cpu_bare = [0u64; 3];
-    let (mut dg_flagpost, mut dg_bare) = (0u64, 0u64);
+    let (mut cpu_flagpost, mut cpu_bare) = (CpuTally::default(), CpuTally::default());
     let snap_flagpost = || {
         [
             schedstat_ns(me, Some("flagpost-notifi")),
@@ -997,11 +994,6 @@ fn hotloop(rounds: u32, calls: u64, report: &mut Report) {
         ]
     };
     let snap_bare = || [schedstat_ns(me, Some("bare-paced")), b.cpu_ns(), c.cpu_ns()];
-    let add = |into: &mut [u64; 3], before: [u64; 3], after: [u64; 3]| {
-        for i in 0..3 {
-            into[i] += after[i].saturating_sub(before[i]);
-        }
-    };
     for r in 0..rounds {
         for turn in 0..5 {
             match (r + turn) % 5 {
@@ -1011,17 +1003,15 @@ fn hotloop(rounds: u32, calls: u64, report: &mut Report) {
                     let duration = flagpost.round(calls, &report_sock, || {
                         notifier.notify_status_update(None);
                     });
-                    add(&mut cpu_flagpost, cpu_before, snap_flagpost());
                     let sent = notifier.stats().datagrams - sent_before;
-                    dg_flagpost += sent;
+                    cpu_flagpost.add(cpu_before, snap_flagpost(), sent);
                     streams.push((duration, sent));
                 }
                 1 => {
                     let sent_before = paced.sent();
                     let cpu_before = snap_bare();
                     bare_paced.round(calls, &relay_sock, || paced.call());
-                    add(&mut cpu_bare, cpu_before, snap_bare());
-                    dg_bare += paced.sent() - sent_before;
+                    cpu_bare.add(cpu_before, snap_bare(), paced.sent() - sent_before);
                 }
                 2 => {
                     bare_unpaced.round(calls, &relay_sock, || unpaced.call());
@@ -1038,8 +1028,7 @@ fn hotloop(rounds: u32, calls: u64, report: &mut Report) {
     }
     let floor = floor_samples.latency;
     drop((paced, sleeping, unpaced, bare_to_broker, notifier));
-    let per_dg = |cpu: [u64; 3], n: u64| cpu.map(|ns| ns as f64 / n.max(1) as f64 / 1e3);
-    let (fp, bp) = (per_dg(cpu_flagpost, dg_flagpost), per_dg(cpu_bare, dg_bare));
+    let (fp, bp) = (cpu_flagpost.per_datagram_us(), cpu_bare.per_datagram_us());
     println!(
         "  CPU per datagram (schedstat, µs): notifier thread {:.1}, broker {:.1}, listener {:.1} (sum {:.1}); bare paced sender {:.1}, relay B {:.1}, relay C {:.1} (sum {:.1})",
         fp[0], fp[1], fp[2], fp.iter().sum::<f64>(), bp[0], bp[1], bp[2], bp.iter().sum::<f64>()
@@ -1199,6 +1188,30 @@ fn hotloop(rounds: u32, calls: u64, report: &mut Report) {
             bp[2],
         ),
     );
+}
+
+/// CPU time of a three-stage pipeline (sender thread, first hop, second
+/// hop) over some rounds, and the datagrams it carried.
+#[derive(Default)]
+struct CpuTally {
+    ns: [u64; 3],
+    datagrams: u64,
+}
+
+impl CpuTally {
+    /// Adds a round: CPU ns of each stage before and after, and datagrams.
+    fn add(&mut self, before: [u64; 3], after: [u64; 3], datagrams: u64) {
+        for ((total, b), a) in self.ns.iter_mut().zip(before).zip(after) {
+            *total += a.saturating_sub(b);
+        }
+        self.datagrams += datagrams;
+    }
+
+    /// µs of CPU per datagram, per stage.
+    fn per_datagram_us(&self) -> [f64; 3] {
+        self.ns
+            .map(|ns| ns as f64 / self.datagrams.max(1) as f64 / 1e3)
+    }
 }
 
 /// The rounds of one sender in the hot-loop bench.
