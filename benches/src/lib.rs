@@ -75,6 +75,16 @@ pub struct Latency {
 }
 
 impl Latency {
+    /// Summarises samples in nanoseconds.
+    pub fn from_ns(samples: impl IntoIterator<Item = u64>) -> Latency {
+        let mut h = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 10_000_000_000, 3)
+            .expect("valid bounds");
+        for ns in samples {
+            let _ = h.record(ns.max(1));
+        }
+        Latency::from_histogram(&h)
+    }
+
     /// Summarises a histogram of nanoseconds.
     pub fn from_histogram(h: &hdrhistogram::Histogram<u64>) -> Latency {
         let us = |ns: u64| ns as f64 / 1000.0;

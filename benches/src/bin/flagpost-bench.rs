@@ -124,6 +124,54 @@ impl Drop for Participant {
     }
 }
 
+/// The bare relay, the floor of the wake path: A (this process) sends a
+/// datagram to B, B writes 8 bytes over TCP to C, C reports its wake on
+/// `sock`. `b_mode` picks B's flavour (`_relay_b`, `_flood_relay_b`).
+struct Relay {
+    sock: UdpSocket,
+    a: UdpSocket,
+    b: Participant,
+    c: Participant,
+}
+
+impl Relay {
+    fn spawn(b_mode: &str) -> Relay {
+        let (sock, report_addr) = report_socket();
+        let c = Participant::spawn("_relay_c", std::slice::from_ref(&report_addr));
+        let b = Participant::spawn(b_mode, &[c.addr.to_string()]);
+        let a = UdpSocket::bind(loopback()).expect("bind A");
+        Relay { sock, a, b, c }
+    }
+
+    /// A sends `bytes` to B.
+    fn send(&self, bytes: &[u8]) {
+        let _ = self.a.send_to(bytes, self.b.addr);
+    }
+}
+
+/// Reads `sock` until 50 ms pass without a report: the reports of the
+/// previous round, before a new one starts.
+fn quiet(sock: &UdpSocket) {
+    let mut buf = [0u8; 16];
+    sock.set_read_timeout(Some(Duration::from_millis(50)))
+        .expect("timeout");
+    while sock.recv(&mut buf).is_ok() {}
+}
+
+/// The latest wake time (ns) among the reports on `sock` until 50 ms pass
+/// without one; `None` if none came.
+fn last_report(sock: &UdpSocket) -> Option<u64> {
+    let mut buf = [0u8; 16];
+    sock.set_read_timeout(Some(Duration::from_millis(50)))
+        .expect("timeout");
+    let mut last = None;
+    while let Ok(8) = sock.recv(&mut buf) {
+        let at = u64::from_be_bytes(buf[..8].try_into().expect("8 bytes"));
+        last = last.max(Some(at));
+    }
+    last
+}
+
 /// CPU time in ns that the kernel accounted to the threads of process
 /// `pid` (`/proc/<pid>/task/*/schedstat`, first field) — only to the thread
 /// named `thread` if given. 0 where unreadable.
@@ -530,17 +578,12 @@ fn wake(samples: u32, report: &mut Report) {
     };
 
     // the floor: A → UDP → B → TCP → C
-    let (report_sock, report_addr) = report_socket();
-    let c = Participant::spawn("_relay_c", std::slice::from_ref(&report_addr));
-    let b = Participant::spawn("_relay_b", &[c.addr.to_string()]);
-    let a = UdpSocket::bind(loopback()).expect("bind A");
-    let mut relay = |_| {
-        let _ = a.send_to(&[0u8; 24], b.addr);
-    };
-    measure(WARM_UP, &report_sock, &mut relay);
-    let floor = measure(samples, &report_sock, &mut relay);
+    let bare = Relay::spawn("_relay_b");
+    let mut relay = |_| bare.send(&[0u8; 24]);
+    measure(WARM_UP, &bare.sock, &mut relay);
+    let floor = measure(samples, &bare.sock, &mut relay);
     row("floor: UDP→relay→TCP→reader", &floor);
-    drop((b, c));
+    drop(bare);
 
     // Flagpost: notifier → broker → listener (three processes)
     let broker = Participant::spawn("_broker", &[]);
@@ -959,21 +1002,17 @@ fn hotloop(rounds: u32, calls: u64, report: &mut Report) {
     println!(
         "\nhot loop: {calls} notify_status_update calls per round from one thread, {rounds} rounds"
     );
-    let (relay_sock, relay_addr) = report_socket();
-    let c = Participant::spawn("_relay_c", std::slice::from_ref(&relay_addr));
-    let b = Participant::spawn("_relay_b", &[c.addr.to_string()]);
-    let a = UdpSocket::bind(loopback()).expect("bind A");
-    let mut relay = |_| {
-        let _ = a.send_to(&[0u8; 24], b.addr);
-    };
-    let mut floor_samples = measure(50, &relay_sock, &mut relay);
+    let bare = Relay::spawn("_relay_b");
+    let relay_sock = &bare.sock;
+    let mut relay = |_| bare.send(&[0u8; 24]);
+    let mut floor_samples = measure(50, relay_sock, &mut relay);
     let broker = Participant::spawn("_broker", &[]);
     let (report_sock, report_addr) = report_socket();
     let _listener = Participant::spawn("_listener", &[broker.addr.to_string(), report_addr]);
     let notifier = Notifier::new(broker.addr).expect("notifier");
-    let paced = BareCoalescer::new(b.addr, Pacing::Watch, false);
-    let sleeping = BareCoalescer::new(b.addr, Pacing::Sleep, false);
-    let unpaced = BareCoalescer::new(b.addr, Pacing::None, false);
+    let paced = BareCoalescer::new(bare.b.addr, Pacing::Watch, false);
+    let sleeping = BareCoalescer::new(bare.b.addr, Pacing::Sleep, false);
+    let unpaced = BareCoalescer::new(bare.b.addr, Pacing::None, false);
     let bare_to_broker = BareCoalescer::new(broker.addr, Pacing::Watch, true);
     let mut flagpost = HotRounds::default();
     let mut bare_paced = HotRounds::default();
@@ -993,7 +1032,13 @@ fn hotloop(rounds: u32, calls: u64, report: &mut Report) {
             _listener.cpu_ns(),
         ]
     };
-    let snap_bare = || [schedstat_ns(me, Some("bare-paced")), b.cpu_ns(), c.cpu_ns()];
+    let snap_bare = || {
+        [
+            schedstat_ns(me, Some("bare-paced")),
+            bare.b.cpu_ns(),
+            bare.c.cpu_ns(),
+        ]
+    };
     for r in 0..rounds {
         for turn in 0..5 {
             match (r + turn) % 5 {
@@ -1010,20 +1055,20 @@ fn hotloop(rounds: u32, calls: u64, report: &mut Report) {
                 1 => {
                     let sent_before = paced.sent();
                     let cpu_before = snap_bare();
-                    bare_paced.round(calls, &relay_sock, || paced.call());
+                    bare_paced.round(calls, relay_sock, || paced.call());
                     cpu_bare.add(cpu_before, snap_bare(), paced.sent() - sent_before);
                 }
                 2 => {
-                    bare_unpaced.round(calls, &relay_sock, || unpaced.call());
+                    bare_unpaced.round(calls, relay_sock, || unpaced.call());
                 }
                 3 => {
-                    bare_sleeping.round(calls, &relay_sock, || sleeping.call());
+                    bare_sleeping.round(calls, relay_sock, || sleeping.call());
                 }
                 _ => {
                     bare_front.round(calls, &report_sock, || bare_to_broker.call());
                 }
             }
-            floor_samples.merge(measure(50, &relay_sock, &mut relay));
+            floor_samples.merge(measure(50, relay_sock, &mut relay));
         }
     }
     let floor = floor_samples.latency;
@@ -1044,8 +1089,8 @@ fn hotloop(rounds: u32, calls: u64, report: &mut Report) {
             send_notify(&udp, broker.addr, Notification::status(None), 0x7777, seq);
         })
     };
-    let stream_floor = paced_stream(&streams, &relay_sock, || relay(0));
-    drop((_listener, broker, b, c));
+    let stream_floor = paced_stream(&streams, relay_sock, || relay(0));
+    drop((_listener, broker, bare));
     let after = flagpost.latency();
     let coalescing = bare_paced.latency();
     let per_round = streams.iter().map(|s| s.1).sum::<u64>() / u64::from(rounds.max(1));
@@ -1228,10 +1273,7 @@ impl HotRounds {
     /// on `sock` until 50 ms of quiet; records the last call to the last
     /// report. Returns the round's duration in ns.
     fn round(&mut self, calls: u64, sock: &UdpSocket, mut call: impl FnMut()) -> u64 {
-        let mut buf = [0u8; 16];
-        sock.set_read_timeout(Some(Duration::from_millis(50)))
-            .expect("timeout");
-        while sock.recv(&mut buf).is_ok() {} // quiet before the round
+        quiet(sock);
         let start = now_ns();
         for _ in 1..calls {
             call();
@@ -1241,12 +1283,7 @@ impl HotRounds {
         let end = now_ns();
         self.rates
             .push(calls as f64 / ((end - start).max(1) as f64 / 1e9));
-        let mut final_report = None;
-        while let Ok(8) = sock.recv(&mut buf) {
-            let at = u64::from_be_bytes(buf[..8].try_into().expect("8 bytes"));
-            final_report = final_report.max(Some(at));
-        }
-        match final_report {
+        match last_report(sock) {
             Some(w) if w >= last => self.after.push((w - last).max(1)),
             // the last datagram landed while the reader was still taking the
             // previous one: one wake covered both
@@ -1257,11 +1294,7 @@ impl HotRounds {
     }
 
     fn latency(&self) -> Latency {
-        let mut h = Histogram::<u64>::new_with_bounds(1, 10_000_000_000, 3).expect("histogram");
-        for &v in &self.after {
-            let _ = h.record(v);
-        }
-        Latency::from_histogram(&h)
+        Latency::from_ns(self.after.iter().copied())
     }
 
     fn sorted_rates(&self) -> Vec<f64> {
@@ -1445,13 +1478,9 @@ impl Drop for BareCoalescer {
 /// that duration; returns the time from the last call to the last report on
 /// `report_sock`.
 fn paced_stream(rounds: &[(u64, u64)], report_sock: &UdpSocket, mut send: impl FnMut()) -> Latency {
-    report_sock
-        .set_read_timeout(Some(Duration::from_millis(50)))
-        .expect("timeout");
-    let mut h = Histogram::<u64>::new_with_bounds(1, 10_000_000_000, 3).expect("histogram");
-    let mut buf = [0u8; 16];
+    let mut after = Vec::with_capacity(rounds.len());
     for &(duration, datagrams) in rounds {
-        while report_sock.recv(&mut buf).is_ok() {}
+        quiet(report_sock);
         let n = datagrams.max(1);
         let pace = duration / n;
         let start = now_ns();
@@ -1464,33 +1493,29 @@ fn paced_stream(rounds: &[(u64, u64)], report_sock: &UdpSocket, mut send: impl F
             last = now_ns();
             send();
         }
-        let mut final_read = None;
-        while let Ok(8) = report_sock.recv(&mut buf) {
-            let read = u64::from_be_bytes(buf[..8].try_into().expect("8 bytes"));
-            final_read = final_read.max(Some(read));
-        }
-        if let Some(r) = final_read {
-            let _ = h.record(r.saturating_sub(last).max(1));
+        if let Some(r) = last_report(report_sock) {
+            after.push(r.saturating_sub(last));
         }
     }
-    Latency::from_histogram(&h)
+    Latency::from_ns(after)
 }
 
 /// The flood floor: the quiet path's latency through the bare relay, unloaded
 /// and while two threads flood the relay's socket.
 fn flood_floor(samples: u32) -> (Latency, Latency) {
-    let (report_sock, report_addr) = report_socket();
-    let c = Participant::spawn("_relay_c", std::slice::from_ref(&report_addr));
-    let b = Participant::spawn("_flood_relay_b", &[c.addr.to_string()]);
-    let a = UdpSocket::bind(loopback()).expect("bind A");
-    let mut trigger = |_| {
-        let _ = a.send_to(&[1u8; 8], b.addr);
-    };
-    let unloaded = measure(samples, &report_sock, &mut trigger).latency;
+    let bare = Relay::spawn("_flood_relay_b");
+    let mut trigger = |_| bare.send(&[1u8; 8]);
+    let unloaded = measure(samples, &bare.sock, &mut trigger).latency;
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let flood = flagpost_core::ChannelId::new("flood").expect("channel");
-    let senders = blast_until(b.addr, 2, Notification::status(Some(flood)), &stop, 0x2000);
-    let loaded = measure(samples, &report_sock, &mut trigger).latency;
+    let senders = blast_until(
+        bare.b.addr,
+        2,
+        Notification::status(Some(flood)),
+        &stop,
+        0x2000,
+    );
+    let loaded = measure(samples, &bare.sock, &mut trigger).latency;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     for s in senders {
         let _ = s.join();
