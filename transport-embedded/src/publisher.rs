@@ -3,13 +3,24 @@
 //! core's coalescing publisher has due, receives acks and sleeps until the
 //! next deadline.
 //!
-//! ```ignore
-//! static STATE: PublisherState<4> = PublisherState::new(PublisherConfig::default(), SenderId(0));
-//! // in main: STATE.set_sender(SenderId(rng.next_u64()));
-//! let runner = PublisherRunner::new(&STATE, socket, broker_endpoint, None);
-//! spawner.spawn(publisher_task(runner).unwrap());
-//! let publisher = Publisher::new(&STATE);
-//! publisher.notify(Notification::status(Some(channel)), 1); // from the modem task
+//! ```no_run
+//! # use embassy_net::{udp::UdpSocket, IpEndpoint};
+//! # use flagpost_core::publish::PublisherConfig;
+//! # use flagpost_core::wire::SenderId;
+//! # use flagpost_core::{ChannelId, Notification};
+//! # use flagpost_embedded::publisher::{Publisher, PublisherRunner, PublisherState};
+//! static STATE: PublisherState<4> = PublisherState::new(PublisherConfig::DEFAULT, SenderId(0));
+//!
+//! // The task that owns the socket (in firmware, an `#[embassy_executor::task]`);
+//! // once the RNG is up, main calls `STATE.set_sender(SenderId(rng.next_u64()))`.
+//! async fn publisher_task(socket: UdpSocket<'static>, broker: IpEndpoint) -> ! {
+//!     PublisherRunner::new(&STATE, socket, broker, None).run().await
+//! }
+//!
+//! // From the modem task, when an SMS arrives:
+//! fn on_sms(channel: ChannelId) {
+//!     Publisher::new(&STATE).notify(Notification::status(Some(channel)), 1);
+//! }
 //! ```
 
 use core::cell::RefCell;
