@@ -74,11 +74,17 @@ pub struct Latency {
     pub max_us: f64,
 }
 
+/// An empty histogram for latencies in nanoseconds (1 ns to 10 s, three
+/// significant digits); every wake-latency sample goes into one of these, so
+/// blocks of the same measurement can be merged.
+pub fn latency_histogram() -> hdrhistogram::Histogram<u64> {
+    hdrhistogram::Histogram::<u64>::new_with_bounds(1, 10_000_000_000, 3).expect("valid bounds")
+}
+
 impl Latency {
     /// Summarises samples in nanoseconds.
     pub fn from_ns(samples: impl IntoIterator<Item = u64>) -> Latency {
-        let mut h = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 10_000_000_000, 3)
-            .expect("valid bounds");
+        let mut h = latency_histogram();
         for ns in samples {
             let _ = h.record(ns.max(1));
         }

@@ -696,10 +696,16 @@ impl Core {
     fn probe_now(&self) {
         let mut tail = self.tail.lock().unwrap_or_else(|p| p.into_inner());
         if tail.probe_at.take().is_some() {
-            if let Some((buf, len)) = &tail.last {
-                if self.socket.send(&buf[..*len]).is_ok() {
-                    self.probes.fetch_add(1, Ordering::Relaxed);
-                }
+            self.send_probe(&tail);
+        }
+    }
+
+    /// Repeats the last datagram, same sequence number: a duplicate if the
+    /// original arrived.
+    fn send_probe(&self, tail: &Tail) {
+        if let Some((buf, len)) = &tail.last {
+            if self.socket.send(&buf[..*len]).is_ok() {
+                self.probes.fetch_add(1, Ordering::Relaxed);
             }
         }
     }
@@ -712,12 +718,7 @@ impl Core {
             return Some(at);
         }
         tail.probe_at = None;
-        if let Some((buf, len)) = &tail.last {
-            // Same sequence number: a duplicate if the original arrived.
-            if self.socket.send(&buf[..*len]).is_ok() {
-                self.probes.fetch_add(1, Ordering::Relaxed);
-            }
-        }
+        self.send_probe(&tail);
         None
     }
 

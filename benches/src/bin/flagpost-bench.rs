@@ -149,12 +149,14 @@ impl Relay {
     }
 }
 
-/// Reads `sock` until 50 ms pass without a report: the reports of the
-/// previous round, before a new one starts.
+/// How long without a report ends a round's reports.
+const REPORTS_QUIET: Duration = Duration::from_millis(50);
+
+/// Reads `sock` until [`REPORTS_QUIET`] passes without a report: the
+/// reports of the previous round, before a new one starts.
 fn quiet(sock: &UdpSocket) {
     let mut buf = [0u8; 16];
-    sock.set_read_timeout(Some(Duration::from_millis(50)))
-        .expect("timeout");
+    sock.set_read_timeout(Some(REPORTS_QUIET)).expect("timeout");
     while sock.recv(&mut buf).is_ok() {}
 }
 
@@ -166,12 +168,12 @@ fn quiet(sock: &UdpSocket) {
 const SETTLE: Duration = Duration::from_millis(50);
 
 /// The latest wake time (ns) among the reports on `sock`, read after
-/// [`SETTLE`] until 50 ms pass without one; `None` if none came.
+/// [`SETTLE`] until [`REPORTS_QUIET`] passes without one; `None` if none
+/// came.
 fn last_report(sock: &UdpSocket) -> Option<u64> {
     std::thread::sleep(SETTLE);
     let mut buf = [0u8; 16];
-    sock.set_read_timeout(Some(Duration::from_millis(50)))
-        .expect("timeout");
+    sock.set_read_timeout(Some(REPORTS_QUIET)).expect("timeout");
     let mut last = None;
     while let Ok(8) = sock.recv(&mut buf) {
         let at = u64::from_be_bytes(buf[..8].try_into().expect("8 bytes"));
@@ -474,7 +476,7 @@ fn child_flood_relay_b(c: &str) {
 /// Sends `samples` triggers one at a time; each reported wake stamp minus
 /// the send stamp is a sample. Lost reports are counted, not recorded.
 fn measure(samples: u32, report: &UdpSocket, mut trigger: impl FnMut(u32)) -> Measured {
-    let mut h = Histogram::<u64>::new_with_bounds(1, 10_000_000_000, 3).expect("histogram");
+    let mut h = flagpost_benches::latency_histogram();
     report
         .set_read_timeout(Some(REPORT_TIMEOUT))
         .expect("timeout");
