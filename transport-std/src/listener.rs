@@ -256,14 +256,20 @@ impl Listener {
     /// Blocks until a flag is raised (true), or `timeout` passes or the
     /// listener stops (false). Clears nothing; no spinning.
     pub fn wait(&self, timeout: Duration) -> bool {
+        self.wait_since(self.shared.interrupts(), timeout)
+    }
+
+    /// [`wait`](Self::wait), returning false for any interrupt after the
+    /// interrupt count was `epoch` (see `Shared::wait_since`).
+    pub(crate) fn wait_since(&self, epoch: usize, timeout: Duration) -> bool {
         #[cfg(unix)]
         if let Backend::Tcp {
             io, wake, clock, ..
         } = &self.backend
         {
-            return self.wait_polling(io, &wake.1, *clock, timeout);
+            return self.wait_polling(io, &wake.1, *clock, epoch, timeout);
         }
-        self.shared.wait(timeout)
+        self.shared.wait_since(epoch, timeout)
     }
 
     /// [`wait`](Self::wait) for a TCP listener on Unix: poll the socket from
@@ -274,12 +280,12 @@ impl Listener {
         io: &Mutex<Io>,
         wake: &std::os::unix::net::UnixDatagram,
         clock: Clock,
+        epoch: usize,
         timeout: Duration,
     ) -> bool {
         use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
         use std::os::fd::AsFd;
         let deadline = std::time::Instant::now().checked_add(timeout);
-        let epoch = self.shared.interrupts();
         loop {
             if !self.shared.flags().peek().is_empty() {
                 return true;
@@ -314,7 +320,7 @@ impl Listener {
                 (live, g.session.poll_timeout())
             };
             let Some(stream) = stream else {
-                return self.shared.wait(left);
+                return self.shared.wait_since(epoch, left);
             };
             let until = session_at.map_or(left, |at| clock.until(at)).min(left);
             let ms = u16::try_from(until.as_millis().max(1)).unwrap_or(u16::MAX);

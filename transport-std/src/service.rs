@@ -95,7 +95,15 @@ impl Service {
             self.triggers_interval.into(),
             self.outgoing_interval.into(),
         );
-        while !self.stop.load(Ordering::SeqCst) {
+        loop {
+            // The interrupt count is taken before the stop flag is read, so
+            // that a stop between the two ends the wait below at once
+            // (taken inside the wait, such a stop was lost: the cycle then
+            // slept out its whole timeout, an hour with no interval set).
+            let epoch = self.listener.shared().interrupts();
+            if self.stop.load(Ordering::SeqCst) {
+                break;
+            }
             if self.listener.check_status_update() {
                 cycle.handle_notification(clock.now(), Kind::Status);
             }
@@ -110,7 +118,7 @@ impl Service {
                 .map_or(Duration::from_secs(3600), |at| clock.until(at));
             // Wakes on any raised flag; non-status flags are cleared here so
             // they do not keep waking a loop that has nothing to do for them.
-            if self.listener.wait(timeout) {
+            if self.listener.wait_since(epoch, timeout) {
                 self.listener.shared().flags().check(!FlagSet::STATUS);
             }
         }

@@ -99,7 +99,6 @@ impl Shared {
     }
 
     /// How many interrupts there were (waiters compare before and after).
-    #[cfg_attr(not(unix), allow(dead_code))]
     pub(crate) fn interrupts(&self) -> usize {
         self.interrupts.load(Ordering::SeqCst)
     }
@@ -118,13 +117,17 @@ impl Shared {
 
     /// Blocks until a flag is raised, the listener is closed or interrupted,
     /// or `timeout` passes; returns whether a flag is raised. Clears nothing.
-    pub(crate) fn wait(&self, timeout: Duration) -> bool {
+    /// Any interrupt after [`interrupts`](Self::interrupts) returned `epoch`
+    /// counts: a caller that takes the epoch before checking its own stop
+    /// condition cannot miss an interrupt sent between that check and the
+    /// wait.
+    pub(crate) fn wait_since(&self, epoch: usize, timeout: Duration) -> bool {
         if !self.flags.peek().is_empty() {
             return true;
         }
         let deadline = Instant::now().checked_add(timeout);
         let mut guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
-        let interrupts = self.interrupts.load(Ordering::SeqCst);
+        let interrupts = epoch;
         self.waiters.fetch_add(1, Ordering::SeqCst);
         let raised = loop {
             if !self.flags.peek().is_empty() {
@@ -170,16 +173,26 @@ mod tests {
                 shared.raise(FlagSet::STATUS);
             })
         };
-        assert!(shared.wait(Duration::from_secs(30)));
+        assert!(shared.wait_since(shared.interrupts(), Duration::from_secs(30)));
         assert!(shared.flags().check_status());
         raiser.join().unwrap();
+    }
+
+    /// An interrupt between taking the epoch and waiting is not lost: the
+    /// race that left a stopped service waiting for an hour.
+    #[test]
+    fn an_interrupt_before_the_wait_is_seen() {
+        let shared = Shared::new(ListenerState::Listening);
+        let epoch = shared.interrupts();
+        shared.interrupt();
+        assert!(!shared.wait_since(epoch, Duration::from_secs(3600)));
     }
 
     #[test]
     fn wait_times_out_and_close_releases() {
         let shared = Shared::new(ListenerState::Listening);
-        assert!(!shared.wait(Duration::from_millis(1)));
+        assert!(!shared.wait_since(shared.interrupts(), Duration::from_millis(1)));
         shared.set_state(ListenerState::Closed);
-        assert!(!shared.wait(Duration::from_secs(30)));
+        assert!(!shared.wait_since(shared.interrupts(), Duration::from_secs(30)));
     }
 }
