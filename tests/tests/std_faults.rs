@@ -580,3 +580,45 @@ fn kernel_drops_are_counted_and_raise_status() {
     assert!(s.kernel_drops > 0, "kernel drops not counted: {s:?}");
     assert!(s.possible_losses > 0);
 }
+
+/// A burst that goes on spreads its datagrams out: each full pace doubles
+/// the next, up to `MAX_PACE`, so a long burst costs the broker about one
+/// datagram per `MAX_PACE`, not one per `PACE` — and still every call is
+/// counted. The sleeping mode is used because its paces never end early, so
+/// the bound holds however the test threads are scheduled (a pause of the
+/// caller longer than a pace only restarts the ramp: allowed for by the
+/// factor 2).
+#[test]
+fn a_long_burst_spreads_its_datagrams_out() {
+    use flagpost_std::notifier::{MAX_PACE, PACE};
+    let fake_broker = UdpSocket::bind("127.0.0.1:0").unwrap();
+    fake_broker.set_read_timeout(Some(LONG)).unwrap();
+    let notifier = Notifier::builder()
+        .probe_delay(Duration::from_secs(3600))
+        .spin_in_bursts(false)
+        .build(fake_broker.local_addr().unwrap())
+        .unwrap();
+    const CALLS: u64 = 200_000;
+    let (counted, elapsed) = std::thread::scope(|s| {
+        let reader = s.spawn(|| receive_counts(&fake_broker, CALLS).0);
+        let start = std::time::Instant::now();
+        for _ in 0..CALLS {
+            // calls half a microsecond apart: a burst that goes on
+            let gap = std::time::Instant::now();
+            while gap.elapsed() < Duration::from_nanos(500) {
+                std::hint::spin_loop();
+            }
+            notifier.notify_status_update(None);
+        }
+        let elapsed = start.elapsed();
+        (reader.join().unwrap(), elapsed)
+    });
+    assert_eq!(counted, CALLS, "every call is counted");
+    let max_paces = u64::try_from(elapsed.as_nanos() / MAX_PACE.as_nanos()).unwrap();
+    let paces = u64::try_from(elapsed.as_nanos() / PACE.as_nanos()).unwrap();
+    let datagrams = notifier.stats().datagrams;
+    assert!(
+        datagrams <= 2 * max_paces + 8,
+        "{datagrams} datagrams in {elapsed:?} ({max_paces} max paces, {paces} base paces)"
+    );
+}

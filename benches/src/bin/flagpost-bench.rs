@@ -1247,11 +1247,12 @@ fn hotloop(rounds: u32, calls: u64, report: &mut Report) {
     report.note(
         Section::HotLoop,
         format!(
-            "{} calls per round, {rounds} rounds, {per_round} datagrams sent per round; rounds whose last notification was absorbed by the wake before it: {}, with no wake reported: {}. The coalescing floor is the bare relay behind the simplest sender that merges calls, as the issue allows: a call is two atomic adds (a call counter and the count; and an unpark if the sender thread sleeps); the thread sends one datagram while the count is non-zero, paced like the notifier ({} µs apart at most, watching the call counter in between and sending early once no call has come for {} µs, at most every other datagram), or sleeping out the pace, or back to back (unpaced). Flagpost, the three floors and the bare paced sender in front of Flagpost's broker and listener (valid notifications) take turns round by round; after each turn come 50 relay-floor samples, the first two untimed (a warm-up: after the idle time between turns the first round trip pays for waking idle vCPUs). Each round's reports are read 50 ms after its last call, so that reading them does not take a CPU from the path being measured. The last row replays each Flagpost round with raw datagrams from a spinning thread, evenly spread and the last one sent at the measured instant, into the broker and into the bare relay. CPU per datagram is the kernel's accounting (`/proc/*/task/*/schedstat`) over the rounds: notifier thread {:.1} µs, broker {:.1}, listener {:.1}; bare sender {:.1}, relay B {:.1}, relay C {:.1}.",
+            "{} calls per round, {rounds} rounds, {per_round} datagrams sent per round; rounds whose last notification was absorbed by the wake before it: {}, with no wake reported: {}. The coalescing floor is the bare relay behind the simplest sender that merges calls, as the issue allows: a call is two atomic adds (a call counter and the count; and an unpark if the sender thread sleeps); the thread sends one datagram while the count is non-zero, paced like the notifier (at least {} µs apart, the gap doubling up to {} µs while calls keep coming, watching the call counter in between and sending early once no call has come for {} µs, at most every other datagram), or sleeping out the pace, or back to back (unpaced). Flagpost, the three floors and the bare paced sender in front of Flagpost's broker and listener (valid notifications) take turns round by round; after each turn come 50 relay-floor samples, the first two untimed (a warm-up: after the idle time between turns the first round trip pays for waking idle vCPUs). Each round's reports are read 50 ms after its last call, so that reading them does not take a CPU from the path being measured. The last row replays each Flagpost round with raw datagrams from a spinning thread, evenly spread and the last one sent at the measured instant, into the broker and into the bare relay. CPU per datagram is the kernel's accounting (`/proc/*/task/*/schedstat`) over the rounds: notifier thread {:.1} µs, broker {:.1}, listener {:.1}; bare sender {:.1}, relay B {:.1}, relay C {:.1}.",
             report::fmt_int(calls),
             flagpost.absorbed,
             flagpost.lost,
             flagpost_std::notifier::PACE.as_micros(),
+            flagpost_std::notifier::MAX_PACE.as_micros(),
             flagpost_std::notifier::QUIET.as_micros(),
             fp[0],
             fp[1],
@@ -1356,7 +1357,9 @@ struct BareCoalescer {
 enum Pacing {
     /// Back to back.
     None,
-    /// Sleeps [`PACE`](flagpost_std::notifier::PACE) after each.
+    /// Sleeps out the pace after each: [`PACE`](flagpost_std::notifier::PACE),
+    /// doubling up to [`MAX_PACE`](flagpost_std::notifier::MAX_PACE) as the
+    /// notifier's does.
     Sleep,
     /// As the notifier does: watches the call counter for up to the pace,
     /// sending early once no call has come for
@@ -1401,6 +1404,7 @@ impl BareCoalescer {
                 let mut seq = 0u32;
                 let mut buf = [0u8; MAX_DATAGRAM_LEN];
                 let mut may_end_early = true;
+                let mut pace = flagpost_std::notifier::PACE;
                 while !s.stop.load(SeqCst) {
                     let count = s.pending.swap(0, SeqCst);
                     if count > 0 {
@@ -1423,9 +1427,15 @@ impl BareCoalescer {
                         s.sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         match pacing {
                             Pacing::None => {}
-                            Pacing::Sleep => std::thread::sleep(flagpost_std::notifier::PACE),
-                            Pacing::Watch => may_end_early = bare_watch(&s, may_end_early),
+                            Pacing::Sleep => std::thread::sleep(pace),
+                            Pacing::Watch => may_end_early = bare_watch(&s, pace, may_end_early),
                         }
+                        // as the notifier does: a full pace doubles the next
+                        pace = if may_end_early {
+                            (pace * 2).min(flagpost_std::notifier::MAX_PACE)
+                        } else {
+                            flagpost_std::notifier::PACE
+                        };
                         continue;
                     }
                     // publish, then re-check: a call either sees `parked` or its
@@ -1436,6 +1446,7 @@ impl BareCoalescer {
                     }
                     s.parked.store(false, SeqCst);
                     may_end_early = true;
+                    pace = flagpost_std::notifier::PACE;
                 }
             })
             .expect("spawn");
@@ -1467,10 +1478,10 @@ impl BareCoalescer {
 
 /// [`Pacing::Watch`] after a datagram: returns whether the next wait may end
 /// early.
-fn bare_watch(s: &BareShared, may_end_early: bool) -> bool {
+fn bare_watch(s: &BareShared, pace: Duration, may_end_early: bool) -> bool {
     use std::sync::atomic::Ordering::Relaxed;
     let sent_at = std::time::Instant::now();
-    let paced = sent_at + flagpost_std::notifier::PACE;
+    let paced = sent_at + pace;
     let mut calls = s.calls.load(Relaxed);
     let mut last_call_seen = sent_at;
     loop {
@@ -1834,7 +1845,7 @@ fn main() {
         ),
         Some("idle") => idle(flag_value(&args, "--seconds", 10.0), 1_000, &mut report),
         Some("hotloop") => hotloop(
-            flag_value(&args, "--rounds", 50),
+            flag_value(&args, "--rounds", 200),
             flag_value(&args, "--calls", 1_000_000),
             &mut report,
         ),
@@ -1872,7 +1883,7 @@ fn main() {
             ingest(5.0, &mut report);
             fanout(200, &[1, 100, 1_000, 10_000], &mut report);
             idle(10.0, 1_000, &mut report);
-            hotloop(50, 1_000_000, &mut report);
+            hotloop(200, 1_000_000, &mut report);
             flood(2_000, &mut report);
             if flagpost_benches::peers::installed_peers().is_empty() {
                 println!("\npeers: skipped, no peer server is installed (benches/peers.sh installs them)");
