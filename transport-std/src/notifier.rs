@@ -22,10 +22,10 @@
 //! wake-up would queue behind, nor keep the broker and its listeners busy
 //! waking for a burst whose work they have already been told of. Between two
 //! datagrams the thread watches the call counter (yielding its CPU between
-//! looks) rather than sleeping: when no call has come for 2 µs the burst is over,
-//! and its last calls go out at once instead of after the rest of the pace
-//! and a timer wake-up (on a busy CPU, 20–60 µs). The thread thus stays on
-//! a CPU for as long as a burst lasts; [`NotifierBuilder::spin_in_bursts`]
+//! looks) rather than sleeping: when no call has come for 2 µs the burst is
+//! over, and its last calls go out at once instead of after the rest of the
+//! pace and a timer wake-up (on a busy CPU, 20–60 µs). The thread thus stays
+//! on a CPU for as long as a burst lasts; [`NotifierBuilder::spin_in_bursts`]
 //! turns that off. No wake-up is lost.
 //!
 //! Loss: every datagram carries the notifier's random sender id and the

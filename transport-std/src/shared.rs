@@ -127,14 +127,13 @@ impl Shared {
         }
         let deadline = Instant::now().checked_add(timeout);
         let mut guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
-        let interrupts = epoch;
         self.waiters.fetch_add(1, Ordering::SeqCst);
         let raised = loop {
             if !self.flags.peek().is_empty() {
                 break true;
             }
             if self.state() == ListenerState::Closed
-                || self.interrupts.load(Ordering::SeqCst) != interrupts
+                || self.interrupts.load(Ordering::SeqCst) != epoch
             {
                 break false;
             }
