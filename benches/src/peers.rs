@@ -1195,12 +1195,14 @@ fn idle_memory(server: &Server, n: usize) -> Result<f64, String> {
 /// subscriber process reporting to `report`.
 struct WakeRig {
     system: System,
-    _server: Server,
     publisher: Publisher,
     subs: Subscribers,
     report: UdpSocket,
     measured: Option<Measured>,
     failed: Option<String>,
+    /// Last: fields drop in order, and a server stopped before its
+    /// subscriber process made the subscriber report the lost connection.
+    _server: Server,
 }
 
 impl WakeRig {
