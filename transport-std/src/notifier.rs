@@ -88,6 +88,10 @@ pub struct NotifierStats {
     /// Of those, sent by the calling thread itself (the notifier had been
     /// quiet): no hand-off to the sender thread on the latency path.
     pub inline: u64,
+    /// Bursts handed to the sender thread: calls that came too close
+    /// together to send one by one. Each starts again from the shortest
+    /// pace.
+    pub bursts: u64,
     /// Tail-loss probes sent.
     pub probes: u64,
     /// Confirmed-mode retransmissions.
@@ -179,6 +183,7 @@ impl NotifierBuilder {
             calls: AtomicU64::new(0),
             datagrams: AtomicU64::new(0),
             inline: AtomicU64::new(0),
+            bursts: AtomicU64::new(0),
             probes: AtomicU64::new(0),
             retransmissions: AtomicU64::new(0),
             send_errors: AtomicU64::new(0),
@@ -262,6 +267,7 @@ struct Core {
     calls: AtomicU64,
     datagrams: AtomicU64,
     inline: AtomicU64,
+    bursts: AtomicU64,
     probes: AtomicU64,
     retransmissions: AtomicU64,
     send_errors: AtomicU64,
@@ -356,6 +362,7 @@ impl Notifier {
             calls: c.calls.load(Ordering::Relaxed),
             datagrams: c.datagrams.load(Ordering::Relaxed),
             inline: c.inline.load(Ordering::Relaxed),
+            bursts: c.bursts.load(Ordering::Relaxed),
             probes: c.probes.load(Ordering::Relaxed),
             retransmissions: c.retransmissions.load(Ordering::Relaxed),
             send_errors: c.send_errors.load(Ordering::Relaxed),
@@ -810,6 +817,7 @@ impl Core {
                 self.parked_until_ns.store(u64::MAX, Ordering::SeqCst);
             }
             // Holding the flag: send until nothing is pending.
+            self.bursts.fetch_add(1, Ordering::Relaxed);
             let mut may_end_early = true;
             let mut pace = PACE;
             loop {
