@@ -602,11 +602,12 @@ fn kernel_drops_are_counted_and_raise_status() {
 /// the next, up to `MAX_PACE`, so a long burst costs the broker about one
 /// datagram per `MAX_PACE`, not one per `PACE`. The sleeping mode is used
 /// because its paces never end early: a burst handed to the thread then
-/// sends at most five datagrams in its first `MAX_PACE` (at 0, 20, 60 and
-/// 140 µs, the ramp) and one per `MAX_PACE` after, however the test threads
-/// are scheduled. A caller paused longer than a pace ends a burst, and the
-/// next starts the ramp again: `bursts` counts them, so the bound holds on a
-/// loaded machine too. (That every call is counted is
+/// sends at 0, 20, 60 and 140 µs at the earliest (the ramp) and one
+/// datagram per `MAX_PACE` after, however the test threads are scheduled —
+/// at most five per burst and one per `MAX_PACE` of the whole run. A
+/// caller paused longer than a pace ends a burst, and the next starts the
+/// ramp again: `bursts` counts them, so the bound holds on a loaded machine
+/// too. (That every call is counted is
 /// `a_burst_is_sent_whole_without_the_probe`; here nothing reads the
 /// datagrams, so none of that can slow the caller.)
 #[test]
