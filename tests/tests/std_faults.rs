@@ -79,6 +79,26 @@ fn fake_broker() -> UdpSocket {
     socket
 }
 
+/// A notifier to `fake_broker` whose tail-loss probe never comes within a
+/// test, watching for the end of a burst (`spin`) or sleeping out the pace:
+/// whatever arrives was sent by the calls and the pacing alone.
+fn probeless_notifier(fake_broker: &UdpSocket, spin: bool) -> Notifier {
+    Notifier::builder()
+        .probe_delay(Duration::from_secs(3600))
+        .spin_in_bursts(spin)
+        .build(fake_broker.local_addr().unwrap())
+        .unwrap()
+}
+
+/// Spins for `gap`: calls spaced by a documented time threshold of the
+/// notifier (its cooldown, its end-of-burst quiet), not a hand-off.
+fn spin_for(gap: Duration) {
+    let start = std::time::Instant::now();
+    while start.elapsed() < gap {
+        std::hint::spin_loop();
+    }
+}
+
 /// Connects, says hello, reads the welcome — and then never reads again.
 fn stuck_listener(addr: SocketAddr) -> TcpStream {
     let mut stuck = TcpStream::connect(addr).unwrap();
@@ -385,11 +405,7 @@ fn a_trickle_is_sent_inline() {
     assert!(notifier.flush(LONG), "the sender thread settles");
     let mut buf = [0u8; 128];
     for _ in 0..50 {
-        // the cooldown is a documented time threshold, not a hand-off
-        let quiet = std::time::Instant::now();
-        while quiet.elapsed() < Duration::from_micros(30) {
-            std::hint::spin_loop();
-        }
+        spin_for(Duration::from_micros(30)); // past the cooldown
         notifier.notify_status_update(None);
         fake_broker.recv(&mut buf).unwrap();
     }
@@ -473,11 +489,7 @@ fn receive_counts(fake_broker: &UdpSocket, calls: u64) -> (u64, Seq) {
 fn a_burst_is_sent_whole_without_the_probe() {
     for spin in [true, false] {
         let fake_broker = fake_broker();
-        let notifier = Notifier::builder()
-            .probe_delay(Duration::from_secs(3600))
-            .spin_in_bursts(spin)
-            .build(fake_broker.local_addr().unwrap())
-            .unwrap();
+        let notifier = probeless_notifier(&fake_broker, spin);
         const CALLS: u64 = 200_000;
         // read while the calls go on: the socket buffer holds a few hundred
         let (counted, last) = std::thread::scope(|s| {
@@ -514,20 +526,13 @@ fn a_burst_is_sent_whole_without_the_probe() {
 fn calls_microseconds_apart_keep_the_pace() {
     use flagpost_std::notifier::{PACE, QUIET};
     let fake_broker = fake_broker();
-    let notifier = Notifier::builder()
-        .probe_delay(Duration::from_secs(3600))
-        .build(fake_broker.local_addr().unwrap())
-        .unwrap();
+    let notifier = probeless_notifier(&fake_broker, true);
     const CALLS: u64 = 2_000;
     let (counted, elapsed) = std::thread::scope(|s| {
         let reader = s.spawn(|| receive_counts(&fake_broker, CALLS).0);
         let start = std::time::Instant::now();
         for _ in 0..CALLS {
-            // the gap is a documented time threshold, not a hand-off
-            let gap = std::time::Instant::now();
-            while gap.elapsed() < QUIET * 2 {
-                std::hint::spin_loop();
-            }
+            spin_for(QUIET * 2);
             notifier.notify_status_update(None);
         }
         let elapsed = start.elapsed();
@@ -614,19 +619,11 @@ fn kernel_drops_are_counted_and_raise_status() {
 fn a_long_burst_spreads_its_datagrams_out() {
     use flagpost_std::notifier::{MAX_PACE, PACE};
     let fake_broker = fake_broker();
-    let notifier = Notifier::builder()
-        .probe_delay(Duration::from_secs(3600))
-        .spin_in_bursts(false)
-        .build(fake_broker.local_addr().unwrap())
-        .unwrap();
+    let notifier = probeless_notifier(&fake_broker, false);
     const CALLS: u64 = 200_000;
     let start = std::time::Instant::now();
     for _ in 0..CALLS {
-        // calls half a microsecond apart: a burst that goes on
-        let gap = std::time::Instant::now();
-        while gap.elapsed() < Duration::from_nanos(500) {
-            std::hint::spin_loop();
-        }
+        spin_for(Duration::from_nanos(500)); // a burst that goes on
         notifier.notify_status_update(None);
     }
     assert!(notifier.flush(LONG), "the burst was not sent");

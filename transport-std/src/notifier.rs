@@ -307,8 +307,9 @@ pub const QUIET: Duration = Duration::from_micros(2);
 
 /// The pace after one of length `pace` that ran its full length or not: a
 /// burst that goes on spreads its datagrams out, up to [`MAX_PACE`] apart;
-/// one that paused starts again from [`PACE`].
-fn next_pace(pace: Duration, ran_full: bool) -> Duration {
+/// one that paused starts again from [`PACE`]. (Public so that a bench's
+/// bare sender can pace exactly as the notifier does.)
+pub fn next_pace(pace: Duration, ran_full: bool) -> Duration {
     if ran_full {
         (pace * 2).min(MAX_PACE)
     } else {

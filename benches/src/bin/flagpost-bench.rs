@@ -1431,11 +1431,7 @@ impl BareCoalescer {
                             Pacing::Watch => may_end_early = bare_watch(&s, pace, may_end_early),
                         }
                         // as the notifier does: a full pace doubles the next
-                        pace = if may_end_early {
-                            (pace * 2).min(flagpost_std::notifier::MAX_PACE)
-                        } else {
-                            flagpost_std::notifier::PACE
-                        };
+                        pace = flagpost_std::notifier::next_pace(pace, may_end_early);
                         continue;
                     }
                     // publish, then re-check: a call either sees `parked` or its
