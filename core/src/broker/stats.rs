@@ -34,7 +34,8 @@ pub struct Stats {
     pub first_seen_late: u64,
     /// Datagrams the kernel reported dropping.
     pub kernel_drops: u64,
-    /// Times a possible loss raised the status flag for every listener.
+    /// Times a possible loss raised status, non-status and channel update
+    /// for every listener.
     pub possible_losses: u64,
     /// Acks produced.
     pub acks: u64,
@@ -70,6 +71,10 @@ pub struct Stats {
     pub senders_evicted: u64,
     /// Connections that asked for these counters.
     pub stats_requests: u64,
+    /// Listener slots routing visited to raise flags. A raise whose flags
+    /// every reached listener already has pending visits none, so this
+    /// grows with the listeners whose outbox changed, not with raises.
+    pub route_visits: u64,
     /// Counters only the transport can see.
     pub transport: TransportStats,
 }
@@ -91,6 +96,11 @@ pub struct TransportStats {
     pub refused_per_address: u64,
     /// Connections dropped after a socket error.
     pub io_errors: u64,
+    /// Connections refused because the process had no file descriptor left
+    /// to accept them with (`EMFILE`/`ENFILE`).
+    pub accept_no_fds: u64,
+    /// Other failed accepts.
+    pub accept_errors: u64,
 }
 
 /// What a stats entry is: name, help, type and at most one label, in the
@@ -239,7 +249,7 @@ impl Stats {
         emit(
             counter(
                 "flagpost_possible_losses_total",
-                "Times a possible loss raised status for every listener",
+                "Times a possible loss raised status, non-status and channel update for every listener",
             ),
             &mut self.possible_losses,
         );
@@ -378,6 +388,24 @@ impl Stats {
             ),
             &mut self.transport.io_errors,
         );
+        emit(
+            counter(
+                "flagpost_route_visits_total",
+                "Listener slots visited to raise flags",
+            ),
+            &mut self.route_visits,
+        );
+        emit(
+            counter(
+                "flagpost_accept_no_fds_total",
+                "Connections refused: no file descriptor left",
+            ),
+            &mut self.transport.accept_no_fds,
+        );
+        emit(
+            counter("flagpost_accept_errors_total", "Other failed accepts"),
+            &mut self.transport.accept_errors,
+        );
     }
 
     /// The metric at `index` of the table, if any.
@@ -428,7 +456,7 @@ mod tests {
         assert_eq!(count, Stats::len());
         original.visit(|i, _, v| assert_eq!(v, 1000 + u64::from(i)));
         assert!(!original.set(count as u16, 1));
-        assert_eq!(original.transport.io_errors, 1000 + count as u64 - 1);
+        assert_eq!(original.transport.accept_errors, 1000 + count as u64 - 1);
     }
 
     #[test]
