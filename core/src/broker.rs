@@ -19,6 +19,16 @@
 //!   becomes writable: its outbox keeps coalescing meanwhile.
 //! * Sleep until [`Broker::poll_timeout`], then call [`Broker::handle_timeout`].
 //!
+//! # Routing
+//!
+//! A notification costs the listeners whose flags it changes, never the
+//! number of connections: listeners are indexed by channel (a hash table
+//! stored in the listener slots, keyed by [`Config::hash_key`]) and by
+//! interest, and a raise of flags every reached listener already has pending
+//! walks nobody (see the `route` module and [`Stats::route_visits`]). A
+//! possible loss raises [`LOSS_FLAGS`] on everyone, at O(1) when everyone
+//! already has them.
+//!
 //! # Memory
 //!
 //! Every listener's pending output is an *outbox*: a welcome bit, a pending
@@ -70,10 +80,9 @@ use crate::flags::FlagSet;
 use crate::gap::{SenderSlot, SenderTable, Verdict};
 use crate::notify::Notification;
 use crate::time::{Duration, Instant};
-use crate::wire::{
-    AckRepr, AckResult, CloseReason, Error as WireError, FlagsRepr, FrameRepr, NotifyRepr,
-    WelcomeRepr,
-};
+use crate::wire::{AckRepr, AckResult, CloseReason, Error as WireError, FrameRepr, NotifyRepr};
+use route::{Broadcast, Index};
+use slot::{Outbox, State, NIL};
 
 /// Broker settings.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -95,6 +104,9 @@ pub struct Config {
     pub housekeeping: Duration,
     /// Random per broker run; sent in every welcome.
     pub broker_id: u64,
+    /// Random per broker run, and secret: keys the hash of channel names in
+    /// the routing index, so that clients cannot pick names that collide.
+    pub hash_key: u64,
 }
 
 impl Default for Config {
@@ -107,6 +119,7 @@ impl Default for Config {
             stuck_timeout: Duration::from_secs(60),
             housekeeping: Duration::from_secs(1),
             broker_id: 0,
+            hash_key: 0,
         }
     }
 }
@@ -144,88 +157,6 @@ pub enum ListenerState {
     Listening,
     /// Being closed: its [`Event::Closed`] is pending.
     Closing,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
-enum State {
-    Free,
-    AwaitingHello,
-    Listening,
-    Closing {
-        reason: CloseReason,
-        send: bool,
-    },
-    /// Asked for stats: answered and closed by the transport.
-    Stats,
-}
-
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
-struct Outbox {
-    welcome: bool,
-    flags: FlagSet,
-    raises: u32,
-    pong: Option<u32>,
-}
-
-impl Outbox {
-    fn is_empty(&self) -> bool {
-        !self.welcome && self.flags.is_empty() && self.pong.is_none()
-    }
-}
-
-const NIL: u32 = u32::MAX;
-
-/// One listener's state; allocate the table with [`ListenerSlot::EMPTY`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub struct ListenerSlot {
-    state: State,
-    generation: u32,
-    channel: Option<ChannelId>,
-    interest: FlagSet,
-    keepalive: Duration,
-    /// When the connection opened, or when its last frame arrived.
-    last_rx: Instant,
-    outbox: Outbox,
-    /// When the outbox became non-empty.
-    pending_since: Option<Instant>,
-    in_ready: bool,
-    ready_next: u32,
-    /// Next in the closing list or the free list (a slot is in at most one).
-    link: u32,
-}
-
-impl ListenerSlot {
-    /// An unused slot.
-    pub const EMPTY: ListenerSlot = ListenerSlot {
-        state: State::Free,
-        generation: 0,
-        channel: None,
-        interest: FlagSet::EMPTY,
-        keepalive: Duration::ZERO,
-        last_rx: Instant::ZERO,
-        outbox: Outbox {
-            welcome: false,
-            flags: FlagSet::EMPTY,
-            raises: 0,
-            pong: None,
-        },
-        pending_since: None,
-        in_ready: false,
-        ready_next: NIL,
-        link: NIL,
-    };
-
-    /// Size in bytes of one slot, for sizing caller storage.
-    pub const SIZE: usize = core::mem::size_of::<ListenerSlot>();
-}
-
-impl Default for ListenerSlot {
-    fn default() -> Self {
-        Self::EMPTY
-    }
 }
 
 /// Something the transport must act on.
@@ -334,6 +265,7 @@ pub struct Broker<L, S> {
     config: Config,
     slots: L,
     senders: SenderTable<S>,
+    index: Index,
     /// Slots at or above this index were never used.
     high_water: u32,
     free_head: u32,
@@ -367,6 +299,7 @@ where
             config,
             slots: listeners,
             senders: SenderTable::new(senders),
+            index: Index::new(config.hash_key),
             high_water: 0,
             free_head: NIL,
             ready_head: NIL,
@@ -467,18 +400,8 @@ where
             self.stats.refused_full += 1;
             return Err(OpenError::Full);
         };
+        *slot = slot.reopened(now, self.config.keepalive);
         let generation = slot.generation;
-        let in_ready = slot.in_ready;
-        let ready_next = slot.ready_next;
-        *slot = ListenerSlot {
-            state: State::AwaitingHello,
-            generation,
-            last_rx: now,
-            keepalive: self.config.keepalive,
-            in_ready,
-            ready_next,
-            ..ListenerSlot::EMPTY
-        };
         self.stats.opened += 1;
         self.stats.awaiting_hello += 1;
         self.arm(now + self.config.hello_timeout);
@@ -509,13 +432,23 @@ where
         }
         self.stats.awaiting_hello -= 1;
         self.stats.listening += 1;
+        if !self.join(id.index) {
+            self.stats.listening -= 1;
+            self.free(id.index);
+            return Err(OpenError::Full);
+        }
         Ok(id)
     }
 
-    fn gauge_down(&mut self, state: State) {
+    /// Slot `index` leaves `state`: the gauges and, for a listener, the
+    /// routing index.
+    fn gauge_down(&mut self, index: u32, state: State) {
         match state {
             State::AwaitingHello => self.stats.awaiting_hello -= 1,
-            State::Listening => self.stats.listening -= 1,
+            State::Listening => {
+                self.stats.listening -= 1;
+                self.leave(index);
+            }
             State::Free | State::Closing { .. } | State::Stats => {}
         }
     }
@@ -530,9 +463,9 @@ where
             return;
         }
         slot.state = State::Closing { reason, send };
-        slot.outbox = Outbox::default();
+        slot.outbox = Outbox::EMPTY;
         slot.pending_since = None;
-        self.gauge_down(old);
+        self.gauge_down(index, old);
         bump(&mut self.stats.closes, reason as usize);
         self.push_close(index);
     }
@@ -565,7 +498,7 @@ where
             slot.state = State::Free;
             slot.generation = slot.generation.wrapping_add(1);
             slot.channel = None;
-            slot.outbox = Outbox::default();
+            slot.outbox = Outbox::EMPTY;
             slot.pending_since = None;
             slot.link = free_head;
             self.free_head = index;
@@ -581,7 +514,7 @@ where
         if matches!(state, State::Closing { .. } | State::Stats) {
             return;
         }
-        self.gauge_down(state);
+        self.gauge_down(id.index, state);
         self.stats.disconnects += 1;
         self.free(id.index);
     }
@@ -644,6 +577,10 @@ where
                 }
                 self.stats.awaiting_hello -= 1;
                 self.stats.listening += 1;
+                if !self.join(id.index) {
+                    self.close_slot(id.index, CloseReason::TooManyListeners, true);
+                    return Ok(());
+                }
                 self.mark_ready(now, id.index);
                 self.arm(now + keepalive);
                 Ok(())
@@ -657,7 +594,7 @@ where
             }
             (State::AwaitingHello, FrameRepr::StatsRequest) => {
                 self.stats.stats_requests += 1;
-                self.gauge_down(State::AwaitingHello);
+                self.gauge_down(id.index, State::AwaitingHello);
                 if let Some(slot) = self.slot_mut(id) {
                     slot.state = State::Stats;
                 }
@@ -681,7 +618,7 @@ where
     ///
     /// A valid notification is checked against its sender's sequence, routed
     /// to the listeners it reaches (unless duplicate or stale), and answered
-    /// with an ack when asked. A possible loss raises the status flag for
+    /// with an ack when asked. A possible loss raises [`LOSS_FLAGS`] for
     /// every listener. Invalid bytes are counted by reason and returned as
     /// the error; nothing else changes.
     pub fn handle_datagram(&mut self, now: Instant, bytes: &[u8]) -> Result<Received, WireError> {
@@ -747,7 +684,7 @@ where
 
     fn raise_possible_loss(&mut self, now: Instant) {
         self.stats.possible_losses += 1;
-        self.route(now, &Notification::status(None));
+        self.broadcast(now, Broadcast::Loss);
     }
 
     /// Delivers a notification standing for `batch` changes at `now`, as a
@@ -759,231 +696,22 @@ where
         self.route(now, notification)
     }
 
-    fn route(&mut self, now: Instant, notification: &Notification) -> u32 {
-        let raise = notification.kind().flags();
-        let mut reached = 0;
-        for index in 0..self.high_water {
-            let Some(slot) = self.slots.as_mut().get_mut(index as usize) else {
-                break;
-            };
-            if slot.state != State::Listening || !notification.reaches(slot.channel.as_ref()) {
-                continue;
-            }
-            let flags = slot.interest & raise;
-            if flags.is_empty() {
-                continue;
-            }
-            reached += 1;
-            self.stats.raises += 1;
-            if slot.outbox.flags.contains(flags) {
-                self.stats.raises_coalesced += 1;
-            }
-            slot.outbox.flags |= flags;
-            slot.outbox.raises = slot.outbox.raises.saturating_add(1);
-            self.mark_ready(now, index);
-        }
-        reached
-    }
-
-    /// The outbox of `index` has something: start its stuck clock and queue
-    /// it for the transport, once.
-    fn mark_ready(&mut self, now: Instant, index: u32) {
-        let Some(slot) = self.slots.as_mut().get_mut(index as usize) else {
-            return;
-        };
-        let first = slot.pending_since.is_none();
-        let queued = slot.in_ready;
-        if first {
-            slot.pending_since = Some(now);
-        }
-        // The stuck clock starts whenever the outbox goes from empty to
-        // pending, even if the slot is still queued from an earlier turn (a
-        // reused slot, or one drained before poll_ready reached it).
-        if first && !self.config.stuck_timeout.is_zero() {
-            self.arm(now + self.config.stuck_timeout);
-        }
-        // Edge-triggered: queue only when the outbox goes from empty to
-        // pending. A listener yielded but not yet drained (its socket was
-        // not writable) is the transport's to retry when it becomes
-        // writable; more raises only coalesce.
-        if queued || !first {
-            return;
-        }
-        let Some(slot) = self.slots.as_mut().get_mut(index as usize) else {
-            return;
-        };
-        slot.in_ready = true;
-        slot.ready_next = NIL;
-        if self.ready_tail == NIL {
-            self.ready_head = index;
-        } else if let Some(tail) = self.slots.as_mut().get_mut(self.ready_tail as usize) {
-            tail.ready_next = index;
-        }
-        self.ready_tail = index;
-    }
-
-    /// The next listener that has frames to write, each at most once until
-    /// its outbox has been drained by [`poll_frame`](Self::poll_frame).
-    #[must_use]
-    pub fn poll_ready(&mut self) -> Option<ListenerId> {
-        while self.ready_head != NIL {
-            let index = self.ready_head;
-            let slot = self.slots.as_mut().get_mut(index as usize)?;
-            self.ready_head = slot.ready_next;
-            if self.ready_head == NIL {
-                self.ready_tail = NIL;
-            }
-            slot.in_ready = false;
-            slot.ready_next = NIL;
-            if slot.state == State::Listening && !slot.outbox.is_empty() {
-                return Some(ListenerId {
-                    index,
-                    generation: slot.generation,
-                });
-            }
-        }
-        None
-    }
-
-    /// The next frame to write to listener `id` — welcome, then the coalesced
-    /// flags, then a pong — or `None` when its outbox is empty. Call it only
-    /// when the connection can take the frame: whatever stays in the outbox
-    /// keeps coalescing.
-    #[must_use]
-    pub fn poll_frame(&mut self, id: ListenerId) -> Option<FrameRepr> {
-        let broker_id = self.config.broker_id;
-        let slot = self.slot_mut(id).filter(|s| s.state == State::Listening)?;
-        let out = &mut slot.outbox;
-        let frame = if out.welcome {
-            out.welcome = false;
-            FrameRepr::Welcome(WelcomeRepr {
-                interest: slot.interest,
-                keepalive_secs: u16::try_from(slot.keepalive.as_secs()).unwrap_or(u16::MAX),
-                broker_id,
-            })
-        } else if !out.flags.is_empty() {
-            let frame = FrameRepr::Flags(FlagsRepr {
-                flags: out.flags,
-                raises: out.raises,
-            });
-            out.flags = FlagSet::EMPTY;
-            out.raises = 0;
-            frame
-        } else if let Some(nonce) = out.pong.take() {
-            FrameRepr::Pong(nonce)
-        } else {
-            slot.pending_since = None;
-            return None;
-        };
-        if slot.outbox.is_empty() {
-            slot.pending_since = None;
-        }
-        self.stats.frames_written += 1;
-        if matches!(frame, FrameRepr::Flags(_)) {
-            self.stats.flags_frames += 1;
-        }
-        Some(frame)
-    }
-
-    /// The next connection that must end. The slot is freed as it is
-    /// returned.
-    #[must_use]
-    pub fn poll_event(&mut self) -> Option<Event> {
-        while self.close_head != NIL {
-            let index = self.close_head;
-            let slot = self.slots.as_ref().get(index as usize)?;
-            self.close_head = slot.link;
-            if self.close_head == NIL {
-                self.close_tail = NIL;
-            }
-            let listener = ListenerId {
-                index,
-                generation: slot.generation,
-            };
-            let event = match slot.state {
-                State::Closing { reason, send } => Event::Closed {
-                    listener,
-                    reason,
-                    send_close: send,
-                },
-                State::Stats => Event::StatsRequested { listener },
-                State::Free | State::AwaitingHello | State::Listening => continue,
-            };
-            self.free(index);
-            return Some(event);
-        }
-        None
-    }
-
-    /// When [`handle_timeout`](Self::handle_timeout) next has something to
-    /// check; `None` while no connection is open. Never sooner than
-    /// [`Config::housekeeping`] after the previous check.
-    pub fn poll_timeout(&self) -> Option<Instant> {
-        if self.connections() == 0 {
-            None
-        } else {
-            self.next_housekeeping
-        }
-    }
-
-    /// Closes connections whose hello, keep-alive or stuck deadline passed by
-    /// `now`. Cheap when nothing is due; a full scan at most once per
-    /// [`Config::housekeeping`].
-    pub fn handle_timeout(&mut self, now: Instant) {
-        if self.next_housekeeping.is_none_or(|at| now < at) {
-            return;
-        }
-        self.last_housekeeping = now;
-        self.next_housekeeping = None;
-        let hello = self.config.hello_timeout;
-        let stuck = self.config.stuck_timeout;
-        let mut next: Option<Instant> = None;
-        for index in 0..self.high_water {
-            let Some(slot) = self.slots.as_ref().get(index as usize) else {
-                break;
-            };
-            let (expiry, reason) = match slot.state {
-                State::AwaitingHello => (slot.last_rx + hello, CloseReason::HelloTimeout),
-                State::Listening => {
-                    // keep-alive zero marks an in-process listener: it can
-                    // neither go silent nor stop reading
-                    let local = slot.keepalive.is_zero();
-                    let dead = match slot.keepalive {
-                        Duration::ZERO => Instant::MAX,
-                        keepalive => slot.last_rx + keepalive,
-                    };
-                    match slot.pending_since {
-                        Some(since) if !local && !stuck.is_zero() && since + stuck < dead => {
-                            (since + stuck, CloseReason::Stuck)
-                        }
-                        _ => (dead, CloseReason::KeepaliveTimeout),
-                    }
-                }
-                State::Free | State::Closing { .. } | State::Stats => continue,
-            };
-            if expiry == Instant::MAX {
-                continue;
-            }
-            if expiry <= now {
-                self.close_slot(index, reason, true);
-            } else {
-                next = Some(next.map_or(expiry, |n| n.min(expiry)));
-            }
-        }
-        if let Some(at) = next {
-            self.arm(at);
-        }
-    }
-
     /// Whether [`shutdown`](Self::shutdown) was called.
     pub fn is_shutting_down(&self) -> bool {
         self.shutting_down
     }
 }
 
+mod output;
+mod route;
+mod slot;
 mod stats;
 
+pub use route::LOSS_FLAGS;
+pub use slot::ListenerSlot;
 pub use stats::{Metric, Stats, TransportStats};
 
+#[cfg(test)]
+mod route_tests;
 #[cfg(test)]
 mod tests;

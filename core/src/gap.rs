@@ -16,9 +16,10 @@
 //! | [`Verdict::Duplicate`] | a number already seen | no | no |
 //! | [`Verdict::Stale`] | older than the window | no | no |
 //!
-//! A possible loss is answered by raising the status flag for everyone: an
-//! extra poll is cheap, a missed one is not. A late datagram inside the window
-//! is still delivered, so a reordered channel update is not lost.
+//! The broker answers a possible loss by raising status, non-status and
+//! channel update for everyone (`broker::LOSS_FLAGS`): an extra poll or
+//! reload is cheap, a missed one is not. A late datagram inside the window is
+//! still delivered, so a reordered channel update is not lost.
 
 use crate::time::Instant;
 use crate::wire::{SenderId, Seq};

@@ -25,7 +25,8 @@
 //!   sleeps until `poll_timeout()`.
 
 use flagpost_core::broker::{
-    Broker, Config, Event, FrameError, ListenerId, ListenerSlot, ListenerState, OpenError, Received,
+    Broker, Config, Event, FrameError, ListenerId, ListenerSlot, ListenerState, OpenError,
+    Received, LOSS_FLAGS,
 };
 use flagpost_core::channel::ChannelId;
 use flagpost_core::flags::FlagSet;
@@ -420,13 +421,18 @@ impl RoutingModel {
 
     /// Raises `kind`'s flags on every listener it reaches; how many.
     fn route(&mut self, kind: Kind, target: Option<ChannelId>) -> u32 {
+        self.route_bits(kind_bits(kind), target)
+    }
+
+    /// Raises `raise` on every listener `target` reaches; how many.
+    fn route_bits(&mut self, raise: u8, target: Option<ChannelId>) -> u32 {
         let mut reached = 0;
         for l in &mut self.listeners {
             let reaches = match (&target, &l.channel) {
                 (Some(t), Some(mine)) => t == mine,
                 _ => true,
             };
-            let bits = kind_bits(kind) & l.interest;
+            let bits = raise & l.interest;
             if l.state == MState::Listening && reaches && bits != 0 {
                 l.outbox.flags |= bits;
                 l.outbox.raises = l.outbox.raises.saturating_add(1);
@@ -842,8 +848,8 @@ fn run_routing(
                 let len = notify.emit(&mut buf).expect("fits");
                 let got = b.handle_datagram(now, &buf[..len]);
                 if verdict.possible_loss() {
-                    // A possible loss raises status for everyone first.
-                    m.route(Kind::Status, None);
+                    // A possible loss raises the loss flags for everyone first.
+                    m.route_bits(LOSS_FLAGS.bits(), None);
                 }
                 let reached = if verdict.deliver() {
                     m.route(kind, n.channel().copied())

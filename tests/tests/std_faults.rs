@@ -548,10 +548,12 @@ fn calls_microseconds_apart_keep_the_pace() {
 }
 
 /// Datagrams the kernel drops because the broker's socket buffer is full are
-/// read from `SO_RXQ_OVFL`, counted, and raise status like a sequence gap.
+/// read from `SO_RXQ_OVFL`, counted, and raise the loss flags like a
+/// sequence gap: status, and channel update (a dropped datagram may have been
+/// one).
 #[cfg(target_os = "linux")]
 #[test]
-fn kernel_drops_are_counted_and_raise_status() {
+fn kernel_drops_are_counted_and_raise_the_loss_flags() {
     let broker = Broker::spawn(BrokerConfig {
         udp_recv_buffer: 1, // the kernel's minimum: a few datagrams
         ..config()
@@ -559,12 +561,12 @@ fn kernel_drops_are_counted_and_raise_status() {
     .unwrap();
     let listener = ready(
         Listener::builder()
-            .interest(FlagSet::STATUS)
+            .interest(FlagSet::STATUS | FlagSet::CHANNEL_UPDATE | FlagSet::CHANNEL_SHUTDOWN)
             .connect(broker.local_addr())
             .unwrap(),
     );
-    // non-status floods from two threads (so the status flag can only come
-    // from the loss handling), bounded in count
+    // non-status floods from two threads (so the status and channel-update
+    // flags can only come from the loss handling), bounded in count
     let target = broker.local_addr();
     let stop = Arc::new(AtomicBool::new(false));
     let senders: Vec<_> = (0..2)
@@ -598,6 +600,11 @@ fn kernel_drops_are_counted_and_raise_status() {
         s.join().unwrap();
     }
     assert!(listener.check_status_update());
+    assert!(listener.check_channel_update());
+    assert!(
+        !listener.check_channel_shutdown(),
+        "a shutdown is never guessed"
+    );
     let s = broker.stats().unwrap();
     assert!(s.kernel_drops > 0, "kernel drops not counted: {s:?}");
     assert!(s.possible_losses > 0);

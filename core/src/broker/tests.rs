@@ -2,7 +2,9 @@
 //! timeouts, all on a hand-driven clock.
 
 use super::*;
-use crate::wire::{CloseRepr, HelloRepr, SenderId, Seq, MAX_DATAGRAM_LEN, MAX_FRAME_LEN};
+use crate::wire::{
+    CloseRepr, FlagsRepr, HelloRepr, SenderId, Seq, WelcomeRepr, MAX_DATAGRAM_LEN, MAX_FRAME_LEN,
+};
 
 type TestBroker = Broker<[ListenerSlot; 4], [SenderSlot; 4]>;
 
@@ -214,13 +216,18 @@ fn datagrams_are_sequence_checked_and_acked() {
     assert_eq!(r.ack.map(|a| a.result), Some(AckResult::Duplicate));
     assert_eq!(drain_ready(&mut b), []);
 
-    // seq 3 after 1: a gap, so everyone gets a status raise
+    // seq 3 after 1: a gap, so everyone gets the loss raise: status,
+    // non-status and channel update (seq 2 may have been any of them), never
+    // a shutdown
     let (d, n) = datagram(to_gsm2, 7, 3, false);
     let r = b.handle_datagram(t, &d[..n]).unwrap();
     assert_eq!(r.verdict, Verdict::Gap { missing: 1 });
     assert_eq!(r.ack, None);
     assert_eq!(drain_ready(&mut b), [id]);
-    assert_eq!(flags_of(&mut b, id), FlagSet::STATUS | FlagSet::NON_STATUS);
+    assert_eq!(
+        flags_of(&mut b, id),
+        FlagSet::STATUS | FlagSet::NON_STATUS | FlagSet::CHANNEL_UPDATE
+    );
     // the late seq 2 is still delivered: a reordered channel update is not lost
     let (d, n) = datagram(Notification::channel_update(ch("gsm1")), 7, 2, false);
     assert_eq!(
@@ -264,17 +271,23 @@ fn malformed_datagrams_are_counted_by_reason_and_change_nothing() {
 }
 
 #[test]
-fn kernel_drops_raise_status_for_everyone() {
+fn kernel_drops_raise_the_loss_flags_for_everyone() {
     let mut b = broker();
     let t = Instant::ZERO;
     let a = listen(&mut b, t, Some(ch("a")), FlagSet::STATUS);
     let v = listen(&mut b, t, None, FlagSet::NON_STATUS);
+    let all = listen(&mut b, t, Some(ch("b")), FlagSet::ALL);
+    let shutdown = listen(&mut b, t, Some(ch("a")), FlagSet::CHANNEL_SHUTDOWN);
     b.handle_lost(t, 0);
     assert_eq!(drain_ready(&mut b), []);
     b.handle_lost(t, 3);
-    assert_eq!(drain_ready(&mut b), [a, v]);
+    let mut ready = drain_ready(&mut b);
+    ready.sort();
+    assert_eq!(ready, [a, v, all]);
     assert_eq!(flags_of(&mut b, a), FlagSet::STATUS);
     assert_eq!(flags_of(&mut b, v), FlagSet::NON_STATUS);
+    assert_eq!(flags_of(&mut b, all), LOSS_FLAGS);
+    assert_eq!(flags_of(&mut b, shutdown), FlagSet::EMPTY);
     assert_eq!(b.stats().kernel_drops, 3);
 }
 

@@ -176,6 +176,7 @@ impl Broker {
                 hello_timeout: config.hello_timeout.into(),
                 stuck_timeout: config.stuck_timeout.into(),
                 broker_id: getrandom::u64().unwrap_or(0x5eed),
+                hash_key: getrandom::u64().unwrap_or(0x5eed_5eed),
                 ..CoreConfig::default()
             },
             vec![ListenerSlot::EMPTY; config.max_listeners].into_boxed_slice(),

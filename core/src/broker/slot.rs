@@ -1,0 +1,118 @@
+//! One listener slot of the broker's table: the connection's state, its
+//! outbox, its links in the broker's lists, its place in the routing index,
+//! and the routing group the slot hosts (groups are stored in the slots,
+//! one per index, whichever listener occupies the slot).
+
+use super::route::{Group, Member};
+use crate::channel::ChannelId;
+use crate::flags::FlagSet;
+use crate::time::{Duration, Instant};
+use crate::wire::CloseReason;
+
+/// "No slot": the end of every intrusive list.
+pub(super) const NIL: u32 = u32::MAX;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub(super) enum State {
+    Free,
+    AwaitingHello,
+    Listening,
+    Closing {
+        reason: CloseReason,
+        send: bool,
+    },
+    /// Asked for stats: answered and closed by the transport.
+    Stats,
+}
+
+/// What a listener has to be told. The number of raises its flags stand
+/// for is kept by the routing index (see `Member`), so that a raise that
+/// changes no flag need not touch the slot.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub(super) struct Outbox {
+    pub(super) welcome: bool,
+    pub(super) flags: FlagSet,
+    pub(super) pong: Option<u32>,
+}
+
+impl Outbox {
+    pub(super) const EMPTY: Outbox = Outbox {
+        welcome: false,
+        flags: FlagSet::EMPTY,
+        pong: None,
+    };
+
+    pub(super) fn is_empty(&self) -> bool {
+        !self.welcome && self.flags.is_empty() && self.pong.is_none()
+    }
+}
+
+/// One listener's state; allocate the table with [`ListenerSlot::EMPTY`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct ListenerSlot {
+    pub(super) state: State,
+    pub(super) generation: u32,
+    pub(super) channel: Option<ChannelId>,
+    pub(super) interest: FlagSet,
+    pub(super) keepalive: Duration,
+    /// When the connection opened, or when its last frame arrived.
+    pub(super) last_rx: Instant,
+    pub(super) outbox: Outbox,
+    /// When the outbox became non-empty.
+    pub(super) pending_since: Option<Instant>,
+    pub(super) in_ready: bool,
+    pub(super) ready_next: u32,
+    /// Next in the closing list or the free list (a slot is in at most one).
+    pub(super) link: u32,
+    /// This slot's listener in the routing index.
+    pub(super) member: Member,
+    /// The routing group stored at this index (not this listener's).
+    pub(super) group: Group,
+}
+
+impl ListenerSlot {
+    /// An unused slot.
+    pub const EMPTY: ListenerSlot = ListenerSlot {
+        state: State::Free,
+        generation: 0,
+        channel: None,
+        interest: FlagSet::EMPTY,
+        keepalive: Duration::ZERO,
+        last_rx: Instant::ZERO,
+        outbox: Outbox::EMPTY,
+        pending_since: None,
+        in_ready: false,
+        ready_next: NIL,
+        link: NIL,
+        member: Member::NONE,
+        group: Group::FREE,
+    };
+
+    /// Size in bytes of one slot, for sizing caller storage.
+    pub const SIZE: usize = core::mem::size_of::<ListenerSlot>();
+
+    /// The slot a new connection takes: everything but what outlives a
+    /// connection (the generation, a stale place in the ready queue, and
+    /// the routing group stored here) starts afresh.
+    pub(super) fn reopened(&self, now: Instant, keepalive: Duration) -> ListenerSlot {
+        ListenerSlot {
+            state: State::AwaitingHello,
+            generation: self.generation,
+            last_rx: now,
+            keepalive,
+            in_ready: self.in_ready,
+            ready_next: self.ready_next,
+            group: self.group,
+            ..ListenerSlot::EMPTY
+        }
+    }
+}
+
+impl Default for ListenerSlot {
+    fn default() -> Self {
+        Self::EMPTY
+    }
+}
