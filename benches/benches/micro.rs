@@ -1,6 +1,8 @@
 //! Micro-benchmarks of the hot paths (criterion): a check when clear and
 //! when raised, a raise, a scheduler step, datagram decode, broker fan-out
-//! per listener, frame encode, and a `notify_*` call on the std notifier.
+//! per listener, routing with 10,000 listeners the datagram does not reach
+//! or has already raised, frame encode, and a `notify_*` call on the std
+//! notifier.
 //!
 //! `cargo bench -p flagpost-benches --bench micro` (full);
 //! `cargo bench -p flagpost-benches --bench micro -- --quick` is what CI runs.
@@ -10,7 +12,7 @@ use std::hint::black_box;
 use std::time::Duration as StdDuration;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use flagpost_core::broker::{Broker, Config, ListenerSlot};
+use flagpost_core::broker::{Broker, Config, Event, ListenerSlot};
 use flagpost_core::flags::AtomicFlags;
 use flagpost_core::gap::SenderSlot;
 use flagpost_core::schedule::Scheduler;
@@ -178,6 +180,88 @@ fn fan_out(c: &mut Criterion) {
     g.finish();
 }
 
+/// A broker with 10,000 listeners that said hello (their welcomes taken),
+/// 10 on each of channels `c0`..`c999`, none on `gsm1`.
+fn ten_thousand() -> Broker<Box<[ListenerSlot]>, Box<[SenderSlot]>> {
+    let mut broker = Broker::new(
+        Config {
+            hash_key: 7,
+            // the housekeeping bench's clock runs a second per iteration
+            keepalive: Duration::from_secs(10 * 365 * 86_400),
+            ..Config::default()
+        },
+        vec![ListenerSlot::EMPTY; 10_001].into_boxed_slice(),
+        vec![SenderSlot::EMPTY; 4].into_boxed_slice(),
+    );
+    let mut buf = [0u8; MAX_FRAME_LEN];
+    for i in 0..10_000 {
+        let id = broker.open(Instant::ZERO).unwrap();
+        let hello = FrameRepr::Hello(HelloRepr {
+            interest: FlagSet::ALL,
+            channel: Some(ChannelId::new(&format!("c{}", i / 10)).unwrap()),
+            keepalive_secs: 0,
+        });
+        let n = hello.emit(&mut buf).unwrap();
+        broker.handle_frame(Instant::ZERO, id, &buf[..n]).unwrap();
+    }
+    while let Some(id) = broker.poll_ready() {
+        while broker.poll_frame(id).is_some() {}
+    }
+    broker
+}
+
+/// The routing index: what a datagram costs with 10,000 listeners connected
+/// that it does not reach, or whose flags are all pending already, and what
+/// one housekeeping pass over them costs.
+fn routing(c: &mut Criterion) {
+    let mut g = c.benchmark_group("broker");
+    for (name, target) in [
+        ("handle_datagram_10000_listeners_elsewhere", "gsm1"),
+        ("handle_datagram_10000_listeners_raised", "c5"),
+    ] {
+        let mut broker = ten_thousand();
+        let (mut d, n) = datagram();
+        let channel = ChannelId::new(target).unwrap();
+        let repr = NotifyRepr::parse_bytes(&d[..n]).unwrap();
+        let n = NotifyRepr {
+            notification: Notification::status(Some(channel)),
+            ..repr
+        }
+        .emit(&mut d)
+        .unwrap();
+        let mut seq = 0u32;
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                seq = seq.wrapping_add(1);
+                d[16..20].copy_from_slice(&seq.to_be_bytes());
+                broker
+                    .handle_datagram(Instant::ZERO, black_box(&d[..n]))
+                    .map(|r| r.reached)
+            })
+        });
+    }
+    let mut broker = ten_thousand();
+    broker.handle_lost(Instant::ZERO, 1);
+    g.bench_function("possible_loss_10000_listeners_raised", |b| {
+        b.iter(|| broker.handle_lost(Instant::ZERO, black_box(1)))
+    });
+    let mut broker = ten_thousand();
+    let mut now = Instant::ZERO;
+    g.throughput(Throughput::Elements(10_000));
+    g.bench_function("housekeeping_10000_listeners", |b| {
+        b.iter(|| {
+            // a connection that never says hello makes the next pass due:
+            // the pass visits the 10,000 listeners and closes only it
+            broker.open(now).unwrap();
+            now += broker.config().hello_timeout;
+            broker.handle_timeout(black_box(now));
+            assert!(matches!(broker.poll_event(), Some(Event::Closed { .. })));
+            assert_eq!(broker.connections(), 10_000);
+        })
+    });
+    g.finish();
+}
+
 fn notifier(c: &mut Criterion) {
     // a sink nobody reads: the call cost is what is measured, not the send
     let sink = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -193,6 +277,6 @@ fn notifier(c: &mut Criterion) {
 criterion_group! {
     name = benches;
     config = Criterion::default().warm_up_time(StdDuration::from_millis(500)).measurement_time(StdDuration::from_secs(2));
-    targets = flags, scheduler, wire, fan_out, notifier
+    targets = flags, scheduler, wire, fan_out, routing, notifier
 }
 criterion_main!(benches);
