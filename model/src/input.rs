@@ -46,11 +46,12 @@ pub struct Input {
 /// Broker settings, each chosen from a small table.
 #[derive(Arbitrary, Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Setup {
-    /// Index into `[10 s, 0, 1 s, 250 ms]`.
+    /// Index into `[10 s, 0, 1 s, 250 ms, 20 s, 3 s, 700 ms, 50 ms]`.
     pub hello_timeout: u8,
-    /// Index into `[60 s, 0 (never), 2 s, 1 ms]`.
+    /// Index into `[60 s, 0 (never), 2 s, 1 ms, 500 ms, 20 s, 4 s,
+    /// 100 ms]`.
     pub stuck_timeout: u8,
-    /// Index into `[1 s, 0, 10 ms, 5 s]`.
+    /// Index into `[1 s, 0, 10 ms, 5 s, 50 ms, 3 s, 300 ms, 1 ms]`.
     pub housekeeping: u8,
     /// Drain `poll_event` only on [`Op::PollEvents`] (and at the end), so
     /// operations reach connections that are closing.
@@ -63,7 +64,7 @@ pub struct Setup {
     pub senders: u8,
     /// Keep-alive default, minimum and maximum: index into
     /// `[(30 s, 1 s, 1 h), (3000 s, 2000 s, 4000 s), (5 s, 2 s, 20 s),
-    /// (1 s, 1 s, 1 s)]`.
+    /// (1 s, 1 s, 1 s), (12 s, 1 s, 20 s), (2 s, 1 s, 60 s)]`.
     pub keepalive: u8,
     /// Sweep `poll_ready` only on [`Op::PollReady`] (and at the end), so
     /// listeners stay queued across operations: raised again, drained by a
@@ -85,9 +86,12 @@ impl Setup {
                 (secs(3000), secs(2000), secs(4000)),
                 (secs(5), secs(2), secs(20)),
                 (secs(1), secs(1), secs(1)),
+                (secs(12), secs(1), secs(20)),
+                (secs(2), secs(1), secs(60)),
             ],
             self.keepalive,
         );
+        let ms = Duration::from_millis;
         Config {
             keepalive,
             min_keepalive,
@@ -97,16 +101,38 @@ impl Setup {
                     secs(10),
                     Duration::ZERO,
                     secs(1),
-                    Duration::from_millis(250),
+                    ms(250),
+                    secs(20),
+                    secs(3),
+                    ms(700),
+                    ms(50),
                 ],
                 self.hello_timeout,
             ),
             stuck_timeout: pick(
-                [secs(60), Duration::ZERO, secs(2), Duration::from_millis(1)],
+                [
+                    secs(60),
+                    Duration::ZERO,
+                    secs(2),
+                    ms(1),
+                    ms(500),
+                    secs(20),
+                    secs(4),
+                    ms(100),
+                ],
                 self.stuck_timeout,
             ),
             housekeeping: pick(
-                [secs(1), Duration::ZERO, Duration::from_millis(10), secs(5)],
+                [
+                    secs(1),
+                    Duration::ZERO,
+                    ms(10),
+                    secs(5),
+                    ms(50),
+                    secs(3),
+                    ms(300),
+                    ms(1),
+                ],
                 self.housekeeping,
             ),
             broker_id: self.broker_id,

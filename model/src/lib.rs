@@ -59,9 +59,10 @@
 //! * `poll_ready` yields only listening listeners with output, each at most
 //!   once until its outbox has been drained (edge-triggered), and every
 //!   listener with output has been yielded (no lost wake-up);
-//! * `poll_event` reports exactly the connections the model is closing,
-//!   with the predicted reason and `send_close`, or their stats request, and
-//!   frees their slots; a stats request's answer (every `stat` frame, then
+//! * `poll_event` reports exactly the connections the model is closing, in
+//!   the order they started closing (a shutdown and a housekeeping pass
+//!   close in slot order), with the predicted reason and `send_close`, or
+//!   their stats request, and frees their slots; a stats request's answer (every `stat` frame, then
 //!   a close) emits, and a client rebuilding `Stats` from it with
 //!   `Stats::set` gets them all back;
 //! * `handle_timeout(now)` never closes a connection before its deadline

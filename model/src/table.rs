@@ -6,7 +6,7 @@
 //! It predicts; it never calls the broker. [`crate::driver`] calls both and
 //! compares.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 
 use flagpost_core::broker::{Config, ListenerId, ListenerState};
 use flagpost_core::channel::ChannelId;
@@ -177,10 +177,13 @@ impl Conn {
 }
 
 /// The live connections (awaiting hello, listening, or closing with their
-/// event not yet polled), by handle.
+/// event not yet polled), by handle, and the order their events come in.
 #[derive(Clone, Debug, Default)]
 pub struct Table {
     conns: BTreeMap<ListenerId, Conn>,
+    /// Connections whose event is due, in the order they started closing
+    /// (or asked for the stats).
+    events: VecDeque<ListenerId>,
 }
 
 impl Table {
@@ -199,8 +202,12 @@ impl Table {
         self.conns.insert(id, conn);
     }
 
-    /// Removes a connection (its slot is free again).
+    /// Removes a connection that is not closing (its slot is free again).
     pub fn remove(&mut self, id: ListenerId) -> Option<Conn> {
+        assert!(
+            !self.events.contains(&id),
+            "{id} has an event due: it leaves through pop_event"
+        );
         self.conns.remove(&id)
     }
 
@@ -284,6 +291,7 @@ impl Table {
             return false;
         }
         conn.st = St::Closing { reason, send };
+        self.events.push_back(id);
         conn.welcome = false;
         conn.flags = FlagSet::EMPTY;
         conn.raises = 0;
@@ -291,6 +299,27 @@ impl Table {
         conn.pending_since = None;
         conn.yielded = false;
         true
+    }
+
+    /// `id`, awaiting its hello, asked for the stats instead: its event is
+    /// due.
+    pub fn stats_request(&mut self, id: ListenerId) {
+        if let Some(conn) = self.conns.get_mut(&id) {
+            conn.st = St::Stats;
+            self.events.push_back(id);
+        }
+    }
+
+    /// The connection whose event `poll_event` must report next (first
+    /// closed, first reported), taken out of the table; `None` when no
+    /// event is due.
+    pub fn pop_event(&mut self) -> Option<(ListenerId, Conn)> {
+        let id = self.events.pop_front()?;
+        let conn = self
+            .conns
+            .remove(&id)
+            .expect("a due event's connection is live");
+        Some((id, conn))
     }
 
     /// Every connection's deadline (see [`Conn::deadline`]).

@@ -121,7 +121,7 @@ impl Reached {
 fn broker_matches_the_model() {
     let cases = cases(1024);
     let reached = RefCell::new(Reached::default());
-    unwrap_run(runner(cases).run(&strategy::input(120), |input| {
+    unwrap_run(runner(cases).run(&strategy::input(150), |input| {
         let report = check(&input)?;
         reached.borrow_mut().add(&report);
         Ok(())

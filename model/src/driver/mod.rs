@@ -418,7 +418,7 @@ impl Harness {
             (St::AwaitingHello, FrameRepr::StatsRequest) => {
                 assert_eq!(result, Ok(()), "stats request from {id}");
                 self.expect.stats_request();
-                conn.st = St::Stats;
+                self.table.stats_request(id);
             }
             (St::Listening { .. }, FrameRepr::Ping(nonce)) => {
                 assert_eq!(result, Ok(()), "ping from {id}");

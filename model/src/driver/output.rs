@@ -129,8 +129,8 @@ impl Harness {
     }
 
     /// `poll_event` until `None`: exactly the connections the model is
-    /// closing, each with its reason and `send_close`, or its stats request;
-    /// each slot is free afterwards.
+    /// closing, in the order they started closing, each with its reason and
+    /// `send_close`, or its stats request; each slot is free afterwards.
     pub(super) fn drain_events(&mut self) {
         let mut events = 0;
         while let Some(event) = self.broker.poll_event() {
@@ -157,10 +157,11 @@ impl Harness {
                 }
                 other => panic!("unknown event {other:?}"),
             };
-            let conn = self
+            let (due, conn) = self
                 .table
-                .remove(listener)
-                .unwrap_or_else(|| panic!("poll_event ended {listener}, which is not open"));
+                .pop_event()
+                .unwrap_or_else(|| panic!("poll_event ended {listener}, which is not closing"));
+            assert_eq!(listener, due, "poll_event out of order");
             assert_eq!(conn.st, st, "event of {listener}");
             assert_eq!(
                 self.broker.state(listener),

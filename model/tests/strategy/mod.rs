@@ -32,12 +32,12 @@ fn kind() -> impl Strategy<Value = u8> {
 /// Broker settings: every table entry, the default most often.
 fn setup() -> impl Strategy<Value = Setup> {
     (
-        (choice(4), choice(4), choice(4), any::<bool>()),
+        (choice(8), choice(8), choice(8), any::<bool>()),
         (
             any::<u64>(),
             choice(LISTENER_CAPACITIES.len()),
             choice(SENDER_CAPACITIES.len()),
-            choice(4),
+            choice(6),
             any::<bool>(),
         ),
     )
