@@ -83,7 +83,10 @@ impl Expected {
     ///
     /// `route_visits` ("listener slots routing visited to raise flags") is
     /// not predicted: today's broker never updates it, so it must stay 0.
-    /// A broker that counts it needs its prediction here, from `outcome`.
+    /// A broker that counts it needs its prediction here, from `outcome`
+    /// (`outcome.reached - outcome.coalesced` are the listeners whose
+    /// pending flags grew; add to [`RouteOutcome`] whatever else the count
+    /// depends on).
     pub fn routed(&mut self, outcome: RouteOutcome) {
         self.counters.raises += u64::from(outcome.reached);
         self.counters.raises_coalesced += u64::from(outcome.coalesced);
