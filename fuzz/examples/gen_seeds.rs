@@ -16,8 +16,8 @@ use flagpost_core::wire::{
     FrameRepr, HelloRepr, NotifyRepr, SenderId, Seq, MAX_DATAGRAM_LEN, MAX_FRAME_LEN, TAG_LEN,
 };
 use flagpost_core::FlagSet;
-use flagpost_fuzz::broker::{Corrupt, FrameSpec, Input, NotifySpec, Op, SeqSpec, Setup};
 use flagpost_fuzz::encode::to_bytes;
+use flagpost_model::{Corrupt, FrameSpec, Input, NotifySpec, Op, SeqSpec, Setup};
 
 fn hex(s: &str) -> Vec<u8> {
     s.split_whitespace()
@@ -139,6 +139,10 @@ const SETUP: Setup = Setup {
     housekeeping: 0,
     lazy_events: false,
     broker_id: 0x1122_3344_5566_7788,
+    listeners: 0,
+    senders: 0,
+    keepalive: 0,
+    lazy_ready: false,
 };
 
 fn hello(listener: u8, interest: u8, channel: u8, keepalive_secs: u16) -> Op {
@@ -193,6 +197,7 @@ fn broker_seeds() -> Vec<(&'static str, Input)> {
                         kind: 1,
                         channel: 1,
                         batch: 3,
+                        repeat: 6,
                     },
                 ],
             },
@@ -416,6 +421,58 @@ fn broker_seeds() -> Vec<(&'static str, Input)> {
             },
         ),
         (
+            "small-tables-sleeping",
+            Input {
+                setup: Setup {
+                    listeners: 2,
+                    senders: 2,
+                    keepalive: 2,
+                    stuck_timeout: 2,
+                    ..SETUP
+                },
+                ops: vec![
+                    Op::Open,
+                    hello(0, 0x0f, 3, 1),
+                    Op::Open,
+                    Op::Open,
+                    Op::Writable {
+                        listener: 0,
+                        writable: false,
+                    },
+                    notify(0, 3, 0, SeqSpec::Next, false),
+                    notify(0, 0, 1, SeqSpec::Next, true),
+                    notify(2, 3, 2, SeqSpec::Next, false),
+                    notify(0, 0, 0, SeqSpec::Next, true),
+                    Op::Sleep { micros: 1_500_000 },
+                    hello(1, 0x01, 0, 65535),
+                    Op::Sleep { micros: 25_000_000 },
+                ],
+            },
+        ),
+        (
+            "lazy-ready-reused-slot",
+            Input {
+                setup: Setup {
+                    listeners: 1,
+                    stuck_timeout: 2,
+                    lazy_ready: true,
+                    ..SETUP
+                },
+                ops: vec![
+                    Op::Open,
+                    hello(0, 0x0f, 0, 0),
+                    Op::Sleep { micros: 2_000_000 },
+                    Op::Open,
+                    hello(1, 0x0f, 0, 0),
+                    Op::PollFrame { listener: 1 },
+                    status(SeqSpec::Next),
+                    Op::PollReady,
+                    status(SeqSpec::Next),
+                    Op::Sleep { micros: 3_000_000 },
+                ],
+            },
+        ),
+        (
             "bad-datagrams",
             Input {
                 setup: SETUP,
@@ -475,7 +532,7 @@ fn main() {
             .unwrap_or_else(|e| panic!("seed {name} does not decode: {e}"));
         assert_eq!(decoded, input, "seed {name} decodes to something else");
         // The seed itself must pass the harness.
-        flagpost_fuzz::broker::run(&decoded);
+        flagpost_model::run(&decoded);
         write(&dir, name, &bytes);
     }
     println!("seeds written under {}", root.display());

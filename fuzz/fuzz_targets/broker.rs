@@ -1,10 +1,12 @@
-//! Drives `flagpost_core::broker::Broker` (16 listener slots, 4 sender slots)
-//! with an arbitrary sequence of operations and checks it against a shadow
-//! model after each one: see `flagpost_fuzz::broker` for the operations and
+//! Drives `flagpost_core::broker::Broker` with an arbitrary sequence of
+//! operations and checks it against the shared reference model after each
+//! one: see the `flagpost-model` crate (`../model`) for the operations and
 //! the invariants.
 #![no_main]
 
-use flagpost_fuzz::broker::{run, Input};
+use flagpost_model::{run, Input};
 use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|input: Input| run(&input));
+fuzz_target!(|input: Input| {
+    run(&input);
+});

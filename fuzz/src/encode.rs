@@ -1,4 +1,4 @@
-//! Encodes a [`broker::Input`] as the bytes `arbitrary` 1.x decodes it from,
+//! Encodes a [`flagpost_model::Input`] as the bytes `arbitrary` 1.x decodes it from,
 //! so seed inputs can be written as operation lists (see
 //! `examples/gen_seeds.rs`, which checks every seed decodes back to the
 //! operations it was made from).
@@ -10,7 +10,7 @@
 //! after the last; the last field of the top-level input takes the rest of
 //! the data, so its elements each follow a `true` byte with no terminator.
 
-use crate::broker::{Corrupt, FrameSpec, Input, NotifySpec, Op, SeqSpec, Setup};
+use flagpost_model::{Corrupt, FrameSpec, Input, NotifySpec, Op, SeqSpec, Setup};
 
 /// Something `arbitrary` decodes.
 pub trait Encode {
@@ -73,6 +73,10 @@ impl Encode for Setup {
         self.housekeeping.encode(out);
         self.lazy_events.encode(out);
         self.broker_id.encode(out);
+        self.listeners.encode(out);
+        self.senders.encode(out);
+        self.keepalive.encode(out);
+        self.lazy_ready.encode(out);
     }
 }
 
@@ -166,7 +170,7 @@ impl Encode for FrameSpec {
 
 impl Encode for Op {
     fn encode(&self, out: &mut Vec<u8>) {
-        const N: u32 = 19;
+        const N: u32 = 21;
         match self {
             Op::Open => variant(out, 0, N),
             Op::Frame { listener, frame } => {
@@ -206,11 +210,13 @@ impl Encode for Op {
                 kind,
                 channel,
                 batch,
+                repeat,
             } => {
                 variant(out, 7, N);
                 kind.encode(out);
                 channel.encode(out);
                 batch.encode(out);
+                repeat.encode(out);
             }
             Op::Lost { count } => {
                 variant(out, 8, N);
@@ -247,6 +253,11 @@ impl Encode for Op {
                 listener.encode(out);
                 reason.encode(out);
             }
+            Op::Sleep { micros } => {
+                variant(out, 19, N);
+                micros.encode(out);
+            }
+            Op::PollReady => variant(out, 20, N),
         }
     }
 }

@@ -1,11 +1,10 @@
 //! Shared code of the `flagpost-core` fuzz targets.
 //!
-//! * [`broker`]: the operation language of the `broker` target, its shadow
-//!   model and the driver that checks the real [`Broker`] against it.
-//! * [`encode`]: the inverse of the `arbitrary` decoding of [`broker::Input`],
-//!   used only to write the seed corpus (`cargo run --example gen_seeds`).
+//! The `broker` target's operation language, shadow model and driver live
+//! in the `flagpost-model` crate (`../model`), shared with its proptests.
 //!
-//! [`Broker`]: flagpost_core::broker::Broker
+//! * [`encode`]: the inverse of the `arbitrary` decoding of
+//!   [`flagpost_model::Input`], used only to write the seed corpus
+//!   (`cargo run --example gen_seeds`).
 
-pub mod broker;
 pub mod encode;

@@ -1,0 +1,195 @@
+//! The loss detector (`gap::SenderTable`) against the model's
+//! [`GapModel`], directly (the broker runs check it through datagrams too):
+//!
+//! * interleaved senders whose numbering starts at 1, mid-range or near a
+//!   wrap (2^32 and 2^31), stepping forward, skipping, repeating, arriving
+//!   late, replaying and restarting, in tables of 0 to 4 slots (so eviction
+//!   and zero capacity are reached): every verdict, the verdict table
+//!   (`deliver`, `possible_loss`), the number of senders and evictions are
+//!   the model's;
+//! * one sender kept far from wrap-around, numbers near the newest: the
+//!   verdict is the one the `gap` docs' table gives for the set of numbers
+//!   seen, written out here without serial arithmetic (so the model is
+//!   checked too).
+//!
+//! `PROPTEST_CASES` overrides the number of cases.
+
+use std::collections::BTreeSet;
+
+use flagpost_core::gap::{SenderSlot, SenderTable, Verdict};
+use flagpost_core::time::Instant;
+use flagpost_core::wire::{SenderId, Seq};
+use flagpost_model::gap::{delivers, possible_loss, GapModel};
+use proptest::collection::vec;
+use proptest::prelude::*;
+use proptest::sample::Index;
+use proptest::test_runner::Config;
+
+fn config() -> Config {
+    Config {
+        cases: std::env::var("PROPTEST_CASES")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(512),
+        failure_persistence: None,
+        ..Config::default()
+    }
+}
+
+/// What a sender sends next, relative to its own counter.
+#[derive(Clone, Debug)]
+enum SenderStep {
+    /// The next number.
+    Next,
+    /// Skips `k - 1` numbers (they are lost).
+    Jump(u32),
+    /// A late or duplicated datagram `k` behind the counter (0: the last).
+    Late(u32),
+    /// Some earlier datagram again.
+    Replay(Index),
+    /// The sender restarts at 1.
+    Restart,
+}
+
+fn sender_step() -> impl Strategy<Value = SenderStep> {
+    prop_oneof![
+        6 => Just(SenderStep::Next),
+        2 => prop_oneof![2u32..=5, 2u32..=80].prop_map(SenderStep::Jump),
+        3 => prop_oneof![0u32..=3, 0u32..=80].prop_map(SenderStep::Late),
+        2 => any::<Index>().prop_map(SenderStep::Replay),
+        1 => Just(SenderStep::Restart),
+    ]
+}
+
+/// Where a sender's numbering starts: at 1, mid-range, or near a wrap.
+fn base() -> impl Strategy<Value = u32> {
+    prop_oneof![
+        3 => Just(1u32),
+        1 => 0u32..200,
+        1 => (0u32..100).prop_map(|k| u32::MAX - k),
+        1 => (0u32..100).prop_map(|k| (1u32 << 31) - 50 + k),
+    ]
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    /// Verdicts match the model for interleaved senders, through sequence
+    /// wrap-around and least-recently-seen eviction, at every capacity.
+    #[test]
+    fn sender_table_matches_model(
+        capacity in 0usize..=4,
+        bases in vec(base(), 1..=5),
+        sends in vec((any::<Index>(), sender_step(), 0u64..3), 0..200),
+    ) {
+        let mut table = SenderTable::new(vec![SenderSlot::EMPTY; capacity]);
+        let mut model = GapModel::new(capacity);
+        // Each sender's own counter (last new number) and history.
+        let mut counters: Vec<u32> = bases.iter().map(|b| b.wrapping_sub(1)).collect();
+        let mut history: Vec<Vec<u32>> = vec![Vec::new(); bases.len()];
+        let mut now = 0;
+        for (who, what, dt) in sends {
+            // Time stands still now and then: ties in "least recently seen"
+            // go to the first slot.
+            now += dt;
+            let s = who.index(bases.len());
+            let seq = match what {
+                SenderStep::Next => {
+                    counters[s] = counters[s].wrapping_add(1);
+                    counters[s]
+                }
+                SenderStep::Jump(k) => {
+                    counters[s] = counters[s].wrapping_add(k);
+                    counters[s]
+                }
+                SenderStep::Late(k) => counters[s].wrapping_sub(k),
+                SenderStep::Replay(i) if !history[s].is_empty() => {
+                    history[s][i.index(history[s].len())]
+                }
+                SenderStep::Replay(_) => counters[s],
+                SenderStep::Restart => {
+                    counters[s] = 1;
+                    1
+                }
+            };
+            history[s].push(seq);
+            let (id, at) = (SenderId(0x1000 + s as u64), Instant::from_micros(now));
+            let want = model.observe(at, id, Seq(seq));
+            let got = table.observe(at, id, Seq(seq));
+            prop_assert_eq!(got, want, "sender {} seq {}", s, seq);
+            prop_assert_eq!(got.deliver(), delivers(want));
+            prop_assert_eq!(got.possible_loss(), possible_loss(want));
+            prop_assert_eq!(table.len(), model.len());
+            prop_assert_eq!(table.evictions(), model.evictions());
+            prop_assert!(table.len() <= capacity);
+        }
+    }
+
+    /// One sender, numbers near the newest (forward, backward, exact
+    /// duplicates) kept far from wrap-around: the verdict is decided by the
+    /// set of numbers seen, as the `gap` docs' table says.
+    #[test]
+    fn single_sender_verdicts_follow_the_seen_set(
+        start in prop_oneof![Just(1u32), 1u32..1000],
+        deltas in vec(prop_oneof![4 => -3i64..=3, 2 => -70i64..=70, 1 => Just(0i64)], 1..300),
+    ) {
+        let mut table = SenderTable::new([SenderSlot::EMPTY; 1]);
+        let mut model = GapModel::new(1);
+        let sender = SenderId(0xabc);
+        let now = Instant::ZERO;
+        let mut newest: Option<u64> = None;
+        let mut seen = BTreeSet::new();
+        for delta in deltas {
+            // Stay well inside 1..2^31: no wrap-around here.
+            let seq = match newest {
+                None => u64::from(start),
+                Some(n) => n.saturating_add_signed(delta).max(1),
+            };
+            let want = match newest {
+                None if seq == 1 => Verdict::InOrder,
+                None => Verdict::FirstSeenLate,
+                Some(n) if seq == n + 1 => Verdict::InOrder,
+                Some(n) if seq > n => Verdict::Gap { missing: u32::try_from(seq - n - 1).expect("small") },
+                Some(n) if n - seq < 64 && seen.contains(&seq) => Verdict::Duplicate,
+                Some(n) if n - seq < 64 => Verdict::Reordered,
+                Some(_) if seq == 1 => Verdict::Restart,
+                Some(_) => Verdict::Stale,
+            };
+            match want {
+                Verdict::Restart => {
+                    seen.clear();
+                    seen.insert(1);
+                    newest = Some(1);
+                }
+                Verdict::Stale | Verdict::Duplicate => {}
+                _ => {
+                    seen.insert(seq);
+                    newest = Some(newest.map_or(seq, |n| n.max(seq)));
+                }
+            }
+            let seq = Seq(u32::try_from(seq).expect("small"));
+            prop_assert_eq!(model.observe(now, sender, seq), want, "model, seq {:?}", seq);
+            prop_assert_eq!(table.observe(now, sender, seq), want, "table, seq {:?}", seq);
+        }
+    }
+}
+
+/// The verdict table of the `gap` docs, row by row.
+#[test]
+fn verdict_table() {
+    let rows = [
+        (Verdict::InOrder, true, false),
+        (Verdict::Gap { missing: 1 }, true, true),
+        (Verdict::FirstSeenLate, true, true),
+        (Verdict::Restart, true, true),
+        (Verdict::Reordered, true, false),
+        (Verdict::Duplicate, false, false),
+        (Verdict::Stale, false, false),
+    ];
+    for (verdict, deliver, loss) in rows {
+        assert_eq!(delivers(verdict), deliver, "{verdict:?}");
+        assert_eq!(verdict.deliver(), deliver, "{verdict:?}");
+        assert_eq!(possible_loss(verdict), loss, "{verdict:?}");
+        assert_eq!(verdict.possible_loss(), loss, "{verdict:?}");
+    }
+}
