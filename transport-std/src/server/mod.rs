@@ -16,7 +16,8 @@
 //! A connection that cannot take a frame simply stops being written to: its
 //! flags coalesce in the core's fixed outbox and nobody else waits. Every
 //! connection costs a fixed amount of memory (the core's slot plus a small
-//! boxed `TcpConn`).
+//! boxed `TcpConn`) and a small, fixed amount of kernel memory (its send
+//! buffer is kept at a few frames: see `conn`).
 
 mod conn;
 mod udp;
@@ -564,7 +565,7 @@ impl Server {
             }
             match self.core.open(now) {
                 Ok(id) => {
-                    let _ = stream.set_nodelay(true);
+                    conn::configure(&stream, self.config.listener_send_buffer);
                     let token = Token(CONN_BASE + id.index());
                     if let Err(error) = self.poll.registry().register(
                         &mut stream,
@@ -642,7 +643,7 @@ impl Server {
                             frames.push(FrameRepr::Stat(StatRepr { index, value }));
                         });
                         frames.push(FrameRepr::Close(CloseRepr::new(CloseReason::Normal)));
-                        let written = tcp.write_final(&frames);
+                        let written = tcp.write_reply(&frames);
                         self.core.transport_stats().bytes_out += written as u64;
                         let _ = self.poll.registry().deregister(&mut tcp.stream);
                     }
