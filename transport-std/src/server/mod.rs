@@ -19,6 +19,7 @@
 //! boxed `TcpConn`) and a small, fixed amount of kernel memory (its send
 //! buffer is kept at a few frames: see `conn`).
 
+mod accept;
 mod conn;
 mod udp;
 
@@ -42,7 +43,7 @@ use tracing::{debug, info, warn};
 use crate::clock::Clock;
 use crate::config::{BrokerConfig, ConfigError};
 use crate::shared::{ListenerState, Shared};
-use conn::{Conn, TcpConn};
+use conn::Conn;
 use udp::UdpRx;
 
 const WAKER: Token = Token(0);
@@ -533,55 +534,6 @@ impl Server {
                 if let Some(suppressed) = self.bad_input_log.allow() {
                     warn!(%error, suppressed, "UDP receive error");
                 }
-            }
-        }
-    }
-
-    fn accept(&mut self, i: usize, now: Instant) {
-        loop {
-            let Some(listener) = self.tcps.get(i) else {
-                return;
-            };
-            let (mut stream, peer) = match listener.accept() {
-                Ok(pair) => pair,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => continue,
-                Err(error) => {
-                    // Out of file descriptors, typically: the next connection
-                    // attempt readies the listener again.
-                    if let Some(suppressed) = self.accept_log.allow() {
-                        warn!(%error, suppressed, "cannot accept a listener connection");
-                    }
-                    return;
-                }
-            };
-            let ip = peer.ip();
-            let from_here = self.per_addr.get(&ip).copied().unwrap_or(0);
-            if self.config.max_per_address > 0 && from_here >= self.config.max_per_address {
-                self.core.transport_stats().refused_per_address += 1;
-                conn::refuse(&mut stream, CloseReason::TooManyFromAddress);
-                continue;
-            }
-            match self.core.open(now) {
-                Ok(id) => {
-                    conn::configure(&stream, self.config.listener_send_buffer);
-                    let token = Token(CONN_BASE + id.index());
-                    if let Err(error) = self.poll.registry().register(
-                        &mut stream,
-                        token,
-                        Interest::READABLE | Interest::WRITABLE,
-                    ) {
-                        warn!(%error, "cannot register a connection");
-                        self.core.disconnect(id);
-                        continue;
-                    }
-                    *self.per_addr.entry(ip).or_insert(0) += 1;
-                    self.put_conn(id, Conn::Tcp(Box::new(TcpConn::new(stream, id, ip))));
-                    debug!(%peer, listener = %id, "connection opened");
-                }
-                Err(OpenError::Full) => conn::refuse(&mut stream, CloseReason::TooManyListeners),
-                Err(_) => conn::refuse(&mut stream, CloseReason::Shutdown),
             }
         }
     }
