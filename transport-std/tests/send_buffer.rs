@@ -93,8 +93,8 @@ mod window {
         const STUCK: Duration = Duration::from_secs(2);
         // the core checks deadlines at most once a second
         const HOUSEKEEPING: Duration = Duration::from_secs(1);
-        // how late this test may notice the close and the last write: it polls
-        // every 2 ms, more when the machine is loaded
+        // how late this test may notice the close: it polls every 2 ms, less
+        // often when the machine is loaded
         const OBSERVATION: Duration = Duration::from_millis(200);
         const MAX_QUEUED: u64 = 1024;
 
