@@ -37,6 +37,13 @@ pub struct BrokerConfig {
     /// Receive buffer asked for on each UDP socket, in bytes (default 8 MiB;
     /// the kernel may clamp it, which the broker reports).
     pub udp_recv_buffer: usize,
+    /// Kernel send buffer of each listener connection, in bytes as the
+    /// kernel counts them (`SO_SNDBUF` as read back; default 4,608, Linux's
+    /// minimum: a few small frames in flight). A listener that stops
+    /// reading then pins next to no kernel memory and its flags wait,
+    /// coalescing, in the broker's outbox, where the stuck clock runs.
+    /// 0 keeps the system's default (auto-tuned up to `tcp_wmem`'s maximum).
+    pub listener_send_buffer: usize,
     /// Keep-alive timeout for listeners that ask for none (default 30 s).
     #[serde(with = "humantime_serde")]
     pub keepalive: Duration,
@@ -64,6 +71,7 @@ impl Default for BrokerConfig {
             max_per_address: 16_384,
             listen_backlog: 4096,
             udp_recv_buffer: 8 << 20,
+            listener_send_buffer: 4608,
             keepalive: Duration::from_secs(30),
             hello_timeout: Duration::from_secs(10),
             stuck_timeout: Duration::from_secs(60),
@@ -109,14 +117,19 @@ pub enum ConfigError {
     },
 }
 
+/// The largest socket buffer a key may ask for (the system call takes a C
+/// `int`, and Linux doubles what it is given).
+const MAX_SOCKET_BUFFER: usize = 1 << 30;
+
 /// The keys, for environment overrides (`FLAGPOST_<KEY>`).
-const KEYS: [&str; 10] = [
+const KEYS: [&str; 11] = [
     "bind",
     "metrics",
     "max_listeners",
     "max_per_address",
     "listen_backlog",
     "udp_recv_buffer",
+    "listener_send_buffer",
     "keepalive",
     "hello_timeout",
     "stuck_timeout",
@@ -195,6 +208,9 @@ impl BrokerConfig {
         if self.listen_backlog == 0 {
             return invalid("listen_backlog", "must be at least 1");
         }
+        if self.listener_send_buffer > MAX_SOCKET_BUFFER {
+            return invalid("listener_send_buffer", "must be at most 1 GiB");
+        }
         if self.keepalive < Duration::from_secs(1) || self.keepalive > Duration::from_secs(3600) {
             return invalid("keepalive", "must be between 1s and 1h");
         }
@@ -263,6 +279,27 @@ mod tests {
             ["[::1]:2".parse().unwrap(), "127.0.0.1:3".parse().unwrap()]
         );
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_listener_send_buffer_is_a_key_and_bounded() {
+        let c = BrokerConfig::load(None, env(&[("FLAGPOST_LISTENER_SEND_BUFFER", "0")])).unwrap();
+        assert_eq!(c.listener_send_buffer, 0);
+        let e = BrokerConfig::load(
+            None,
+            env(&[("FLAGPOST_LISTENER_SEND_BUFFER", "4294967296")]),
+        )
+        .unwrap_err();
+        assert!(
+            matches!(
+                e,
+                ConfigError::Invalid {
+                    key: "listener_send_buffer",
+                    ..
+                }
+            ),
+            "{e}"
+        );
     }
 
     #[test]

@@ -153,3 +153,22 @@ impl Drop for MetricsServer {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accept_failures_are_rendered() {
+        let mut stats = Stats::default();
+        stats.transport.accept_no_fds = 7;
+        stats.transport.accept_errors = 2;
+        let text = render(&stats);
+        assert!(
+            text.contains("# TYPE flagpost_accept_no_fds counter"),
+            "{text}"
+        );
+        assert!(text.contains("flagpost_accept_no_fds_total 7"), "{text}");
+        assert!(text.contains("flagpost_accept_errors_total 2"), "{text}");
+    }
+}

@@ -5,6 +5,14 @@
 //! the core as soon as they are complete. The write buffer holds what the
 //! socket did not take yet; frames are pulled from the core's outbox only
 //! while it has room, so the outbox keeps coalescing when the peer is slow.
+//!
+//! The kernel's side is kept as small ([`configure`]): a small `SO_SNDBUF`
+//! and, on Linux, `TCP_NOTSENT_LOWAT` of two frames, with every write sent
+//! as its own record (`MSG_EOR`) so that it cannot be appended to an unsent
+//! segment behind the low-water check. A listener that stops reading thus
+//! gets `EAGAIN` once a few frames are unacknowledged or a couple unsent:
+//! its flags wait in the core's outbox, where they coalesce and where the
+//! core's stuck clock runs, rather than in kernel memory.
 
 use std::io::{self, Read, Write};
 use std::net::IpAddr;
@@ -21,6 +29,68 @@ use crate::shared::Shared;
 
 /// Bytes of frames that may wait for the socket.
 const WBUF: usize = 2 * MAX_FRAME_LEN;
+
+/// Unsent bytes at which the kernel refuses further writes to a listener
+/// (`TCP_NOTSENT_LOWAT`): two flags frames.
+#[cfg(target_os = "linux")]
+const NOTSENT_LOWAT: u32 = 2 * 14;
+
+/// The send buffer given to a stats reply, so that the whole table goes in
+/// one write whatever the peer's window (the connection ends right after).
+const REPLY_SEND_BUFFER: usize = 64 << 10;
+
+/// Sets up an accepted listener connection: no Nagle delay, a send buffer
+/// of `send_buffer` bytes as the kernel counts them (0: the system's
+/// default) and, on Linux, the unsent low-water mark. Failures are ignored:
+/// each option only tightens a bound, none is needed to serve.
+pub(crate) fn configure(stream: &TcpStream, send_buffer: usize) {
+    let _ = stream.set_nodelay(true);
+    let socket = socket2::SockRef::from(stream);
+    if send_buffer > 0 {
+        // Linux doubles what it is given (the bookkeeping overhead) and
+        // reports the doubled figure; ask for half so it reports ours.
+        let ask = if cfg!(target_os = "linux") {
+            (send_buffer / 2).max(1)
+        } else {
+            send_buffer
+        };
+        let _ = socket.set_send_buffer_size(ask);
+    }
+    #[cfg(target_os = "linux")]
+    let _ = socket.set_tcp_notsent_lowat(NOTSENT_LOWAT);
+}
+
+/// Lifts [`configure`]'s bounds for a connection about to receive its last,
+/// larger write (the stats table): the reply must go out whole.
+fn relax(stream: &TcpStream) {
+    let socket = socket2::SockRef::from(stream);
+    let _ = socket.set_send_buffer_size(REPLY_SEND_BUFFER);
+    // 0 restores the system default (net.ipv4.tcp_notsent_lowat: no limit).
+    #[cfg(target_os = "linux")]
+    let _ = socket.set_tcp_notsent_lowat(0);
+}
+
+/// Writes `bytes` as one record: on Linux with `MSG_EOR`, so the kernel
+/// starts a new segment, subject to the send-buffer and low-water checks,
+/// instead of appending to an unsent one (which it would do up to half the
+/// peer's largest window, unchecked).
+#[cfg(target_os = "linux")]
+fn send(stream: &TcpStream, bytes: &[u8]) -> io::Result<usize> {
+    use nix::sys::socket::{send, MsgFlags};
+    use std::os::fd::AsRawFd;
+    send(
+        stream.as_raw_fd(),
+        bytes,
+        MsgFlags::MSG_EOR | MsgFlags::MSG_NOSIGNAL,
+    )
+    .map_err(io::Error::from)
+}
+
+/// Writes `bytes` (elsewhere, a plain write).
+#[cfg(not(target_os = "linux"))]
+fn send(mut stream: &TcpStream, bytes: &[u8]) -> io::Result<usize> {
+    stream.write(bytes)
+}
 
 /// A connection the broker serves.
 pub(crate) enum Conn {
@@ -144,7 +214,7 @@ impl TcpConn {
             if self.wstart == self.wend {
                 return Ok(());
             }
-            match self.stream.write(&self.wbuf[self.wstart..self.wend]) {
+            match send(&self.stream, &self.wbuf[self.wstart..self.wend]) {
                 Ok(n) => {
                     core.transport_stats().bytes_out += n as u64;
                     self.wstart += n;
@@ -166,6 +236,17 @@ impl TcpConn {
     /// socket does not take is dropped (the connection is ending). Returns
     /// the bytes written.
     pub(crate) fn write_final(&mut self, frames: &[FrameRepr]) -> usize {
+        self.write_final_inner(frames)
+    }
+
+    /// [`write_final`](Self::write_final) for a reply that must arrive
+    /// whole (the stats table): the send buffer is enlarged first.
+    pub(crate) fn write_reply(&mut self, frames: &[FrameRepr]) -> usize {
+        relax(&self.stream);
+        self.write_final_inner(frames)
+    }
+
+    fn write_final_inner(&mut self, frames: &[FrameRepr]) -> usize {
         let mut out = Vec::with_capacity(self.wend - self.wstart + frames.len() * MAX_FRAME_LEN);
         out.extend_from_slice(&self.wbuf[self.wstart..self.wend]);
         let mut buf = [0u8; MAX_FRAME_LEN];
@@ -176,7 +257,7 @@ impl TcpConn {
         }
         let mut written = 0;
         while written < out.len() {
-            match self.stream.write(&out[written..]) {
+            match send(&self.stream, &out[written..]) {
                 Ok(0) => break,
                 Ok(n) => written += n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -192,6 +273,6 @@ impl TcpConn {
 pub(crate) fn refuse(stream: &mut TcpStream, reason: CloseReason) {
     let mut buf = [0u8; MAX_FRAME_LEN];
     if let Ok(n) = FrameRepr::Close(CloseRepr::new(reason)).emit(&mut buf) {
-        let _ = stream.write(&buf[..n]);
+        let _ = send(stream, &buf[..n]);
     }
 }

@@ -7,6 +7,7 @@
 //!   UDP readable    → recvmmsg until WouldBlock (or a budget) → core.handle_datagram → ack
 //!                     kernel drop counter delta               → core.handle_lost
 //!   TCP readable    → accept until WouldBlock → limits → core.open → register
+//!                     out of descriptors → spend the spare on a refusal (fds)
 //!   conn readable   → read until WouldBlock → frame_len → core.handle_frame
 //!   conn writable   → write what the core's outbox holds until WouldBlock
 //!   waker           → commands from handles (stats, in-process listeners, shutdown)
@@ -16,9 +17,14 @@
 //! A connection that cannot take a frame simply stops being written to: its
 //! flags coalesce in the core's fixed outbox and nobody else waits. Every
 //! connection costs a fixed amount of memory (the core's slot plus a small
-//! boxed `TcpConn`).
+//! boxed `TcpConn`) and a small, fixed amount of kernel memory (its send
+//! buffer is kept at a few frames: see `conn`), and one file descriptor:
+//! [`Broker::bind`] raises the open-files limit and logs how many listeners
+//! it allows.
 
+mod accept;
 mod conn;
+mod fds;
 mod udp;
 
 use std::collections::HashMap;
@@ -41,7 +47,7 @@ use tracing::{debug, info, warn};
 use crate::clock::Clock;
 use crate::config::{BrokerConfig, ConfigError};
 use crate::shared::{ListenerState, Shared};
-use conn::{Conn, TcpConn};
+use conn::Conn;
 use udp::UdpRx;
 
 const WAKER: Token = Token(0);
@@ -141,8 +147,15 @@ struct HandleInner {
 impl Broker {
     /// Binds every configured address (UDP and TCP on the same port; a port
     /// of 0 picks one free for both).
+    ///
+    /// On Unix this first raises the process's soft open-files limit
+    /// (`RLIMIT_NOFILE`) to its hard limit, since every listener holds a
+    /// descriptor, then logs how many listeners the limit leaves room for,
+    /// with a warning when `max_listeners` is larger (connections beyond
+    /// the limit are refused with *too many listeners*).
     pub fn bind(config: BrokerConfig) -> Result<Broker, ServeError> {
         config.validate()?;
+        let fd_limit = fds::raise_limit();
         let poll = Poll::new()?;
         let waker = Waker::new(poll.registry(), WAKER)?;
         let mut udps = Vec::new();
@@ -169,6 +182,8 @@ impl Broker {
             poll.registry()
                 .register(tcp, Token(2 + 2 * i), Interest::READABLE)?;
         }
+        let reserve = fds::open_reserve();
+        accept::report_fd_limit(fd_limit, config.max_listeners);
         let (tx, rx) = mpsc::channel();
         let core = CoreBroker::new(
             CoreConfig {
@@ -204,6 +219,9 @@ impl Broker {
                 config,
                 bad_input_log: RateLimit::default(),
                 accept_log: RateLimit::default(),
+                reserve,
+                accept_paused: None,
+                fd_freed: false,
             },
             handle,
         })
@@ -391,6 +409,13 @@ struct Server {
     config: BrokerConfig,
     bad_input_log: RateLimit,
     accept_log: RateLimit,
+    /// The spare descriptor spent on refusing a connection when none is left.
+    reserve: Option<std::fs::File>,
+    /// Accepting stopped (no descriptor to be had) until a connection
+    /// closes or this retry time passes.
+    accept_paused: Option<std::time::Instant>,
+    /// A connection's descriptor was closed since accepting paused.
+    fd_freed: bool,
 }
 
 impl Server {
@@ -398,7 +423,14 @@ impl Server {
         let mut events = Events::with_capacity(1024);
         loop {
             let timeout = if self.udp_more.is_empty() {
-                self.core.poll_timeout().map(|at| self.clock.until(at))
+                let core = self.core.poll_timeout().map(|at| self.clock.until(at));
+                let retry = self
+                    .accept_paused
+                    .map(|at| at.saturating_duration_since(std::time::Instant::now()));
+                match (core, retry) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                }
             } else {
                 Some(std::time::Duration::ZERO)
             };
@@ -430,6 +462,11 @@ impl Server {
             }
             self.core.handle_timeout(now);
             self.flush();
+            if let Some(at) = self.accept_paused {
+                if self.fd_freed || std::time::Instant::now() >= at {
+                    self.resume_accepting(now);
+                }
+            }
         }
     }
 
@@ -481,6 +518,7 @@ impl Server {
         if slot.as_ref().is_some_and(|c| c.id() == id) {
             let conn = slot.take()?;
             if let Conn::Tcp(tcp) = &conn {
+                self.fd_freed = true;
                 if let Some(n) = self.per_addr.get_mut(&tcp.peer) {
                     *n -= 1;
                     if *n == 0 {
@@ -533,55 +571,6 @@ impl Server {
                 if let Some(suppressed) = self.bad_input_log.allow() {
                     warn!(%error, suppressed, "UDP receive error");
                 }
-            }
-        }
-    }
-
-    fn accept(&mut self, i: usize, now: Instant) {
-        loop {
-            let Some(listener) = self.tcps.get(i) else {
-                return;
-            };
-            let (mut stream, peer) = match listener.accept() {
-                Ok(pair) => pair,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => continue,
-                Err(error) => {
-                    // Out of file descriptors, typically: the next connection
-                    // attempt readies the listener again.
-                    if let Some(suppressed) = self.accept_log.allow() {
-                        warn!(%error, suppressed, "cannot accept a listener connection");
-                    }
-                    return;
-                }
-            };
-            let ip = peer.ip();
-            let from_here = self.per_addr.get(&ip).copied().unwrap_or(0);
-            if self.config.max_per_address > 0 && from_here >= self.config.max_per_address {
-                self.core.transport_stats().refused_per_address += 1;
-                conn::refuse(&mut stream, CloseReason::TooManyFromAddress);
-                continue;
-            }
-            match self.core.open(now) {
-                Ok(id) => {
-                    let _ = stream.set_nodelay(true);
-                    let token = Token(CONN_BASE + id.index());
-                    if let Err(error) = self.poll.registry().register(
-                        &mut stream,
-                        token,
-                        Interest::READABLE | Interest::WRITABLE,
-                    ) {
-                        warn!(%error, "cannot register a connection");
-                        self.core.disconnect(id);
-                        continue;
-                    }
-                    *self.per_addr.entry(ip).or_insert(0) += 1;
-                    self.put_conn(id, Conn::Tcp(Box::new(TcpConn::new(stream, id, ip))));
-                    debug!(%peer, listener = %id, "connection opened");
-                }
-                Err(OpenError::Full) => conn::refuse(&mut stream, CloseReason::TooManyListeners),
-                Err(_) => conn::refuse(&mut stream, CloseReason::Shutdown),
             }
         }
     }
@@ -643,7 +632,7 @@ impl Server {
                             frames.push(FrameRepr::Stat(StatRepr { index, value }));
                         });
                         frames.push(FrameRepr::Close(CloseRepr::new(CloseReason::Normal)));
-                        let written = tcp.write_final(&frames);
+                        let written = tcp.write_reply(&frames);
                         self.core.transport_stats().bytes_out += written as u64;
                         let _ = self.poll.registry().deregister(&mut tcp.stream);
                     }

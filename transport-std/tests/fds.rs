@@ -1,0 +1,252 @@
+//! Running out of file descriptors, against `flagpost serve` as its own
+//! process with a low open-files limit (soft and hard, so the broker cannot
+//! raise it): connections beyond what it can hold get a close frame with
+//! reason *too many listeners* at once, the listeners it holds keep getting
+//! notifications, the refusals are counted in `flagpost_accept_no_fds_total`,
+//! the broker does not spin, and once listeners leave new ones are accepted
+//! again.
+
+#![cfg(target_os = "linux")]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use flagpost_std::core::wire::{
+    frame_len, CloseReason, FrameRepr, HelloRepr, NotifyRepr, SenderId, Seq, MAX_DATAGRAM_LEN,
+    MAX_FRAME_LEN,
+};
+use flagpost_std::core::{FlagSet, Notification};
+
+const BIN: &str = env!("CARGO_BIN_EXE_flagpost");
+/// The broker's open-files limit: its own descriptors take about ten.
+const NOFILE: u64 = 32;
+/// Connections tried: more than NOFILE, so that some must be refused.
+const ATTEMPTS: usize = 40;
+const LONG: Duration = Duration::from_secs(10);
+/// How soon a refusal must arrive.
+const PROMPT: Duration = Duration::from_secs(2);
+
+struct Serve {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `flagpost serve` on a free loopback port with RLIMIT_NOFILE lowered to
+/// `NOFILE` (soft and hard) in the child before it runs.
+fn serve() -> Serve {
+    let mut command = Command::new(BIN);
+    command
+        .args(["serve", "--bind", "127.0.0.1:0", "--max-listeners", "1000"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    // SAFETY: the closure runs in the forked child before exec and only
+    // makes the setrlimit system call, which is async-signal-safe.
+    #[allow(unsafe_code)]
+    unsafe {
+        command.pre_exec(|| {
+            use nix::sys::resource::{setrlimit, Resource};
+            setrlimit(Resource::RLIMIT_NOFILE, NOFILE, NOFILE).map_err(std::io::Error::from)
+        });
+    }
+    let mut child = command.spawn().unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("listening on ")
+        .expect("serve announces its address")
+        .parse()
+        .unwrap();
+    Serve { child, addr }
+}
+
+/// Reads one frame (blocking, bounded by the stream's read timeout).
+fn read_frame(stream: &mut TcpStream) -> std::io::Result<FrameRepr> {
+    let mut buf = [0u8; MAX_FRAME_LEN];
+    stream.read_exact(&mut buf[..6])?;
+    // the header says the body's length (bytes 4-5)
+    let len = 6 + usize::from(u16::from_be_bytes([buf[4], buf[5]]));
+    if frame_len(&buf[..6]).is_err() || len > MAX_FRAME_LEN {
+        return Err(std::io::Error::other("not a frame header"));
+    }
+    stream.read_exact(&mut buf[6..len])?;
+    FrameRepr::parse_bytes(&buf[..len]).map_err(|e| std::io::Error::other(format!("{e:?}")))
+}
+
+enum Outcome {
+    Welcomed(TcpStream),
+    Refused(Duration),
+}
+
+/// Connects and says hello: welcomed, or refused for want of descriptors.
+fn attempt(addr: SocketAddr) -> Outcome {
+    let start = Instant::now();
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(LONG)).unwrap();
+    let mut hello = [0u8; MAX_FRAME_LEN];
+    let n = FrameRepr::Hello(HelloRepr {
+        interest: FlagSet::ALL,
+        channel: None,
+        keepalive_secs: 0,
+    })
+    .emit(&mut hello)
+    .unwrap();
+    // A refused connection may be closed before the hello goes out.
+    let _ = stream.write_all(&hello[..n]);
+    match read_frame(&mut stream).expect("a frame, in time") {
+        FrameRepr::Welcome(_) => Outcome::Welcomed(stream),
+        FrameRepr::Close(c) if c.reason == CloseReason::TooManyListeners => {
+            Outcome::Refused(start.elapsed())
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+fn notify(addr: SocketAddr, seq: u32) {
+    let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let mut d = [0u8; MAX_DATAGRAM_LEN];
+    let n = NotifyRepr {
+        notification: Notification::status(None),
+        sender: SenderId(0xfd),
+        seq: Seq(seq),
+        batch: 1,
+        ack_requested: false,
+        tag: None,
+    }
+    .emit(&mut d)
+    .unwrap();
+    udp.send_to(&d[..n], addr).unwrap();
+}
+
+/// User plus system CPU time of `pid`, in clock ticks.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // fields after the parenthesised command name; utime and stime are 14 and 15
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+}
+
+/// The value of metric `name` in `flagpost stats --json`.
+fn stat(addr: SocketAddr, name: &str) -> u64 {
+    let out = Command::new(BIN)
+        .args(["stats", "--json", "--broker", &addr.to_string()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "stats: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let parsed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    parsed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == name)
+        .and_then(|e| e["value"].as_u64())
+        .unwrap_or_else(|| panic!("{name} missing"))
+}
+
+#[test]
+fn out_of_descriptors_refuses_with_a_reason_and_recovers() {
+    let mut server = serve();
+    let addr = server.addr;
+    let mut held = Vec::new();
+    let mut refused = 0u64;
+    let mut slowest = Duration::ZERO;
+    for _ in 0..ATTEMPTS {
+        match attempt(addr) {
+            Outcome::Welcomed(stream) => {
+                assert_eq!(refused, 0, "a listener was welcomed after a refusal");
+                held.push(stream);
+            }
+            Outcome::Refused(after) => {
+                assert!(after < PROMPT, "refused only after {after:?}");
+                slowest = slowest.max(after);
+                refused += 1;
+            }
+        }
+    }
+    assert!(
+        held.len() >= 10 && refused >= 8,
+        "{} held, {refused} refused",
+        held.len()
+    );
+
+    // At the limit, the listeners held are served as ever.
+    notify(addr, 1);
+    for stream in &mut held {
+        assert!(matches!(
+            read_frame(stream).expect("flags in time"),
+            FrameRepr::Flags(_)
+        ));
+    }
+
+    // Connections that arrive and are refused cost no busy loop: the
+    // broker's CPU time over a quiet half second stays near zero.
+    let pid = server.child.id();
+    let before = cpu_ticks(pid);
+    for _ in 0..5 {
+        assert!(matches!(attempt(addr), Outcome::Refused(_)));
+        refused += 1;
+    }
+    std::thread::sleep(Duration::from_millis(500)); // a measurement window
+    let spent = cpu_ticks(pid) - before;
+    assert!(spent < 20, "the broker used {spent} ticks while refusing");
+
+    // Three listeners leave; the next connection is accepted again (the
+    // broker may see it before their ends, so refusals may come first).
+    held.truncate(held.len() - 3);
+    let deadline = Instant::now() + LONG;
+    loop {
+        assert!(Instant::now() < deadline, "no listener accepted again");
+        match attempt(addr) {
+            Outcome::Welcomed(stream) => {
+                held.push(stream);
+                break;
+            }
+            Outcome::Refused(_) => refused += 1,
+        }
+    }
+
+    eprintln!(
+        "{} listeners held under {NOFILE} descriptors, {refused} refused, \
+         {spent} ticks of CPU while refusing, slowest refusal {slowest:?}",
+        held.len()
+    );
+    // Every refusal counted, as refusals for want of descriptors only.
+    assert_eq!(stat(addr, "flagpost_accept_no_fds_total"), refused);
+    assert_eq!(stat(addr, "flagpost_accept_errors_total"), 0);
+    assert_eq!(stat(addr, "flagpost_connections_refused_full_total"), 0);
+
+    // The limit was reported at start, with a warning: max_listeners is larger.
+    let _ = server.child.kill();
+    let _ = server.child.wait();
+    let mut log = String::new();
+    server
+        .child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut log)
+        .unwrap();
+    assert!(
+        log.contains("allows fewer listeners than max_listeners")
+            && log.contains("open_files_limit=32"),
+        "{log}"
+    );
+    assert!(log.contains("out of file descriptors"), "{log}");
+}
