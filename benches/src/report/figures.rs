@@ -3,7 +3,7 @@
 //! benchmarks issue's [`Target`] ([`Rule`]); how its ratio and verdict are
 //! decided, and what each section measures.
 
-use super::fmt::fmt_num;
+use super::fmt::{fmt_int, fmt_num};
 
 /// The report's sections, in the order they are rendered.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -117,6 +117,8 @@ pub enum Unit {
     Plain,
     /// Seconds.
     Seconds,
+    /// A count of events (an integer).
+    Count,
 }
 
 impl Unit {
@@ -134,6 +136,7 @@ impl Unit {
             Unit::PercentOfCore => format!("{} %", fmt_num(value)),
             Unit::Plain => fmt_num(value),
             Unit::Seconds => format!("{} s", fmt_num(value)),
+            Unit::Count => fmt_int(value.round().max(0.0) as u64),
         }
     }
 }
@@ -324,6 +327,8 @@ mod tests {
         };
         assert_eq!(unfloored.met(), None);
         assert_eq!(Unit::Seconds.format(1.5), "1.50 s");
+        assert_eq!(Unit::Count.format(17.0), "17");
+        assert_eq!(Unit::Count.format(12345.0), "12,345");
 
         assert_eq!(below_every_peer(Some(30.0), &[40.0, 31.0]), Some(true));
         assert_eq!(below_every_peer(Some(30.0), &[40.0, 30.0]), Some(false));
