@@ -19,10 +19,10 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use flagpost_benches::clock::now_ns;
-use flagpost_benches::farm::{raise_fd_limit, Channels, Farm, FarmSpec, Hello};
+use flagpost_benches::farm::{Channels, Farm, FarmSpec, Hello};
 use flagpost_core::{ChannelId, FlagSet};
 
-use crate::{Participant, FD_NEEDED};
+use crate::Participant;
 
 /// The child's arguments for `spec`: hello, channels, receive buffer.
 fn spec_args(spec: &FarmSpec) -> Vec<String> {
@@ -69,7 +69,7 @@ fn parse_spec(args: &[String]) -> Option<FarmSpec> {
 /// `_scale_farm ADDR N SPEC…`: opens the farm, announces, then reads and
 /// answers queries until the parent closes stdin.
 pub(crate) fn child_scale_farm(args: &[String]) {
-    raise_fd_limit(FD_NEEDED).unwrap_or_else(|e| panic!("farm: {e}"));
+    crate::raise_fds("farm");
     let addr: SocketAddr = args.first().and_then(|a| a.parse().ok()).expect("addr");
     let n: usize = args.get(1).and_then(|a| a.parse().ok()).expect("n");
     let spec = parse_spec(args.get(2..).unwrap_or_default()).expect("farm spec");
