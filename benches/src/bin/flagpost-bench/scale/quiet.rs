@@ -230,12 +230,19 @@ fn load_name(threads: usize) -> String {
 
 fn print_run(path: &str, threads: usize, r: &Run) {
     let l = &r.measured.latency;
+    let us = |v: f64| {
+        if l.samples == 0 {
+            "—".to_owned()
+        } else {
+            format!("{v:.1}")
+        }
+    };
     print!(
-        "  {path:<11} {:<22} p50 {:>8.1} µs  p99 {:>9.1} µs  max {:>9.1} µs  lost {}",
+        "  {path:<11} {:<22} p50 {:>8} µs  p99 {:>9} µs  max {:>9} µs  lost {}",
         load_name(threads),
-        l.p50_us,
-        l.p99_us,
-        l.max_us,
+        us(l.p50_us),
+        us(l.p99_us),
+        us(l.max_us),
         r.measured.lost
     );
     if let Some((c, secs)) = &r.counters {

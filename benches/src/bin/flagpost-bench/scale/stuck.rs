@@ -63,7 +63,7 @@ impl Sizes {
         Sizes {
             listeners: 10,
             stuck_timeout: Duration::from_secs(2),
-            margin: Duration::from_millis(1200),
+            margin: Duration::from_millis(1100),
             reading: Duration::from_millis(300),
             steady_rate: 1000.0,
         }
