@@ -63,7 +63,7 @@ impl Sizes {
             turn_secs: 0.1,
             turns: 1,
             paced_secs: 0.1,
-            settle: Duration::from_millis(200),
+            settle: Duration::from_millis(50),
         }
     }
 }

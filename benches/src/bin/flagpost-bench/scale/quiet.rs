@@ -58,9 +58,9 @@ impl Sizes {
     pub(crate) fn quick() -> Sizes {
         Sizes {
             listeners: 1_000,
-            samples: 5,
+            samples: 4,
             interval: Duration::from_millis(100),
-            settle: Duration::from_millis(500),
+            settle: Duration::from_millis(200),
         }
     }
 }
