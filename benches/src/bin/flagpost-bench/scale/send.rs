@@ -108,12 +108,19 @@ impl Sender {
                 };
             }
             if let Some(rate) = rate {
-                let ahead = sent as f64 / rate - elapsed.as_secs_f64();
+                // no rate (a floor that measured nothing): send nothing
+                let ahead = if rate > 0.0 {
+                    sent as f64 / rate - elapsed.as_secs_f64()
+                } else {
+                    1e-3
+                };
                 if ahead > 0.0 {
                     // far ahead (a slow pace): sleep, leaving the CPU to
-                    // the receiver; close to the pace: give way only
+                    // the receiver, at most 10 ms between two looks at
+                    // the clock and the stop flag; close to the pace: give
+                    // way only
                     if ahead > 300e-6 {
-                        std::thread::sleep(Duration::from_secs_f64(ahead - 200e-6));
+                        std::thread::sleep(Duration::from_secs_f64((ahead - 200e-6).min(0.01)));
                     } else {
                         std::thread::yield_now();
                     }
