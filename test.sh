@@ -70,6 +70,10 @@ grep -qxF "$begin" "$report"
 grep -qxF "$end" "$report"
 grep -qF '| figure | value | floor (same run) | ratio to floor | target |' "$report"
 grep -qF '| broker wake-ups per second |' "$report"
+# the scale scenarios (flagpost-bench scale) write their sections too
+grep -qF '### Ingest with listeners connected' "$report"
+grep -qF '### Quiet channel under flood' "$report"
+grep -qF '### Stuck listeners' "$report"
 # the hand-written text around the markers is kept
 [ "$(sed "\|^$begin\$|,\$d" BENCHMARKS.md)" = "$(sed "\|^$begin\$|,\$d" "$report")" ]
 [ "$(sed "1,\|^$end\$|d" BENCHMARKS.md)" = "$(sed "1,\|^$end\$|d" "$report")" ]

@@ -1,15 +1,25 @@
 //! Pieces the end-to-end measurements share: readings from `/proc`, the
 //! file-descriptor limit, and the *listener farm* — N raw TCP connections
-//! served by one epoll loop (mio) in one process, so 10,000 listeners cost
+//! served by one epoll loop (mio) in one process, so 19,000 listeners cost
 //! no thread each. The farm counts messages per connection and reports the
 //! moment every connection has received its r-th message.
+//!
+//! A [`FarmSpec`] says what the connections say first ([`Hello`]: a
+//! Flagpost hello with an interest set, the bare ingest floor's one-line
+//! hello, or nothing for the bare fan-out floor), which channel each one
+//! listens for ([`Channels`], e.g. ten per channel `c{i/10}`) and, if
+//! asked, a small `SO_RCVBUF`. Connections are opened in chunks, each
+//! chunk welcomed before the next one connects, so that a listen backlog
+//! (the broker's is 4,096) never overflows. A farm reads promptly, or
+//! stops reading ([`Farm::set_reading`]): an *idle* listener is connected
+//! and welcomed, then never read.
 
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use flagpost_core::wire::{frame_len, FrameRepr, HelloRepr};
-use flagpost_core::FlagSet;
+use flagpost_core::{ChannelId, FlagSet};
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 
@@ -71,7 +81,7 @@ pub fn raise_fd_limit(needed: u64) -> Result<(), String> {
     setrlimit(Resource::RLIMIT_NOFILE, hard, hard).map_err(|e| e.to_string())
 }
 
-/// What the farm's connections speak.
+/// What the farm's connections speak (the fan-out scenario's two farms).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FarmMode {
     /// Flagpost listeners: hello, welcome, then flags frames are messages.
@@ -80,21 +90,102 @@ pub enum FarmMode {
     Bare,
 }
 
+/// What a farm connection says first, and so how its stream is read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Hello {
+    /// A Flagpost hello with this interest (and the connection's channel);
+    /// the broker's welcome is awaited and flags frames are messages.
+    Flagpost(FlagSet),
+    /// The bare ingest floor's hello: the channel's name and a newline
+    /// (just the newline for all channels). The floor answers with a
+    /// Flagpost welcome frame and writes Flagpost flags frames, so the
+    /// stream is read as Flagpost's.
+    Line,
+    /// Nothing: the bare fan-out floor, whose every 8 bytes are a message.
+    None,
+}
+
+/// Which channel each connection listens for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Channels {
+    /// All channels.
+    All,
+    /// Every connection the same channel.
+    One(ChannelId),
+    /// Ten connections per channel: connection `i` listens for
+    /// [`per_ten_channel(i)`](per_ten_channel).
+    PerTen,
+}
+
+/// The channel of connection `i` under [`Channels::PerTen`]: `c{i/10}`.
+pub fn per_ten_channel(i: usize) -> ChannelId {
+    // at most "c" and 20 digits: always a valid channel id
+    ChannelId::new(&format!("c{}", i / 10)).expect("a short ASCII channel name")
+}
+
+impl Channels {
+    /// The channel of connection `i`, `None` for all channels.
+    pub fn of(&self, i: usize) -> Option<ChannelId> {
+        match self {
+            Channels::All => None,
+            Channels::One(c) => Some(*c),
+            Channels::PerTen => Some(per_ten_channel(i)),
+        }
+    }
+}
+
+/// How a farm's connections are opened.
+#[derive(Clone, Copy, Debug)]
+pub struct FarmSpec {
+    /// What each connection says first.
+    pub hello: Hello,
+    /// Which channel each listens for.
+    pub channels: Channels,
+    /// `SO_RCVBUF` set before connecting (`None`: the kernel's default).
+    pub recv_buffer: Option<usize>,
+    /// Connections opened before waiting for their welcomes.
+    pub chunk: usize,
+}
+
+impl FarmSpec {
+    /// Flagpost listeners with `interest`, on `channels`, default buffers,
+    /// in chunks of 1,000.
+    pub fn flagpost(interest: FlagSet, channels: Channels) -> FarmSpec {
+        FarmSpec {
+            hello: Hello::Flagpost(interest),
+            channels,
+            recv_buffer: None,
+            chunk: 1000,
+        }
+    }
+}
+
+/// How long one chunk of connections may take to be welcomed.
+const WELCOME_DEADLINE: Duration = Duration::from_secs(60);
+
 struct Conn {
     stream: TcpStream,
     buf: Vec<u8>,
     messages: u64,
     welcomed: bool,
+    closed: bool,
 }
 
 /// N connections in one epoll loop.
 pub struct Farm {
     poll: Poll,
     conns: Vec<Conn>,
-    mode: FarmMode,
+    /// Whether every 8 bytes are a message (else Flagpost frames).
+    fixed8: bool,
     /// How many connections have at least r messages, indexed by r (grown
     /// as rounds complete).
     reached: Vec<u64>,
+    /// Whether the connections are registered for reading.
+    reading: bool,
+    /// Whether a connection the peer closes is an error (the fan-out
+    /// farms) or is counted ([`closed`](Self::closed)).
+    close_is_error: bool,
+    closed: usize,
 }
 
 impl Farm {
@@ -109,86 +200,154 @@ impl Farm {
         addr: SocketAddr,
         n: usize,
         mode: FarmMode,
-        channel: Option<flagpost_core::ChannelId>,
+        channel: Option<ChannelId>,
     ) -> io::Result<Farm> {
-        let poll = Poll::new()?;
-        let mut conns = Vec::with_capacity(n);
-        let mut hello = [0u8; 64];
-        let hello_len = FrameRepr::Hello(HelloRepr {
-            interest: FlagSet::ALL,
-            channel,
-            keepalive_secs: 3600,
-        })
-        .emit(&mut hello)
-        .map_err(io::Error::other)?;
-        for i in 0..n {
-            // connect synchronously (the listen backlog absorbs the burst),
-            // then hand the socket to mio
-            let std = std::net::TcpStream::connect(addr)?;
-            std.set_nodelay(true)?;
-            if mode == FarmMode::Flagpost {
-                (&std).write_all(&hello[..hello_len])?;
-            }
-            std.set_nonblocking(true)?;
-            let mut stream = TcpStream::from_std(std);
-            poll.registry()
-                .register(&mut stream, Token(i), Interest::READABLE)?;
-            conns.push(Conn {
-                stream,
-                buf: Vec::new(),
-                messages: 0,
-                welcomed: mode == FarmMode::Bare,
-            });
-        }
-        let mut farm = Farm {
-            poll,
-            conns,
-            mode,
-            reached: vec![n as u64],
+        let spec = FarmSpec {
+            hello: match mode {
+                FarmMode::Flagpost => Hello::Flagpost(FlagSet::ALL),
+                FarmMode::Bare => Hello::None,
+            },
+            channels: channel.map_or(Channels::All, Channels::One),
+            recv_buffer: None,
+            chunk: 1000,
         };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while farm.conns.iter().any(|c| !c.welcomed) {
-            if Instant::now() > deadline {
-                return Err(io::Error::other("not every listener was welcomed in 60 s"));
+        let mut farm = Self::open(addr, n, &spec)?;
+        farm.close_is_error = true;
+        Ok(farm)
+    }
+
+    /// Opens `n` connections to `addr` as `spec` says, `spec.chunk` at a
+    /// time, each chunk welcomed (unless [`Hello::None`]) before the next
+    /// connects. The farm then reads promptly; a connection the peer
+    /// closes is counted, not an error.
+    pub fn open(addr: SocketAddr, n: usize, spec: &FarmSpec) -> io::Result<Farm> {
+        let mut farm = Farm {
+            poll: Poll::new()?,
+            conns: Vec::with_capacity(n),
+            fixed8: spec.hello == Hello::None,
+            reached: vec![n as u64],
+            reading: true,
+            close_is_error: false,
+            closed: 0,
+        };
+        let chunk = spec.chunk.max(1);
+        let mut next = 0;
+        while next < n {
+            let end = (next + chunk).min(n);
+            for i in next..end {
+                farm.connect_one(addr, i, spec)?;
             }
-            farm.turn(Some(Duration::from_millis(100)))?;
+            let deadline = Instant::now() + WELCOME_DEADLINE;
+            while farm.conns[next..end].iter().any(|c| !c.welcomed) {
+                if Instant::now() > deadline {
+                    return Err(io::Error::other(format!(
+                        "connections {next}..{end} were not all welcomed in {} s",
+                        WELCOME_DEADLINE.as_secs()
+                    )));
+                }
+                farm.poll(Some(Duration::from_millis(100)))?;
+            }
+            next = end;
         }
         Ok(farm)
     }
 
-    /// Handles one batch of readiness events.
-    fn turn(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+    /// Connects connection `i` (synchronously: the listen backlog absorbs
+    /// a chunk), says its hello and hands it to mio.
+    fn connect_one(&mut self, addr: SocketAddr, i: usize, spec: &FarmSpec) -> io::Result<()> {
+        let socket = socket2::Socket::new(
+            socket2::Domain::for_address(addr),
+            socket2::Type::STREAM,
+            Some(socket2::Protocol::TCP),
+        )?;
+        if let Some(bytes) = spec.recv_buffer {
+            // before connecting, so that the window scale the handshake
+            // agrees on fits the small buffer
+            socket.set_recv_buffer_size(bytes)?;
+        }
+        socket.connect(&addr.into())?;
+        socket.set_tcp_nodelay(true)?;
+        let std: std::net::TcpStream = socket.into();
+        let channel = spec.channels.of(i);
+        match spec.hello {
+            Hello::Flagpost(interest) => {
+                let mut hello = [0u8; 64];
+                let len = FrameRepr::Hello(HelloRepr {
+                    interest,
+                    channel,
+                    keepalive_secs: 3600,
+                })
+                .emit(&mut hello)
+                .map_err(io::Error::other)?;
+                (&std).write_all(&hello[..len])?;
+            }
+            Hello::Line => {
+                let name = channel.as_ref().map_or("", |c| c.as_str());
+                (&std).write_all(format!("{name}\n").as_bytes())?;
+            }
+            Hello::None => {}
+        }
+        std.set_nonblocking(true)?;
+        let mut stream = TcpStream::from_std(std);
+        self.poll
+            .registry()
+            .register(&mut stream, Token(i), Interest::READABLE)?;
+        self.conns.push(Conn {
+            stream,
+            buf: Vec::new(),
+            messages: 0,
+            welcomed: spec.hello == Hello::None,
+            closed: false,
+        });
+        Ok(())
+    }
+
+    /// Handles one batch of readiness events: reads what arrived, waiting
+    /// at most `timeout` for it.
+    pub fn poll(&mut self, timeout: Option<Duration>) -> io::Result<()> {
         let mut events = Events::with_capacity(1024);
-        self.poll.poll(&mut events, timeout)?;
+        match self.poll.poll(&mut events, timeout) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(()),
+            other => other?,
+        }
         let mut chunk = [0u8; 4096];
         for event in events.iter() {
             let Some(conn) = self.conns.get_mut(event.token().0) else {
                 continue;
             };
+            if conn.closed {
+                continue;
+            }
+            let mut gone = false;
             loop {
                 match conn.stream.read(&mut chunk) {
-                    Ok(0) => return Err(io::Error::other("a farm connection was closed")),
+                    Ok(0) => {
+                        gone = true;
+                        break;
+                    }
                     Ok(n) => conn.buf.extend_from_slice(&chunk[..n]),
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                    Err(e) => return Err(e),
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) if self.close_is_error => return Err(e),
+                    Err(_) => {
+                        gone = true;
+                        break;
+                    }
                 }
             }
             let before = conn.messages;
-            match self.mode {
-                FarmMode::Bare => {
-                    let whole = conn.buf.len() / 8;
-                    conn.messages += whole as u64;
-                    conn.buf.drain(..whole * 8);
-                }
-                FarmMode::Flagpost => {
-                    while let Ok(Some(len)) = frame_len(&conn.buf) {
-                        match FrameRepr::parse_bytes(&conn.buf[..len]) {
-                            Ok(FrameRepr::Welcome(_)) => conn.welcomed = true,
-                            Ok(FrameRepr::Flags(_)) => conn.messages += 1,
-                            _ => {}
-                        }
-                        conn.buf.drain(..len);
+            if self.fixed8 {
+                let whole = conn.buf.len() / 8;
+                conn.messages += whole as u64;
+                conn.buf.drain(..whole * 8);
+            } else {
+                while let Ok(Some(len)) = frame_len(&conn.buf) {
+                    match FrameRepr::parse_bytes(&conn.buf[..len]) {
+                        Ok(FrameRepr::Welcome(_)) => conn.welcomed = true,
+                        Ok(FrameRepr::Flags(_)) => conn.messages += 1,
+                        _ => {}
                     }
+                    conn.buf.drain(..len);
                 }
             }
             for r in before + 1..=conn.messages {
@@ -198,7 +357,38 @@ impl Farm {
                 }
                 self.reached[r] += 1;
             }
+            if gone {
+                if self.close_is_error {
+                    return Err(io::Error::other("a farm connection was closed"));
+                }
+                conn.closed = true;
+                let _ = self.poll.registry().deregister(&mut conn.stream);
+                self.closed += 1;
+            }
         }
+        Ok(())
+    }
+
+    /// Stops reading (`false`: the connections stay open and are never
+    /// read, as idle listeners) or starts again (`true`: whatever queued
+    /// meanwhile is read).
+    pub fn set_reading(&mut self, on: bool) -> io::Result<()> {
+        if on == self.reading {
+            return Ok(());
+        }
+        for (i, conn) in self.conns.iter_mut().enumerate() {
+            if conn.closed {
+                continue;
+            }
+            if on {
+                self.poll
+                    .registry()
+                    .register(&mut conn.stream, Token(i), Interest::READABLE)?;
+            } else {
+                self.poll.registry().deregister(&mut conn.stream)?;
+            }
+        }
+        self.reading = on;
         Ok(())
     }
 
@@ -215,15 +405,28 @@ impl Farm {
             if left.is_zero() {
                 return Ok(false);
             }
-            self.turn(Some(left))?;
+            self.poll(Some(left))?;
         }
     }
 
     /// Messages received so far, over all connections (handles what is
     /// already readable first).
     pub fn messages(&mut self) -> io::Result<u64> {
-        self.turn(Some(Duration::ZERO))?;
+        self.poll(Some(Duration::ZERO))?;
         Ok(self.conns.iter().map(|c| c.messages).sum())
+    }
+
+    /// Connections the peer closed (seen while reading).
+    pub fn closed(&self) -> usize {
+        self.closed
+    }
+
+    /// The local (client) port of every connection, in connection order.
+    pub fn local_ports(&self) -> Vec<u16> {
+        self.conns
+            .iter()
+            .filter_map(|c| c.stream.local_addr().ok().map(|a| a.port()))
+            .collect()
     }
 
     /// Number of connections.

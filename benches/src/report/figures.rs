@@ -3,7 +3,7 @@
 //! benchmarks issue's [`Target`] ([`Rule`]); how its ratio and verdict are
 //! decided, and what each section measures.
 
-use super::fmt::fmt_num;
+use super::fmt::{fmt_int, fmt_num};
 
 /// The report's sections, in the order they are rendered.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -23,11 +23,20 @@ pub enum Section {
     HotLoop,
     /// A flooded channel beside a quiet one.
     Flood,
+    /// Raw notification datagrams into a broker with thousands of
+    /// listeners connected, beside the broker with none and a bare floor.
+    ScaleIngest,
+    /// A quiet channel's wake latency while another channel of thousands
+    /// of idle listeners is flooded.
+    QuietFlood,
+    /// Listeners that stop reading: the kernel memory queued for them and
+    /// how soon the broker closes them.
+    Stuck,
 }
 
 impl Section {
     /// Every section, in render order.
-    pub const ALL: [Section; 7] = [
+    pub const ALL: [Section; 10] = [
         Section::Wake,
         Section::Ingest,
         Section::FanOut,
@@ -35,6 +44,9 @@ impl Section {
         Section::Idle,
         Section::HotLoop,
         Section::Flood,
+        Section::ScaleIngest,
+        Section::QuietFlood,
+        Section::Stuck,
     ];
 
     /// The section's heading.
@@ -47,6 +59,9 @@ impl Section {
             Section::Idle => "Idle cost",
             Section::HotLoop => "`notify_*` from a hot loop",
             Section::Flood => "Flood",
+            Section::ScaleIngest => "Ingest with listeners connected",
+            Section::QuietFlood => "Quiet channel under flood",
+            Section::Stuck => "Stuck listeners",
         }
     }
 
@@ -72,6 +87,15 @@ impl Section {
             Section::Flood => {
                 "Two senders at full rate on one channel with 10 listeners on it, and a quiet listener on another channel whose wake latency is measured unloaded and under the flood."
             }
+            Section::ScaleIngest => {
+                "Raw status datagrams blasted from one thread for a fixed time at a broker with N raw listeners connected (one farm process), counted by the broker (`datagrams`, `kernel_drops`, `flags_frames`, `route_visits`). Cases: (a) the listeners on one channel the notifications never target, (a′) all channels but interested only in channel shutdown, which status updates do not raise, (b) ten listeners per channel, notifications to random ones of those channels, (c) all channels, untargeted notifications; each with idle listeners (welcomed, then never read) and with listeners that read promptly. Floors, interleaved turn by turn: the same broker with no listener, and for (b) and (c) read promptly a bare process that receives the datagrams in `recvmmsg` batches of 32, decodes the channel and writes one 14-byte frame per batch to each reached connection that can take it (the targets' floor; the table also has it writing once per drain of its socket, as the broker does). A paced run at 90 % of the no-listener rate counts the kernel's drops at a rate the broker should sustain."
+            }
+            Section::QuietFlood => {
+                "Thousands of idle listeners (ten per channel), a full-speed flood of raw status datagrams to one of their channels from one thread and then two, and a channel update to another channel every 100 ms from a sender of its own; a Flagpost `Listener` in its own process, listening for that channel's updates, stamps each wake. Latency is from each send to the next wake; a send with no wake within 1 s is lost. Unloaded: the same listeners, no flood, in the same run. Floor: the bare relay (UDP → TCP → blocked reader) whose socket takes the same flood."
+            }
+            Section::Stuck => {
+                "A broker with a short `stuck_timeout` and K raw listeners that read, then stop reading at a recorded instant while status notifications keep reaching them (at a steady 1,000/s, and at full speed). Sampled every 100 ms from the broker's side of each connection (`/proc/<broker>/net/tcp`, and `ss -tmn` for the socket memory): the bytes queued for it (Send-Q), and the moment the broker closes it (its socket leaves ESTABLISHED), minus `stuck_timeout`. Two clients: default socket buffers, and a 4 KiB `SO_RCVBUF`."
+            }
         }
     }
 }
@@ -91,6 +115,10 @@ pub enum Unit {
     PercentOfCore,
     /// A plain number (a ratio of counts).
     Plain,
+    /// Seconds.
+    Seconds,
+    /// A count of events (an integer).
+    Count,
 }
 
 impl Unit {
@@ -107,6 +135,8 @@ impl Unit {
             Unit::Bytes => format!("{} B", fmt_num(value)),
             Unit::PercentOfCore => format!("{} %", fmt_num(value)),
             Unit::Plain => fmt_num(value),
+            Unit::Seconds => format!("{} s", fmt_num(value)),
+            Unit::Count => fmt_int(value.round().max(0.0) as u64),
         }
     }
 }
@@ -122,6 +152,9 @@ pub enum Rule {
     RatioAtMost(f64),
     /// The value divided by the reference is at least this.
     RatioAtLeast(f64),
+    /// The value is at most the reference itself (which may be zero, where
+    /// no ratio exists).
+    AtMostReference,
 }
 
 /// A target the benchmarks issue states for a figure.
@@ -142,10 +175,11 @@ impl Target {
         }
     }
 
-    /// Whether `value` (with `ratio` to its reference) meets the target;
-    /// `None` when it cannot be told (no finite value, or a ratio target
-    /// without a ratio).
-    pub fn met(&self, value: f64, ratio: Option<f64>) -> Option<bool> {
+    /// Whether `value` (with `ratio` to its reference, and the reference
+    /// itself) meets the target; `None` when it cannot be told (no finite
+    /// value, or a ratio target without a ratio, or a reference target
+    /// without a reference).
+    pub fn met(&self, value: f64, ratio: Option<f64>, reference: Option<f64>) -> Option<bool> {
         if !value.is_finite() {
             return None;
         }
@@ -154,6 +188,7 @@ impl Target {
             Rule::AtLeast(bound) => Some(value >= bound),
             Rule::RatioAtMost(bound) => ratio.map(|r| r <= bound),
             Rule::RatioAtLeast(bound) => ratio.map(|r| r >= bound),
+            Rule::AtMostReference => reference.filter(|r| r.is_finite()).map(|r| value <= r),
         }
     }
 }
@@ -224,7 +259,10 @@ impl Figure {
     /// Whether the target is met; `None` without a target or when it
     /// cannot be told.
     pub fn met(&self) -> Option<bool> {
-        self.target.as_ref()?.met(self.value, self.ratio())
+        let reference = self.reference.as_ref().map(|r| r.value);
+        self.target
+            .as_ref()?
+            .met(self.value, self.ratio(), reference)
     }
 }
 
@@ -273,6 +311,24 @@ mod tests {
         assert_eq!(mem.met(), Some(true));
         // no floor for an absolute target: still decided
         assert_eq!(mem.ratio(), None);
+        // at most the floor, where the floor may be zero (no ratio)
+        let drops = Figure::new(Section::ScaleIngest, "drops", 0.0, Unit::Plain)
+            .floor("bare floor", 0.0)
+            .target(Rule::AtMostReference, "≤ the floor's");
+        assert_eq!((drops.ratio(), drops.met()), (None, Some(true)));
+        let more = Figure {
+            value: 0.01,
+            ..drops.clone()
+        };
+        assert_eq!(more.met(), Some(false));
+        let unfloored = Figure {
+            reference: None,
+            ..drops
+        };
+        assert_eq!(unfloored.met(), None);
+        assert_eq!(Unit::Seconds.format(1.5), "1.50 s");
+        assert_eq!(Unit::Count.format(17.0), "17");
+        assert_eq!(Unit::Count.format(12345.0), "12,345");
 
         assert_eq!(below_every_peer(Some(30.0), &[40.0, 31.0]), Some(true));
         assert_eq!(below_every_peer(Some(30.0), &[40.0, 30.0]), Some(false));

@@ -16,10 +16,10 @@
 //! ([`LatencySeries`], [`FanoutPoint`]), and the order of the generated
 //! section. Its parts live in private submodules, re-exported here:
 //! `splice` (the markers and the file), `figures` (one figure and its
-//! target), `peer_run` (the peers' run and its tables), `machine` (the
-//! machine and command line), `micro` (the criterion medians), `charts`
-//! (the PNG files) with `plots` (what each chart draws), and `fmt`
-//! (numbers and table cells).
+//! target), `table` (a section's free-form detail table), `peer_run` (the
+//! peers' run and its tables), `machine` (the machine and command line),
+//! `micro` (the criterion medians), `charts` (the PNG files) with `plots`
+//! (what each chart draws), and `fmt` (numbers and table cells).
 
 use std::fmt::Write as _;
 
@@ -37,6 +37,7 @@ mod micro;
 mod peer_run;
 mod plots;
 mod splice;
+mod table;
 
 pub use charts::{draw_charts, Chart, ChartError, Charts, CHART_FILES, FONT_PACKAGE, FONT_PATH};
 pub use figures::{Figure, Reference, Rule, Section, Target, Unit};
@@ -47,6 +48,7 @@ pub use peer_run::{below_every_peer, PeerRun, SystemFigures, Throughput};
 pub use splice::{
     check_markers, splice, write_generated, MarkerError, WriteError, BEGIN_MARKER, END_MARKER,
 };
+pub use table::Table;
 
 use fmt::{cell, verdict};
 use peer_run::{peer_targets, render_peers};
@@ -79,6 +81,7 @@ pub struct Report {
     latency: Vec<LatencySeries>,
     fanout: Vec<FanoutPoint>,
     memory: Vec<(String, f64)>,
+    tables: Vec<(Section, Table)>,
     peers: Option<PeerRun>,
     peers_skipped: Option<String>,
     smoke: bool,
@@ -99,6 +102,12 @@ impl Report {
     /// samples, …).
     pub fn note(&mut self, section: Section, text: impl Into<String>) {
         self.notes.push((section, text.into()));
+    }
+
+    /// Adds a table of detail under `section`'s figures (before its
+    /// notes).
+    pub fn add_table(&mut self, section: Section, table: Table) {
+        self.tables.push((section, table));
     }
 
     /// Keeps the raw wake-latency samples of `name` for the CDF chart.
@@ -228,7 +237,13 @@ impl Report {
             .filter(|(s, _)| *s == section)
             .map(|(_, n)| n.as_str())
             .collect();
-        if figures.is_empty() && notes.is_empty() {
+        let tables: Vec<&Table> = self
+            .tables
+            .iter()
+            .filter(|(s, _)| *s == section)
+            .map(|(_, t)| t)
+            .collect();
+        if figures.is_empty() && notes.is_empty() && tables.is_empty() {
             return;
         }
         let _ = writeln!(md, "### {}\n", section.title());
@@ -258,6 +273,9 @@ impl Report {
                 );
             }
             md.push('\n');
+        }
+        for t in tables {
+            t.render(md);
         }
         for n in notes {
             let _ = writeln!(md, "- {}", n.replace('\n', " "));
