@@ -47,10 +47,10 @@
 //!   `reached` is the model's, so every listener whose interest and
 //!   channel match a notification has those flags pending or delivered,
 //!   whatever the order of opens, closes, drains and notifications; the
-//!   routing index visits exactly the members of the reached groups
-//!   (same channel, same interest) whose raised flags are not all among
-//!   those raised on the group since a member last drained or joined —
-//!   `Stats::route_visits`, so a re-raise of what everyone has pending
+//!   routing index visits the members of each reached group (same channel,
+//!   same interest) that have no flags pending, and the others only for
+//!   flags beyond the group's covered set — `Stats::route_visits`, so a
+//!   re-raise of what everyone has pending
 //!   visits nobody ([`routing::RouteOutcome::visits`]); the ack is asked
 //!   for ⇔ given, answers the
 //!   notification with the verdict's result, is no longer than it and

@@ -46,9 +46,11 @@ pub struct RouteOutcome {
     /// Of those, listeners whose pending flags already held the raised ones
     /// (their outbox's flags did not change, only its raise count).
     pub coalesced: u32,
-    /// Listeners the pass visits: every member of each reached *group*
-    /// (listeners with the same channel and interest) whose raised flags
-    /// are not all among those raised on the group since one of its
-    /// members last drained its flags or joined it; none of the others.
+    /// Listeners the pass visits. Per reached *group* (listeners with the
+    /// same channel and interest): every member with no flags pending, and
+    /// the others too unless the raised flags are within the group's
+    /// *covered* set — the flags of its last raise that found a member with
+    /// none pending, plus those of every raise since (empty for a new
+    /// group). So a raise of what everyone has pending visits nobody.
     pub visits: u32,
 }

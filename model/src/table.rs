@@ -189,8 +189,9 @@ fn group_key(channel: Option<&ChannelId>, interest: FlagSet) -> GroupKey {
 #[derive(Clone, Debug, Default)]
 pub struct Table {
     conns: BTreeMap<ListenerId, Conn>,
-    /// Per group, the flags raised on it since one of its members last
-    /// drained its flags or joined it: the raises routing may skip.
+    /// Per group, a lower bound of the flags its members with flags pending
+    /// all have: the flags of the last raise that found a member with none
+    /// pending, and of every raise since. Starts empty when the group does.
     covered: BTreeMap<GroupKey, FlagSet>,
     /// Connections whose event is due, in the order they started closing
     /// (or asked for the stats).
@@ -258,21 +259,20 @@ impl Table {
             .count()
     }
 
-    /// A connection started listening for `interest` on `channel`: its
-    /// group's covered flags start afresh.
+    /// A connection started listening for `interest` on `channel`: a
+    /// group that had no member starts with nothing covered.
     pub fn joined(&mut self, channel: Option<&ChannelId>, interest: FlagSet) {
-        self.covered
-            .insert(group_key(channel, interest), FlagSet::EMPTY);
-    }
-
-    /// Listening connection `id` had its flags drained: its group's
-    /// covered flags start afresh.
-    pub fn drained(&mut self, id: ListenerId) {
-        if let Some(St::Listening {
-            interest, channel, ..
-        }) = self.conns.get(&id).map(|c| c.st)
-        {
-            self.joined(channel.as_ref(), interest);
+        let key = group_key(channel, interest);
+        let others = self.conns.values().filter(|c| match c.st {
+            St::Listening {
+                interest: i,
+                channel: ref ch,
+                ..
+            } => group_key(ch.as_ref(), i) == key,
+            _ => false,
+        });
+        if others.count() <= 1 {
+            self.covered.insert(key, FlagSet::EMPTY);
         }
     }
 
@@ -284,8 +284,38 @@ impl Table {
         raise: FlagSet,
         target: Option<&ChannelId>,
     ) -> RouteOutcome {
+        // per reached group: its flags, members with none pending, others
+        let mut groups: BTreeMap<GroupKey, (FlagSet, u32, u32)> = BTreeMap::new();
+        for conn in self.conns.values() {
+            let St::Listening {
+                interest, channel, ..
+            } = conn.st
+            else {
+                continue;
+            };
+            let flags = interest & raise;
+            if reaches(target, channel.as_ref()) && !flags.is_empty() {
+                let g = groups
+                    .entry(group_key(channel.as_ref(), interest))
+                    .or_insert((flags, 0, 0));
+                if conn.flags.is_empty() {
+                    g.1 += 1;
+                } else {
+                    g.2 += 1;
+                }
+            }
+        }
         let mut outcome = RouteOutcome::default();
-        let mut raised: Vec<(GroupKey, FlagSet)> = Vec::new();
+        for (key, (flags, fresh, raised)) in groups {
+            let covered = self.covered.entry(key).or_default();
+            // fresh members are always visited, the others only for flags
+            // beyond what they are known to have
+            outcome.visits += fresh;
+            if !covered.contains(flags) {
+                outcome.visits += raised;
+            }
+            *covered = if fresh > 0 { flags } else { *covered | flags };
+        }
         for conn in self.conns.values_mut() {
             let St::Listening {
                 interest, channel, ..
@@ -304,18 +334,9 @@ impl Table {
             if conn.flags.contains(flags) {
                 outcome.coalesced += 1;
             }
-            let key = group_key(channel.as_ref(), interest);
-            let covered = self.covered.get(&key).copied().unwrap_or_default();
-            if !covered.contains(flags) {
-                outcome.visits += 1;
-            }
-            raised.push((key, flags));
             conn.flags |= flags;
             conn.raises = conn.raises.saturating_add(1);
             conn.mark_pending(now);
-        }
-        for (key, flags) in raised {
-            *self.covered.entry(key).or_default() |= flags;
         }
         outcome
     }

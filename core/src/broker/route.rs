@@ -6,9 +6,13 @@
 //! found through a hash table keyed by the channel (SipHash-1-3 with a key
 //! random per broker, so that clients cannot choose colliding names); the
 //! groups of all-channels listeners are one short list (at most 15: one per
-//! interest set). Each group keeps `covered`, the flags every member has
-//! pending: a raise within `covered` costs O(1) and walks nobody. A drain of
-//! any member empties `covered`.
+//! interest set). A group keeps its members in two lists: *fresh* ones,
+//! with no flags pending (just joined, or drained since the last raise),
+//! and *raised* ones, which all have at least `covered` pending. A raise
+//! within `covered` walks the fresh members only (they get the flags and
+//! become raised), so it costs the listeners whose flags change, and O(1)
+//! when there are none: a flood or a burst raising what everyone already
+//! has walks nobody. A raise beyond `covered` walks the raised members too.
 //!
 //! Untargeted raises ([`Broadcast`]) raise one of three nested flag sets
 //! (non-status ⊂ status ⊂ the possible-loss set), so each group's coverage is
@@ -91,6 +95,9 @@ impl Broadcast {
 pub(super) struct Member {
     /// The group (`NIL`: not listening).
     group: u32,
+    /// In the group's fresh list (no flags pending) rather than its raised
+    /// list.
+    fresh: bool,
     prev: u32,
     next: u32,
     /// The group's raise counter when this member was last drained.
@@ -102,6 +109,7 @@ pub(super) struct Member {
 impl Member {
     pub(super) const NONE: Member = Member {
         group: NIL,
+        fresh: false,
         prev: NIL,
         next: NIL,
         group_mark: 0,
@@ -115,14 +123,19 @@ impl Member {
 pub(super) struct Group {
     /// Members (0: the group is free).
     members: u32,
+    /// Members with flags pending, each at least `covered`.
     head: u32,
+    /// Members with no flags pending.
+    fresh: u32,
+    fresh_members: u32,
     /// The channel's hash (0 for all channels).
     hash: u32,
     all_channels: bool,
     interest: FlagSet,
-    /// Flags every member has pending.
+    /// Flags every raised member has pending.
     covered: FlagSet,
-    /// Which broadcasts `covered` covers (`TOP`: all; in no level list).
+    /// Which broadcasts the group has pending everywhere (`TOP`: all; in no
+    /// level list): none while a member is fresh.
     level: u8,
     /// Targeted raises of this group (wrapping).
     raises: u32,
@@ -138,6 +151,8 @@ impl Group {
     pub(super) const FREE: Group = Group {
         members: 0,
         head: NIL,
+        fresh: NIL,
+        fresh_members: 0,
         hash: 0,
         all_channels: false,
         interest: FlagSet::EMPTY,
@@ -244,9 +259,10 @@ where
 
     /// The channel of group `g`'s listeners.
     fn group_channel(&self, g: &Group) -> Option<&ChannelId> {
+        let member = if g.head != NIL { g.head } else { g.fresh };
         self.slots
             .as_ref()
-            .get(g.head as usize)
+            .get(member as usize)
             .and_then(|s| s.channel.as_ref())
     }
 
@@ -299,7 +315,7 @@ where
 
     /// Unlinks a group with no member left from its chain and frees it.
     fn free_group(&mut self, g: u32) {
-        self.set_covered(g, None);
+        self.relist(g, true);
         let Some(node) = group(self.slots.as_ref(), g).copied() else {
             return;
         };
@@ -339,49 +355,101 @@ where
         self.index.free = g;
     }
 
-    /// Sets group `g`'s covered flags (`None`: the group is being freed) and
-    /// moves it to the level list they put it in.
-    fn set_covered(&mut self, g: u32, covered: Option<FlagSet>) {
+    /// Moves group `g` to the level list its state puts it in (`free`: the
+    /// group is being freed, into none).
+    fn relist(&mut self, g: u32, free: bool) {
         let Some(node) = group(self.slots.as_ref(), g).copied() else {
             return;
         };
-        let level = covered.map_or(TOP, |c| level_of(node.interest, c));
-        if level != node.level {
-            // unlink from its list, then push onto the new one
-            if let Some(head) = self.index.levels.get_mut(usize::from(node.level)) {
-                if *head == g {
-                    *head = node.level_next;
-                }
-            }
-            let slots = self.slots.as_mut();
-            if let Some(p) = group_mut(slots, node.level_prev) {
-                p.level_next = node.level_next;
-            }
-            if let Some(n) = group_mut(slots, node.level_next) {
-                n.level_prev = node.level_prev;
-            }
-            let mut next = NIL;
-            if let Some(head) = self.index.levels.get_mut(usize::from(level)) {
-                next = *head;
-                *head = g;
-            }
-            if let Some(n) = group_mut(slots, next) {
-                n.level_prev = g;
-            }
-            if let Some(n) = group_mut(slots, g) {
-                n.level = level;
-                n.level_prev = NIL;
-                n.level_next = next;
+        let level = match (free, node.fresh_members) {
+            (true, _) => TOP,
+            (false, 0) => level_of(node.interest, node.covered),
+            (false, _) => level_of(node.interest, FlagSet::EMPTY),
+        };
+        if level == node.level {
+            return;
+        }
+        if let Some(head) = self.index.levels.get_mut(usize::from(node.level)) {
+            if *head == g {
+                *head = node.level_next;
             }
         }
-        if let Some(n) = group_mut(self.slots.as_mut(), g) {
-            n.covered = covered.unwrap_or(FlagSet::EMPTY);
+        let slots = self.slots.as_mut();
+        if let Some(p) = group_mut(slots, node.level_prev) {
+            p.level_next = node.level_next;
+        }
+        if let Some(n) = group_mut(slots, node.level_next) {
+            n.level_prev = node.level_prev;
+        }
+        let mut next = NIL;
+        if let Some(head) = self.index.levels.get_mut(usize::from(level)) {
+            next = *head;
+            *head = g;
+        }
+        if let Some(n) = group_mut(slots, next) {
+            n.level_prev = g;
+        }
+        if let Some(n) = group_mut(slots, g) {
+            n.level = level;
+            n.level_prev = NIL;
+            n.level_next = next;
+        }
+    }
+
+    /// Links member `m` at the head of group `g`'s fresh or raised list.
+    fn link(&mut self, g: u32, m: u32, fresh: bool) {
+        let slots = self.slots.as_mut();
+        let Some(node) = group_mut(slots, g) else {
+            return;
+        };
+        let head = if fresh {
+            &mut node.fresh
+        } else {
+            &mut node.head
+        };
+        let next = core::mem::replace(head, m);
+        if fresh {
+            node.fresh_members += 1;
+        }
+        if let Some(n) = member_mut(slots, next) {
+            n.prev = m;
+        }
+        if let Some(member) = member_mut(slots, m) {
+            member.group = g;
+            member.fresh = fresh;
+            member.prev = NIL;
+            member.next = next;
+        }
+    }
+
+    /// Unlinks member `m` from its list in its group.
+    fn unlink(&mut self, m: u32) {
+        let slots = self.slots.as_mut();
+        let Some(member) = member_mut(slots, m).copied() else {
+            return;
+        };
+        if let Some(p) = member_mut(slots, member.prev) {
+            p.next = member.next;
+        }
+        if let Some(n) = member_mut(slots, member.next) {
+            n.prev = member.prev;
+        }
+        if let Some(node) = group_mut(slots, member.group) {
+            let head = if member.fresh {
+                node.fresh_members = node.fresh_members.saturating_sub(1);
+                &mut node.fresh
+            } else {
+                &mut node.head
+            };
+            if *head == m {
+                *head = member.next;
+            }
         }
     }
 
     /// Puts listening slot `index` into the group of its channel and
-    /// interest; `false` if the table has no room (never, with the table's
-    /// one group per slot).
+    /// interest, as a fresh member; `false` if the table has no room (never,
+    /// with the table's one group per slot).
     pub(super) fn join(&mut self, index: u32) -> bool {
         let Some(slot) = self.slots.as_ref().get(index as usize) else {
             return false;
@@ -400,56 +468,41 @@ where
         let Some(node) = group_mut(slots, g) else {
             return false;
         };
-        let (head, raises) = (node.head, node.raises);
-        node.head = index;
         node.members += 1;
-        if let Some(m) = member_mut(slots, head) {
-            m.prev = index;
-        }
+        let raises = node.raises;
         if let Some(m) = member_mut(slots, index) {
-            *m = Member {
-                group: g,
-                prev: NIL,
-                next: head,
-                group_mark: raises,
-                broadcast_mark: broadcasts,
-            };
+            m.group_mark = raises;
+            m.broadcast_mark = broadcasts;
         }
-        // the newcomer has nothing pending
-        self.set_covered(g, Some(FlagSet::EMPTY));
+        self.link(g, index, true);
+        self.relist(g, false);
         true
     }
 
     /// Takes slot `index` out of its group (no-op if it is in none).
     pub(super) fn leave(&mut self, index: u32) {
-        let slots = self.slots.as_mut();
-        let Some(slot) = slots.get_mut(index as usize) else {
+        let Some(slot) = self.slots.as_ref().get(index as usize) else {
             return;
         };
-        let (m, interest) = (slot.member, slot.interest);
-        if m.group == NIL {
+        let (g, interest) = (slot.member.group, slot.interest);
+        if g == NIL {
             return;
         }
-        slot.member = Member::NONE;
-        if let Some(p) = member_mut(slots, m.prev) {
-            p.next = m.next;
-        }
-        if let Some(n) = member_mut(slots, m.next) {
-            n.prev = m.prev;
-        }
-        let mut empty = false;
-        if let Some(node) = group_mut(slots, m.group) {
-            if node.head == index {
-                node.head = m.next;
-            }
-            node.members = node.members.saturating_sub(1);
-            empty = node.members == 0;
+        self.unlink(index);
+        if let Some(m) = member_mut(self.slots.as_mut(), index) {
+            *m = Member::NONE;
         }
         if let Some(n) = self.index.listening.get_mut(interest_index(interest)) {
             *n = n.saturating_sub(1);
         }
-        if empty {
-            self.free_group(m.group);
+        let Some(node) = group_mut(self.slots.as_mut(), g) else {
+            return;
+        };
+        node.members = node.members.saturating_sub(1);
+        if node.members == 0 {
+            self.free_group(g);
+        } else {
+            self.relist(g, false);
         }
     }
 
@@ -465,11 +518,13 @@ where
                 Kind::ChannelUpdate | Kind::ChannelShutdown => 0,
             };
         };
+        let (first, hash) = self.first_group(Some(channel));
         let mut reached = 0u32;
-        for first in [self.first_group(Some(channel)).0, self.index.all_channels] {
+        for first in [first, self.index.all_channels] {
             let mut g = first;
             while let Some(node) = group(self.slots.as_ref(), g).copied() {
-                let mine = node.all_channels || self.group_channel(&node) == Some(channel);
+                let mine = node.all_channels
+                    || (node.hash == hash && self.group_channel(&node) == Some(channel));
                 if mine {
                     reached = reached.saturating_add(self.raise_group(now, g, raise));
                 }
@@ -479,7 +534,8 @@ where
         reached
     }
 
-    /// Raises `raise` on every member of group `g` whose interest has it.
+    /// Raises `raise` on every member of group `g` whose interest has it;
+    /// returns how many that is.
     fn raise_group(&mut self, now: Instant, g: u32, raise: FlagSet) -> u32 {
         let Some(node) = group_mut(self.slots.as_mut(), g) else {
             return 0;
@@ -489,20 +545,15 @@ where
             return 0;
         }
         node.raises = node.raises.wrapping_add(1);
-        let (members, covered) = (node.members, node.covered);
+        let members = node.members;
         self.stats.raises += u64::from(members);
-        if covered.contains(flags) {
-            self.stats.raises_coalesced += u64::from(members);
-            return members;
-        }
-        let changed = self.walk(now, g, flags);
+        let changed = self.raise_members(now, g, flags);
         self.stats.raises_coalesced += u64::from(members) - changed;
-        self.set_covered(g, Some(covered | flags));
         members
     }
 
-    /// Raises `what` on every listener; walks only the groups that do not
-    /// have it pending already.
+    /// Raises `what` on every listener; walks only the groups that have
+    /// fresh members or lack some of its flags.
     pub(super) fn broadcast(&mut self, now: Instant, what: Broadcast) -> u32 {
         let raise = what.flags();
         let mut reached = 0u64;
@@ -522,14 +573,10 @@ where
         let mut changed = 0;
         for level in 0..what.level() {
             while let Some(&g) = self.index.levels.get(level).filter(|g| **g != NIL) {
-                let Some(node) = group(self.slots.as_ref(), g).copied() else {
-                    break;
-                };
-                let flags = node.interest & raise;
-                changed += self.walk(now, g, flags);
-                self.set_covered(g, Some(node.covered | flags));
+                let flags = group(self.slots.as_ref(), g).map_or(raise, |n| n.interest & raise);
+                changed += self.raise_members(now, g, flags);
                 if self.index.levels.get(level) == Some(&g) {
-                    break; // unreachable: covering `raise` lifts it to `level()`
+                    break; // unreachable: raising `raise` lifts it to `level()`
                 }
             }
         }
@@ -537,26 +584,56 @@ where
         u32::try_from(reached).unwrap_or(u32::MAX)
     }
 
-    /// Raises `flags` on each member of group `g`; returns how many did not
-    /// have them all pending yet.
-    fn walk(&mut self, now: Instant, g: u32, flags: FlagSet) -> u64 {
+    /// Raises `flags` on group `g`'s members: every fresh member (which
+    /// becomes raised) and, unless `covered` has them, every raised member.
+    /// Returns how many members' flags changed.
+    fn raise_members(&mut self, now: Instant, g: u32, flags: FlagSet) -> u64 {
+        let Some(node) = group(self.slots.as_ref(), g).copied() else {
+            return 0;
+        };
+        if node.fresh_members == 0 && node.covered.contains(flags) {
+            return 0;
+        }
         let mut changed = 0;
-        let mut m = group(self.slots.as_ref(), g).map_or(NIL, |n| n.head);
+        if !node.covered.contains(flags) {
+            let mut m = node.head;
+            while let Some(slot) = self.slots.as_mut().get_mut(m as usize) {
+                let at = m;
+                m = slot.member.next;
+                self.stats.route_visits += 1;
+                if !slot.outbox.flags.contains(flags) {
+                    slot.outbox.flags |= flags;
+                    changed += 1;
+                    self.mark_ready(now, at);
+                }
+            }
+        }
+        let mut m = node.fresh;
         while let Some(slot) = self.slots.as_mut().get_mut(m as usize) {
             let at = m;
             m = slot.member.next;
             self.stats.route_visits += 1;
-            if !slot.outbox.flags.contains(flags) {
-                slot.outbox.flags |= flags;
-                changed += 1;
-                self.mark_ready(now, at);
-            }
+            slot.outbox.flags |= flags;
+            changed += 1;
+            self.mark_ready(now, at);
+            self.unlink(at);
+            self.link(g, at, false);
         }
+        // fresh members have exactly `flags` now, raised ones at least both
+        let covered = if node.fresh_members > 0 {
+            flags
+        } else {
+            node.covered | flags
+        };
+        if let Some(n) = group_mut(self.slots.as_mut(), g) {
+            n.covered = covered;
+        }
+        self.relist(g, false);
         changed
     }
 
     /// The number of raises the flags being drained from slot `index`
-    /// stand for; its group no longer has them all pending.
+    /// stand for; it becomes a fresh member of its group.
     pub(super) fn drain_raises(&mut self, index: u32) -> u32 {
         let slots = self.slots.as_mut();
         let Some(slot) = slots.get(index as usize) else {
@@ -578,7 +655,11 @@ where
             m.group_mark = node.raises;
             m.broadcast_mark = broadcasts;
         }
-        self.set_covered(m.group, Some(FlagSet::EMPTY));
+        if !m.fresh {
+            self.unlink(index);
+            self.link(m.group, index, true);
+            self.relist(m.group, false);
+        }
         u32::try_from(raises).unwrap_or(u32::MAX)
     }
 }

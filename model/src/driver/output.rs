@@ -17,7 +17,6 @@ impl Harness {
         check_emit(frame);
         self.expect.written(frame);
         if let FrameRepr::Flags(flags) = frame {
-            self.table.drained(id);
             let interest = match self.table.get(id).map(|c| c.st) {
                 Some(St::Listening { interest, .. }) => interest,
                 other => panic!("flags frame from {id} in {other:?}"),
