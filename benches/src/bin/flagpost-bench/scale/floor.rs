@@ -10,23 +10,25 @@
 //! * datagrams are read with `recvmmsg`, 32 at a time (the broker's
 //!   batch), and each decoded (`NotifyRepr::parse_bytes`) for its channel;
 //!   the channels a batch reaches are marked once, then each connection of
-//!   those channels (and the all-channels ones) becomes *pending* — so
-//!   raises coalesce per batch — and every pending connection that can
+//!   those channels (and the all-channels ones) becomes *pending* — raises
+//!   coalesce until it is written — and every pending connection that can
 //!   take it gets one 14-byte flags frame, written without blocking; one
 //!   that would block stays pending and is written when it is writable
 //!   again.
 //!
-//! That is the floor as specified: it coalesces per batch of 32. The
-//! broker coalesces over a whole drain of its socket (up to 1,024
-//! datagrams before it writes), so under overload the per-batch floor
-//! writes up to 32× the frames the broker does. The query `coalesce drain`
-//! switches the floor to writing once per drain too (the same budget of
-//! 1,024), `coalesce batch` back; each answers `ok`.
+//! When it writes is the one choice a floor makes, and it takes the
+//! broker's schedule, the one that drops fewest notifications: the socket
+//! is drained (up to 1,024 datagrams) before writing, and read again after
+//! every 64 connections written, at most 4,096 per turn (*interleaved*, the
+//! targets' floor). The query `coalesce drain` switches it to writing every
+//! pending connection after each drain without reading in between (what
+//! the broker did before it interleaved), `coalesce interleave` back; each
+//! answers `ok`.
 //!
 //! Its counters (datagrams, the kernel's drops, frames written) answer the
 //! query `counters` in the broker's format ([`Counters`]).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::io::{self, Read, Write};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
@@ -46,6 +48,10 @@ const CONN_BASE: usize = 2;
 const BATCH: usize = 32;
 /// Datagrams read before the connections get a turn, as the broker.
 const BUDGET: usize = 1024;
+/// Connections written between two reads of the socket, as the broker.
+const WRITES_BETWEEN_READS: usize = 64;
+/// Connections written per turn, as the broker.
+const WRITES_PER_TURN: usize = 4096;
 /// A flags frame: status and non-status, one raise.
 const FRAME_LEN: usize = 14;
 
@@ -56,7 +62,8 @@ struct Shared {
     drops: AtomicU64,
     frames: AtomicU64,
     welcomed: AtomicU64,
-    /// Write once per drain rather than per batch.
+    /// Write everything pending after each drain, without reading between
+    /// writes.
     per_drain: AtomicBool,
 }
 
@@ -86,7 +93,7 @@ struct Floor {
     marked: Vec<bool>,
     marked_list: Vec<usize>,
     everyone: bool,
-    pending: Vec<usize>,
+    pending: VecDeque<usize>,
     last_drops: u32,
     frame: [u8; FRAME_LEN],
     welcome: [u8; 18],
@@ -111,7 +118,7 @@ pub(crate) fn child_ingest_floor() {
             ..Counters::default()
         }
         .line(),
-        "coalesce drain" | "coalesce batch" => {
+        "coalesce drain" | "coalesce interleave" => {
             shown.per_drain.store(q == "coalesce drain", Relaxed);
             "ok".into()
         }
@@ -140,7 +147,7 @@ pub(crate) fn child_ingest_floor() {
         marked: vec![false],
         marked_list: Vec::new(),
         everyone: false,
-        pending: Vec::new(),
+        pending: VecDeque::new(),
         last_drops: 0,
         frame,
         welcome,
@@ -204,7 +211,7 @@ impl Floor {
             if readable {
                 udp_more = self.receive();
             }
-            self.write_pending();
+            udp_more |= self.write_pending();
         }
     }
 
@@ -287,18 +294,13 @@ impl Floor {
         self.shared.welcomed.fetch_add(1, Relaxed);
     }
 
-    /// Reads datagrams in batches until a short batch or the budget; routes
-    /// after each batch, and writes after each batch (or, coalescing per
-    /// drain, once at the end). Returns whether more may be waiting.
+    /// Reads datagrams in batches until a short batch or the budget,
+    /// routing after each batch. Returns whether more may be waiting.
     fn receive(&mut self) -> bool {
-        let per_batch = !self.shared.per_drain.load(Relaxed);
         let mut read = 0;
         while read < BUDGET {
             let got = self.recv_batch();
             self.route();
-            if per_batch {
-                self.write_pending();
-            }
             read += got;
             if got < BATCH {
                 return false;
@@ -385,48 +387,64 @@ impl Floor {
                 let conn = &mut self.conns[i];
                 if !conn.pending && !conn.dead {
                     conn.pending = true;
-                    self.pending.push(i);
+                    self.pending.push_back(i);
                 }
             }
         }
     }
 
-    /// Writes a frame to every pending connection that can take it.
-    fn write_pending(&mut self) {
-        let mut frames = 0;
-        let frame = self.frame;
-        self.pending.retain(|&i| {
+    /// Writes a frame to every pending connection that can take it; when
+    /// interleaving, reads the socket every [`WRITES_BETWEEN_READS`] and
+    /// stops after [`WRITES_PER_TURN`]. Returns whether connections are
+    /// left to write now.
+    fn write_pending(&mut self) -> bool {
+        let interleave = !self.shared.per_drain.load(Relaxed);
+        let (mut frames, mut writes) = (0, 0);
+        let mut blocked = Vec::new();
+        let mut more = false;
+        while let Some(i) = self.pending.pop_front() {
+            let frame = self.frame;
             let conn = &mut self.conns[i];
             if conn.dead {
                 conn.pending = false;
-                return false;
+                continue;
             }
             if !conn.writable {
-                return true;
+                blocked.push(i);
+                continue;
             }
+            writes += 1;
             match conn.stream.write(&frame[conn.written..]) {
                 Ok(n) => {
                     conn.written += n;
                     if conn.written < FRAME_LEN {
                         conn.writable = false; // the buffer is full
-                        return true;
+                        blocked.push(i);
+                    } else {
+                        conn.written = 0;
+                        conn.pending = false;
+                        frames += 1;
                     }
-                    conn.written = 0;
-                    conn.pending = false;
-                    frames += 1;
-                    false
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     conn.writable = false;
-                    true
+                    blocked.push(i);
                 }
                 Err(_) => {
                     conn.dead = true;
                     conn.pending = false;
-                    false
                 }
             }
-        });
+            if interleave && writes % WRITES_BETWEEN_READS == 0 {
+                self.receive();
+            }
+            if interleave && writes >= WRITES_PER_TURN {
+                more = !self.pending.is_empty();
+                break;
+            }
+        }
+        self.pending.extend(blocked);
         self.shared.frames.fetch_add(frames, Relaxed);
+        more
     }
 }
