@@ -100,7 +100,8 @@ pub struct Config {
     /// stuck (default 60 s; zero: never).
     pub stuck_timeout: Duration,
     /// Granularity of timeout checks: housekeeping runs at most this often
-    /// (default 1 s).
+    /// (default 250 ms; a pass visits every slot, ≈ 3 ns each, and runs only
+    /// when a deadline is due, so idle listeners that ping cost none).
     pub housekeeping: Duration,
     /// Random per broker run; sent in every welcome.
     pub broker_id: u64,
@@ -117,7 +118,7 @@ impl Default for Config {
             max_keepalive: Duration::from_secs(3600),
             hello_timeout: Duration::from_secs(10),
             stuck_timeout: Duration::from_secs(60),
-            housekeeping: Duration::from_secs(1),
+            housekeeping: Duration::from_millis(250),
             broker_id: 0,
             hash_key: 0,
         }

@@ -37,6 +37,11 @@ pub struct BrokerConfig {
     /// Receive buffer asked for on each UDP socket, in bytes (default 8 MiB;
     /// the kernel may clamp it, which the broker reports).
     pub udp_recv_buffer: usize,
+    /// UDP sockets per address (default 4, at most 16; Linux, elsewhere
+    /// always 1): a `SO_REUSEPORT` group among which the kernel spreads
+    /// senders by address and port, read in turn, so that a flooding sender
+    /// queues behind itself and not in front of the others.
+    pub udp_sockets: usize,
     /// Kernel send buffer of each listener connection, in bytes as the
     /// kernel counts them (`SO_SNDBUF` as read back; default 4,608, Linux's
     /// minimum: a few small frames in flight). A listener that stops
@@ -71,6 +76,7 @@ impl Default for BrokerConfig {
             max_per_address: 16_384,
             listen_backlog: 4096,
             udp_recv_buffer: 8 << 20,
+            udp_sockets: 4,
             listener_send_buffer: 4608,
             keepalive: Duration::from_secs(30),
             hello_timeout: Duration::from_secs(10),
@@ -122,13 +128,14 @@ pub enum ConfigError {
 const MAX_SOCKET_BUFFER: usize = 1 << 30;
 
 /// The keys, for environment overrides (`FLAGPOST_<KEY>`).
-const KEYS: [&str; 11] = [
+const KEYS: [&str; 12] = [
     "bind",
     "metrics",
     "max_listeners",
     "max_per_address",
     "listen_backlog",
     "udp_recv_buffer",
+    "udp_sockets",
     "listener_send_buffer",
     "keepalive",
     "hello_timeout",
@@ -199,8 +206,11 @@ impl BrokerConfig {
                 reason: reason.to_owned(),
             })
         };
-        if self.bind.is_empty() {
-            return invalid("bind", "at least one address is needed");
+        if self.bind.is_empty() || self.bind.len() > 64 {
+            return invalid("bind", "between 1 and 64 addresses are needed");
+        }
+        if self.udp_sockets == 0 || self.udp_sockets > 16 {
+            return invalid("udp_sockets", "must be between 1 and 16");
         }
         if self.max_listeners == 0 || self.max_listeners > 10_000_000 {
             return invalid("max_listeners", "must be between 1 and 10,000,000");

@@ -2,7 +2,7 @@
 //! hello with a small receive buffer and never reads again, under a steady
 //! stream of raises, never has more than a kilobyte queued in the broker's
 //! socket, and is closed as stuck within the stuck timeout (plus the core's
-//! one-second housekeeping granularity) of its window closing. The stats
+//! housekeeping granularity) of its window closing. The stats
 //! exchange, one larger write, still arrives whole through the small
 //! buffers.
 

@@ -51,10 +51,16 @@ use conn::Conn;
 use udp::UdpRx;
 
 const WAKER: Token = Token(0);
+/// Tokens `TCP_BASE + i` are the TCP listeners, `UDP_BASE + j` the UDP
+/// sockets (up to 64 addresses of up to 16 sockets each), `CONN_BASE + k`
+/// the connections.
+const TCP_BASE: usize = 1;
+const UDP_BASE: usize = 1 << 8;
 /// Tokens 1..CONN_BASE are the bound sockets: UDP `1 + 2i`, TCP `2 + 2i`.
 const CONN_BASE: usize = 1 << 10;
-/// Datagrams read from one socket before other sockets get a turn.
-const UDP_BUDGET: usize = 1024;
+/// Datagrams read from one socket before other sockets get a turn: a
+/// datagram in another socket waits for at most this many of a flood.
+const UDP_BUDGET: usize = 256;
 /// Listeners written to between two reads of the UDP sockets. Notifications
 /// come first: a raise costs the core next to nothing, and frames not yet
 /// written coalesce, so under overload fewer frames are written instead of
@@ -171,25 +177,28 @@ impl Broker {
         let mut tcps = Vec::new();
         let mut addrs = Vec::new();
         for &addr in &config.bind {
-            let (udp, tcp) = bind_pair(addr, &config)?;
+            let (group, tcp) = bind_pair(addr, &config)?;
             let local = tcp.local_addr()?;
-            if config.udp_recv_buffer > 0 && udp.recv_buffer < config.udp_recv_buffer {
+            let granted = group.first().map_or(0, |u| u.recv_buffer);
+            if config.udp_recv_buffer > 0 && granted < config.udp_recv_buffer {
                 warn!(
                     %local,
                     asked = config.udp_recv_buffer,
-                    granted = udp.recv_buffer,
+                    granted,
                     "kernel clamped the UDP receive buffer; raise net.core.rmem_max to absorb larger bursts"
                 );
             }
             addrs.push(local);
-            udps.push(udp);
+            udps.extend(group);
             tcps.push(tcp);
         }
-        for (i, (udp, tcp)) in udps.iter_mut().zip(tcps.iter_mut()).enumerate() {
+        for (i, udp) in udps.iter_mut().enumerate() {
             poll.registry()
-                .register(&mut udp.socket, Token(1 + 2 * i), Interest::READABLE)?;
+                .register(&mut udp.socket, Token(UDP_BASE + i), Interest::READABLE)?;
+        }
+        for (i, tcp) in tcps.iter_mut().enumerate() {
             poll.registry()
-                .register(tcp, Token(2 + 2 * i), Interest::READABLE)?;
+                .register(tcp, Token(TCP_BASE + i), Interest::READABLE)?;
         }
         let reserve = fds::open_reserve();
         accept::report_fd_limit(fd_limit, config.max_listeners);
@@ -345,16 +354,28 @@ impl BrokerHandle {
     }
 }
 
-fn bind_pair(addr: SocketAddr, config: &BrokerConfig) -> Result<(UdpRx, TcpListener), ServeError> {
+/// The TCP listener of `addr` and its UDP sockets on the same port.
+fn bind_pair(
+    addr: SocketAddr,
+    config: &BrokerConfig,
+) -> Result<(Vec<UdpRx>, TcpListener), ServeError> {
     // With port 0, TCP picks a port and UDP takes the same one; retry if
     // that UDP port happens to be taken.
     let attempts = if addr.port() == 0 { 16 } else { 1 };
+    let sockets = if cfg!(target_os = "linux") {
+        config.udp_sockets.max(1)
+    } else {
+        1
+    };
     let mut last = None;
     for _ in 0..attempts {
         let tcp = bind_tcp(addr, config.listen_backlog).map_err(|e| ServeError::bind(addr, e))?;
         let local = tcp.local_addr()?;
-        match UdpRx::bind(local, config.udp_recv_buffer) {
-            Ok(udp) => return Ok((udp, tcp)),
+        let group: io::Result<Vec<UdpRx>> = (0..sockets)
+            .map(|_| UdpRx::bind(local, config.udp_recv_buffer, sockets > 1))
+            .collect();
+        match group {
+            Ok(group) => return Ok((group, tcp)),
             Err(e) => last = Some(ServeError::bind(local, e)),
         }
     }
@@ -462,8 +483,8 @@ impl Server {
                             return Ok(());
                         }
                     }
-                    Token(t) if t < CONN_BASE && t % 2 == 1 => more.push(t / 2),
-                    Token(t) if t < CONN_BASE => self.accept(t / 2 - 1, now),
+                    Token(t) if (UDP_BASE..CONN_BASE).contains(&t) => more.push(t - UDP_BASE),
+                    Token(t) if t < UDP_BASE => self.accept(t - TCP_BASE, now),
                     Token(t) => self.conn_event(t - CONN_BASE, event, now),
                 }
             }

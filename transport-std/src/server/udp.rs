@@ -55,12 +55,21 @@ pub(crate) struct UdpRx {
 }
 
 impl UdpRx {
-    /// Binds `addr` with a receive buffer of `recv_buffer` bytes.
-    pub(crate) fn bind(addr: SocketAddr, recv_buffer: usize) -> io::Result<Self> {
+    /// Binds `addr` with a receive buffer of `recv_buffer` bytes; `shared`
+    /// (Linux): one of a `SO_REUSEPORT` group of sockets on the port, among
+    /// which the kernel spreads senders by address and port, so that one
+    /// sender's flood queues in its own socket and not before the others'.
+    pub(crate) fn bind(addr: SocketAddr, recv_buffer: usize, shared: bool) -> io::Result<Self> {
         let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
         if addr.is_ipv6() {
             socket.set_only_v6(true)?;
         }
+        #[cfg(target_os = "linux")]
+        if shared {
+            socket.set_reuse_port(true)?;
+        }
+        #[cfg(not(target_os = "linux"))]
+        let _ = shared;
         if recv_buffer > 0 {
             // The kernel may clamp this (net.core.rmem_max); we report what we got.
             let _ = socket.set_recv_buffer_size(recv_buffer);

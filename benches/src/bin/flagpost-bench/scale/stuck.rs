@@ -1,6 +1,7 @@
 //! Kernel memory per stuck listener: a broker with a short
 //! `stuck_timeout`, two farms of K raw listeners (default socket buffers;
-//! a 4 KiB `SO_RCVBUF`) that read while status notifications reach them,
+//! the receive buffer Flagpost's own `Listener` asks for) that read while
+//! status notifications reach them,
 //! then stop reading at a recorded instant while the notifications keep
 //! coming — at a steady 1,000 per second, and (with a fresh broker and
 //! farms) at full speed from one thread.
@@ -32,7 +33,7 @@ use crate::Participant;
 /// Between two samples of the broker's sockets.
 const SAMPLE: Duration = Duration::from_millis(100);
 /// The small receive buffer of the second client.
-const SMALL_RCVBUF: usize = 4096;
+const SMALL_RCVBUF: usize = flagpost_std::listener::RECV_BUFFER;
 
 /// Sizes of the scenario.
 pub(crate) struct Sizes {
@@ -153,7 +154,7 @@ fn observe(sizes: &Sizes, rate: Option<f64>) -> (Vec<Variant>, f64, u64) {
     let (pid, port) = (broker.child.id(), broker.addr.port());
     let mut farms: Vec<(&'static str, ScaleFarm)> = [
         ("default buffers", None),
-        ("4 KiB SO_RCVBUF", Some(SMALL_RCVBUF)),
+        ("Flagpost's SO_RCVBUF", Some(SMALL_RCVBUF)),
     ]
     .into_iter()
     .map(|(name, rcvbuf)| {
