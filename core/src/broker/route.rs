@@ -608,16 +608,32 @@ where
                 }
             }
         }
-        let mut m = node.fresh;
+        // the fresh members get the flags; then their whole list goes in
+        // front of the raised one
+        let (mut m, mut last) = (node.fresh, NIL);
         while let Some(slot) = self.slots.as_mut().get_mut(m as usize) {
             let at = m;
             m = slot.member.next;
-            self.stats.route_visits += 1;
+            slot.member.fresh = false;
             slot.outbox.flags |= flags;
+            self.stats.route_visits += 1;
             changed += 1;
             self.mark_ready(now, at);
-            self.unlink(at);
-            self.link(g, at, false);
+            last = at;
+        }
+        if last != NIL {
+            let slots = self.slots.as_mut();
+            if let Some(member) = member_mut(slots, last) {
+                member.next = node.head;
+            }
+            if let Some(member) = member_mut(slots, node.head) {
+                member.prev = last;
+            }
+            if let Some(n) = group_mut(slots, g) {
+                n.head = node.fresh;
+                n.fresh = NIL;
+                n.fresh_members = 0;
+            }
         }
         // fresh members have exactly `flags` now, raised ones at least both
         let covered = if node.fresh_members > 0 {
