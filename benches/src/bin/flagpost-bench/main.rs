@@ -254,10 +254,13 @@ fn loopback() -> SocketAddr {
 /// [`scale::Counters`]' line; any other with `datagrams listening`.
 fn child_broker(args: &[String]) {
     raise_fds("broker");
+    // the defaults, and any FLAGPOST_* override from the environment (for
+    // comparing settings: FLAGPOST_UDP_SOCKETS=1 flagpost-bench ...)
+    let base = BrokerConfig::load(None, std::env::vars()).expect("FLAGPOST_* settings");
     let mut config = BrokerConfig {
         bind: vec![loopback()],
         max_per_address: 0,
-        ..BrokerConfig::default()
+        ..base
     };
     if let Some(ms) = args
         .iter()

@@ -18,7 +18,7 @@
 //!
 //! When it writes is the one choice a floor makes, and it takes the
 //! broker's schedule, the one that drops fewest notifications: the socket
-//! is drained (up to 1,024 datagrams) before writing, and read again after
+//! is drained (up to 256 datagrams, a socket's turn in the broker) before writing, and read again after
 //! every 64 connections written, at most 4,096 per turn (*interleaved*, the
 //! targets' floor). The query `coalesce drain` switches it to writing every
 //! pending connection after each drain without reading in between (what
@@ -46,8 +46,9 @@ const TCP: Token = Token(1);
 const CONN_BASE: usize = 2;
 /// Datagrams per `recvmmsg`, as the broker.
 const BATCH: usize = 32;
-/// Datagrams read before the connections get a turn, as the broker.
-const BUDGET: usize = 1024;
+/// Datagrams read before the connections get a turn, as the broker (a
+/// socket's turn).
+const BUDGET: usize = 256;
 /// Connections written between two reads of the socket, as the broker.
 const WRITES_BETWEEN_READS: usize = 64;
 /// Connections written per turn, as the broker.
