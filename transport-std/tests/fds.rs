@@ -8,19 +8,18 @@
 
 #![cfg(target_os = "linux")]
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use flagpost_std::core::wire::{
-    frame_len, CloseReason, FrameRepr, HelloRepr, NotifyRepr, SenderId, Seq, MAX_DATAGRAM_LEN,
-    MAX_FRAME_LEN,
-};
+use flagpost_std::core::wire::{frame_len, CloseReason, FrameRepr, HelloRepr, MAX_FRAME_LEN};
 use flagpost_std::core::{FlagSet, Notification};
 
-const BIN: &str = env!("CARGO_BIN_EXE_flagpost");
+mod common;
+
+use common::BIN;
 /// The broker's open-files limit: its own descriptors take about ten.
 const NOFILE: u64 = 32;
 /// Connections tried: more than NOFILE, so that some must be refused.
@@ -59,16 +58,7 @@ fn serve() -> Serve {
         });
     }
     let mut child = command.spawn().unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("listening on ")
-        .expect("serve announces its address")
-        .parse()
-        .unwrap();
+    let addr = common::announced(&mut child).parse().unwrap();
     Serve { child, addr }
 }
 
@@ -116,18 +106,7 @@ fn attempt(addr: SocketAddr) -> Outcome {
 
 fn notify(addr: SocketAddr, seq: u32) {
     let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let mut d = [0u8; MAX_DATAGRAM_LEN];
-    let n = NotifyRepr {
-        notification: Notification::status(None),
-        sender: SenderId(0xfd),
-        seq: Seq(seq),
-        batch: 1,
-        ack_requested: false,
-        tag: None,
-    }
-    .emit(&mut d)
-    .unwrap();
-    udp.send_to(&d[..n], addr).unwrap();
+    common::send_notify(&udp, addr, Notification::status(None), 0xfd, seq).unwrap();
 }
 
 /// User plus system CPU time of `pid`, in clock ticks.
@@ -141,19 +120,7 @@ fn cpu_ticks(pid: u32) -> u64 {
 
 /// The value of metric `name` in `flagpost stats --json`.
 fn stat(addr: SocketAddr, name: &str) -> u64 {
-    let out = Command::new(BIN)
-        .args(["stats", "--json", "--broker", &addr.to_string()])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "stats: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let parsed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    parsed
-        .as_array()
-        .unwrap()
+    common::stats_json(&addr.to_string())
         .iter()
         .find(|e| e["name"] == name)
         .and_then(|e| e["value"].as_u64())

@@ -6,6 +6,8 @@
 //! exchange, one larger write, still arrives whole through the small
 //! buffers.
 
+mod common;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
@@ -50,9 +52,7 @@ mod window {
     use std::sync::Arc;
     use std::time::{Duration, Instant};
 
-    use flagpost_std::core::wire::{
-        CloseReason, FrameRepr, HelloRepr, NotifyRepr, SenderId, Seq, MAX_DATAGRAM_LEN,
-    };
+    use flagpost_std::core::wire::{CloseReason, FrameRepr, HelloRepr};
     use flagpost_std::core::{FlagSet, Notification};
     use flagpost_std::{Broker, BrokerConfig};
 
@@ -133,18 +133,7 @@ mod window {
                     } else {
                         Notification::non_status(None)
                     };
-                    let mut d = [0u8; MAX_DATAGRAM_LEN];
-                    let n = NotifyRepr {
-                        notification,
-                        sender: SenderId(0x5e9d),
-                        seq: Seq(seq),
-                        batch: 1,
-                        ack_requested: false,
-                        tag: None,
-                    }
-                    .emit(&mut d)
-                    .unwrap();
-                    let _ = udp.send_to(&d[..n], addr);
+                    let _ = crate::common::send_notify(&udp, addr, notification, 0x5e9d, seq);
                     // pacing, not synchronisation
                     std::thread::sleep(Duration::from_millis(1));
                 }
@@ -265,17 +254,7 @@ fn the_stats_exchange_arrives_whole_through_small_buffers() {
         assert_eq!(last, normal, "receive buffer {recv_buffer:?}");
     }
     // and through the command
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_flagpost"))
-        .args(["stats", "--json", "--broker", &addr.to_string()])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let parsed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(parsed.as_array().unwrap().len(), Stats::len());
+    assert_eq!(common::stats_json(&addr.to_string()).len(), Stats::len());
     broker.shutdown();
     broker.join().unwrap();
 }

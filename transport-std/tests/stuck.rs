@@ -10,9 +10,7 @@ use std::net::{TcpStream, UdpSocket};
 use std::process::Command;
 use std::time::Duration;
 
-use flagpost_std::core::wire::{
-    FrameRepr, HelloRepr, NotifyRepr, SenderId, Seq, MAX_DATAGRAM_LEN, MAX_FRAME_LEN,
-};
+use flagpost_std::core::wire::{FrameRepr, HelloRepr, MAX_FRAME_LEN};
 use flagpost_std::core::{FlagSet, Notification};
 use flagpost_std::Listener;
 
@@ -66,18 +64,7 @@ fn a_stuck_listener_delays_nobody_and_broker_memory_stays_flat() {
             } else {
                 Notification::non_status(None)
             };
-            let mut d = [0u8; MAX_DATAGRAM_LEN];
-            let n = NotifyRepr {
-                notification: kind,
-                sender: SenderId(7),
-                seq: Seq(seq),
-                batch: 1,
-                ack_requested: false,
-                tag: None,
-            }
-            .emit(&mut d)
-            .unwrap();
-            udp.send_to(&d[..n], addr).unwrap();
+            common::send_notify(&udp, addr, kind, 7, seq).unwrap();
             assert!(
                 healthy.wait(LONG),
                 "healthy listener starved at datagram {seq}"
