@@ -1,20 +1,34 @@
-//! The sender's side as a sans-IO state machine: coalescing, sequence
-//! numbers, the tail-loss probe and confirmed (acknowledged) sends, for
-//! transports without threads (embassy-net, bare smoltcp).
+//! The sender's side as a sans-IO state machine: coalescing, pacing,
+//! sequence numbers, the tail-loss probe and confirmed (acknowledged)
+//! sends. Every transport's notifier runs this one policy: the gateway
+//! board's publisher over embassy-net or bare smoltcp, and the std
+//! `Notifier`, which only adds a lock-free front for its callers.
 //!
-//! * [`Publisher::notify`] records a notification. The first one after a
-//!   quiet period starts a *hold-off* (e.g. 5 ms); everything notified
-//!   before it ends merges into one datagram per distinct kind and channel,
-//!   carrying the summed batch count — a modem reporting 20 SMS at once
-//!   becomes one status update with a batch of 20.
-//! * [`Publisher::poll_transmit`] emits the next datagram that is due: a
-//!   coalesced notification, a tail-loss probe (the last datagram once more,
-//!   same sequence number, [`PublisherConfig::probe_delay`] after a burst),
-//!   or a retransmission of a confirmed send.
+//! * [`Publisher::notify`] records a notification. Notifications wait in a
+//!   table of pending ones, one entry per distinct kind and channel, whose
+//!   batch counts add up: a modem reporting 20 SMS at once becomes one
+//!   status update with a batch of 20. When the table is full, what does not
+//!   fit folds into an untargeted status update (a superset: nothing is
+//!   lost, some listeners poll needlessly).
+//! * [`Publisher::poll_transmit`] emits the next datagram that is due. The
+//!   pending entries go out together, as a *round*: after a *hold-off* (a
+//!   board gathers a modem's burst for 5 ms), and, within a burst, at most
+//!   one round per *pace* ([`PublisherConfig::pace`]). Each pace that runs
+//!   its full length while calls keep coming doubles the next, up to
+//!   [`PublisherConfig::max_pace`]; a burst whose calls stop for
+//!   [`PublisherConfig::quiet`] sends its last ones at once (at most every
+//!   other round). A notification that comes after a full pace of quiet
+//!   starts a new burst and goes at once.
+//! * After a burst, the last datagram is sent once more, same sequence
+//!   number, [`PublisherConfig::probe_delay`] later (the tail-loss probe): a
+//!   duplicate if the first arrived, the delivery if it was lost.
 //! * [`Publisher::notify_confirmed`] sends one notification that must be
 //!   acknowledged, retransmitting with exponential backoff until an ack
 //!   arrives ([`Publisher::handle_datagram`]) or the deadline passes; the
-//!   outcome comes out of [`Publisher::poll_event`].
+//!   outcome comes out of [`Publisher::poll_event`]. A transport that
+//!   receives acks on a socket of its own drives confirmed sends with
+//!   [`Publisher::poll_confirm`] and the rest with
+//!   [`Publisher::poll_notifications`].
 //! * An optional [`Signer`] fills the authentication tag of every datagram.
 //!
 //! ```
@@ -49,12 +63,12 @@ pub trait Signer {
     fn sign(&self, signed: &[u8]) -> Tag;
 }
 
-/// Publisher settings.
+/// Publisher settings: the sending policy, in one place.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct PublisherConfig {
-    /// How long notifications gather before they are sent (default 5 ms;
-    /// zero sends at the next `poll_transmit`).
+    /// How long notifications gather before their round is sent (default
+    /// 5 ms; zero sends at the next `poll_transmit`).
     pub hold_off: Duration,
     /// Quiet time after a burst before its last datagram is repeated
     /// (default 5 ms; zero disables the probe).
@@ -64,16 +78,54 @@ pub struct PublisherConfig {
     pub initial_rto: Duration,
     /// Longest retransmission timeout (default 1 s).
     pub max_rto: Duration,
+    /// Shortest gap between two rounds of a burst (default zero: no
+    /// pacing; the hold-off gathers a board's bursts).
+    pub pace: Duration,
+    /// Longest gap between two rounds of a burst: each gap that runs its
+    /// full length while calls keep coming doubles the next, up to this.
+    pub max_pace: Duration,
+    /// A burst is over when no notification has come for this long: its
+    /// last ones go out without waiting for the rest of the gap (at most
+    /// every other round). Zero: never early.
+    pub quiet: Duration,
 }
 
 impl PublisherConfig {
-    /// The defaults (usable in `const` contexts).
+    /// The defaults (usable in `const` contexts): a board's, which holds
+    /// off 5 ms to gather a modem's burst.
     pub const DEFAULT: PublisherConfig = PublisherConfig {
         hold_off: Duration::from_millis(5),
         probe_delay: Duration::from_millis(5),
         initial_rto: Duration::from_millis(20),
         max_rto: Duration::from_secs(1),
+        pace: Duration::ZERO,
+        max_pace: Duration::ZERO,
+        quiet: Duration::ZERO,
     };
+
+    /// A host's: an isolated notification goes at once; a burst (a hot
+    /// loop's calls, nanoseconds apart) goes in rounds at most 20 µs apart,
+    /// the gap doubling up to 160 µs while calls keep coming, so that it
+    /// costs the broker and its listeners a wake-up per 160 µs rather than
+    /// per 20 µs, and its last calls go out 2 µs after them.
+    pub const HOST: PublisherConfig = PublisherConfig {
+        hold_off: Duration::ZERO,
+        pace: Duration::from_micros(20),
+        max_pace: Duration::from_micros(160),
+        quiet: Duration::from_micros(2),
+        ..PublisherConfig::DEFAULT
+    };
+
+    /// The gap after one of length `gap` that ran its full length (calls
+    /// kept coming) or did not: doubled up to [`max_pace`](Self::max_pace),
+    /// or back to [`pace`](Self::pace).
+    pub fn next_pace(&self, gap: Duration, ran_full: bool) -> Duration {
+        if ran_full {
+            (gap + gap).min(self.max_pace.max(self.pace))
+        } else {
+            self.pace
+        }
+    }
 }
 
 impl Default for PublisherConfig {
@@ -143,6 +195,8 @@ pub struct PublishStats {
     pub calls: u64,
     /// Datagrams emitted (including probes and retransmissions).
     pub datagrams: u64,
+    /// Rounds: times the pending notifications went out.
+    pub rounds: u64,
     /// Tail-loss probes emitted.
     pub probes: u64,
     /// Confirmed-send retransmissions.
@@ -152,38 +206,67 @@ pub struct PublishStats {
     pub overflows: u64,
 }
 
+/// The pacing of rounds within a burst.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Pacing {
+    /// When the last round started.
+    last_round: Option<Instant>,
+    /// The gap before the next round of the same burst.
+    gap: Duration,
+    /// Whether that gap may end early, when calls stop.
+    may_end_early: bool,
+    /// When the last notification was recorded.
+    last_call: Instant,
+}
+
 /// The sender's state: up to `N` distinct pending notifications.
 #[derive(Clone, Debug)]
 pub struct Publisher<const N: usize> {
     config: PublisherConfig,
     sender: SenderId,
     next_seq: Seq,
-    pending: [Option<Pending>; N],
-    send_at: Option<Instant>,
+    pending: heapless::Deque<Pending, N>,
+    /// When the oldest pending notification was recorded.
+    pending_since: Option<Instant>,
+    /// Entries at the front of `pending` that belong to the round being
+    /// sent.
+    round_left: usize,
+    pacing: Pacing,
     last: Option<NotifyRepr>,
     probe_at: Option<Instant>,
+    /// Everything is due at once: the transport is going away.
+    closing: bool,
     confirm: Option<Confirm>,
     event: Option<PublishEvent>,
     stats: PublishStats,
 }
 
 impl<const N: usize> Publisher<N> {
-    /// A publisher with a sender id (random per boot: seed it from the
-    /// board's RNG).
+    /// A publisher with a sender id (random per process or boot: seed it
+    /// from an RNG).
     pub const fn new(config: PublisherConfig, sender: SenderId) -> Self {
         Publisher {
             config,
             sender,
             next_seq: Seq::FIRST,
-            pending: [None; N],
-            send_at: None,
+            pending: heapless::Deque::new(),
+            pending_since: None,
+            round_left: 0,
+            pacing: Pacing {
+                last_round: None,
+                gap: config.pace,
+                may_end_early: true,
+                last_call: Instant::ZERO,
+            },
             last: None,
             probe_at: None,
+            closing: false,
             confirm: None,
             event: None,
             stats: PublishStats {
                 calls: 0,
                 datagrams: 0,
+                rounds: 0,
                 probes: 0,
                 retransmissions: 0,
                 overflows: 0,
@@ -212,32 +295,39 @@ impl<const N: usize> Publisher<N> {
         self.stats
     }
 
+    /// Whether notifications wait to be sent.
+    pub fn has_pending(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
     /// Records a notification standing for `batch` changes (at least 1).
     pub fn notify(&mut self, now: Instant, notification: Notification, batch: u32) {
         self.stats.calls += 1;
+        self.pacing.last_call = now;
+        if self.pending_since.is_none() {
+            self.pending_since = Some(now);
+        }
         let batch = batch.max(1);
         let kind = notification.kind();
         let channel = notification.channel().copied();
-        let slot = self
+        let entry = self
             .pending
             .iter_mut()
-            .flatten()
             .find(|p| p.kind == kind && p.channel == channel);
-        if let Some(p) = slot {
+        if let Some(p) = entry {
             p.batch = p.batch.saturating_add(batch);
-        } else if let Some(free) = self.pending.iter_mut().find(|p| p.is_none()) {
-            *free = Some(Pending {
+        } else if self
+            .pending
+            .push_back(Pending {
                 kind,
                 channel,
                 batch,
-            });
-        } else {
+            })
+            .is_err()
+        {
             // Full: fold into an untargeted status update (a superset).
             self.stats.overflows += 1;
             self.fold_into_status(batch);
-        }
-        if self.send_at.is_none() {
-            self.send_at = Some(now + self.config.hold_off);
         }
     }
 
@@ -245,13 +335,12 @@ impl<const N: usize> Publisher<N> {
         let status = self
             .pending
             .iter_mut()
-            .flatten()
             .find(|p| p.kind == Kind::Status && p.channel.is_none());
         match status {
             Some(p) => p.batch = p.batch.saturating_add(batch),
             None => {
                 // Replace the last entry with an untargeted status carrying both.
-                if let Some(last) = self.pending.iter_mut().rev().flatten().next() {
+                if let Some(last) = self.pending.back_mut() {
                     *last = Pending {
                         kind: Kind::Status,
                         channel: None,
@@ -335,8 +424,16 @@ impl<const N: usize> Publisher<N> {
         self.event.take()
     }
 
+    /// The transport is going away: whatever is pending, and the tail-loss
+    /// probe if one is armed, are due at once.
+    pub fn close(&mut self) {
+        self.closing = true;
+    }
+
     /// Writes the next due datagram into `buf` (at least
-    /// [`MAX_DATAGRAM_LEN`](crate::wire::MAX_DATAGRAM_LEN) bytes) and returns its length. Call until `None`.
+    /// [`MAX_DATAGRAM_LEN`](crate::wire::MAX_DATAGRAM_LEN) bytes) and
+    /// returns its length: a confirmed send, then the pending notifications,
+    /// then the tail-loss probe. Call until `None`.
     #[must_use]
     pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<usize> {
         self.poll_transmit_signed(now, buf, None)
@@ -351,23 +448,56 @@ impl<const N: usize> Publisher<N> {
         buf: &mut [u8],
         signer: Option<&dyn Signer>,
     ) -> Option<usize> {
+        self.poll_confirm_signed(now, buf, signer)
+            .or_else(|| self.poll_notifications_signed(now, buf, signer))
+    }
+
+    /// The confirmed send's (re)transmission, when due.
+    #[must_use]
+    pub fn poll_confirm(&mut self, now: Instant, buf: &mut [u8]) -> Option<usize> {
+        self.poll_confirm_signed(now, buf, None)
+    }
+
+    /// Everything but the confirmed send: the due round of pending
+    /// notifications, then the tail-loss probe.
+    #[must_use]
+    pub fn poll_notifications(&mut self, now: Instant, buf: &mut [u8]) -> Option<usize> {
+        self.poll_notifications_signed(now, buf, None)
+    }
+
+    fn poll_confirm_signed(
+        &mut self,
+        now: Instant,
+        buf: &mut [u8],
+        signer: Option<&dyn Signer>,
+    ) -> Option<usize> {
         self.handle_timeout(now);
-        // a confirmed send or its retransmission
-        if let Some(c) = self.confirm.as_mut() {
-            if now >= c.next_send {
-                if c.attempts > 0 {
-                    self.stats.retransmissions += 1;
-                }
-                c.attempts += 1;
-                c.next_send = now + c.rto;
-                c.rto = (c.rto + c.rto).min(self.config.max_rto);
-                let repr = c.repr;
-                return self.emit(&repr, buf, signer);
-            }
+        let c = self.confirm.as_mut().filter(|c| now >= c.next_send)?;
+        if c.attempts > 0 {
+            self.stats.retransmissions += 1;
         }
-        // coalesced notifications, once the hold-off is over
-        if self.send_at.is_some_and(|at| now >= at) {
-            if let Some(p) = self.pending.iter_mut().find_map(Option::take) {
+        c.attempts += 1;
+        c.next_send = now + c.rto;
+        c.rto = (c.rto + c.rto).min(self.config.max_rto);
+        let repr = c.repr;
+        self.emit(&repr, buf, signer)
+    }
+
+    fn poll_notifications_signed(
+        &mut self,
+        now: Instant,
+        buf: &mut [u8],
+        signer: Option<&dyn Signer>,
+    ) -> Option<usize> {
+        if self.round_left == 0 && self.next_round().is_some_and(|at| now >= at) {
+            self.start_round(now);
+        }
+        if self.round_left > 0 {
+            self.round_left -= 1;
+            if let Some(p) = self.pending.pop_front() {
+                if self.pending.is_empty() {
+                    self.pending_since = None;
+                }
                 if let Ok(notification) = Notification::new(p.kind, p.channel) {
                     let repr = NotifyRepr {
                         notification,
@@ -378,16 +508,15 @@ impl<const N: usize> Publisher<N> {
                         tag: None,
                     };
                     self.last = Some(repr);
-                    if !self.config.probe_delay.is_zero() {
-                        self.probe_at = Some(now + self.config.probe_delay);
-                    }
+                    self.probe_at =
+                        (!self.config.probe_delay.is_zero()).then(|| now + self.config.probe_delay);
                     return self.emit(&repr, buf, signer);
                 }
             }
-            self.send_at = None;
         }
         // the tail-loss probe: the last datagram again, same sequence number
-        if self.send_at.is_none() && self.probe_at.is_some_and(|at| now >= at) {
+        let probe_due = self.probe_at.is_some_and(|at| now >= at || self.closing);
+        if self.pending.is_empty() && probe_due {
             self.probe_at = None;
             if let Some(repr) = self.last {
                 self.stats.probes += 1;
@@ -395,6 +524,46 @@ impl<const N: usize> Publisher<N> {
             }
         }
         None
+    }
+
+    /// When the pending notifications' round is due (`None`: nothing
+    /// pending).
+    fn next_round(&self) -> Option<Instant> {
+        let since = self.pending_since.filter(|_| !self.pending.is_empty())?;
+        if self.closing {
+            return Some(since);
+        }
+        let held = since + self.config.hold_off;
+        let p = &self.pacing;
+        let Some(last) = p.last_round.filter(|&t| since < t + p.gap) else {
+            return Some(held); // the first notification after a quiet gap
+        };
+        let early = (p.may_end_early && !self.config.quiet.is_zero())
+            .then(|| p.last_call + self.config.quiet)
+            .unwrap_or(Instant::MAX);
+        Some(held.max((last + p.gap).min(early)))
+    }
+
+    /// The pending notifications go out now: the pacing learns whether the
+    /// last gap ran its full length.
+    fn start_round(&mut self, now: Instant) {
+        let since = self.pending_since.unwrap_or(now);
+        let p = &mut self.pacing;
+        match p.last_round.filter(|&t| since < t + p.gap) {
+            // calls came while the last gap ran: the same burst
+            Some(last) => {
+                let ran_full = now >= last + p.gap;
+                p.may_end_early = ran_full;
+                p.gap = self.config.next_pace(p.gap, ran_full);
+            }
+            None => {
+                p.may_end_early = true;
+                p.gap = self.config.pace;
+            }
+        }
+        p.last_round = Some(now);
+        self.round_left = self.pending.len();
+        self.stats.rounds += 1;
     }
 
     fn emit(
@@ -421,10 +590,22 @@ impl<const N: usize> Publisher<N> {
     /// next has something to do.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let confirm = self.confirm.map(|c| c.next_send.min(c.deadline));
-        [self.send_at, self.probe_at, confirm]
+        [self.poll_timeout_notifications(), confirm]
             .into_iter()
             .flatten()
             .min()
+    }
+
+    /// When [`poll_notifications`](Self::poll_notifications) next has
+    /// something to do.
+    pub fn poll_timeout_notifications(&self) -> Option<Instant> {
+        let round = if self.round_left > 0 {
+            self.pacing.last_round
+        } else {
+            self.next_round()
+        };
+        let probe = self.probe_at.filter(|_| self.pending.is_empty());
+        [round, probe].into_iter().flatten().min()
     }
 
     /// Whether nothing is pending (no datagram, probe or confirmation).
@@ -434,174 +615,4 @@ impl<const N: usize> Publisher<N> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::wire::MAX_DATAGRAM_LEN;
-
-    fn ch(s: &str) -> ChannelId {
-        ChannelId::new(s).unwrap()
-    }
-
-    fn drain(p: &mut Publisher<4>, now: Instant) -> std::vec::Vec<NotifyRepr> {
-        let mut out = std::vec::Vec::new();
-        let mut buf = [0u8; MAX_DATAGRAM_LEN];
-        while let Some(n) = p.poll_transmit(now, &mut buf) {
-            out.push(NotifyRepr::parse_bytes(&buf[..n]).unwrap());
-        }
-        out
-    }
-
-    #[test]
-    fn a_burst_becomes_one_datagram_per_kind_and_channel() {
-        let mut p = Publisher::<4>::new(PublisherConfig::default(), SenderId(1));
-        let t0 = Instant::ZERO;
-        for _ in 0..20 {
-            p.notify(t0, Notification::status(Some(ch("gsm1"))), 1);
-        }
-        p.notify(t0, Notification::non_status(None), 3);
-        assert!(drain(&mut p, t0).is_empty());
-        let t1 = Instant::from_millis(5);
-        assert_eq!(p.poll_timeout(), Some(t1));
-        let sent = drain(&mut p, t1);
-        assert_eq!(sent.len(), 2);
-        assert_eq!((sent[0].seq, sent[0].batch), (Seq(1), 20));
-        assert_eq!((sent[1].seq, sent[1].batch), (Seq(2), 3));
-        // then the probe repeats the last one, same sequence number
-        let t2 = p.poll_timeout().unwrap();
-        assert_eq!(t2, Instant::from_millis(10));
-        assert_eq!(drain(&mut p, t2), [sent[1]]);
-        assert!(p.is_idle());
-        assert_eq!(p.stats().probes, 1);
-    }
-
-    #[test]
-    fn overflow_folds_into_an_untargeted_status() {
-        let mut p = Publisher::<2>::new(PublisherConfig::default(), SenderId(1));
-        let t = Instant::ZERO;
-        p.notify(t, Notification::channel_update(ch("a")), 1);
-        p.notify(t, Notification::channel_update(ch("b")), 1);
-        p.notify(t, Notification::channel_update(ch("c")), 1);
-        assert_eq!(p.stats().overflows, 1);
-        let mut buf = [0u8; MAX_DATAGRAM_LEN];
-        let mut kinds = std::vec::Vec::new();
-        while let Some(n) = p.poll_transmit(Instant::from_millis(5), &mut buf) {
-            kinds.push(NotifyRepr::parse_bytes(&buf[..n]).unwrap().notification);
-        }
-        assert_eq!(
-            kinds,
-            [
-                Notification::channel_update(ch("a")),
-                Notification::status(None)
-            ]
-        );
-    }
-
-    #[test]
-    fn confirmed_sends_retransmit_with_backoff_until_acked() {
-        let mut p = Publisher::<4>::new(PublisherConfig::default(), SenderId(9));
-        let t0 = Instant::ZERO;
-        let seq = p
-            .notify_confirmed(t0, Notification::status(None), 1, Duration::from_secs(1))
-            .unwrap();
-        assert_eq!(
-            p.notify_confirmed(t0, Notification::status(None), 1, Duration::from_secs(1)),
-            Err(ConfirmBusy)
-        );
-        let mut buf = [0u8; MAX_DATAGRAM_LEN];
-        let n = p.poll_transmit(t0, &mut buf).unwrap();
-        let sent = NotifyRepr::parse_bytes(&buf[..n]).unwrap();
-        assert!(sent.ack_requested);
-        assert_eq!(p.poll_timeout(), Some(Instant::from_millis(20)));
-        assert!(p
-            .poll_transmit(Instant::from_millis(20), &mut buf)
-            .is_some());
-        assert_eq!(p.poll_timeout(), Some(Instant::from_millis(60)));
-        // an ack for something else is ignored; the right one confirms
-        let mut ack = [0u8; MAX_DATAGRAM_LEN];
-        let other = AckRepr::answering(
-            &NotifyRepr {
-                seq: Seq(77),
-                ..sent
-            },
-            AckResult::Delivered,
-        );
-        let len = other.emit(&mut ack).unwrap();
-        p.handle_datagram(Instant::from_millis(30), &ack[..len]);
-        assert_eq!(p.poll_event(), None);
-        let len = AckRepr::answering(&sent, AckResult::Delivered)
-            .emit(&mut ack)
-            .unwrap();
-        p.handle_datagram(Instant::from_millis(30), &ack[..len]);
-        assert_eq!(
-            p.poll_event(),
-            Some(PublishEvent::Confirmed {
-                seq,
-                result: AckResult::Delivered,
-                attempts: 2
-            })
-        );
-        assert!(p.is_idle());
-    }
-
-    #[test]
-    fn confirmed_sends_time_out() {
-        let mut p = Publisher::<4>::new(PublisherConfig::default(), SenderId(9));
-        let seq = p
-            .notify_confirmed(
-                Instant::ZERO,
-                Notification::status(None),
-                1,
-                Duration::from_millis(100),
-            )
-            .unwrap();
-        let mut buf = [0u8; MAX_DATAGRAM_LEN];
-        let mut sends = 0;
-        while let Some(at) = p.poll_timeout() {
-            if p.poll_transmit(at, &mut buf).is_some() {
-                sends += 1;
-            }
-            if let Some(ev) = p.poll_event() {
-                assert_eq!(
-                    ev,
-                    PublishEvent::TimedOut {
-                        seq,
-                        attempts: sends
-                    }
-                );
-                assert!(at >= Instant::from_millis(100));
-                assert_eq!(sends, 3); // at 0, 20 and 60 ms
-                return;
-            }
-        }
-        panic!("never timed out");
-    }
-
-    struct Xor;
-    impl Signer for Xor {
-        fn sign(&self, signed: &[u8]) -> Tag {
-            let mut tag = [0u8; TAG_LEN];
-            for (i, b) in signed.iter().enumerate() {
-                tag[i % TAG_LEN] ^= *b;
-            }
-            tag
-        }
-    }
-
-    #[test]
-    fn a_signer_fills_the_tag() {
-        let mut p = Publisher::<4>::new(
-            PublisherConfig {
-                hold_off: Duration::ZERO,
-                ..PublisherConfig::default()
-            },
-            SenderId(3),
-        );
-        p.notify(Instant::ZERO, Notification::status(None), 1);
-        let mut buf = [0u8; MAX_DATAGRAM_LEN];
-        let n = p
-            .poll_transmit_signed(Instant::ZERO, &mut buf, Some(&Xor))
-            .unwrap();
-        let repr = NotifyRepr::parse_bytes(&buf[..n]).unwrap();
-        assert_eq!(repr.tag, Some(Xor.sign(&buf[..n - TAG_LEN])));
-    }
-}
+mod tests;

@@ -39,12 +39,7 @@ static OUTCOME: AtomicU8 = AtomicU8::new(0);
 static FAILED_AT: AtomicU8 = AtomicU8::new(0);
 
 static PUBLISHER: PublisherState<4> = PublisherState::new(
-    PublisherConfig {
-        hold_off: flagpost_core::Duration::from_millis(5),
-        probe_delay: flagpost_core::Duration::from_millis(5),
-        initial_rto: flagpost_core::Duration::from_millis(20),
-        max_rto: flagpost_core::Duration::from_secs(1),
-    },
+    PublisherConfig::DEFAULT,
     SenderId(0x60a7),
 );
 static LISTENER: ListenerShared = ListenerShared::new();
