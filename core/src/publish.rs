@@ -538,9 +538,11 @@ impl<const N: usize> Publisher<N> {
         let Some(last) = p.last_round.filter(|&t| since < t + p.gap) else {
             return Some(held); // the first notification after a quiet gap
         };
-        let early = (p.may_end_early && !self.config.quiet.is_zero())
-            .then(|| p.last_call + self.config.quiet)
-            .unwrap_or(Instant::MAX);
+        let early = if p.may_end_early && !self.config.quiet.is_zero() {
+            p.last_call + self.config.quiet
+        } else {
+            Instant::MAX
+        };
         Some(held.max((last + p.gap).min(early)))
     }
 
