@@ -591,11 +591,25 @@ impl<const N: usize> Publisher<N> {
     /// When [`poll_transmit`](Self::poll_transmit) (or `handle_timeout`)
     /// next has something to do.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let confirm = self.confirm.map(|c| c.next_send.min(c.deadline));
-        [self.poll_timeout_notifications(), confirm]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            self.poll_timeout_notifications(),
+            self.poll_timeout_confirm(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// When [`poll_confirm`](Self::poll_confirm) (or `handle_timeout`) next
+    /// has something to do.
+    pub fn poll_timeout_confirm(&self) -> Option<Instant> {
+        self.confirm.map(|c| c.next_send.min(c.deadline))
+    }
+
+    /// Drops the confirmed send in flight, if any, without an event (its
+    /// transport cannot wait for the ack any more).
+    pub fn cancel_confirmed(&mut self) {
+        self.confirm = None;
     }
 
     /// When [`poll_notifications`](Self::poll_notifications) next has

@@ -38,10 +38,8 @@ static DONE: AtomicBool = AtomicBool::new(false);
 static OUTCOME: AtomicU8 = AtomicU8::new(0);
 static FAILED_AT: AtomicU8 = AtomicU8::new(0);
 
-static PUBLISHER: PublisherState<4> = PublisherState::new(
-    PublisherConfig::DEFAULT,
-    SenderId(0x60a7),
-);
+static PUBLISHER: PublisherState<4> =
+    PublisherState::new(PublisherConfig::DEFAULT, SenderId(0x60a7));
 static LISTENER: ListenerShared = ListenerShared::new();
 
 fn now() -> Instant {

@@ -1,55 +1,59 @@
 //! The `Notifier`: fire-and-forget notifications over UDP, cheap to call
-//! from a hot loop.
+//! from a hot loop — a lock-free front over the core's sender state machine
+//! ([`flagpost_core::publish::Publisher`], configured with
+//! [`PublisherConfig::HOST`]), which makes every sending decision: what
+//! merges with what, when a round of datagrams may go (pacing), sequence
+//! numbers, the tail-loss probe, and the retransmission of confirmed sends.
 //!
-//! Notifications are flags, so they can be merged. A call adds its batch
-//! count to a pending slot — an atomic add for untargeted status and
-//! non-status updates, a short mutex for channel-targeted ones. Then:
+//! A call adds its batch count to an atomic (untargeted status and
+//! non-status updates) or records it in the core under a short lock
+//! (channel-targeted ones), and then:
 //!
-//! * if the notifier has been quiet (its sender thread asleep, nothing sent
-//!   in the last 20 µs), the call sends the datagram itself — one `sendto`,
-//!   no thread hand-off on the latency path. The thread is not woken for
-//!   it unless its tail-loss probe timer must be re-armed (in a steady
-//!   trickle: once per probe delay);
-//! * otherwise the thread turns whatever is pending into datagrams (one per
-//!   distinct kind and channel, carrying the summed batch count).
+//! * if the notifier's sender thread is asleep, the calling thread asks the
+//!   core for what is due and sends it itself — one `sendto`, no thread
+//!   hand-off on the latency path ([`NotifierStats::inline`]). The core
+//!   says nothing is due while a burst is being paced; the call then hands
+//!   the burst to the thread;
+//! * otherwise the thread, busy with a burst, merges the call into its next
+//!   round. Between two rounds it watches the call counter (yielding its CPU
+//!   between looks), feeding the calls it sees to the core, which ends a
+//!   pace early once calls stop: a burst's last calls go out microseconds
+//!   after them rather than after a timer wake-up.
+//!   [`NotifierBuilder::spin_in_bursts`] makes it sleep out the paces
+//!   instead, using no CPU while a burst lasts.
 //!
-//! [`NotifierStats::inline`] counts the datagrams sent the first way.
-//!
-//! So a burst costs nanoseconds per call and few datagrams: the thread sends
-//! at most one per 20 µs (pacing), merging everything that arrives
-//! meanwhile, and as a burst goes on the gap doubles up to 160 µs, so a hot
-//! loop cannot pile a backlog into the broker's socket that the last call's
-//! wake-up would queue behind, nor keep the broker and its listeners busy
-//! waking for a burst whose work they have already been told of. Between two
-//! datagrams the thread watches the call counter (yielding its CPU between
-//! looks) rather than sleeping: when no call has come for 2 µs the burst is
-//! over, and its last calls go out at once instead of after the rest of the
-//! pace and a timer wake-up (on a busy CPU, 20–60 µs). The thread thus stays
-//! on a CPU for as long as a burst lasts; [`NotifierBuilder::spin_in_bursts`]
-//! turns that off. No wake-up is lost.
+//! Datagrams are taken from the core under its lock and sent after it, so
+//! a caller never waits for a send. No wake-up is lost: the send flag is
+//! handed back and re-checked as before.
 //!
 //! Loss: every datagram carries the notifier's random sender id and the
-//! next sequence number, so the broker sees gaps. The loss of the *last*
-//! datagram of a burst is covered by a tail-loss probe: after
-//! [`NotifierBuilder::probe_delay`] of quiet the last datagram is sent once
-//! more with the same sequence number (a duplicate if the first arrived).
-//! Callers that need certainty use the `*_confirmed` calls, which ask for an
-//! ack and retransmit with backoff until it arrives or the timeout passes.
+//! next sequence number, so the broker sees gaps; the loss of a burst's last
+//! datagram is covered by the core's tail-loss probe. Callers that need
+//! certainty use the `*_confirmed` calls, which ask for an ack and
+//! retransmit with backoff until it arrives or the timeout passes.
 
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::{JoinHandle, Thread};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use flagpost_core::wire::{AckRepr, AckResult, NotifyRepr, SenderId, Seq, MAX_DATAGRAM_LEN};
+use flagpost_core::publish::{PublishEvent, Publisher, PublisherConfig};
+use flagpost_core::wire::{AckResult, SenderId, MAX_DATAGRAM_LEN};
 use flagpost_core::{ChannelId, Kind, Notification};
 
-/// Distinct channel-targeted notifications that may wait at once; beyond
-/// that they degrade to one untargeted status update (a superset: nothing is
-/// lost, some listeners poll needlessly).
-const MAX_PENDING_TARGETED: usize = 1024;
+use crate::clock::Clock;
+
+/// Distinct notifications that may wait at once (the core's pending
+/// table); beyond that they fold into one untargeted status update (a
+/// superset: nothing is lost, some listeners poll needlessly).
+const PENDING: usize = 1024;
+
+/// Datagrams taken from the core under one hold of its lock.
+const OUT_BATCH: usize = 64;
+
+type State = Publisher<PENDING>;
 
 /// Why a notification could not be confirmed or sent.
 #[derive(Debug, thiserror::Error)]
@@ -111,7 +115,7 @@ pub struct NotifierBuilder {
 impl Default for NotifierBuilder {
     fn default() -> Self {
         NotifierBuilder {
-            probe_delay: Duration::from_millis(5),
+            probe_delay: PublisherConfig::HOST.probe_delay.into(),
             sender: None,
             spin: true,
         }
@@ -126,12 +130,12 @@ impl NotifierBuilder {
         self
     }
 
-    /// Whether the sender thread stays on a CPU between the datagrams of a
-    /// burst, watching for its end (default), or sleeps out the pace (20 µs,
-    /// growing to 160 µs as a burst goes on). Watching sends a burst's last
-    /// calls 2 µs after them; sleeping waits for the rest of the pace and a
-    /// timer wake-up, which a busy CPU delays (measured in
-    /// `BENCHMARKS.md`, the hot loop), but costs no CPU while the burst lasts.
+    /// Whether the sender thread stays on a CPU between the rounds of a
+    /// burst, watching for its end (default), or sleeps out the paces.
+    /// Watching sends a burst's last calls microseconds after them;
+    /// sleeping waits for the rest of the pace and a timer wake-up, which a
+    /// busy CPU delays (measured in `BENCHMARKS.md`, the hot loop), but
+    /// costs no CPU while the burst lasts.
     pub fn spin_in_bursts(mut self, spin: bool) -> Self {
         self.spin = spin;
         self
@@ -158,34 +162,30 @@ impl NotifierBuilder {
         let sender = self
             .sender
             .unwrap_or_else(|| SenderId(getrandom::u64().unwrap_or(0x5eed_5eed)));
+        let config = PublisherConfig {
+            probe_delay: self.probe_delay.into(),
+            ..PublisherConfig::HOST
+        };
         let core = Arc::new(Core {
             socket,
             broker,
             sender,
-            seq: AtomicU32::new(Seq::FIRST.0),
+            clock: Clock::new(),
             status_all: AtomicU32::new(0),
             non_status_all: AtomicU32::new(0),
-            targeted: Mutex::new(Vec::new()),
-            any_targeted: AtomicBool::new(false),
+            calls: AtomicU64::new(0),
+            state: Mutex::new(Box::new(Publisher::new(config, sender))),
             sleeping: AtomicBool::new(true),
             handoff: AtomicBool::new(false),
-            parked_until_ns: AtomicU64::new(u64::MAX),
-            epoch: Instant::now(),
-            last_send_ns: AtomicU64::new(NEVER),
-            tail: Mutex::new(Tail::default()),
+            parked_until: AtomicU64::new(u64::MAX),
             stop: AtomicBool::new(false),
             thread: Mutex::new(None),
-            probe_delay: self.probe_delay,
             spin: self.spin,
             idle: (Mutex::new(()), std::sync::Condvar::new()),
             busy: AtomicBool::new(false),
             confirm: Mutex::new(None),
-            calls: AtomicU64::new(0),
-            datagrams: AtomicU64::new(0),
             inline: AtomicU64::new(0),
             bursts: AtomicU64::new(0),
-            probes: AtomicU64::new(0),
-            retransmissions: AtomicU64::new(0),
             send_errors: AtomicU64::new(0),
         });
         let worker = core.clone();
@@ -203,9 +203,9 @@ impl NotifierBuilder {
 }
 
 /// Sends notifications to a broker. Cheap to clone (clones share one socket
-/// and sender thread), `Send + Sync`; the last clone to go flushes what is
-/// pending, repeats the last datagram at once if its tail-loss probe was
-/// still due, and stops the thread.
+/// and sender thread), `Send + Sync`; the last clone to go sends what is
+/// pending and, if its tail-loss probe was still due, repeats the last
+/// datagram at once, then stops the thread.
 #[derive(Clone, Debug)]
 pub struct Notifier {
     handle: Arc<Handle>,
@@ -232,90 +232,41 @@ struct Core {
     socket: UdpSocket,
     broker: SocketAddr,
     sender: SenderId,
-    seq: AtomicU32,
+    clock: Clock,
+    /// Untargeted calls' batch counts, not yet given to the core.
     status_all: AtomicU32,
     non_status_all: AtomicU32,
-    targeted: Mutex<Vec<(Kind, ChannelId, u32)>>,
-    any_targeted: AtomicBool,
+    /// Every call: the sender thread watches it between rounds.
+    calls: AtomicU64,
+    /// The core's sender state machine: every sending decision.
+    state: Mutex<Box<State>>,
     /// The send flag is free (true): a caller that swaps this to false owns
-    /// the next send — inline, or handing a burst to the thread, which
-    /// takes the flag when it wakes to find something pending.
+    /// the next send — inline, or handing a burst to the thread.
     sleeping: AtomicBool,
     /// A caller holding the send flag handed it, with a burst, to the
-    /// thread. (A wake for anything else — the probe timer — leaves the
-    /// flag and pending calls alone.)
+    /// thread. (A wake for anything else — a timer — leaves the flag and
+    /// pending calls alone.)
     handoff: AtomicBool,
-    /// Origin of `last_send_ns`.
-    epoch: Instant,
-    /// When the last datagram went out, in ns since `epoch` ([`NEVER`]
-    /// before the first).
-    last_send_ns: AtomicU64,
-    /// When the parked sender thread wakes by itself, in ns since `epoch`
+    /// When the parked sender thread wakes by itself, in the core's µs
     /// (`u64::MAX`: not parked, or parked without a deadline).
-    parked_until_ns: AtomicU64,
-    /// The last datagram sent and when to repeat it (the tail-loss probe).
-    tail: Mutex<Tail>,
+    parked_until: AtomicU64,
     stop: AtomicBool,
     thread: Mutex<Option<Thread>>,
-    probe_delay: Duration,
-    /// Watch for the end of a burst between its datagrams (else sleep).
+    /// Watch for the end of a burst between its rounds (else sleep).
     spin: bool,
     /// Signalled when the sender thread has nothing left to send.
     idle: (Mutex<()>, std::sync::Condvar),
     busy: AtomicBool,
+    /// The socket confirmed sends go out on and read their acks from; its
+    /// lock makes them one at a time.
     confirm: Mutex<Option<UdpSocket>>,
-    calls: AtomicU64,
-    datagrams: AtomicU64,
     inline: AtomicU64,
     bursts: AtomicU64,
-    probes: AtomicU64,
-    retransmissions: AtomicU64,
     send_errors: AtomicU64,
 }
 
-#[derive(Debug, Default)]
-struct Tail {
-    last: Option<([u8; MAX_DATAGRAM_LEN], usize)>,
-    probe_at: Option<Instant>,
-}
-
-/// `last_send_ns` before anything was sent: the first call is quiet.
-const NEVER: u64 = u64::MAX;
-
-/// A call sends inline only if nothing went out for this long: a burst
-/// (calls nanoseconds apart) coalesces in the thread, while an isolated
-/// notification skips the hand-off. Inline sends are at most one per 20 µs.
-const COOLDOWN: Duration = Duration::from_micros(20);
-
-/// The shortest gap between the sender thread's datagrams in a burst (but
-/// see [`QUIET`]).
-pub const PACE: Duration = Duration::from_micros(20);
-
-/// The longest gap between the sender thread's datagrams in a burst. Each
-/// pace that runs its full length (calls kept coming) doubles the next, from
-/// [`PACE`] up to this; a pace that ends early starts again from [`PACE`].
-/// A sustained burst thus costs the broker and its listeners a wake-up per
-/// 160 µs, not per 20 µs (at ~17 µs of their CPU each, 10 % of a CPU rather
-/// than 85 %), and its last calls still go out [`QUIET`] after them.
-pub const MAX_PACE: Duration = Duration::from_micros(160);
-
-/// A burst is over when no call has come for this long: a hot loop's calls
-/// are nanoseconds apart. Its last calls are then sent without waiting for
-/// the rest of the pace — at most every other datagram, so that calls a few
-/// microseconds apart cannot turn the pace into one datagram per gap.
-pub const QUIET: Duration = Duration::from_micros(2);
-
-/// The pace after one of length `pace` that ran its full length or not: a
-/// burst that goes on spreads its datagrams out, up to [`MAX_PACE`] apart;
-/// one that paused starts again from [`PACE`]. (Public so that a bench's
-/// bare sender can pace exactly as the notifier does.)
-pub fn next_pace(pace: Duration, ran_full: bool) -> Duration {
-    if ran_full {
-        (pace * 2).min(MAX_PACE)
-    } else {
-        PACE
-    }
-}
+/// Datagrams taken from the core, to send once its lock is released.
+type Out = Vec<([u8; MAX_DATAGRAM_LEN], usize)>;
 
 fn bind_for(broker: SocketAddr) -> io::Result<UdpSocket> {
     let local: SocketAddr = if broker.is_ipv4() {
@@ -359,13 +310,14 @@ impl Notifier {
     /// Counters.
     pub fn stats(&self) -> NotifierStats {
         let c = &self.handle.core;
+        let core = c.lock().stats();
         NotifierStats {
             calls: c.calls.load(Ordering::Relaxed),
-            datagrams: c.datagrams.load(Ordering::Relaxed),
+            datagrams: core.datagrams - core.probes - core.retransmissions,
             inline: c.inline.load(Ordering::Relaxed),
             bursts: c.bursts.load(Ordering::Relaxed),
-            probes: c.probes.load(Ordering::Relaxed),
-            retransmissions: c.retransmissions.load(Ordering::Relaxed),
+            probes: core.probes,
+            retransmissions: core.retransmissions,
             send_errors: c.send_errors.load(Ordering::Relaxed),
         }
     }
@@ -392,8 +344,8 @@ impl Notifier {
     }
 
     /// Any notification, standing for `batch` changes (at least 1). Costs
-    /// nanoseconds: the datagram is sent by the notifier's thread, merged
-    /// with whatever else arrives meanwhile.
+    /// nanoseconds when the notifier is busy: the datagram is then sent by
+    /// its thread, merged with whatever else arrives meanwhile.
     pub fn notify(&self, notification: Notification, batch: u32) {
         let core = &self.handle.core;
         let batch = batch.max(1);
@@ -401,14 +353,13 @@ impl Notifier {
         match (notification.kind(), notification.channel()) {
             (Kind::Status, None) => add(&core.status_all, batch),
             (Kind::NonStatus, None) => add(&core.non_status_all, batch),
-            (kind, Some(channel)) => core.push_targeted(kind, *channel, batch),
-            // Channel kinds always carry a channel.
-            (_, None) => add(&core.status_all, batch),
+            // targeted: into the core's table, under its lock
+            _ => core.lock().notify(core.clock.now(), notification, batch),
         }
-        // The thread sleeps and nothing went out in the last COOLDOWN: send
-        // from here, saving the thread's wake-up on the latency path.
-        // Otherwise the thread sends, merging this call with whatever else
-        // arrives meanwhile (a hot loop stays a handful of datagrams).
+        // The thread sleeps: send from here what the core says is due,
+        // saving the thread's wake-up on the latency path. Otherwise the
+        // thread sends, merging this call with whatever else arrives
+        // meanwhile (a hot loop stays a handful of datagrams).
         core.wake_or_send_inline();
     }
 
@@ -416,7 +367,7 @@ impl Notifier {
     /// socket, or `timeout` passes; returns whether it was.
     pub fn flush(&self, timeout: Duration) -> bool {
         let core = &self.handle.core;
-        let deadline = Instant::now() + timeout;
+        let deadline = std::time::Instant::now() + timeout;
         let (lock, cond) = &core.idle;
         let mut guard = lock.lock().unwrap_or_else(|p| p.into_inner());
         loop {
@@ -424,7 +375,7 @@ impl Notifier {
                 return true;
             }
             core.wake();
-            let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+            let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) else {
                 return false;
             };
             guard = match cond.wait_timeout(guard, left.min(Duration::from_millis(50))) {
@@ -469,10 +420,10 @@ impl Notifier {
     ) -> Result<AckResult, NotifyError> {
         self.notify_confirmed(Notification::channel_shutdown(channel), 1, timeout)
     }
-
     /// Sends `notification` asking for an ack, retransmitting (same
     /// sequence number) after 20 ms, 40 ms, … up to 1 s apart until an ack
-    /// arrives or `timeout` passes: at-least-once delivery. Blocks the caller.
+    /// arrives or `timeout` passes: at-least-once delivery. Blocks the
+    /// caller; confirmed sends go one at a time.
     pub fn notify_confirmed(
         &self,
         notification: Notification,
@@ -481,16 +432,6 @@ impl Notifier {
     ) -> Result<AckResult, NotifyError> {
         let core = &self.handle.core;
         core.calls.fetch_add(1, Ordering::Relaxed);
-        let repr = NotifyRepr {
-            notification,
-            sender: core.sender,
-            seq: core.next_seq(),
-            batch: batch.max(1),
-            ack_requested: true,
-            tag: None,
-        };
-        let mut buf = [0u8; MAX_DATAGRAM_LEN];
-        let len = repr.emit(&mut buf).map_err(io::Error::other)?;
         let mut guard = core.confirm.lock().unwrap_or_else(|p| p.into_inner());
         if guard.is_none() {
             *guard = Some(bind_for(core.broker)?);
@@ -498,95 +439,69 @@ impl Notifier {
         let Some(socket) = guard.as_ref() else {
             return Err(NotifyError::Io(io::Error::other("no confirm socket")));
         };
-        let deadline = Instant::now() + timeout;
-        let mut rto = Duration::from_millis(20);
-        let mut attempts = 0u32;
-        let mut refused = false;
-        let mut ack_buf = [0u8; MAX_DATAGRAM_LEN];
-        loop {
-            attempts += 1;
-            if attempts > 1 {
-                core.retransmissions.fetch_add(1, Ordering::Relaxed);
-            }
-            match socket.send(&buf[..len]) {
-                Ok(_) => core.datagrams.fetch_add(1, Ordering::Relaxed),
-                Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
-                    refused = true;
-                    core.send_errors.fetch_add(1, Ordering::Relaxed)
-                }
-                Err(e) => return Err(e.into()),
-            };
-            let wait_until = (Instant::now() + rto).min(deadline);
-            while let Some(left) = wait_until.checked_duration_since(Instant::now()) {
-                socket.set_read_timeout(Some(left.max(Duration::from_micros(100))))?;
-                match socket.recv(&mut ack_buf) {
-                    Ok(n) => {
-                        if let Ok(ack) = AckRepr::parse_bytes(&ack_buf[..n]) {
-                            if ack.sender == repr.sender && ack.seq == repr.seq {
-                                return Ok(ack.result);
-                            }
-                        }
-                    }
-                    Err(e)
-                        if matches!(
-                            e.kind(),
-                            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                        ) =>
-                    {
-                        break
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
-                        refused = true;
-                        break;
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => return Err(e.into()),
-                }
-            }
-            if Instant::now() >= deadline {
-                return Err(if refused {
-                    NotifyError::Unreachable {
-                        broker: core.broker,
-                    }
-                } else {
-                    NotifyError::Timeout {
-                        broker: core.broker,
-                        timeout,
-                        attempts,
-                    }
-                });
-            }
-            rto = (rto * 2).min(Duration::from_secs(1));
+        let started = core.clock.now();
+        core.lock()
+            .notify_confirmed(started, notification, batch, timeout.into())
+            .map_err(io::Error::other)?;
+        let outcome = core.confirm_on(socket, timeout);
+        if outcome.is_err() {
+            core.lock().cancel_confirmed();
         }
+        outcome
     }
 }
 
 impl Core {
-    fn next_seq(&self) -> Seq {
-        Seq(self.seq.fetch_add(1, Ordering::Relaxed))
+    fn lock(&self) -> MutexGuard<'_, Box<State>> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn push_targeted(&self, kind: Kind, channel: ChannelId, batch: u32) {
-        let mut pending = self.targeted.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(entry) = pending
-            .iter_mut()
-            .find(|(k, c, _)| *k == kind && *c == channel)
-        {
-            entry.2 = entry.2.saturating_add(batch);
-        } else if pending.len() < MAX_PENDING_TARGETED {
-            pending.push((kind, channel, batch));
-        } else {
-            drop(pending);
-            add(&self.status_all, batch);
-            return;
+    /// Gives the untargeted calls' counts to the core.
+    fn drain(&self, state: &mut State, now: flagpost_core::Instant) {
+        let status = self.status_all.swap(0, Ordering::AcqRel);
+        if status > 0 {
+            state.notify(now, Notification::status(None), status);
         }
-        self.any_targeted.store(true, Ordering::Release);
+        let non_status = self.non_status_all.swap(0, Ordering::AcqRel);
+        if non_status > 0 {
+            state.notify(now, Notification::non_status(None), non_status);
+        }
+    }
+
+    /// Drains the calls into the core and takes what it says is due:
+    /// whether more is pending, and when to look again.
+    fn take_due(&self, out: &mut Out) -> (bool, Option<flagpost_core::Instant>) {
+        let now = self.clock.now();
+        let mut state = self.lock();
+        self.drain(&mut state, now);
+        let mut buf = [0u8; MAX_DATAGRAM_LEN];
+        while out.len() < OUT_BATCH {
+            match state.poll_notifications(now, &mut buf) {
+                Some(n) => out.push((buf, n)),
+                None => break,
+            }
+        }
+        (state.has_pending(), state.poll_timeout_notifications())
+    }
+
+    /// Sends `out` (after the core's lock is released); returns how many.
+    fn send_all(&self, out: &mut Out) -> u64 {
+        let mut sent = 0;
+        for (buf, len) in out.drain(..) {
+            match self.socket.send(&buf[..len]) {
+                Ok(_) => sent += 1,
+                Err(_) => {
+                    self.send_errors.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+        sent
     }
 
     fn has_pending(&self) -> bool {
         self.status_all.load(Ordering::SeqCst) > 0
             || self.non_status_all.load(Ordering::SeqCst) > 0
-            || self.any_targeted.load(Ordering::SeqCst)
+            || self.lock().has_pending()
     }
 
     fn wake(&self) {
@@ -600,16 +515,6 @@ impl Core {
         }
     }
 
-    fn since_epoch_ns(&self) -> u64 {
-        self.ns_of(Instant::now())
-    }
-
-    /// `t` in ns since `epoch` (the unit of `last_send_ns` and
-    /// `parked_until_ns`).
-    fn ns_of(&self, t: Instant) -> u64 {
-        u64::try_from(t.saturating_duration_since(self.epoch).as_nanos()).unwrap_or(u64::MAX)
-    }
-
     #[inline]
     fn wake_or_send_inline(&self) {
         // Pairs with the SeqCst store + re-check in `run`.
@@ -617,221 +522,193 @@ impl Core {
         if !self.sleeping.load(Ordering::SeqCst) {
             return; // the thread is at work and will see the call
         }
-        let last = self.last_send_ns.load(Ordering::Relaxed);
-        let now_ns = self.since_epoch_ns();
-        let quiet = last == NEVER
-            || now_ns.saturating_sub(last)
-                >= u64::try_from(COOLDOWN.as_nanos()).unwrap_or(u64::MAX);
         if !self.sleeping.swap(false, Ordering::SeqCst) {
             return; // another caller took it
         }
-        if quiet {
-            self.busy.store(true, Ordering::SeqCst);
-            // the send happens after `now_ns`, so its probe is due after this
-            let probe_by = now_ns
-                .saturating_add(u64::try_from(self.probe_delay.as_nanos()).unwrap_or(u64::MAX));
-            let sent = self.send_pending_and_arm_probe();
-            self.inline.fetch_add(sent, Ordering::Relaxed);
+        self.busy.store(true, Ordering::SeqCst);
+        let mut out = Vec::new();
+        let (more, next) = self.take_due(&mut out);
+        let sent = self.send_all(&mut out);
+        self.inline.fetch_add(sent, Ordering::Relaxed);
+        if !more {
             // The thread need not hear of this send when it will wake by
             // itself before the probe just armed is due (it then finds the
             // probe moved and sleeps on): in a steady trickle it wakes once
             // per probe delay, not once per send.
-            let probe_covered = self.probe_delay.is_zero()
-                || self.parked_until_ns.load(Ordering::SeqCst) <= probe_by;
+            let covered =
+                next.is_none_or(|at| self.parked_until.load(Ordering::SeqCst) <= at.as_micros());
             // Hand the flag back, so that the next quiet call goes inline
             // too; re-check after publishing, as the thread does, so that no
             // call is stranded.
             self.busy.store(false, Ordering::SeqCst);
             self.sleeping.store(true, Ordering::SeqCst);
             if !self.has_pending() || !self.sleeping.swap(false, Ordering::SeqCst) {
-                // Wake the thread only to re-arm its probe timer, after
-                // handing the flag back: a woken thread that held the flag
-                // made the next calls wait for its wake-up (25–50 µs on an
-                // idle vCPU) — 3–5 % of the wake-latency samples, all in
-                // the tail.
-                if !probe_covered {
+                // Wake the thread only to re-arm its timer, after handing
+                // the flag back: a woken thread that held the flag made the
+                // next calls wait for its wake-up (25–50 µs on an idle vCPU).
+                if !covered {
                     self.wake();
                 }
                 return;
             }
         }
-        // A burst: hand the flag (still held) to the thread, which sends,
-        // paced, merging the calls that find the flag held meanwhile.
+        // A burst (the core paces it): hand the flag, still held, to the
+        // thread, which sends its rounds, merging the calls that find the
+        // flag held meanwhile.
         self.handoff.store(true, Ordering::SeqCst);
         self.wake();
     }
 
-    /// Sends one datagram; returns its bytes for a later probe.
-    fn send(&self, notification: Notification, batch: u32) -> ([u8; MAX_DATAGRAM_LEN], usize) {
-        let repr = NotifyRepr {
-            notification,
-            sender: self.sender,
-            seq: self.next_seq(),
-            batch,
-            ack_requested: false,
-            tag: None,
-        };
-        let mut buf = [0u8; MAX_DATAGRAM_LEN];
-        let len = repr.emit(&mut buf).unwrap_or(0);
-        match self.socket.send(&buf[..len]) {
-            Ok(_) => self.datagrams.fetch_add(1, Ordering::Relaxed),
-            Err(_) => self.send_errors.fetch_add(1, Ordering::Relaxed),
-        };
-        (buf, len)
-    }
-
-    /// Sends everything pending; returns how many datagrams that took and
-    /// the last one, if any.
-    fn send_pending(&self) -> (u64, Option<([u8; MAX_DATAGRAM_LEN], usize)>) {
-        let mut sent = 0;
-        let mut last = None;
-        let status = self.status_all.swap(0, Ordering::AcqRel);
-        if status > 0 {
-            sent += 1;
-            last = Some(self.send(Notification::status(None), status));
-        }
-        let non_status = self.non_status_all.swap(0, Ordering::AcqRel);
-        if non_status > 0 {
-            sent += 1;
-            last = Some(self.send(Notification::non_status(None), non_status));
-        }
-        if self.any_targeted.swap(false, Ordering::AcqRel) {
-            let batch =
-                std::mem::take(&mut *self.targeted.lock().unwrap_or_else(|p| p.into_inner()));
-            for (kind, channel, count) in batch {
-                if let Ok(n) = Notification::new(kind, Some(channel)) {
-                    sent += 1;
-                    last = Some(self.send(n, count));
-                }
-            }
-        }
-        (sent, last)
-    }
-
-    /// Sends everything pending and, if something went out, schedules its
-    /// tail-loss probe; returns how many datagrams went out.
-    fn send_pending_and_arm_probe(&self) -> u64 {
-        let (count, Some(sent)) = self.send_pending() else {
-            return 0;
-        };
-        let now = Instant::now();
-        self.last_send_ns.store(self.ns_of(now), Ordering::Relaxed);
-        let mut tail = self.tail.lock().unwrap_or_else(|p| p.into_inner());
-        tail.last = Some(sent);
-        tail.probe_at = (!self.probe_delay.is_zero()).then(|| now + self.probe_delay);
-        count
-    }
-
-    /// Sends the probe now if one is armed (at the stop).
-    fn probe_now(&self) {
-        let mut tail = self.tail.lock().unwrap_or_else(|p| p.into_inner());
-        if tail.probe_at.take().is_some() {
-            self.send_probe(&tail);
-        }
-    }
-
-    /// Repeats the last datagram, same sequence number: a duplicate if the
-    /// original arrived.
-    fn send_probe(&self, tail: &Tail) {
-        if let Some((buf, len)) = &tail.last {
-            if self.socket.send(&buf[..*len]).is_ok() {
-                self.probes.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-    }
-
-    /// Sends the probe if it is due; returns when the next one is due.
-    fn probe_if_due(&self) -> Option<Instant> {
-        let mut tail = self.tail.lock().unwrap_or_else(|p| p.into_inner());
-        let at = tail.probe_at?;
-        if Instant::now() < at {
-            return Some(at);
-        }
-        tail.probe_at = None;
-        self.send_probe(&tail);
-        None
-    }
-
-    /// Waits between two datagrams of a burst, the first sent at `sent_at`:
-    /// until `pace` has passed or, if `may_end_early`, until no call has
-    /// come for [`QUIET`]. Returns whether the next wait may end early (not
-    /// after this one did).
-    fn pace(&self, sent_at: Instant, pace: Duration, may_end_early: bool) -> bool {
+    /// Waits until the core's next round of a burst is due (`next`):
+    /// watching the call counter and feeding what it sees to the core, so
+    /// that the pace ends early once calls stop; or sleeping it out.
+    fn wait_for_round(&self, mut next: Option<flagpost_core::Instant>) {
         if !self.spin {
-            std::thread::sleep(pace);
-            return true;
+            if let Some(at) = next {
+                std::thread::sleep(self.clock.until(at));
+            }
+            return;
         }
-        let paced = sent_at + pace;
         let mut calls = self.calls.load(Ordering::Relaxed);
-        let mut last_call_seen = sent_at;
         loop {
             // Let the broker and listeners run if they share this CPU.
             std::thread::yield_now();
-            let now = Instant::now();
-            if now >= paced {
-                return true;
-            }
+            let now = self.clock.now();
             let seen = self.calls.load(Ordering::Relaxed);
             if seen != calls {
                 calls = seen;
-                last_call_seen = now;
-            } else if may_end_early && now >= last_call_seen + QUIET {
-                return false;
+                let mut state = self.lock();
+                self.drain(&mut state, now);
+                next = state.poll_timeout_notifications();
+            }
+            if next.is_none_or(|at| now >= at) || self.stop.load(Ordering::Relaxed) {
+                return;
             }
         }
     }
 
+    /// The confirmed send in flight: its (re)transmissions on `socket`, and
+    /// the acks read from it, until the core reports the outcome.
+    fn confirm_on(&self, socket: &UdpSocket, timeout: Duration) -> Result<AckResult, NotifyError> {
+        let mut refused = false;
+        let mut buf = [0u8; MAX_DATAGRAM_LEN];
+        loop {
+            let now = self.clock.now();
+            let mut out: Out = Vec::new();
+            let (event, next) = {
+                let mut state = self.lock();
+                while let Some(n) = state.poll_confirm(now, &mut buf) {
+                    out.push((buf, n));
+                }
+                (state.poll_event(), state.poll_timeout_confirm())
+            };
+            for (b, len) in &out {
+                match socket.send(&b[..*len]) {
+                    Ok(_) => {}
+                    Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+                        refused = true;
+                        self.send_errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            match event {
+                Some(PublishEvent::Confirmed { result, .. }) => return Ok(result),
+                Some(PublishEvent::TimedOut { attempts, .. }) => {
+                    return Err(if refused {
+                        NotifyError::Unreachable {
+                            broker: self.broker,
+                        }
+                    } else {
+                        NotifyError::Timeout {
+                            broker: self.broker,
+                            timeout,
+                            attempts,
+                        }
+                    })
+                }
+                None => {}
+            }
+            let wait = next.map_or(Duration::from_millis(10), |at| self.clock.until(at));
+            socket.set_read_timeout(Some(wait.max(Duration::from_micros(100))))?;
+            match socket.recv(&mut buf) {
+                Ok(n) => self.lock().handle_datagram(self.clock.now(), &buf[..n]),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock
+                            | io::ErrorKind::TimedOut
+                            | io::ErrorKind::Interrupted
+                    ) => {}
+                Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => refused = true,
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Sends what is due and parks until the core's next deadline (a
+    /// probe), a hand-off or the stop; returns whether a burst was handed
+    /// over.
+    fn park_until_burst(&self) -> bool {
+        loop {
+            if self.handoff.swap(false, Ordering::SeqCst) {
+                return true; // a caller handed over the flag with a burst
+            }
+            if self.stop.load(Ordering::SeqCst) {
+                return false;
+            }
+            let mut out = Vec::new();
+            let (_, next) = self.take_due(&mut out);
+            self.send_all(&mut out);
+            match next {
+                Some(at) => {
+                    self.parked_until.store(at.as_micros(), Ordering::SeqCst);
+                    std::thread::park_timeout(self.clock.until(at));
+                }
+                None => std::thread::park(),
+            }
+            self.parked_until.store(u64::MAX, Ordering::SeqCst);
+        }
+    }
+
+    /// At the stop: what is pending, and the probe if armed, go out now.
+    fn close(&self) {
+        let now = self.clock.now();
+        let mut out: Out = Vec::new();
+        {
+            let mut state = self.lock();
+            self.drain(&mut state, now);
+            state.close();
+            let mut buf = [0u8; MAX_DATAGRAM_LEN];
+            while let Some(n) = state.poll_notifications(now, &mut buf) {
+                out.push((buf, n));
+            }
+        }
+        self.send_all(&mut out);
+    }
+
     /// The sender thread. It holds the send flag (`sleeping` false) while it
-    /// sends; asleep, it holds nothing, so quiet calls send inline, and it
-    /// takes the flag only when a caller hands it a burst (or at the stop).
+    /// sends a burst; asleep, it holds nothing, so quiet calls send inline,
+    /// and it takes the flag only when a caller hands it a burst.
     fn run(self: Arc<Self>) {
         // Linux lets a normal thread's timers fire up to 50 µs late (timer
-        // slack); the pacing sleep of 20 µs then lasted 70–85 µs (`perf sched
-        // timehist`), long enough for the next call of a trickle to find
-        // the thread pacing and wait for it, and the next, in a cascade.
+        // slack); the pacing sleep of 20 µs then lasted 70–85 µs.
         #[cfg(target_os = "linux")]
         let _ = nix::sys::prctl::set_timerslack(1_000);
         loop {
-            // Asleep, holding nothing, until the probe is due, a call hands
-            // over a burst, or the notifier stops.
-            loop {
-                if self.handoff.swap(false, Ordering::SeqCst) {
-                    break; // a caller handed over the flag with a burst
-                }
-                if self.stop.load(Ordering::SeqCst) {
-                    if self.has_pending() && self.sleeping.swap(false, Ordering::SeqCst) {
-                        break; // the last calls before the stop
-                    }
-                    // Repeat the last datagram now rather than make the drop
-                    // wait out the probe delay.
-                    self.probe_now();
-                    return;
-                }
-                let probe = self.probe_if_due();
-                match probe {
-                    Some(at) => {
-                        self.parked_until_ns.store(self.ns_of(at), Ordering::SeqCst);
-                        std::thread::park_timeout(at.saturating_duration_since(Instant::now()));
-                    }
-                    None => std::thread::park(),
-                }
-                self.parked_until_ns.store(u64::MAX, Ordering::SeqCst);
+            if !self.park_until_burst() {
+                self.close();
+                return;
             }
-            // Holding the flag: send until nothing is pending.
             self.bursts.fetch_add(1, Ordering::Relaxed);
-            let mut may_end_early = true;
-            let mut pace = PACE;
             loop {
                 self.busy.store(true, Ordering::SeqCst);
-                if self.send_pending_and_arm_probe() > 0 && self.has_pending() {
-                    // Pace a burst: a datagram per PACE at most, so the
-                    // broker's socket never queues a backlog that the last
-                    // call's wake-up would wait behind (calls keep merging
-                    // meanwhile). With nothing pending the flag goes back at
-                    // once instead: pacing with the flag held made the next
-                    // call of a trickle wait for the pace, and the next…
-                    may_end_early = self.pace(Instant::now(), pace, may_end_early);
-                    pace = next_pace(pace, may_end_early);
+                let mut out = Vec::new();
+                let (more, next) = self.take_due(&mut out);
+                self.send_all(&mut out);
+                if more && !self.stop.load(Ordering::SeqCst) {
+                    // paced: the next round when the core says
+                    self.wait_for_round(next);
                     continue;
                 }
                 // Nothing pending: hand the flag back, then re-check (pairs
@@ -848,23 +725,5 @@ impl Core {
                 break;
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_sustained_burst_doubles_its_pace_up_to_the_cap() {
-        let mut pace = PACE;
-        let mut seen = vec![pace];
-        for _ in 0..6 {
-            pace = next_pace(pace, true);
-            seen.push(pace);
-        }
-        let us: Vec<u128> = seen.iter().map(Duration::as_micros).collect();
-        assert_eq!(us, [20, 40, 80, 160, 160, 160, 160]);
-        assert_eq!(next_pace(MAX_PACE, false), PACE, "a pause starts over");
     }
 }

@@ -59,6 +59,9 @@ use hdrhistogram::Histogram;
 
 mod scale;
 
+/// The notifier's sending policy, which the bare merging sender copies.
+const HOST: flagpost_core::publish::PublisherConfig = flagpost_core::publish::PublisherConfig::HOST;
+
 const REPORT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Samples measured and discarded before each wake-latency path (as the
 /// peers' measurement does): connection set-up, first-touch page faults
@@ -1294,9 +1297,9 @@ fn hotloop(rounds: u32, calls: u64, report: &mut Report) {
             report::fmt_int(calls),
             flagpost.absorbed,
             flagpost.lost,
-            flagpost_std::notifier::PACE.as_micros(),
-            flagpost_std::notifier::MAX_PACE.as_micros(),
-            flagpost_std::notifier::QUIET.as_micros(),
+            Duration::from(HOST.pace).as_micros(),
+            Duration::from(HOST.max_pace).as_micros(),
+            Duration::from(HOST.quiet).as_micros(),
             fp[0],
             fp[1],
             fp[2],
@@ -1400,13 +1403,13 @@ struct BareCoalescer {
 enum Pacing {
     /// Back to back.
     None,
-    /// Sleeps out the pace after each: [`PACE`](flagpost_std::notifier::PACE),
-    /// doubling up to [`MAX_PACE`](flagpost_std::notifier::MAX_PACE) as the
+    /// Sleeps out the pace after each: the pace of [`HOST`],
+    /// doubling up to its maximum as the
     /// notifier's does.
     Sleep,
     /// As the notifier does: watches the call counter for up to the pace,
     /// sending early once no call has come for
-    /// [`QUIET`](flagpost_std::notifier::QUIET) (at most every other time).
+    /// its quiet time (at most every other time).
     Watch,
 }
 
@@ -1447,7 +1450,7 @@ impl BareCoalescer {
                 let mut seq = 0u32;
                 let mut buf = [0u8; MAX_DATAGRAM_LEN];
                 let mut may_end_early = true;
-                let mut pace = flagpost_std::notifier::PACE;
+                let mut pace = Duration::from(HOST.pace);
                 while !s.stop.load(SeqCst) {
                     let count = s.pending.swap(0, SeqCst);
                     if count > 0 {
@@ -1474,7 +1477,7 @@ impl BareCoalescer {
                             Pacing::Watch => may_end_early = bare_watch(&s, pace, may_end_early),
                         }
                         // as the notifier does: a full pace doubles the next
-                        pace = flagpost_std::notifier::next_pace(pace, may_end_early);
+                        pace = Duration::from(HOST.next_pace(pace.into(), may_end_early));
                         continue;
                     }
                     // publish, then re-check: a call either sees `parked` or its
@@ -1485,7 +1488,7 @@ impl BareCoalescer {
                     }
                     s.parked.store(false, SeqCst);
                     may_end_early = true;
-                    pace = flagpost_std::notifier::PACE;
+                    pace = Duration::from(HOST.pace);
                 }
             })
             .expect("spawn");
@@ -1533,7 +1536,7 @@ fn bare_watch(s: &BareShared, pace: Duration, may_end_early: bool) -> bool {
         if seen != calls {
             calls = seen;
             last_call_seen = now;
-        } else if may_end_early && now >= last_call_seen + flagpost_std::notifier::QUIET {
+        } else if may_end_early && now >= last_call_seen + Duration::from(HOST.quiet) {
             return false;
         }
     }
