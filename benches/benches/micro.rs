@@ -12,9 +12,9 @@ use std::hint::black_box;
 use std::time::Duration as StdDuration;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use flagpost_core::broker::{Broker, Config, Event, ListenerSlot};
+use flagpost_core::broker::{BrokerState, Config, Event, ListenerSlot};
 use flagpost_core::flags::AtomicFlags;
-use flagpost_core::gap::SenderSlot;
+use flagpost_core::loss::SenderSlot;
 use flagpost_core::schedule::Scheduler;
 use flagpost_core::wire::*;
 use flagpost_core::{ChannelId, Duration, FlagSet, Instant, Kind, Notification};
@@ -135,7 +135,7 @@ fn fan_out(c: &mut Criterion) {
         g.bench_function(format!("fan_out_{n}_listeners"), |b| {
             b.iter_batched_ref(
                 || {
-                    let mut broker = Broker::new(
+                    let mut broker = BrokerState::new(
                         Config::default(),
                         vec![ListenerSlot::EMPTY; n].into_boxed_slice(),
                         vec![SenderSlot::EMPTY; 4].into_boxed_slice(),
@@ -161,7 +161,7 @@ fn fan_out(c: &mut Criterion) {
         });
     }
     let (buf, n) = datagram();
-    let mut broker = Broker::new(
+    let mut broker = BrokerState::new(
         Config::default(),
         [ListenerSlot::EMPTY; 1],
         [SenderSlot::EMPTY; 4],
@@ -175,7 +175,7 @@ fn fan_out(c: &mut Criterion) {
 fn bench_datagram<L, S>(
     g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
     name: &str,
-    broker: &mut Broker<L, S>,
+    broker: &mut BrokerState<L, S>,
     mut d: [u8; MAX_DATAGRAM_LEN],
     n: usize,
 ) where
@@ -196,8 +196,8 @@ fn bench_datagram<L, S>(
 
 /// A broker with 10,000 listeners that said hello (their welcomes taken),
 /// 10 on each of channels `c0`..`c999`, none on `gsm1`.
-fn ten_thousand() -> Broker<Box<[ListenerSlot]>, Box<[SenderSlot]>> {
-    let mut broker = Broker::new(
+fn ten_thousand() -> BrokerState<Box<[ListenerSlot]>, Box<[SenderSlot]>> {
+    let mut broker = BrokerState::new(
         Config {
             hash_key: 7,
             // the housekeeping bench's clock runs a second per iteration

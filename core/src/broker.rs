@@ -4,20 +4,20 @@
 //!
 //! # Call order (for transports)
 //!
-//! * A TCP connection is accepted → [`Broker::open`] gives its [`ListenerId`].
+//! * A TCP connection is accepted → [`BrokerState::open`] gives its [`ListenerId`].
 //! * Bytes arrive → split frames with [`crate::wire::frame::frame_len`] and
-//!   pass each to [`Broker::handle_frame`]. A datagram arrives →
-//!   [`Broker::handle_datagram`]; send the returned ack, if any, back to its
-//!   source. The kernel reports dropped datagrams → [`Broker::handle_lost`].
-//!   The peer disconnects → [`Broker::disconnect`].
-//! * Then drain the outputs: [`Broker::poll_event`] until `None` (a
+//!   pass each to [`BrokerState::handle_frame`]. A datagram arrives →
+//!   [`BrokerState::handle_datagram`]; send the returned ack, if any, back to its
+//!   source. The kernel reports dropped datagrams → [`BrokerState::handle_lost`].
+//!   The peer disconnects → [`BrokerState::disconnect`].
+//! * Then drain the outputs: [`BrokerState::poll_event`] until `None` (a
 //!   listener's connection must end: write a close frame if asked, without
-//!   waiting, then close it); [`Broker::poll_ready`] until `None` (listeners
+//!   waiting, then close it); [`BrokerState::poll_ready`] until `None` (listeners
 //!   with frames to write); for each ready listener whose socket is writable,
-//!   [`Broker::poll_frame`] until `None`, emitting and writing each frame. A
+//!   [`BrokerState::poll_frame`] until `None`, emitting and writing each frame. A
 //!   ready listener whose socket is not writable is simply retried when it
 //!   becomes writable: its outbox keeps coalescing meanwhile.
-//! * Sleep until [`Broker::poll_timeout`], then call [`Broker::handle_timeout`].
+//! * Sleep until [`BrokerState::poll_timeout`], then call [`BrokerState::handle_timeout`].
 //!
 //! # Routing
 //!
@@ -40,14 +40,14 @@
 //! caller-supplied storage (an array on a board, a boxed slice on a server).
 //!
 //! ```
-//! use flagpost_core::broker::{Broker, Config, ListenerSlot};
+//! use flagpost_core::broker::{BrokerState, Config, ListenerSlot};
 //! use flagpost_core::flags::FlagSet;
-//! use flagpost_core::gap::SenderSlot;
+//! use flagpost_core::loss::SenderSlot;
 //! use flagpost_core::notify::Notification;
 //! use flagpost_core::time::Instant;
 //! use flagpost_core::wire::{FrameRepr, HelloRepr, FlagsRepr, MAX_FRAME_LEN};
 //!
-//! let mut broker = Broker::new(
+//! let mut broker = BrokerState::new(
 //!     Config::default(),
 //!     [ListenerSlot::EMPTY; 8],
 //!     [SenderSlot::EMPTY; 8],
@@ -77,14 +77,14 @@ use core::fmt;
 
 use crate::channel::ChannelId;
 use crate::flags::FlagSet;
-use crate::gap::{SenderSlot, SenderTable, Verdict};
+use crate::loss::{SenderSlot, SenderTable, Verdict};
 use crate::notify::Notification;
 use crate::time::{Duration, Instant};
 use crate::wire::{AckRepr, AckResult, CloseReason, Error as WireError, FrameRepr, NotifyRepr};
 use route::{Broadcast, Index};
 use slot::{Outbox, State, NIL};
 
-/// Broker settings.
+/// BrokerState settings.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Config {
@@ -151,7 +151,7 @@ impl fmt::Display for ListenerId {
 /// The state of a listener connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub enum ListenerState {
+pub enum SlotState {
     /// Connected, hello not yet received.
     AwaitingHello,
     /// Hello received: flags are routed to it.
@@ -186,7 +186,7 @@ pub enum Event {
     },
 }
 
-/// Why [`Broker::open`] refused a connection.
+/// Why [`BrokerState::open`] refused a connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[non_exhaustive]
@@ -209,7 +209,7 @@ impl fmt::Display for OpenError {
 
 impl core::error::Error for OpenError {}
 
-/// Why [`Broker::handle_frame`] rejected a frame. Except for
+/// Why [`BrokerState::handle_frame`] rejected a frame. Except for
 /// `UnknownListener`, the listener is being closed (see [`Event::Closed`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
@@ -242,7 +242,7 @@ impl From<WireError> for FrameError {
     }
 }
 
-/// What [`Broker::handle_datagram`] did with a valid notification.
+/// What [`BrokerState::handle_datagram`] did with a valid notification.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Received {
@@ -262,7 +262,7 @@ pub struct Received {
 /// `Box<[ListenerSlot]>`, `&mut [ListenerSlot]`), likewise `S` for
 /// [`SenderSlot`]. See the [module docs](self) for the call order.
 #[derive(Debug)]
-pub struct Broker<L, S> {
+pub struct BrokerState<L, S> {
     config: Config,
     slots: L,
     senders: SenderTable<S>,
@@ -289,14 +289,14 @@ fn bump(counters: &mut [u64], index: usize) {
     }
 }
 
-impl<L, S> Broker<L, S>
+impl<L, S> BrokerState<L, S>
 where
     L: AsRef<Slots> + AsMut<Slots>,
     S: AsRef<[SenderSlot]> + AsMut<[SenderSlot]>,
 {
     /// A broker over `listeners` and `senders` (all slots should be EMPTY).
     pub fn new(config: Config, listeners: L, senders: S) -> Self {
-        Broker {
+        BrokerState {
             config,
             slots: listeners,
             senders: SenderTable::new(senders),
@@ -357,12 +357,12 @@ where
     }
 
     /// The state of a connection, or `None` for a dead handle.
-    pub fn state(&self, id: ListenerId) -> Option<ListenerState> {
+    pub fn state(&self, id: ListenerId) -> Option<SlotState> {
         self.slot(id).and_then(|s| match s.state {
             State::Free => None,
-            State::AwaitingHello => Some(ListenerState::AwaitingHello),
-            State::Listening => Some(ListenerState::Listening),
-            State::Closing { .. } | State::Stats => Some(ListenerState::Closing),
+            State::AwaitingHello => Some(SlotState::AwaitingHello),
+            State::Listening => Some(SlotState::Listening),
+            State::Closing { .. } | State::Stats => Some(SlotState::Closing),
         })
     }
 

@@ -18,9 +18,9 @@
 //! | wire | [`wire`] | datagram and frame layouts, checked parse/emit |
 //! | flags | [`flags`] | test-and-clear flags, single-owner and atomic |
 //! | cycle | [`schedule`], [`timer`] | the service's polling scheduler |
-//! | broker | [`gap`], [`broker`] | loss detection, routing, coalescing outboxes |
-//! | listener | [`client`] | the listener's session (hello, keep-alive, reconnect backoff) |
-//! | sender | [`publish`] | coalescing, sequence numbers, tail-loss probe, confirmed sends |
+//! | broker | [`loss`], [`broker`] | loss detection, routing, coalescing outboxes |
+//! | listener | [`listener`] | the listener's session (hello, keep-alive, reconnect backoff) |
+//! | sender | [`notifier`] | coalescing, sequence numbers, tail-loss probe, confirmed sends |
 //!
 //! ## Flags: many raises, one check
 //!
@@ -56,15 +56,15 @@
 //! ## The broker: a datagram in, a frame out
 //!
 //! ```
-//! use flagpost_core::broker::{Broker, Config, ListenerSlot};
+//! use flagpost_core::broker::{BrokerState, Config, ListenerSlot};
 //! use flagpost_core::channel::ChannelId;
 //! use flagpost_core::flags::FlagSet;
-//! use flagpost_core::gap::SenderSlot;
+//! use flagpost_core::loss::SenderSlot;
 //! use flagpost_core::notify::Notification;
 //! use flagpost_core::time::Instant;
 //! use flagpost_core::wire::*;
 //!
-//! let mut broker = Broker::new(Config::default(), [ListenerSlot::EMPTY; 4], [SenderSlot::EMPTY; 4]);
+//! let mut broker = BrokerState::new(Config::default(), [ListenerSlot::EMPTY; 4], [SenderSlot::EMPTY; 4]);
 //! let now = Instant::ZERO;
 //! let gsm1 = ChannelId::new("gsm1").unwrap();
 //!
@@ -109,11 +109,11 @@
 
 pub mod broker;
 pub mod channel;
-pub mod client;
 pub mod flags;
-pub mod gap;
+pub mod listener;
+pub mod loss;
+pub mod notifier;
 pub mod notify;
-pub mod publish;
 pub mod schedule;
 pub mod time;
 pub mod timer;

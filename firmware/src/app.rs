@@ -30,13 +30,15 @@ use embassy_sync::blocking_mutex::raw::CriticalSectionRawMutex;
 use embassy_sync::blocking_mutex::Mutex;
 use embassy_time::{with_timeout, Timer};
 use embedded_io_async::{Read, Write};
-use flagpost_core::publish::PublisherConfig;
+use flagpost_core::notifier::NotifierConfig;
 use flagpost_core::wire::SenderId;
 use flagpost_core::{ChannelId, FlagSet, Instant, Notification};
-use flagpost_embedded::listener::{Listener, ListenerConfig, ListenerRunner, ListenerShared};
-use flagpost_embedded::publisher::{Publisher, PublisherRunner, PublisherState};
+use flagpost_embedded::listener::{
+    EmbassyListener, EmbassyListenerShared, ListenerConfig, ListenerRunner,
+};
+use flagpost_embedded::notifier::{EmbassyNotifier, EmbassyNotifierState, NotifierRunner};
 
-use crate::config::{Config, Source};
+use crate::config::{GatewayConfig, Source};
 use crate::modem::{Modem, ModemEvent};
 
 /// Distinct notifications the publisher can hold at once.
@@ -59,8 +61,8 @@ pub struct Resources {
     udp_tx: [u8; UDP_TX],
     tcp_rx: [u8; TCP_RX],
     tcp_tx: [u8; TCP_TX],
-    publisher: PublisherState<PENDING>,
-    listener: ListenerShared,
+    publisher: EmbassyNotifierState<PENDING>,
+    listener: EmbassyListenerShared,
     control: Control,
 }
 
@@ -80,8 +82,8 @@ impl Resources {
             udp_tx: [0; UDP_TX],
             tcp_rx: [0; TCP_RX],
             tcp_tx: [0; TCP_TX],
-            publisher: PublisherState::new(PublisherConfig::DEFAULT, SenderId(0)),
-            listener: ListenerShared::new(),
+            publisher: EmbassyNotifierState::new(NotifierConfig::DEFAULT, SenderId(0)),
+            listener: EmbassyListenerShared::new(),
             control: Control::new(),
         }
     }
@@ -95,7 +97,7 @@ pub trait Hooks: Sync {
     /// Called twice a second while the executor runs.
     fn feed_watchdog(&self) {}
     /// The configuration was (re)loaded from flash.
-    fn config_loaded(&self, _config: &Config, _source: Source) {}
+    fn config_loaded(&self, _config: &GatewayConfig, _source: Source) {}
     /// The modem reported `event`; `published` says whether a notification
     /// went out for it (not while reporting is off).
     fn modem_event(&self, _event: &ModemEvent, _published: bool) {}
@@ -131,7 +133,7 @@ struct Env {
 /// Shared between the loops: the configuration in force and whether the
 /// gateway reports (a channel shutdown pauses it).
 struct Control {
-    config: Mutex<CriticalSectionRawMutex, Cell<Option<Config>>>,
+    config: Mutex<CriticalSectionRawMutex, Cell<Option<GatewayConfig>>>,
     reporting: Mutex<CriticalSectionRawMutex, Cell<bool>>,
 }
 
@@ -143,7 +145,7 @@ impl Control {
         }
     }
 
-    fn config(&self) -> Config {
+    fn config(&self) -> GatewayConfig {
         self.config.lock(Cell::get).unwrap_or_default()
     }
 
@@ -169,14 +171,14 @@ fn now() -> Instant {
     Instant::from_micros(embassy_time::Instant::now().as_micros())
 }
 
-fn publisher_config(config: &Config) -> PublisherConfig {
-    PublisherConfig {
+fn publisher_config(config: &GatewayConfig) -> NotifierConfig {
+    NotifierConfig {
         hold_off: config.hold_off(),
-        ..PublisherConfig::DEFAULT
+        ..NotifierConfig::DEFAULT
     }
 }
 
-fn endpoint(config: &Config) -> IpEndpoint {
+fn endpoint(config: &GatewayConfig) -> IpEndpoint {
     let ip = config.broker.ip().octets();
     IpEndpoint::new(
         embassy_net::Ipv4Address::new(ip[0], ip[1], ip[2], ip[3]).into(),
@@ -210,16 +212,22 @@ pub async fn run<U: Read + Write>(platform: Platform<U>, resources: &'static mut
         random,
         hooks,
     };
-    let (config, source) = Config::load(flash_config);
+    let (config, source) = GatewayConfig::load(flash_config);
     hooks.config_loaded(&config, source);
     control.config.lock(|c| c.set(Some(config)));
     publisher.set_sender(SenderId(sender_id));
     publisher.set_config(publisher_config(&config));
-    let publisher: &'static PublisherState<PENDING> = publisher;
-    let listener: &'static ListenerShared = listener;
+    let publisher: &'static EmbassyNotifierState<PENDING> = publisher;
+    let listener: &'static EmbassyListenerShared = listener;
     let control: &'static Control = control;
 
-    let modem = modem_loop(modem, Publisher::new(publisher), control, random(), hooks);
+    let modem = modem_loop(
+        modem,
+        EmbassyNotifier::new(publisher),
+        control,
+        random(),
+        hooks,
+    );
     let watchdog = async {
         loop {
             hooks.feed_watchdog();
@@ -253,7 +261,7 @@ async fn unreachable_forever() -> ! {
 }
 
 /// DHCP with a static fallback, or static only.
-async fn network_up(stack: Stack<'static>, config: &Config) {
+async fn network_up(stack: Stack<'static>, config: &GatewayConfig) {
     let fallback = || {
         let s = config.static_ipv4;
         let a = s.address.octets();
@@ -283,16 +291,16 @@ async fn network_up(stack: Stack<'static>, config: &Config) {
 async fn serve(
     mut udp: UdpSocket<'_>,
     tcp: TcpSocket<'_>,
-    config: &Config,
-    publisher: &'static PublisherState<PENDING>,
-    listener: &'static ListenerShared,
+    config: &GatewayConfig,
+    publisher: &'static EmbassyNotifierState<PENDING>,
+    listener: &'static EmbassyListenerShared,
     control: &'static Control,
     env: Env,
 ) {
     let broker = endpoint(config);
     // Binding port 0 picks a free port; it cannot fail on a fresh socket.
     let _ = udp.bind(0);
-    let pub_runner = PublisherRunner::new(publisher, udp, broker, None);
+    let pub_runner = NotifierRunner::new(publisher, udp, broker, None);
     let interest = FlagSet::STATUS | FlagSet::CHANNEL_UPDATE | FlagSet::CHANNEL_SHUTDOWN;
     let lis_runner = ListenerRunner::new(
         listener,
@@ -304,7 +312,7 @@ async fn serve(
         },
         env.random,
     );
-    let control_loop = control_loop(Listener::new(listener), publisher, control, env);
+    let control_loop = control_loop(EmbassyListener::new(listener), publisher, control, env);
     match select3(pub_runner.run(), lis_runner.run(), control_loop).await {
         embassy_futures::select::Either3::Third(()) => {}
         embassy_futures::select::Either3::First(never)
@@ -315,8 +323,8 @@ async fn serve(
 /// Acts on the listener's flags; returns when a reload changed the broker
 /// or the channel (the network loop then restarts the runners).
 async fn control_loop(
-    listener: Listener<'static>,
-    publisher: &'static PublisherState<PENDING>,
+    listener: EmbassyListener<'static>,
+    publisher: &'static EmbassyNotifierState<PENDING>,
     control: &'static Control,
     env: Env,
 ) {
@@ -328,7 +336,7 @@ async fn control_loop(
                 env.hooks.reporting(true);
             }
             let before = control.config();
-            let (config, source) = Config::load(env.flash_config);
+            let (config, source) = GatewayConfig::load(env.flash_config);
             env.hooks.config_loaded(&config, source);
             control.config.lock(|c| c.set(Some(config)));
             publisher.set_config(publisher_config(&config));
@@ -349,7 +357,7 @@ async fn control_loop(
 /// Drives the modem over the UART and publishes its events.
 async fn modem_loop<U: Read + Write>(
     mut uart: U,
-    publisher: Publisher<'static, PENDING>,
+    publisher: EmbassyNotifier<'static, PENDING>,
     control: &'static Control,
     random: u32,
     hooks: &'static dyn Hooks,

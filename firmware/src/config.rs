@@ -39,23 +39,23 @@
 //!
 //! # Defaults
 //!
-//! [`Config::default`] is built from compile-time values:
+//! [`GatewayConfig::default`] is built from compile-time values:
 //! `FLAGPOST_BROKER` (`a.b.c.d` or `a.b.c.d:port`, default
 //! `192.168.1.10:16725`) and `FLAGPOST_CHANNEL` (default `gsm1`), read with
 //! `option_env!` and validated by `const fn`s, so a malformed value fails
 //! the build instead of silently falling back; an empty value counts as
-//! unset. The rest are the `DEFAULT_*` constants. [`Config::load`] falls back
+//! unset. The rest are the `DEFAULT_*` constants. [`GatewayConfig::load`] falls back
 //! to them when the flash is blank or its block invalid, and says which.
 //!
 //! ```
-//! use flagpost_firmware::config::{Config, Source, LEN};
+//! use flagpost_firmware::config::{GatewayConfig, Source, LEN};
 //!
-//! let mut config = Config::default();
+//! let mut config = GatewayConfig::default();
 //! config.hold_off_ms = 250;
 //! let mut flash = [0xFF; 256];
-//! assert_eq!(Config::load(&flash).1, Source::Blank);
+//! assert_eq!(GatewayConfig::load(&flash).1, Source::Blank);
 //! assert_eq!(config.write(&mut flash), Ok(LEN));
-//! assert_eq!(Config::load(&flash), (config, Source::Flash));
+//! assert_eq!(GatewayConfig::load(&flash), (config, Source::Flash));
 //! ```
 
 use core::fmt;
@@ -163,7 +163,7 @@ pub struct StaticIpv4 {
 
 /// The gateway's configuration.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Config {
+pub struct GatewayConfig {
     /// The Flagpost broker (UDP notifications and TCP listeners).
     pub broker: SocketAddrV4,
     /// The channel this gateway's notifications target.
@@ -185,7 +185,7 @@ pub struct Config {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[non_exhaustive]
-pub enum ConfigError {
+pub enum GatewayConfigError {
     /// Shorter than the header, or than the block's length field says.
     Truncated,
     /// The first four bytes are not `"FPGW"`.
@@ -215,32 +215,36 @@ pub enum ConfigError {
     BufferTooSmall,
 }
 
-impl fmt::Display for ConfigError {
+impl fmt::Display for GatewayConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ConfigError::Truncated => f.write_str("configuration block is truncated"),
-            ConfigError::BadMagic => f.write_str("no configuration block (bad magic)"),
-            ConfigError::UnsupportedVersion(v) => {
+            GatewayConfigError::Truncated => f.write_str("configuration block is truncated"),
+            GatewayConfigError::BadMagic => f.write_str("no configuration block (bad magic)"),
+            GatewayConfigError::UnsupportedVersion(v) => {
                 write!(f, "configuration layout version {v} is not supported")
             }
-            ConfigError::BadLength(n) => write!(f, "configuration block length {n} is too short"),
-            ConfigError::CrcMismatch { stored, computed } => write!(
+            GatewayConfigError::BadLength(n) => {
+                write!(f, "configuration block length {n} is too short")
+            }
+            GatewayConfigError::CrcMismatch { stored, computed } => write!(
                 f,
                 "configuration CRC mismatch: stored {stored:#010x}, computed {computed:#010x}"
             ),
-            ConfigError::BadFlags(b) => write!(f, "unknown configuration flags {b:#04x}"),
-            ConfigError::BadPort => f.write_str("broker port is 0"),
-            ConfigError::BadPrefix(p) => write!(f, "static prefix length {p} is above 32"),
-            ConfigError::BadBaud => f.write_str("modem baud rate is 0"),
-            ConfigError::BadChannel(e) => write!(f, "bad channel id: {e}"),
-            ConfigError::BufferTooSmall => f.write_str("buffer too small for the configuration"),
+            GatewayConfigError::BadFlags(b) => write!(f, "unknown configuration flags {b:#04x}"),
+            GatewayConfigError::BadPort => f.write_str("broker port is 0"),
+            GatewayConfigError::BadPrefix(p) => write!(f, "static prefix length {p} is above 32"),
+            GatewayConfigError::BadBaud => f.write_str("modem baud rate is 0"),
+            GatewayConfigError::BadChannel(e) => write!(f, "bad channel id: {e}"),
+            GatewayConfigError::BufferTooSmall => {
+                f.write_str("buffer too small for the configuration")
+            }
         }
     }
 }
 
-impl core::error::Error for ConfigError {}
+impl core::error::Error for GatewayConfigError {}
 
-/// Where [`Config::load`] got the configuration from.
+/// Where [`GatewayConfig::load`] got the configuration from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum Source {
@@ -249,13 +253,13 @@ pub enum Source {
     /// Blank (erased, all `0xFF`) flash: the defaults.
     Blank,
     /// An invalid block: the defaults, and why the block was refused.
-    Invalid(ConfigError),
+    Invalid(GatewayConfigError),
 }
 
-impl Default for Config {
+impl Default for GatewayConfig {
     /// The compile-time defaults (see the [module documentation](self)).
     fn default() -> Self {
-        Config {
+        GatewayConfig {
             broker: DEFAULT_BROKER,
             channel: default_channel(),
             auth_key: None,
@@ -276,58 +280,58 @@ fn default_channel() -> ChannelId {
     }
 }
 
-impl Config {
+impl GatewayConfig {
     /// Parses a block from the start of `bytes` (which may be longer: a
     /// whole flash page).
-    pub fn parse(bytes: &[u8]) -> Result<Config, ConfigError> {
+    pub fn parse(bytes: &[u8]) -> Result<GatewayConfig, GatewayConfigError> {
         if bytes.len() < field::BODY {
-            return Err(ConfigError::Truncated);
+            return Err(GatewayConfigError::Truncated);
         }
         if array::<4>(bytes, field::MAGIC) != MAGIC {
-            return Err(ConfigError::BadMagic);
+            return Err(GatewayConfigError::BadMagic);
         }
         let version = byte(bytes, field::VERSION);
         if version != VERSION {
-            return Err(ConfigError::UnsupportedVersion(version));
+            return Err(GatewayConfigError::UnsupportedVersion(version));
         }
         let length = u16::from_le_bytes(array(bytes, field::LENGTH));
         if usize::from(length) < LEN {
-            return Err(ConfigError::BadLength(length));
+            return Err(GatewayConfigError::BadLength(length));
         }
         let block = bytes
             .get(..usize::from(length))
-            .ok_or(ConfigError::Truncated)?;
+            .ok_or(GatewayConfigError::Truncated)?;
         let stored = u32::from_le_bytes(array(block, field::CRC));
         let computed = block_crc(block);
         if stored != computed {
-            return Err(ConfigError::CrcMismatch { stored, computed });
+            return Err(GatewayConfigError::CrcMismatch { stored, computed });
         }
 
         let flags = byte(block, field::FLAGS);
         if flags & !(FLAG_DHCP | FLAG_KEY_SET) != 0 {
-            return Err(ConfigError::BadFlags(flags));
+            return Err(GatewayConfigError::BadFlags(flags));
         }
         let port = u16::from_le_bytes(array(block, field::BROKER_PORT));
         if port == 0 {
-            return Err(ConfigError::BadPort);
+            return Err(GatewayConfigError::BadPort);
         }
         let prefix_len = byte(block, field::STATIC_PREFIX);
         if prefix_len > 32 {
-            return Err(ConfigError::BadPrefix(prefix_len));
+            return Err(GatewayConfigError::BadPrefix(prefix_len));
         }
         let modem_baud = u32::from_le_bytes(array(block, field::MODEM_BAUD));
         if modem_baud == 0 {
-            return Err(ConfigError::BadBaud);
+            return Err(GatewayConfigError::BadBaud);
         }
         let channel_len = usize::from(byte(block, field::CHANNEL_LEN));
         if channel_len > ChannelId::MAX_LEN {
-            return Err(ConfigError::BadChannel(ChannelIdError::TooLong));
+            return Err(GatewayConfigError::BadChannel(ChannelIdError::TooLong));
         }
         let channel_bytes = array::<{ ChannelId::MAX_LEN }>(block, field::CHANNEL);
         let channel = ChannelId::from_bytes(channel_bytes.get(..channel_len).unwrap_or(&[]))
-            .map_err(ConfigError::BadChannel)?;
+            .map_err(GatewayConfigError::BadChannel)?;
 
-        Ok(Config {
+        Ok(GatewayConfig {
             broker: SocketAddrV4::new(ipv4(block, field::BROKER_ADDR), port),
             channel,
             auth_key: (flags & FLAG_KEY_SET != 0).then(|| array(block, field::KEY)),
@@ -345,17 +349,19 @@ impl Config {
     /// Writes the block (version 1, [`LEN`] bytes) to the start of `out`
     /// and returns its length. Refuses what [`parse`](Self::parse) would
     /// refuse (port 0, prefix above 32, baud rate 0).
-    pub fn write(&self, out: &mut [u8]) -> Result<usize, ConfigError> {
+    pub fn write(&self, out: &mut [u8]) -> Result<usize, GatewayConfigError> {
         if self.broker.port() == 0 {
-            return Err(ConfigError::BadPort);
+            return Err(GatewayConfigError::BadPort);
         }
         if self.static_ipv4.prefix_len > 32 {
-            return Err(ConfigError::BadPrefix(self.static_ipv4.prefix_len));
+            return Err(GatewayConfigError::BadPrefix(self.static_ipv4.prefix_len));
         }
         if self.modem_baud == 0 {
-            return Err(ConfigError::BadBaud);
+            return Err(GatewayConfigError::BadBaud);
         }
-        let block = out.get_mut(..LEN).ok_or(ConfigError::BufferTooSmall)?;
+        let block = out
+            .get_mut(..LEN)
+            .ok_or(GatewayConfigError::BufferTooSmall)?;
         block.fill(0);
         let mut flags = 0;
         if self.dhcp {
@@ -401,13 +407,13 @@ impl Config {
     /// The configuration in `flash`: the block if valid, else the defaults,
     /// with where it came from. Blank flash (every byte `0xFF`, or none at
     /// all) is [`Source::Blank`].
-    pub fn load(flash: &[u8]) -> (Config, Source) {
+    pub fn load(flash: &[u8]) -> (GatewayConfig, Source) {
         if flash.iter().all(|&b| b == 0xFF) {
-            return (Config::default(), Source::Blank);
+            return (GatewayConfig::default(), Source::Blank);
         }
-        match Config::parse(flash) {
+        match GatewayConfig::parse(flash) {
             Ok(config) => (config, Source::Flash),
-            Err(e) => (Config::default(), Source::Invalid(e)),
+            Err(e) => (GatewayConfig::default(), Source::Invalid(e)),
         }
     }
 
@@ -417,10 +423,10 @@ impl Config {
     }
 }
 
-impl fmt::Debug for Config {
+impl fmt::Debug for GatewayConfig {
     /// The key itself is never printed.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Config")
+        f.debug_struct("GatewayConfig")
             .field("broker", &self.broker)
             .field("channel", &self.channel)
             .field(
@@ -461,13 +467,13 @@ impl defmt::Format for StaticIpv4 {
 }
 
 #[cfg(feature = "defmt")]
-impl defmt::Format for Config {
+impl defmt::Format for GatewayConfig {
     /// The key itself is never printed.
     fn format(&self, f: defmt::Formatter<'_>) {
         let [a, b, c, d] = self.broker.ip().octets();
         defmt::write!(
             f,
-            "Config {{ broker: {}.{}.{}.{}:{}, channel: {}, key set: {}, dhcp: {}, static: {}, hold_off_ms: {}, modem_baud: {} }}",
+            "GatewayConfig {{ broker: {}.{}.{}.{}:{}, channel: {}, key set: {}, dhcp: {}, static: {}, hold_off_ms: {}, modem_baud: {} }}",
             a,
             b,
             c,
@@ -699,11 +705,11 @@ mod tests {
 
     #[test]
     fn defaults_are_valid() {
-        let c = Config::default();
+        let c = GatewayConfig::default();
         assert_eq!(c.channel.as_str(), DEFAULT_CHANNEL);
         assert_eq!(c.broker, DEFAULT_BROKER);
         let mut buf = [0u8; LEN];
         assert_eq!(c.write(&mut buf), Ok(LEN));
-        assert_eq!(Config::parse(&buf), Ok(c));
+        assert_eq!(GatewayConfig::parse(&buf), Ok(c));
     }
 }

@@ -60,7 +60,7 @@
 //! including between a command and its final result code: only `OK`,
 //! `ERROR`, `+CME ERROR` and `+CMS ERROR` complete the command in flight.
 
-use flagpost_core::client::Backoff;
+use flagpost_core::listener::Backoff;
 use flagpost_core::time::{Duration, Instant};
 
 use crate::urc::{Cnmi, Line, Mem, StatusReport, UrcParser, UrcStats, MAX_LINE};

@@ -6,12 +6,13 @@ use core::net::{Ipv4Addr, SocketAddrV4};
 use flagpost_core::channel::{ChannelId, ChannelIdError};
 use flagpost_core::time::Duration;
 use flagpost_firmware::config::{
-    field, Config, ConfigError, Crc32, Source, StaticIpv4, DEFAULT_CHANNEL, LEN, MAGIC,
+    field, Crc32, GatewayConfig, GatewayConfigError, Source, StaticIpv4, DEFAULT_CHANNEL, LEN,
+    MAGIC,
 };
 use proptest::prelude::*;
 
-fn sample() -> Config {
-    Config {
+fn sample() -> GatewayConfig {
+    GatewayConfig {
         broker: SocketAddrV4::new(Ipv4Addr::new(192, 168, 1, 10), 16725),
         channel: ChannelId::new("gsm1").unwrap(),
         auth_key: Some([0xAB; 32]),
@@ -77,7 +78,7 @@ fn writes_exactly_the_documented_layout() {
         out[LEN..].iter().all(|b| *b == 0x55),
         "wrote past the block"
     );
-    assert_eq!(Config::parse(&fixture()), Ok(sample()));
+    assert_eq!(GatewayConfig::parse(&fixture()), Ok(sample()));
     // the field offsets are the table's
     assert_eq!(
         [
@@ -119,7 +120,7 @@ fn the_crc_is_crc32_ieee() {
 
 #[test]
 fn round_trip_without_key_and_dhcp() {
-    let config = Config {
+    let config = GatewayConfig {
         auth_key: None,
         dhcp: false,
         channel: ChannelId::new(&"é".repeat(16)).unwrap(),
@@ -129,7 +130,7 @@ fn round_trip_without_key_and_dhcp() {
     config.write(&mut out).unwrap();
     assert_eq!(out[field::FLAGS], 0);
     assert!(out[field::KEY..].iter().all(|b| *b == 0));
-    assert_eq!(Config::parse(&out), Ok(config));
+    assert_eq!(GatewayConfig::parse(&out), Ok(config));
     assert_eq!(config.hold_off(), Duration::from_millis(250));
 }
 
@@ -139,23 +140,26 @@ fn a_flipped_bit_is_a_crc_mismatch() {
     for at in [field::LENGTH, field::LENGTH + 1] {
         let mut b = fixture();
         b[at] ^= 0x10;
-        assert!(Config::parse(&b).is_err());
+        assert!(GatewayConfig::parse(&b).is_err());
     }
     for at in std::iter::once(field::FLAGS).chain(field::BODY..LEN) {
         let mut b = fixture();
         b[at] ^= 0x10;
         assert!(
-            matches!(Config::parse(&b), Err(ConfigError::CrcMismatch { .. })),
+            matches!(
+                GatewayConfig::parse(&b),
+                Err(GatewayConfigError::CrcMismatch { .. })
+            ),
             "byte {at}: {:?}",
-            Config::parse(&b)
+            GatewayConfig::parse(&b)
         );
     }
     let mut b = fixture();
     b[field::CRC] ^= 1;
     let stored = u32::from_le_bytes(b[8..12].try_into().unwrap());
     assert_eq!(
-        Config::parse(&b),
-        Err(ConfigError::CrcMismatch {
+        GatewayConfig::parse(&b),
+        Err(GatewayConfigError::CrcMismatch {
             stored,
             computed: stored ^ 1
         })
@@ -165,11 +169,14 @@ fn a_flipped_bit_is_a_crc_mismatch() {
 #[test]
 fn blank_flash_gives_the_defaults() {
     assert_eq!(
-        Config::load(&[0xFF; 4096]),
-        (Config::default(), Source::Blank)
+        GatewayConfig::load(&[0xFF; 4096]),
+        (GatewayConfig::default(), Source::Blank)
     );
-    assert_eq!(Config::load(&[]), (Config::default(), Source::Blank));
-    let d = Config::default();
+    assert_eq!(
+        GatewayConfig::load(&[]),
+        (GatewayConfig::default(), Source::Blank)
+    );
+    let d = GatewayConfig::default();
     assert_eq!(d.channel.as_str(), DEFAULT_CHANNEL);
     assert_eq!(d.auth_key, None);
 }
@@ -179,22 +186,25 @@ fn an_invalid_block_gives_the_defaults_and_says_why() {
     let mut b = fixture();
     b[20] ^= 1;
     assert!(matches!(
-        Config::load(&b),
-        (c, Source::Invalid(ConfigError::CrcMismatch { .. })) if c == Config::default()
+        GatewayConfig::load(&b),
+        (c, Source::Invalid(GatewayConfigError::CrcMismatch { .. })) if c == GatewayConfig::default()
     ));
     assert_eq!(
-        Config::load(&[0u8; 64]),
-        (Config::default(), Source::Invalid(ConfigError::BadMagic))
+        GatewayConfig::load(&[0u8; 64]),
+        (
+            GatewayConfig::default(),
+            Source::Invalid(GatewayConfigError::BadMagic)
+        )
     );
     let mut flash = vec![0xFF; 4096];
     flash[..LEN].copy_from_slice(&fixture());
-    assert_eq!(Config::load(&flash), (sample(), Source::Flash));
+    assert_eq!(GatewayConfig::load(&flash), (sample(), Source::Flash));
 }
 
 #[test]
 fn every_error_is_reachable() {
-    use ConfigError::*;
-    let cases: Vec<(Vec<u8>, ConfigError)> = vec![
+    use GatewayConfigError::*;
+    let cases: Vec<(Vec<u8>, GatewayConfigError)> = vec![
         (fixture()[..11].to_vec(), Truncated),
         (fixture()[..99].to_vec(), Truncated),
         (altered(|b| b[0] = b'X'), BadMagic),
@@ -233,7 +243,7 @@ fn every_error_is_reachable() {
         ),
     ];
     for (bytes, expected) in cases {
-        let got = Config::parse(&bytes);
+        let got = GatewayConfig::parse(&bytes);
         match (got, expected) {
             (Err(CrcMismatch { .. }), CrcMismatch { .. }) => {}
             (got, expected) => assert_eq!(got, Err(expected)),
@@ -242,7 +252,7 @@ fn every_error_is_reachable() {
     }
     let mut small = [0u8; LEN - 1];
     assert_eq!(sample().write(&mut small), Err(BufferTooSmall));
-    let bad = |f: fn(&mut Config)| {
+    let bad = |f: fn(&mut GatewayConfig)| {
         let mut c = sample();
         f(&mut c);
         c.write(&mut [0u8; LEN])
@@ -258,11 +268,11 @@ fn a_longer_version_1_block_is_accepted() {
     b.extend([1, 2, 3, 4]);
     b[field::LENGTH] = 104;
     seal(&mut b);
-    assert_eq!(Config::parse(&b), Ok(sample()));
+    assert_eq!(GatewayConfig::parse(&b), Ok(sample()));
     // but not one longer than the bytes given
     b[field::LENGTH] = 105;
     seal(&mut b);
-    assert_eq!(Config::parse(&b), Err(ConfigError::Truncated));
+    assert_eq!(GatewayConfig::parse(&b), Err(GatewayConfigError::Truncated));
 }
 
 #[test]
@@ -275,8 +285,8 @@ fn debug_never_prints_the_key() {
 proptest! {
     #[test]
     fn parse_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..300)) {
-        let _ = Config::parse(&bytes);
-        let _ = Config::load(&bytes);
+        let _ = GatewayConfig::parse(&bytes);
+        let _ = GatewayConfig::load(&bytes);
     }
 
     #[test]
@@ -286,10 +296,10 @@ proptest! {
         let len = body.len() as u16;
         body[6..8].copy_from_slice(&len.to_le_bytes());
         seal(&mut body);
-        if let Ok(config) = Config::parse(&body) {
+        if let Ok(config) = GatewayConfig::parse(&body) {
             let mut out = [0u8; LEN];
             prop_assert_eq!(config.write(&mut out), Ok(LEN));
-            prop_assert_eq!(Config::parse(&out), Ok(config));
+            prop_assert_eq!(GatewayConfig::parse(&out), Ok(config));
         }
     }
 
@@ -306,7 +316,7 @@ proptest! {
         hold_off_ms in any::<u32>(),
         modem_baud in 1u32..,
     ) {
-        let config = Config {
+        let config = GatewayConfig {
             broker: SocketAddrV4::new(ip.into(), port),
             channel: ChannelId::new(&channel).unwrap(),
             auth_key: key,
@@ -317,7 +327,7 @@ proptest! {
         };
         let mut out = [0xFFu8; 512];
         prop_assert_eq!(config.write(&mut out), Ok(LEN));
-        prop_assert_eq!(Config::load(&out), (config, Source::Flash));
+        prop_assert_eq!(GatewayConfig::load(&out), (config, Source::Flash));
     }
 }
 

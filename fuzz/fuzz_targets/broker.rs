@@ -1,4 +1,4 @@
-//! Drives `flagpost_core::broker::Broker` with an arbitrary sequence of
+//! Drives `flagpost_core::broker::BrokerState` with an arbitrary sequence of
 //! operations and checks it against the shared reference model after each
 //! one: see the `flagpost-model` crate (`../model`) for the operations and
 //! the invariants.

@@ -37,13 +37,13 @@ pub const REPEATS: [u32; 8] = [1, 1, 1, 1, 2, 3, 50, 1000];
 /// A whole input: broker settings, then operations until the data ends.
 #[derive(Arbitrary, Clone, Debug, PartialEq, Eq)]
 pub struct Input {
-    /// Broker settings.
+    /// BrokerState settings.
     pub setup: Setup,
     /// What happens, in order.
     pub ops: Vec<Op>,
 }
 
-/// Broker settings, each chosen from a small table.
+/// BrokerState settings, each chosen from a small table.
 #[derive(Arbitrary, Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Setup {
     /// Index into `[10 s, 0, 1 s, 250 ms, 20 s, 3 s, 700 ms, 50 ms]`.
@@ -197,10 +197,10 @@ pub enum Op {
         /// The datagram bytes.
         bytes: Vec<u8>,
     },
-    /// In-process notifications ([`Broker::notify`]), the same one
+    /// In-process notifications ([`BrokerState::notify`]), the same one
     /// repeated.
     ///
-    /// [`Broker::notify`]: flagpost_core::broker::Broker::notify
+    /// [`BrokerState::notify`]: flagpost_core::broker::BrokerState::notify
     InProcess {
         /// The kind.
         kind: u8,
@@ -211,9 +211,9 @@ pub enum Op {
         /// How many times: index into [`REPEATS`].
         repeat: u8,
     },
-    /// The kernel reports dropped datagrams ([`Broker::handle_lost`]).
+    /// The kernel reports dropped datagrams ([`BrokerState::handle_lost`]).
     ///
-    /// [`Broker::handle_lost`]: flagpost_core::broker::Broker::handle_lost
+    /// [`BrokerState::handle_lost`]: flagpost_core::broker::BrokerState::handle_lost
     Lost {
         /// How many.
         count: u8,
@@ -248,22 +248,22 @@ pub enum Op {
     HandleTimeout,
     /// Time passes until `poll_timeout` (if any), then `handle_timeout`.
     SleepUntilTimeout,
-    /// [`Broker::shutdown`].
+    /// [`BrokerState::shutdown`].
     ///
-    /// [`Broker::shutdown`]: flagpost_core::broker::Broker::shutdown
+    /// [`BrokerState::shutdown`]: flagpost_core::broker::BrokerState::shutdown
     Shutdown,
-    /// [`Broker::open_local`]: an in-process listener, listening at once.
+    /// [`BrokerState::open_local`]: an in-process listener, listening at once.
     ///
-    /// [`Broker::open_local`]: flagpost_core::broker::Broker::open_local
+    /// [`BrokerState::open_local`]: flagpost_core::broker::BrokerState::open_local
     OpenLocal {
         /// Interest bits (truncated; empty means all).
         interest: u8,
         /// Channel choice.
         channel: u8,
     },
-    /// [`Broker::close`]: the transport closes a connection for a reason.
+    /// [`BrokerState::close`]: the transport closes a connection for a reason.
     ///
-    /// [`Broker::close`]: flagpost_core::broker::Broker::close
+    /// [`BrokerState::close`]: flagpost_core::broker::BrokerState::close
     Close {
         /// Which handle.
         listener: u8,

@@ -4,7 +4,7 @@
 //! An [`Input`] is a broker [`Setup`] and a list of [`Op`]s (the operation
 //! language, decoded with `arbitrary` or built by proptest strategies).
 //! [`run`] applies each operation to a real
-//! [`Broker`](flagpost_core::broker::Broker) and to an exact shadow model,
+//! [`BrokerState`](flagpost_core::broker::BrokerState) and to an exact shadow model,
 //! drains the broker's outputs as a transport would, and panics at the first
 //! disagreement.
 //!
@@ -13,7 +13,7 @@
 //! | [`input`] | the operation language and its choice tables |
 //! | [`routing`] | which flags a kind or a possible loss raises, and where ([`routing::LOSS_FLAGS`]) |
 //! | [`table`] | the listener table's model: states, outboxes, deadlines |
-//! | [`gap`] | the loss detector's model and verdict table |
+//! | [`loss`] | the loss detector's model and verdict table |
 //! | [`stats`] | the counters the broker must report |
 //! | [`driver`] | the harness: runs broker and models side by side, checks |
 //!
@@ -27,7 +27,7 @@
 //!   gauges counted from the table model, the sender gauge and evictions
 //!   from the gap model, `awaiting_hello + listening == connections() <=
 //!   capacity()`;
-//! * every handle ever issued: [`Broker::state`] and [`Broker::channel`] are
+//! * every handle ever issued: [`BrokerState::state`] and [`BrokerState::channel`] are
 //!   the model's (a dead handle stays dead; `open` never issues a handle
 //!   twice nor one whose slot is taken, and refuses with `Full` exactly when
 //!   every slot is taken and with `ShuttingDown` after `shutdown`);
@@ -92,12 +92,12 @@
 //! `shutdown` no connection, ready listener, timeout or live handle is
 //! left and `open` is refused.
 //!
-//! [`Broker::state`]: flagpost_core::broker::Broker::state
-//! [`Broker::channel`]: flagpost_core::broker::Broker::channel
+//! [`BrokerState::state`]: flagpost_core::broker::BrokerState::state
+//! [`BrokerState::channel`]: flagpost_core::broker::BrokerState::channel
 
 pub mod driver;
-pub mod gap;
 pub mod input;
+pub mod loss;
 pub mod routing;
 pub mod stats;
 pub mod table;

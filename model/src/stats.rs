@@ -5,11 +5,11 @@
 //! broker starts to update must get its prediction here.
 
 use flagpost_core::broker::Stats;
-use flagpost_core::gap::Verdict;
+use flagpost_core::loss::Verdict;
 use flagpost_core::notify::Kind;
 use flagpost_core::wire::{CloseReason, Error as WireError, FrameRepr};
 
-use crate::gap::GapModel;
+use crate::loss::GapModel;
 use crate::routing::RouteOutcome;
 use crate::table::Table;
 
@@ -22,7 +22,7 @@ pub struct Expected {
 impl Expected {
     /// The whole `Stats` the broker must report now: the counters, the
     /// listener gauges counted in `table`, the sender gauge and evictions
-    /// from `gap`, and the transport's counters as the driver left them
+    /// from `loss`, and the transport's counters as the driver left them
     /// (untouched: zero).
     pub fn stats(&self, table: &Table, gap: &GapModel) -> Stats {
         Stats {

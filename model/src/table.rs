@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use flagpost_core::broker::{Config, ListenerId, ListenerState};
+use flagpost_core::broker::{Config, ListenerId, SlotState};
 use flagpost_core::channel::ChannelId;
 use flagpost_core::flags::FlagSet;
 use flagpost_core::time::{Duration, Instant};
@@ -103,12 +103,12 @@ impl Conn {
         matches!(self.st, St::Listening { keepalive, .. } if keepalive.is_zero())
     }
 
-    /// What `Broker::state` must say about it.
-    pub fn state(&self) -> ListenerState {
+    /// What `BrokerState::state` must say about it.
+    pub fn state(&self) -> SlotState {
         match self.st {
-            St::AwaitingHello => ListenerState::AwaitingHello,
-            St::Listening { .. } => ListenerState::Listening,
-            St::Closing { .. } | St::Stats => ListenerState::Closing,
+            St::AwaitingHello => SlotState::AwaitingHello,
+            St::Listening { .. } => SlotState::Listening,
+            St::Closing { .. } | St::Stats => SlotState::Closing,
         }
     }
 

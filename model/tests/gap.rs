@@ -1,4 +1,4 @@
-//! The loss detector (`gap::SenderTable`) against the model's
+//! The loss detector (`loss::SenderTable`) against the model's
 //! [`GapModel`], directly (the broker runs check it through datagrams too):
 //!
 //! * interleaved senders whose numbering starts at 1, mid-range or near a
@@ -8,7 +8,7 @@
 //!   (`deliver`, `possible_loss`), the number of senders and evictions are
 //!   the model's;
 //! * one sender kept far from wrap-around, numbers near the newest: the
-//!   verdict is the one the `gap` docs' table gives for the set of numbers
+//!   verdict is the one the `loss` docs' table gives for the set of numbers
 //!   seen, written out here without serial arithmetic (so the model is
 //!   checked too).
 //!
@@ -16,10 +16,10 @@
 
 use std::collections::BTreeSet;
 
-use flagpost_core::gap::{SenderSlot, SenderTable, Verdict};
+use flagpost_core::loss::{SenderSlot, SenderTable, Verdict};
 use flagpost_core::time::Instant;
 use flagpost_core::wire::{SenderId, Seq};
-use flagpost_model::gap::{delivers, possible_loss, GapModel};
+use flagpost_model::loss::{delivers, possible_loss, GapModel};
 use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::sample::Index;
@@ -127,7 +127,7 @@ proptest! {
 
     /// One sender, numbers near the newest (forward, backward, exact
     /// duplicates) kept far from wrap-around: the verdict is decided by the
-    /// set of numbers seen, as the `gap` docs' table says.
+    /// set of numbers seen, as the `loss` docs' table says.
     #[test]
     fn single_sender_verdicts_follow_the_seen_set(
         start in prop_oneof![Just(1u32), 1u32..1000],
@@ -174,7 +174,7 @@ proptest! {
     }
 }
 
-/// The verdict table of the `gap` docs, row by row.
+/// The verdict table of the `loss` docs, row by row.
 #[test]
 fn verdict_table() {
     let rows = [

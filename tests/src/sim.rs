@@ -1,7 +1,7 @@
 //! A deterministic, simulated-clock network for the broker state and its
 //! listeners: no sockets, no threads, no sleeps.
 //!
-//! [`Sim`] owns a core [`Broker`], any number of [`SimListener`]s (each a real
+//! [`Sim`] owns a core [`BrokerState`], any number of [`SimListener`]s (each a real
 //! [`ListenerSession`] joined to the broker by two in-memory byte pipes, so
 //! every frame is emitted, split with `frame_len` and parsed as on TCP), and a
 //! lossy datagram path for senders. Time moves only through
@@ -10,16 +10,16 @@
 
 use std::collections::VecDeque;
 
-use flagpost_core::broker::{Broker, Config, Event, ListenerId, ListenerSlot};
-use flagpost_core::client::{Backoff, ListenerSession, SessionState};
-use flagpost_core::gap::SenderSlot;
+use flagpost_core::broker::{BrokerState, Config, Event, ListenerId, ListenerSlot};
+use flagpost_core::listener::{Backoff, ListenerSession, ListenerState};
+use flagpost_core::loss::SenderSlot;
 use flagpost_core::wire::{
     frame_len, CloseRepr, FrameRepr, NotifyRepr, SenderId, Seq, MAX_DATAGRAM_LEN, MAX_FRAME_LEN,
 };
 use flagpost_core::{ChannelId, Duration, FlagSet, Flags, Instant, Notification};
 
 /// The broker type the simulation drives.
-pub type SimBroker = Broker<Box<[ListenerSlot]>, Box<[SenderSlot]>>;
+pub type SimBroker = BrokerState<Box<[ListenerSlot]>, Box<[SenderSlot]>>;
 
 /// Handle to a listener of the simulation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -122,7 +122,7 @@ impl Sim {
 
     /// Starts (or restarts) the broker with empty state.
     pub fn start_broker(&mut self) {
-        self.broker = Some(Broker::new(
+        self.broker = Some(BrokerState::new(
             self.config,
             vec![ListenerSlot::EMPTY; self.capacity].into_boxed_slice(),
             vec![SenderSlot::EMPTY; 16].into_boxed_slice(),
@@ -319,7 +319,7 @@ impl Sim {
 
 impl SimListener {
     fn schedule_reconnect(&mut self, now: Instant) {
-        if self.session.state() == SessionState::Closed {
+        if self.session.state() == ListenerState::Closed {
             return;
         }
         // xorshift: deterministic jitter
@@ -362,7 +362,7 @@ impl SimListener {
             self.read_frames(now);
         }
         self.to_listener.clear();
-        if self.session.state() != SessionState::Disconnected {
+        if self.session.state() != ListenerState::Disconnected {
             self.session.disconnected();
         }
         self.schedule_reconnect(now);
@@ -370,6 +370,6 @@ impl SimListener {
 
     /// Whether the session is listening.
     pub fn is_listening(&self) -> bool {
-        self.session.state() == SessionState::Listening && self.conn.is_some()
+        self.session.state() == ListenerState::Listening && self.conn.is_some()
     }
 }

@@ -134,7 +134,7 @@ fn a_silent_broker_is_detected_within_the_keepalive() {
     // the broker host vanishes without closing anything: no bytes ever again
     let broker = s.broker.take();
     s.advance(Duration::from_secs(29));
-    assert!(s.listener(a).session.state() == flagpost_core::client::SessionState::Listening);
+    assert!(s.listener(a).session.state() == flagpost_core::listener::ListenerState::Listening);
     s.advance(Duration::from_secs(1));
     assert!(
         !s.listener(a).is_listening(),

@@ -389,7 +389,7 @@ fn a_lost_tail_is_recovered_by_the_probe() {
 /// Calls spaced wider than the pace (20 µs) are each sent by the calling
 /// thread: no hand-off to the sender thread (whose wake-up would sit on the
 /// latency path), even while it re-arms its probe timer. (The pacing itself
-/// is the core's, tested on a simulated clock in `flagpost_core::publish`.)
+/// is the core's, tested on a simulated clock in `flagpost_core::notifier`.)
 #[test]
 fn a_trickle_is_sent_inline() {
     let fake_broker = fake_broker();

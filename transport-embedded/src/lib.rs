@@ -8,13 +8,13 @@
 //! | feature | what you get |
 //! |---|---|
 //! | `embassy` (default) | [`publisher`] and [`listener`]: a cheap `Copy` handle for application tasks and a runner task (`run() -> !`) that owns the embassy-net socket, as embassy-net does it |
-//! | `smoltcp` | `smoltcp_publisher`: a poll-driven publisher over a bare `smoltcp` UDP socket (time passed in, next poll time returned) |
+//! | `smoltcp` | `smoltcp_notifier`: a poll-driven publisher over a bare `smoltcp` UDP socket (time passed in, next poll time returned) |
 //! | `defmt` | `defmt::Format` on public types |
 //!
 //! All protocol logic is `flagpost-core`'s: the publisher wraps
-//! [`flagpost_core::publish::Publisher`] (burst coalescing within a hold-off,
+//! [`flagpost_core::notifier::NotifierSession`] (burst coalescing within a hold-off,
 //! sequence numbers, tail-loss probe, confirmed sends, the tag hook) and the
-//! listener wraps [`flagpost_core::client::ListenerSession`] (hello,
+//! listener wraps [`flagpost_core::listener::ListenerSession`] (hello,
 //! keep-alive, reconnect with backoff, raise-everything on every welcome).
 //!
 //! ## Buffers (supplied by the caller)
@@ -33,9 +33,9 @@
 #[cfg(feature = "embassy")]
 pub mod listener;
 #[cfg(feature = "embassy")]
-pub mod publisher;
+pub mod notifier;
 #[cfg(feature = "smoltcp")]
-pub mod smoltcp_publisher;
+pub mod smoltcp_notifier;
 #[cfg(feature = "embassy")]
 mod time;
 

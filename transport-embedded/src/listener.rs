@@ -1,4 +1,4 @@
-//! The embassy-net listener: application tasks hold a cheap [`Listener`]
+//! The embassy-net listener: application tasks hold a cheap [`EmbassyListener`]
 //! handle and check flags from RAM; one [`ListenerRunner`] task owns the TCP
 //! socket and drives the core's `ListenerSession` — hello, keep-alive,
 //! reconnect with capped exponential backoff, and every flag listened for
@@ -13,7 +13,7 @@ use embassy_sync::blocking_mutex::raw::CriticalSectionRawMutex;
 use embassy_sync::blocking_mutex::Mutex;
 use embassy_sync::signal::Signal;
 use embassy_time::Timer;
-use flagpost_core::client::{Backoff, ListenerSession, SessionState};
+use flagpost_core::listener::{Backoff, ListenerSession, ListenerState as SessionState};
 use flagpost_core::wire::{frame_len, FrameRepr, MAX_FRAME_LEN};
 use flagpost_core::{ChannelId, Duration, FlagSet};
 
@@ -32,22 +32,22 @@ pub enum ListenerState {
 }
 
 /// The listener's shared state. Put it in a `static`.
-pub struct ListenerShared {
+pub struct EmbassyListenerShared {
     flags: Mutex<CriticalSectionRawMutex, Cell<FlagSet>>,
     state: Mutex<CriticalSectionRawMutex, Cell<ListenerState>>,
     raised: Signal<CriticalSectionRawMutex, ()>,
 }
 
-impl Default for ListenerShared {
+impl Default for EmbassyListenerShared {
     fn default() -> Self {
         Self::new()
     }
 }
 
-impl ListenerShared {
+impl EmbassyListenerShared {
     /// Nothing raised, connecting.
     pub const fn new() -> Self {
-        ListenerShared {
+        EmbassyListenerShared {
             flags: Mutex::new(Cell::new(FlagSet::EMPTY)),
             state: Mutex::new(Cell::new(ListenerState::Connecting)),
             raised: Signal::new(),
@@ -68,14 +68,14 @@ impl ListenerShared {
 
 /// A cheap handle: test-and-clear checks from RAM, and an async wait.
 #[derive(Clone, Copy)]
-pub struct Listener<'a> {
-    shared: &'a ListenerShared,
+pub struct EmbassyListener<'a> {
+    shared: &'a EmbassyListenerShared,
 }
 
-impl<'a> Listener<'a> {
+impl<'a> EmbassyListener<'a> {
     /// A handle to `shared`.
-    pub const fn new(shared: &'a ListenerShared) -> Self {
-        Listener { shared }
+    pub const fn new(shared: &'a EmbassyListenerShared) -> Self {
+        EmbassyListener { shared }
     }
 
     fn check(&self, set: FlagSet) -> bool {
@@ -128,7 +128,7 @@ impl<'a> Listener<'a> {
     }
 }
 
-/// Listener settings.
+/// EmbassyListener settings.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct ListenerConfig {
@@ -159,7 +159,7 @@ impl ListenerConfig {
 
 /// The task that owns the TCP socket.
 pub struct ListenerRunner<'a, 'd> {
-    shared: &'a ListenerShared,
+    shared: &'a EmbassyListenerShared,
     socket: TcpSocket<'d>,
     broker: IpEndpoint,
     session: ListenerSession,
@@ -177,7 +177,7 @@ impl<'a, 'd> ListenerRunner<'a, 'd> {
     /// A runner for `config`, connecting to `broker` with `socket`;
     /// `random` supplies reconnect jitter (the board's RNG).
     pub fn new(
-        shared: &'a ListenerShared,
+        shared: &'a EmbassyListenerShared,
         socket: TcpSocket<'d>,
         broker: IpEndpoint,
         config: ListenerConfig,

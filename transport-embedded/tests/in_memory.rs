@@ -4,7 +4,7 @@
 //! process; the addresses are from the documentation range).
 //!
 //! Stack A runs a minimal broker transport around `flagpost_core::broker`;
-//! stack B runs the real `PublisherRunner` and `ListenerRunner`. The test
+//! stack B runs the real `NotifierRunner` and `ListenerRunner`. The test
 //! task waits on events only; a watchdog task bounds the run.
 
 // The embassy task macro expands to unsafe code of its own.
@@ -19,15 +19,15 @@ use embassy_net::udp::{PacketMetadata, UdpSocket};
 use embassy_net::{Config, Ipv4Address, Ipv4Cidr, Stack, StackResources, StaticConfigV4};
 use embassy_net_driver_channel::{self as ch, driver::LinkState};
 use embassy_time::{Duration as EDuration, Timer};
-use flagpost_core::broker::{Broker, Config as BrokerConfig, ListenerSlot};
-use flagpost_core::gap::SenderSlot;
-use flagpost_core::publish::PublisherConfig;
+use flagpost_core::broker::{BrokerState, Config as BrokerConfig, ListenerSlot};
+use flagpost_core::loss::SenderSlot;
+use flagpost_core::notifier::NotifierConfig;
 use flagpost_core::wire::{frame_len, SenderId, MAX_DATAGRAM_LEN, MAX_FRAME_LEN};
 use flagpost_core::{ChannelId, Instant, Notification};
 use flagpost_embedded::listener::{
-    Listener, ListenerConfig, ListenerRunner, ListenerShared, ListenerState,
+    EmbassyListener, EmbassyListenerShared, ListenerConfig, ListenerRunner, ListenerState,
 };
-use flagpost_embedded::publisher::{Publisher, PublisherRunner, PublisherState};
+use flagpost_embedded::notifier::{EmbassyNotifier, EmbassyNotifierState, NotifierRunner};
 use static_cell::StaticCell;
 
 const MTU: usize = 1500;
@@ -38,9 +38,9 @@ static DONE: AtomicBool = AtomicBool::new(false);
 static OUTCOME: AtomicU8 = AtomicU8::new(0);
 static FAILED_AT: AtomicU8 = AtomicU8::new(0);
 
-static PUBLISHER: PublisherState<4> =
-    PublisherState::new(PublisherConfig::DEFAULT, SenderId(0x60a7));
-static LISTENER: ListenerShared = ListenerShared::new();
+static PUBLISHER: EmbassyNotifierState<4> =
+    EmbassyNotifierState::new(NotifierConfig::DEFAULT, SenderId(0x60a7));
+static LISTENER: EmbassyListenerShared = EmbassyListenerShared::new();
 
 fn now() -> Instant {
     Instant::from_micros(embassy_time::Instant::now().as_micros())
@@ -99,7 +99,7 @@ async fn broker(stack: Stack<'static>) -> ! {
     );
     udp.bind(16725).unwrap();
     let mut tcp = TcpSocket::new(stack, TCP_RX.init([0; 512]), TCP_TX.init([0; 512]));
-    let mut core = Broker::new(
+    let mut core = BrokerState::new(
         BrokerConfig::default(),
         [ListenerSlot::EMPTY; 2],
         [SenderSlot::EMPTY; 2],
@@ -159,7 +159,7 @@ async fn broker(stack: Stack<'static>) -> ! {
 }
 
 #[embassy_executor::task]
-async fn publisher(runner: PublisherRunner<'static, 'static, 4>) -> ! {
+async fn publisher(runner: NotifierRunner<'static, 'static, 4>) -> ! {
     runner.run().await
 }
 
@@ -183,8 +183,8 @@ fn fail(step: u8) {
 
 #[embassy_executor::task]
 async fn scenario() {
-    let l = Listener::new(&LISTENER);
-    let p = Publisher::new(&PUBLISHER);
+    let l = EmbassyListener::new(&LISTENER);
+    let p = EmbassyNotifier::new(&PUBLISHER);
     // the welcome raises everything once: wait for it, then clear
     l.wait().await;
     if l.state() != ListenerState::Listening {
@@ -264,7 +264,7 @@ fn start(spawner: Spawner) {
     );
     udp.bind(0).unwrap();
     let broker_endpoint = embassy_net::IpEndpoint::new(addr(1).into(), 16725);
-    spawner.spawn(publisher(PublisherRunner::new(&PUBLISHER, udp, broker_endpoint, None)).unwrap());
+    spawner.spawn(publisher(NotifierRunner::new(&PUBLISHER, udp, broker_endpoint, None)).unwrap());
 
     static TCP_RX: StaticCell<[u8; 256]> = StaticCell::new();
     static TCP_TX: StaticCell<[u8; 128]> = StaticCell::new();

@@ -30,7 +30,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use flagpost_core::broker::{ListenerId, OpenError};
-use flagpost_core::client::{Backoff, ListenerSession};
+use flagpost_core::listener::{Backoff, ListenerSession};
 use flagpost_core::wire::{frame_len, FrameRepr, MAX_FRAME_LEN};
 use flagpost_core::{ChannelId, FlagSet};
 use tracing::debug;

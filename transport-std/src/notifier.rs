@@ -1,7 +1,7 @@
 //! The `Notifier`: fire-and-forget notifications over UDP, cheap to call
 //! from a hot loop — a lock-free front over the core's sender state machine
-//! ([`flagpost_core::publish::Publisher`], configured with
-//! [`PublisherConfig::HOST`]), which makes every sending decision: what
+//! ([`flagpost_core::notifier::NotifierSession`], configured with
+//! [`NotifierConfig::HOST`]), which makes every sending decision: what
 //! merges with what, when a round of datagrams may go (pacing), sequence
 //! numbers, the tail-loss probe, and the retransmission of confirmed sends.
 //!
@@ -39,7 +39,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::{JoinHandle, Thread};
 use std::time::Duration;
 
-use flagpost_core::publish::{PublishEvent, Publisher, PublisherConfig};
+use flagpost_core::notifier::{NotifierConfig, NotifierEvent, NotifierSession};
 use flagpost_core::wire::{AckResult, SenderId, MAX_DATAGRAM_LEN};
 use flagpost_core::{ChannelId, Kind, Notification};
 
@@ -53,7 +53,7 @@ const PENDING: usize = 1024;
 /// Datagrams taken from the core under one hold of its lock.
 const OUT_BATCH: usize = 64;
 
-type State = Publisher<PENDING>;
+type State = NotifierSession<PENDING>;
 
 /// Why a notification could not be confirmed or sent.
 #[derive(Debug, thiserror::Error)]
@@ -115,7 +115,7 @@ pub struct NotifierBuilder {
 impl Default for NotifierBuilder {
     fn default() -> Self {
         NotifierBuilder {
-            probe_delay: PublisherConfig::HOST.probe_delay.into(),
+            probe_delay: NotifierConfig::HOST.probe_delay.into(),
             sender: None,
             spin: true,
         }
@@ -162,9 +162,9 @@ impl NotifierBuilder {
         let sender = self
             .sender
             .unwrap_or_else(|| SenderId(getrandom::u64().unwrap_or(0x5eed_5eed)));
-        let config = PublisherConfig {
+        let config = NotifierConfig {
             probe_delay: self.probe_delay.into(),
-            ..PublisherConfig::HOST
+            ..NotifierConfig::HOST
         };
         let core = Arc::new(Core {
             socket,
@@ -174,7 +174,7 @@ impl NotifierBuilder {
             status_all: AtomicU32::new(0),
             non_status_all: AtomicU32::new(0),
             calls: AtomicU64::new(0),
-            state: Mutex::new(Box::new(Publisher::new(config, sender))),
+            state: Mutex::new(Box::new(NotifierSession::new(config, sender))),
             sleeping: AtomicBool::new(true),
             handoff: AtomicBool::new(false),
             parked_until: AtomicU64::new(u64::MAX),
@@ -613,8 +613,8 @@ impl Core {
                 }
             }
             match event {
-                Some(PublishEvent::Confirmed { result, .. }) => return Ok(result),
-                Some(PublishEvent::TimedOut { attempts, .. }) => {
+                Some(NotifierEvent::Confirmed { result, .. }) => return Ok(result),
+                Some(NotifierEvent::TimedOut { attempts, .. }) => {
                     return Err(if refused {
                         NotifyError::Unreachable {
                             broker: self.broker,

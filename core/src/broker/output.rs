@@ -4,13 +4,13 @@
 //! stuck deadlines).
 
 use super::slot::{State, NIL};
-use super::{Broker, Event, ListenerId, Slots};
+use super::{BrokerState, Event, ListenerId, Slots};
 use crate::flags::FlagSet;
-use crate::gap::SenderSlot;
+use crate::loss::SenderSlot;
 use crate::time::{Duration, Instant};
 use crate::wire::{CloseReason, FlagsRepr, FrameRepr, WelcomeRepr};
 
-impl<L, S> Broker<L, S>
+impl<L, S> BrokerState<L, S>
 where
     L: AsRef<Slots> + AsMut<Slots>,
     S: AsRef<[SenderSlot]> + AsMut<[SenderSlot]>,

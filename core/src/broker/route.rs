@@ -36,10 +36,10 @@ use core::hash::Hasher;
 use siphasher::sip::SipHasher13;
 
 use super::slot::NIL;
-use super::{Broker, Slots};
+use super::{BrokerState, Slots};
 use crate::channel::ChannelId;
 use crate::flags::FlagSet;
-use crate::gap::SenderSlot;
+use crate::loss::SenderSlot;
 use crate::notify::{Kind, Notification};
 use crate::time::Instant;
 
@@ -234,7 +234,7 @@ fn interest_index(interest: FlagSet) -> usize {
     usize::from(interest.bits() & 0x0f)
 }
 
-impl<L, S> Broker<L, S>
+impl<L, S> BrokerState<L, S>
 where
     L: AsRef<Slots> + AsMut<Slots>,
     S: AsRef<[SenderSlot]> + AsMut<[SenderSlot]>,

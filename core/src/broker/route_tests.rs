@@ -7,10 +7,10 @@ use std::vec::Vec;
 use super::*;
 use crate::wire::{HelloRepr, MAX_FRAME_LEN};
 
-type Big = Broker<Vec<ListenerSlot>, [SenderSlot; 4]>;
+type Big = BrokerState<Vec<ListenerSlot>, [SenderSlot; 4]>;
 
 fn broker(capacity: usize) -> Big {
-    Broker::new(
+    BrokerState::new(
         Config {
             hash_key: 0x5eed,
             ..Config::default()

@@ -79,7 +79,7 @@ pub struct Stats {
     pub transport: TransportStats,
 }
 
-/// Counters a transport maintains through [`Broker::transport_stats`](super::Broker::transport_stats), so
+/// Counters a transport maintains through [`BrokerState::transport_stats`](super::BrokerState::transport_stats), so
 /// that every figure is reported in one table.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]

@@ -1,4 +1,4 @@
-//! Broker state tests: lifecycle, routing, coalescing, loss handling and
+//! BrokerState state tests: lifecycle, routing, coalescing, loss handling and
 //! timeouts, all on a hand-driven clock.
 
 use super::*;
@@ -6,10 +6,10 @@ use crate::wire::{
     CloseRepr, FlagsRepr, HelloRepr, SenderId, Seq, WelcomeRepr, MAX_DATAGRAM_LEN, MAX_FRAME_LEN,
 };
 
-type TestBroker = Broker<[ListenerSlot; 4], [SenderSlot; 4]>;
+type TestBroker = BrokerState<[ListenerSlot; 4], [SenderSlot; 4]>;
 
 fn broker() -> TestBroker {
-    Broker::new(
+    BrokerState::new(
         Config {
             broker_id: 0xb0,
             ..Config::default()
@@ -95,7 +95,7 @@ fn datagram(n: Notification, sender: u64, seq: u32, ack: bool) -> ([u8; MAX_DATA
 fn welcome_carries_interest_keepalive_and_broker_id() {
     let mut b = broker();
     let id = b.open(Instant::ZERO).unwrap();
-    assert_eq!(b.state(id), Some(ListenerState::AwaitingHello));
+    assert_eq!(b.state(id), Some(SlotState::AwaitingHello));
     send(
         &mut b,
         Instant::ZERO,
@@ -107,7 +107,7 @@ fn welcome_carries_interest_keepalive_and_broker_id() {
         }),
     )
     .unwrap();
-    assert_eq!(b.state(id), Some(ListenerState::Listening));
+    assert_eq!(b.state(id), Some(SlotState::Listening));
     assert_eq!(b.channel(id), Some(ch("gsm1")));
     assert_eq!(b.poll_ready(), Some(id));
     assert_eq!(
@@ -267,7 +267,7 @@ fn malformed_datagrams_are_counted_by_reason_and_change_nothing() {
         1
     );
     assert_eq!(drain_ready(&mut b), []);
-    assert_eq!(b.state(id), Some(ListenerState::Listening));
+    assert_eq!(b.state(id), Some(SlotState::Listening));
 }
 
 #[test]
@@ -301,7 +301,7 @@ fn bad_frames_close_with_a_reason() {
         send(&mut b, t, id, FrameRepr::Ping(1)),
         Err(FrameError::Unexpected(crate::wire::frame::kind::PING))
     );
-    assert_eq!(b.state(id), Some(ListenerState::Closing));
+    assert_eq!(b.state(id), Some(SlotState::Closing));
     assert_eq!(
         b.poll_event(),
         Some(Event::Closed {
@@ -461,7 +461,7 @@ fn stuck_listener_costs_a_constant_and_is_closed() {
             // the first pending raise was at t=0; stuck_timeout is 60 s,
             // checked at housekeeping granularity
             assert!(now >= Instant::from_secs(60) && now <= Instant::from_secs(61));
-            assert_eq!(b.state(fine), Some(ListenerState::Listening));
+            assert_eq!(b.state(fine), Some(SlotState::Listening));
             return;
         }
     }
@@ -492,7 +492,8 @@ fn shutdown_closes_everyone_and_refuses_new() {
 
 #[test]
 fn zero_capacity_broker_never_panics() {
-    let mut b: Broker<[ListenerSlot; 0], [SenderSlot; 0]> = Broker::new(Config::default(), [], []);
+    let mut b: BrokerState<[ListenerSlot; 0], [SenderSlot; 0]> =
+        BrokerState::new(Config::default(), [], []);
     assert_eq!(b.open(Instant::ZERO), Err(OpenError::Full));
     let (d, n) = datagram(Notification::status(None), 1, 5, true);
     let r = b.handle_datagram(Instant::ZERO, &d[..n]).unwrap();
@@ -529,14 +530,14 @@ fn local_listeners_listen_at_once_and_never_time_out() {
     let id = b
         .open_local(Instant::ZERO, FlagSet::STATUS, Some(ch("gsm1")))
         .unwrap();
-    assert_eq!(b.state(id), Some(ListenerState::Listening));
+    assert_eq!(b.state(id), Some(SlotState::Listening));
     assert_eq!(b.notify(Instant::ZERO, &Notification::status(None), 1), 1);
     assert_eq!(drain_ready(&mut b), [id]);
     assert_eq!(flags_of(&mut b, id), FlagSet::STATUS);
     let day = Instant::from_secs(86_400);
     b.handle_timeout(day);
     assert_eq!(b.poll_event(), None);
-    assert_eq!(b.state(id), Some(ListenerState::Listening));
+    assert_eq!(b.state(id), Some(SlotState::Listening));
     b.disconnect(id);
     assert_eq!(b.connections(), 0);
 }
@@ -584,5 +585,5 @@ fn local_listeners_are_never_stuck() {
     b.notify(Instant::ZERO, &Notification::status(None), 1);
     b.handle_timeout(Instant::from_secs(3600));
     assert_eq!(b.poll_event(), None);
-    assert_eq!(b.state(id), Some(ListenerState::Listening));
+    assert_eq!(b.state(id), Some(SlotState::Listening));
 }

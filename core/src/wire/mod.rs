@@ -22,6 +22,7 @@
 
 pub mod datagram;
 pub mod frame;
+pub mod reader;
 
 use core::fmt;
 
@@ -32,6 +33,7 @@ pub use frame::{
     frame_len, CloseReason, CloseRepr, FlagsRepr, Frame, FrameRepr, HelloRepr, StatRepr,
     WelcomeRepr, MAX_FRAME_LEN,
 };
+pub use reader::FrameReader;
 
 /// The port both transports use: UDP for notifications, TCP for listeners.
 pub const PORT: u16 = 16725;

@@ -23,7 +23,7 @@ use embassy_net::{Config as NetConfig, Ipv4Cidr, StackResources, StaticConfigV4}
 use embassy_net_tuntap::TunTapDevice;
 use flagpost_core::ChannelId;
 use flagpost_firmware::app::{self, Hooks, Platform, Resources};
-use flagpost_firmware::config::{Config, Source, StaticIpv4};
+use flagpost_firmware::config::{GatewayConfig, Source, StaticIpv4};
 use flagpost_firmware::modem::ModemEvent;
 use static_cell::StaticCell;
 
@@ -114,7 +114,7 @@ impl Hooks for SimHooks {
         say(if on { "reporting on" } else { "reporting off" });
     }
 
-    fn config_loaded(&self, config: &Config, source: Source) {
+    fn config_loaded(&self, config: &GatewayConfig, source: Source) {
         say(&format!(
             "config {source:?} broker={} channel={}",
             config.broker, config.channel
@@ -163,7 +163,7 @@ fn start(spawner: Spawner, args: Args) {
     spawner.spawn(net_task(runner).expect("one net task"));
 
     // The "flash": a configuration block written from the arguments.
-    let config = Config {
+    let config = GatewayConfig {
         broker: args.broker,
         channel: args.channel,
         dhcp: false,
@@ -173,7 +173,7 @@ fn start(spawner: Spawner, args: Args) {
             gateway: Ipv4Addr::UNSPECIFIED,
         },
         hold_off_ms: args.hold_off_ms,
-        ..Config::default()
+        ..GatewayConfig::default()
     };
     let mut block = vec![0xff; 256];
     config

@@ -1,4 +1,4 @@
-//! The driver: a real [`Broker`] and the models side by side. [`Harness`]
+//! The driver: a real [`BrokerState`] and the models side by side. [`Harness`]
 //! applies each [`Op`] to both, drains the broker's outputs as a transport
 //! would, and asserts after every operation that the two agree. This file
 //! owns the harness, the operation dispatch, the connection lifecycle
@@ -13,21 +13,21 @@ mod timeouts;
 use std::collections::BTreeSet;
 
 use flagpost_core::broker::{
-    Broker, Config, FrameError, ListenerId, ListenerSlot, OpenError, Stats,
+    BrokerState, Config, FrameError, ListenerId, ListenerSlot, OpenError, Stats,
 };
 use flagpost_core::channel::ChannelId;
 use flagpost_core::flags::FlagSet;
-use flagpost_core::gap::SenderSlot;
+use flagpost_core::loss::SenderSlot;
 use flagpost_core::time::{Duration, Instant};
 use flagpost_core::wire::{CloseReason, Error as WireError, FrameRepr, MAX_FRAME_LEN};
 
-use crate::gap::GapModel;
 use crate::input::{channel_choice, notification, reason_choice, Op, Setup, REPEATS};
+use crate::loss::GapModel;
 use crate::stats::Expected;
 use crate::table::{Conn, St, Table};
 
 /// The storage of the broker under test.
-pub type TestBroker = Broker<Vec<ListenerSlot>, Vec<SenderSlot>>;
+pub type TestBroker = BrokerState<Vec<ListenerSlot>, Vec<SenderSlot>>;
 
 /// Handles kept for operations to pick from (live ones plus recent dead
 /// ones).
@@ -80,7 +80,7 @@ impl Harness {
         let capacity = setup.listener_capacity();
         let senders = setup.sender_capacity();
         Harness {
-            broker: Broker::new(
+            broker: BrokerState::new(
                 config,
                 vec![ListenerSlot::EMPTY; capacity],
                 vec![SenderSlot::EMPTY; senders],

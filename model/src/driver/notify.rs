@@ -6,8 +6,8 @@ use flagpost_core::notify::Notification;
 use flagpost_core::wire::{AckRepr, NotifyRepr, SenderId, Seq, MAX_DATAGRAM_LEN, TAG_LEN};
 
 use super::Harness;
-use crate::gap::{ack_result, delivers, possible_loss};
 use crate::input::{notification, NotifySpec, SENDER_IDS};
+use crate::loss::{ack_result, delivers, possible_loss};
 use crate::routing::{kind_flags, LOSS_FLAGS};
 
 impl Harness {
@@ -65,7 +65,7 @@ impl Harness {
             possible_loss(verdict),
             "{verdict:?}.possible_loss()"
         );
-        if let flagpost_core::gap::Verdict::Gap { missing } = verdict {
+        if let flagpost_core::loss::Verdict::Gap { missing } = verdict {
             assert!(missing >= 1, "a gap of nothing");
         }
 
@@ -95,9 +95,9 @@ impl Harness {
         }
     }
 
-    /// One in-process notification ([`Broker::notify`]).
+    /// One in-process notification ([`BrokerState::notify`]).
     ///
-    /// [`Broker::notify`]: flagpost_core::broker::Broker::notify
+    /// [`BrokerState::notify`]: flagpost_core::broker::BrokerState::notify
     pub(super) fn in_process(&mut self, n: &Notification, batch: u32) {
         let reached = self.broker.notify(self.now, n, batch);
         assert_eq!(reached, self.deliver(n, batch), "notify({n:?}) reached");

@@ -5,7 +5,7 @@
 //! sleeps until each `poll_timeout` meets every deadline within one
 //! housekeeping period.
 
-use flagpost_core::broker::ListenerState;
+use flagpost_core::broker::SlotState;
 use flagpost_core::time::Instant;
 
 use super::Harness;
@@ -26,7 +26,7 @@ impl Harness {
         self.broker.handle_timeout(now);
         for (id, at, reason) in due {
             match self.broker.state(id) {
-                Some(ListenerState::Closing) => {
+                Some(SlotState::Closing) => {
                     assert!(
                         at <= now,
                         "{id} closed at {now:?}, before its {reason:?} deadline {at:?}"

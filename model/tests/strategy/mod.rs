@@ -29,7 +29,7 @@ fn kind() -> impl Strategy<Value = u8> {
     0u8..4
 }
 
-/// Broker settings: every table entry, the default most often.
+/// BrokerState settings: every table entry, the default most often.
 fn setup() -> impl Strategy<Value = Setup> {
     (
         (choice(8), choice(8), choice(8), any::<bool>()),

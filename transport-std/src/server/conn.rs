@@ -184,9 +184,8 @@ impl TcpConn {
                 }
                 self.rbuf.copy_within(len..self.rlen, 0);
                 self.rlen -= len;
-                if core.state(self.id) != Some(flagpost_core::broker::ListenerState::Listening)
-                    && core.state(self.id)
-                        != Some(flagpost_core::broker::ListenerState::AwaitingHello)
+                if core.state(self.id) != Some(flagpost_core::broker::SlotState::Listening)
+                    && core.state(self.id) != Some(flagpost_core::broker::SlotState::AwaitingHello)
                 {
                     // closing: read nothing more
                     self.rlen = 0;

@@ -35,9 +35,9 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use flagpost_core::broker::{
-    Broker as CoreBroker, Config as CoreConfig, Event, ListenerId, ListenerSlot, OpenError, Stats,
+    BrokerState, Config as CoreConfig, Event, ListenerId, ListenerSlot, OpenError, Stats,
 };
-use flagpost_core::gap::SenderSlot;
+use flagpost_core::loss::SenderSlot;
 use flagpost_core::wire::{CloseReason, CloseRepr, FrameRepr, StatRepr};
 use flagpost_core::{ChannelId, FlagSet, Instant, Notification};
 use mio::net::TcpListener;
@@ -203,7 +203,7 @@ impl Broker {
         let reserve = fds::open_reserve();
         accept::report_fd_limit(fd_limit, config.max_listeners);
         let (tx, rx) = mpsc::channel();
-        let core = CoreBroker::new(
+        let core = BrokerState::new(
             CoreConfig {
                 keepalive: config.keepalive.into(),
                 hello_timeout: config.hello_timeout.into(),
@@ -423,7 +423,7 @@ impl RateLimit {
     }
 }
 
-type Core = CoreBroker<Box<[ListenerSlot]>, Box<[SenderSlot]>>;
+type Core = BrokerState<Box<[ListenerSlot]>, Box<[SenderSlot]>>;
 
 struct Server {
     poll: Poll,

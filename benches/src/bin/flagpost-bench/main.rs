@@ -60,7 +60,7 @@ use hdrhistogram::Histogram;
 mod scale;
 
 /// The notifier's sending policy, which the bare merging sender copies.
-const HOST: flagpost_core::publish::PublisherConfig = flagpost_core::publish::PublisherConfig::HOST;
+const HOST: flagpost_core::notifier::NotifierConfig = flagpost_core::notifier::NotifierConfig::HOST;
 
 const REPORT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Samples measured and discarded before each wake-latency path (as the

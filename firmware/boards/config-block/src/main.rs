@@ -9,14 +9,14 @@
 //! ```
 //!
 //! The layout, its CRC and its checks are `flagpost_firmware::config`'s
-//! ([`Config::write`], [`Config::parse`]): this tool only fills the fields.
+//! ([`GatewayConfig::write`], [`GatewayConfig::parse`]): this tool only fills the fields.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::process::ExitCode;
 
-use flagpost_firmware::config::{Config, DEFAULT_PORT, KEY_LEN, LEN};
+use flagpost_firmware::config::{GatewayConfig, DEFAULT_PORT, KEY_LEN, LEN};
 use flagpost_firmware::core::ChannelId;
 
 const USAGE: &str = "\
@@ -55,7 +55,7 @@ fn main() -> ExitCode {
 }
 
 fn run(args: Vec<String>) -> Result<(), String> {
-    let mut config = Config::default();
+    let mut config = GatewayConfig::default();
     let mut out = String::from("config.bin");
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
@@ -106,7 +106,7 @@ fn run(args: Vec<String>) -> Result<(), String> {
         .ok_or("the block is longer than its buffer")?;
     // Read it back the way the firmware will.
     let parsed =
-        Config::parse(block).map_err(|e| format!("the written block does not parse: {e}"))?;
+        GatewayConfig::parse(block).map_err(|e| format!("the written block does not parse: {e}"))?;
     std::fs::write(&out, block).map_err(|e| format!("{out}: {e}"))?;
     println!("wrote {len} bytes to {out}");
     print_config(&parsed);
@@ -119,13 +119,13 @@ fn check(path: &str) -> Result<(), String> {
         println!("{path}: blank (erased flash): the firmware uses its compile-time defaults");
         return Ok(());
     }
-    let config = Config::parse(&bytes).map_err(|e| format!("{path}: not a valid block: {e}"))?;
+    let config = GatewayConfig::parse(&bytes).map_err(|e| format!("{path}: not a valid block: {e}"))?;
     println!("{path}: valid block");
     print_config(&config);
     Ok(())
 }
 
-fn print_config(c: &Config) {
+fn print_config(c: &GatewayConfig) {
     let s = &c.static_ipv4;
     println!("  broker      {}", c.broker);
     println!("  channel     {}", c.channel);

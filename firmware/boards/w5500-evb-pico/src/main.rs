@@ -38,7 +38,7 @@ use embassy_sync::blocking_mutex::Mutex;
 use embassy_time::{Delay, Duration, Timer};
 use embedded_hal_bus::spi::ExclusiveDevice;
 use flagpost_firmware::app::{self, Hooks, Platform, Resources};
-use flagpost_firmware::config::{Config, Source};
+use flagpost_firmware::config::{GatewayConfig, Source};
 use flagpost_firmware::modem::ModemEvent;
 use static_cell::{ConstStaticCell, StaticCell};
 use {defmt_rtt as _, panic_probe as _};
@@ -92,7 +92,7 @@ impl Hooks for Board {
         });
     }
 
-    fn config_loaded(&self, _config: &Config, source: Source) {
+    fn config_loaded(&self, _config: &GatewayConfig, source: Source) {
         info!("configuration: {}", source);
     }
 
@@ -176,7 +176,7 @@ async fn main(spawner: Spawner) {
     let flash_config = flash_config();
     // The application loads (and reports) the configuration itself; the
     // board needs only the modem's baud rate from it.
-    let (config, _) = Config::load(flash_config);
+    let (config, _) = GatewayConfig::load(flash_config);
 
     // The modem.
     static UART_TX: ConstStaticCell<[u8; UART_TX_LEN]> = ConstStaticCell::new([0; UART_TX_LEN]);

@@ -1,17 +1,17 @@
 //! A poll-driven publisher over a bare smoltcp UDP socket, for boards
-//! without embassy: call [`SmoltcpPublisher::poll`] after every
+//! without embassy: call [`SmoltcpNotifier::poll`] after every
 //! `Interface::poll`, with the same `now`, and again by the instant it
 //! returns — the way smoltcp's own sockets are driven.
 
-use flagpost_core::publish::{self, ConfirmBusy, PublishEvent, PublisherConfig};
+use flagpost_core::notifier::{self, ConfirmBusy, NotifierConfig, NotifierEvent};
 use flagpost_core::wire::{SenderId, Seq, MAX_DATAGRAM_LEN};
 use flagpost_core::{Duration, Instant, Notification};
 use smoltcp::socket::udp;
 use smoltcp::wire::IpEndpoint;
 
 /// A publisher for up to `N` distinct pending notifications.
-pub struct SmoltcpPublisher<const N: usize> {
-    inner: publish::Publisher<N>,
+pub struct SmoltcpNotifier<const N: usize> {
+    inner: notifier::NotifierSession<N>,
     broker: IpEndpoint,
 }
 
@@ -25,11 +25,11 @@ pub fn from_smoltcp(at: smoltcp::time::Instant) -> Instant {
     Instant::from_micros(u64::try_from(at.total_micros()).unwrap_or(0))
 }
 
-impl<const N: usize> SmoltcpPublisher<N> {
+impl<const N: usize> SmoltcpNotifier<N> {
     /// A publisher sending to `broker` as `sender` (random per boot).
-    pub const fn new(config: PublisherConfig, sender: SenderId, broker: IpEndpoint) -> Self {
-        SmoltcpPublisher {
-            inner: publish::Publisher::new(config, sender),
+    pub const fn new(config: NotifierConfig, sender: SenderId, broker: IpEndpoint) -> Self {
+        SmoltcpNotifier {
+            inner: notifier::NotifierSession::new(config, sender),
             broker,
         }
     }
@@ -53,7 +53,7 @@ impl<const N: usize> SmoltcpPublisher<N> {
     }
 
     /// The outcome of a confirmed send, once.
-    pub fn poll_event(&mut self) -> Option<PublishEvent> {
+    pub fn poll_event(&mut self) -> Option<NotifierEvent> {
         self.inner.poll_event()
     }
 
@@ -77,7 +77,7 @@ impl<const N: usize> SmoltcpPublisher<N> {
     }
 
     /// The core publisher's counters.
-    pub fn stats(&self) -> publish::PublishStats {
+    pub fn stats(&self) -> notifier::SessionStats {
         self.inner.stats()
     }
 }

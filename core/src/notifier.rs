@@ -4,39 +4,39 @@
 //! board's publisher over embassy-net or bare smoltcp, and the std
 //! `Notifier`, which only adds a lock-free front for its callers.
 //!
-//! * [`Publisher::notify`] records a notification. Notifications wait in a
+//! * [`NotifierSession::notify`] records a notification. Notifications wait in a
 //!   table of pending ones, one entry per distinct kind and channel, whose
 //!   batch counts add up: a modem reporting 20 SMS at once becomes one
 //!   status update with a batch of 20. When the table is full, what does not
 //!   fit folds into an untargeted status update (a superset: nothing is
 //!   lost, some listeners poll needlessly).
-//! * [`Publisher::poll_transmit`] emits the next datagram that is due. The
+//! * [`NotifierSession::poll_transmit`] emits the next datagram that is due. The
 //!   pending entries go out together, as a *round*: after a *hold-off* (a
 //!   board gathers a modem's burst for 5 ms), and, within a burst, at most
-//!   one round per *pace* ([`PublisherConfig::pace`]). Each pace that runs
+//!   one round per *pace* ([`NotifierConfig::pace`]). Each pace that runs
 //!   its full length while calls keep coming doubles the next, up to
-//!   [`PublisherConfig::max_pace`]; a burst whose calls stop for
-//!   [`PublisherConfig::quiet`] sends its last ones at once (at most every
+//!   [`NotifierConfig::max_pace`]; a burst whose calls stop for
+//!   [`NotifierConfig::quiet`] sends its last ones at once (at most every
 //!   other round). A notification that comes after a full pace of quiet
 //!   starts a new burst and goes at once.
 //! * After a burst, the last datagram is sent once more, same sequence
-//!   number, [`PublisherConfig::probe_delay`] later (the tail-loss probe): a
+//!   number, [`NotifierConfig::probe_delay`] later (the tail-loss probe): a
 //!   duplicate if the first arrived, the delivery if it was lost.
-//! * [`Publisher::notify_confirmed`] sends one notification that must be
+//! * [`NotifierSession::notify_confirmed`] sends one notification that must be
 //!   acknowledged, retransmitting with exponential backoff until an ack
-//!   arrives ([`Publisher::handle_datagram`]) or the deadline passes; the
-//!   outcome comes out of [`Publisher::poll_event`]. A transport that
+//!   arrives ([`NotifierSession::handle_datagram`]) or the deadline passes; the
+//!   outcome comes out of [`NotifierSession::poll_event`]. A transport that
 //!   receives acks on a socket of its own drives confirmed sends with
-//!   [`Publisher::poll_confirm`] and the rest with
-//!   [`Publisher::poll_notifications`].
+//!   [`NotifierSession::poll_confirm`] and the rest with
+//!   [`NotifierSession::poll_notifications`].
 //! * An optional [`Signer`] fills the authentication tag of every datagram.
 //!
 //! ```
-//! use flagpost_core::publish::{Publisher, PublisherConfig};
+//! use flagpost_core::notifier::{NotifierSession, NotifierConfig};
 //! use flagpost_core::wire::{NotifyRepr, SenderId, MAX_DATAGRAM_LEN};
 //! use flagpost_core::{ChannelId, Duration, Instant, Notification};
 //!
-//! let mut p: Publisher<4> = Publisher::new(PublisherConfig::default(), SenderId(7));
+//! let mut p: NotifierSession<4> = NotifierSession::new(NotifierConfig::default(), SenderId(7));
 //! let gsm1 = ChannelId::new("gsm1").unwrap();
 //! let t0 = Instant::ZERO;
 //! for _ in 0..20 {
@@ -63,10 +63,10 @@ pub trait Signer {
     fn sign(&self, signed: &[u8]) -> Tag;
 }
 
-/// Publisher settings: the sending policy, in one place.
+/// NotifierSession settings: the sending policy, in one place.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub struct PublisherConfig {
+pub struct NotifierConfig {
     /// How long notifications gather before their round is sent (default
     /// 5 ms; zero sends at the next `poll_transmit`).
     pub hold_off: Duration,
@@ -90,10 +90,10 @@ pub struct PublisherConfig {
     pub quiet: Duration,
 }
 
-impl PublisherConfig {
+impl NotifierConfig {
     /// The defaults (usable in `const` contexts): a board's, which holds
     /// off 5 ms to gather a modem's burst.
-    pub const DEFAULT: PublisherConfig = PublisherConfig {
+    pub const DEFAULT: NotifierConfig = NotifierConfig {
         hold_off: Duration::from_millis(5),
         probe_delay: Duration::from_millis(5),
         initial_rto: Duration::from_millis(20),
@@ -108,15 +108,15 @@ impl PublisherConfig {
     /// the gap doubling up to 160 µs while calls keep coming, so that it
     /// costs the broker and its listeners a wake-up per 160 µs rather than
     /// per 20 µs, and its last calls go out 2 µs after them.
-    pub const HOST: PublisherConfig = PublisherConfig {
+    pub const HOST: NotifierConfig = NotifierConfig {
         hold_off: Duration::ZERO,
         pace: Duration::from_micros(20),
         max_pace: Duration::from_micros(160),
         quiet: Duration::from_micros(2),
-        ..PublisherConfig::DEFAULT
+        ..NotifierConfig::DEFAULT
     };
 
-    /// The gap after one of length `gap` that ran its full length (calls
+    /// The gap after one of length `loss` that ran its full length (calls
     /// kept coming) or did not: doubled up to [`max_pace`](Self::max_pace),
     /// or back to [`pace`](Self::pace).
     pub fn next_pace(&self, gap: Duration, ran_full: bool) -> Duration {
@@ -128,7 +128,7 @@ impl PublisherConfig {
     }
 }
 
-impl Default for PublisherConfig {
+impl Default for NotifierConfig {
     fn default() -> Self {
         Self::DEFAULT
     }
@@ -137,7 +137,7 @@ impl Default for PublisherConfig {
 /// The outcome of a confirmed send.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub enum PublishEvent {
+pub enum NotifierEvent {
     /// The broker acknowledged it.
     Confirmed {
         /// Its sequence number.
@@ -156,7 +156,7 @@ pub enum PublishEvent {
     },
 }
 
-/// [`Publisher::notify_confirmed`] refused.
+/// [`NotifierSession::notify_confirmed`] refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct ConfirmBusy;
@@ -187,10 +187,10 @@ struct Confirm {
     attempts: u32,
 }
 
-/// Publisher counters.
+/// NotifierSession counters.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub struct PublishStats {
+pub struct SessionStats {
     /// `notify` calls.
     pub calls: u64,
     /// Datagrams emitted (including probes and retransmissions).
@@ -221,8 +221,8 @@ struct Pacing {
 
 /// The sender's state: up to `N` distinct pending notifications.
 #[derive(Clone, Debug)]
-pub struct Publisher<const N: usize> {
-    config: PublisherConfig,
+pub struct NotifierSession<const N: usize> {
+    config: NotifierConfig,
     sender: SenderId,
     next_seq: Seq,
     pending: heapless::Deque<Pending, N>,
@@ -237,15 +237,15 @@ pub struct Publisher<const N: usize> {
     /// Everything is due at once: the transport is going away.
     closing: bool,
     confirm: Option<Confirm>,
-    event: Option<PublishEvent>,
-    stats: PublishStats,
+    event: Option<NotifierEvent>,
+    stats: SessionStats,
 }
 
-impl<const N: usize> Publisher<N> {
+impl<const N: usize> NotifierSession<N> {
     /// A publisher with a sender id (random per process or boot: seed it
     /// from an RNG).
-    pub const fn new(config: PublisherConfig, sender: SenderId) -> Self {
-        Publisher {
+    pub const fn new(config: NotifierConfig, sender: SenderId) -> Self {
+        NotifierSession {
             config,
             sender,
             next_seq: Seq::FIRST,
@@ -263,7 +263,7 @@ impl<const N: usize> Publisher<N> {
             closing: false,
             confirm: None,
             event: None,
-            stats: PublishStats {
+            stats: SessionStats {
                 calls: 0,
                 datagrams: 0,
                 rounds: 0,
@@ -275,13 +275,13 @@ impl<const N: usize> Publisher<N> {
     }
 
     /// The settings.
-    pub fn config(&self) -> &PublisherConfig {
+    pub fn config(&self) -> &NotifierConfig {
         &self.config
     }
 
     /// Changes the settings; the sender id, the sequence and whatever is
     /// pending stay.
-    pub fn set_config(&mut self, config: PublisherConfig) {
+    pub fn set_config(&mut self, config: NotifierConfig) {
         self.config = config;
     }
 
@@ -291,7 +291,7 @@ impl<const N: usize> Publisher<N> {
     }
 
     /// Counters.
-    pub fn stats(&self) -> PublishStats {
+    pub fn stats(&self) -> SessionStats {
         self.stats
     }
 
@@ -396,7 +396,7 @@ impl<const N: usize> Publisher<N> {
         if let Some(c) = self.confirm {
             if ack.sender == c.repr.sender && ack.seq == c.repr.seq {
                 self.confirm = None;
-                self.event = Some(PublishEvent::Confirmed {
+                self.event = Some(NotifierEvent::Confirmed {
                     seq: c.repr.seq,
                     result: ack.result,
                     attempts: c.attempts,
@@ -410,7 +410,7 @@ impl<const N: usize> Publisher<N> {
         if let Some(c) = self.confirm {
             if now >= c.deadline {
                 self.confirm = None;
-                self.event = Some(PublishEvent::TimedOut {
+                self.event = Some(NotifierEvent::TimedOut {
                     seq: c.repr.seq,
                     attempts: c.attempts,
                 });
@@ -420,7 +420,7 @@ impl<const N: usize> Publisher<N> {
 
     /// The outcome of a confirmed send, once.
     #[must_use]
-    pub fn poll_event(&mut self) -> Option<PublishEvent> {
+    pub fn poll_event(&mut self) -> Option<NotifierEvent> {
         self.event.take()
     }
 

@@ -1,4 +1,4 @@
-//! Publisher tests on a simulated clock: coalescing, overflow, the
+//! NotifierSession tests on a simulated clock: coalescing, overflow, the
 //! tail-loss probe, confirmed sends, signing, and the pacing of bursts.
 use super::*;
 use crate::wire::MAX_DATAGRAM_LEN;
@@ -7,7 +7,7 @@ fn ch(s: &str) -> ChannelId {
     ChannelId::new(s).unwrap()
 }
 
-fn drain(p: &mut Publisher<4>, now: Instant) -> std::vec::Vec<NotifyRepr> {
+fn drain(p: &mut NotifierSession<4>, now: Instant) -> std::vec::Vec<NotifyRepr> {
     let mut out = std::vec::Vec::new();
     let mut buf = [0u8; MAX_DATAGRAM_LEN];
     while let Some(n) = p.poll_transmit(now, &mut buf) {
@@ -18,7 +18,7 @@ fn drain(p: &mut Publisher<4>, now: Instant) -> std::vec::Vec<NotifyRepr> {
 
 #[test]
 fn a_burst_becomes_one_datagram_per_kind_and_channel() {
-    let mut p = Publisher::<4>::new(PublisherConfig::default(), SenderId(1));
+    let mut p = NotifierSession::<4>::new(NotifierConfig::default(), SenderId(1));
     let t0 = Instant::ZERO;
     for _ in 0..20 {
         p.notify(t0, Notification::status(Some(ch("gsm1"))), 1);
@@ -41,7 +41,7 @@ fn a_burst_becomes_one_datagram_per_kind_and_channel() {
 
 #[test]
 fn overflow_folds_into_an_untargeted_status() {
-    let mut p = Publisher::<2>::new(PublisherConfig::default(), SenderId(1));
+    let mut p = NotifierSession::<2>::new(NotifierConfig::default(), SenderId(1));
     let t = Instant::ZERO;
     p.notify(t, Notification::channel_update(ch("a")), 1);
     p.notify(t, Notification::channel_update(ch("b")), 1);
@@ -63,7 +63,7 @@ fn overflow_folds_into_an_untargeted_status() {
 
 #[test]
 fn confirmed_sends_retransmit_with_backoff_until_acked() {
-    let mut p = Publisher::<4>::new(PublisherConfig::default(), SenderId(9));
+    let mut p = NotifierSession::<4>::new(NotifierConfig::default(), SenderId(9));
     let t0 = Instant::ZERO;
     let seq = p
         .notify_confirmed(t0, Notification::status(None), 1, Duration::from_secs(1))
@@ -99,7 +99,7 @@ fn confirmed_sends_retransmit_with_backoff_until_acked() {
     p.handle_datagram(Instant::from_millis(30), &ack[..len]);
     assert_eq!(
         p.poll_event(),
-        Some(PublishEvent::Confirmed {
+        Some(NotifierEvent::Confirmed {
             seq,
             result: AckResult::Delivered,
             attempts: 2
@@ -110,7 +110,7 @@ fn confirmed_sends_retransmit_with_backoff_until_acked() {
 
 #[test]
 fn confirmed_sends_time_out() {
-    let mut p = Publisher::<4>::new(PublisherConfig::default(), SenderId(9));
+    let mut p = NotifierSession::<4>::new(NotifierConfig::default(), SenderId(9));
     let seq = p
         .notify_confirmed(
             Instant::ZERO,
@@ -128,7 +128,7 @@ fn confirmed_sends_time_out() {
         if let Some(ev) = p.poll_event() {
             assert_eq!(
                 ev,
-                PublishEvent::TimedOut {
+                NotifierEvent::TimedOut {
                     seq,
                     attempts: sends
                 }
@@ -154,10 +154,10 @@ impl Signer for Xor {
 
 #[test]
 fn a_signer_fills_the_tag() {
-    let mut p = Publisher::<4>::new(
-        PublisherConfig {
+    let mut p = NotifierSession::<4>::new(
+        NotifierConfig {
             hold_off: Duration::ZERO,
-            ..PublisherConfig::default()
+            ..NotifierConfig::default()
         },
         SenderId(3),
     );
@@ -172,15 +172,15 @@ fn a_signer_fills_the_tag() {
 
 // ---------------------------------------------------------------- pacing
 
-fn host() -> Publisher<8> {
-    Publisher::new(PublisherConfig::HOST, SenderId(5))
+fn host() -> NotifierSession<8> {
+    NotifierSession::new(NotifierConfig::HOST, SenderId(5))
 }
 
 /// Drives `p` one microsecond at a time for `until` µs: `calls(t)`
 /// notifications of status at µs `t`, then everything due is sent. Returns
 /// the rounds: (µs, summed batch of its datagrams).
 fn drive(
-    p: &mut Publisher<8>,
+    p: &mut NotifierSession<8>,
     until: u64,
     calls: impl Fn(u64) -> u32,
 ) -> std::vec::Vec<(u64, u32)> {
@@ -341,7 +341,7 @@ fn confirmed_sends_and_notifications_can_be_driven_apart() {
 
 #[test]
 fn the_pace_doubles_up_to_its_cap_and_a_pause_starts_over() {
-    let c = PublisherConfig::HOST;
+    let c = NotifierConfig::HOST;
     let mut gap = c.pace;
     let mut seen = std::vec![gap.as_micros()];
     for _ in 0..5 {

@@ -1,25 +1,25 @@
-//! The embassy-net publisher: application tasks hold a cheap [`Publisher`]
-//! handle; one [`PublisherRunner`] task owns the UDP socket, sends what the
+//! The embassy-net publisher: application tasks hold a cheap [`EmbassyNotifier`]
+//! handle; one [`NotifierRunner`] task owns the UDP socket, sends what the
 //! core's coalescing publisher has due, receives acks and sleeps until the
 //! next deadline.
 //!
 //! ```no_run
 //! # use embassy_net::{udp::UdpSocket, IpEndpoint};
-//! # use flagpost_core::publish::PublisherConfig;
+//! # use flagpost_core::notifier::NotifierConfig;
 //! # use flagpost_core::wire::SenderId;
 //! # use flagpost_core::{ChannelId, Notification};
-//! # use flagpost_embedded::publisher::{Publisher, PublisherRunner, PublisherState};
-//! static STATE: PublisherState<4> = PublisherState::new(PublisherConfig::DEFAULT, SenderId(0));
+//! # use flagpost_embedded::notifier::{EmbassyNotifier, NotifierRunner, EmbassyNotifierState};
+//! static STATE: EmbassyNotifierState<4> = EmbassyNotifierState::new(NotifierConfig::DEFAULT, SenderId(0));
 //!
 //! // The task that owns the socket (in firmware, an `#[embassy_executor::task]`);
 //! // once the RNG is up, main calls `STATE.set_sender(SenderId(rng.next_u64()))`.
 //! async fn publisher_task(socket: UdpSocket<'static>, broker: IpEndpoint) -> ! {
-//!     PublisherRunner::new(&STATE, socket, broker, None).run().await
+//!     NotifierRunner::new(&STATE, socket, broker, None).run().await
 //! }
 //!
 //! // From the modem task, when an SMS arrives:
 //! fn on_sms(channel: ChannelId) {
-//!     Publisher::new(&STATE).notify(Notification::status(Some(channel)), 1);
+//!     EmbassyNotifier::new(&STATE).notify(Notification::status(Some(channel)), 1);
 //! }
 //! ```
 
@@ -32,7 +32,7 @@ use embassy_sync::blocking_mutex::raw::CriticalSectionRawMutex;
 use embassy_sync::blocking_mutex::Mutex;
 use embassy_sync::signal::Signal;
 use embassy_time::Timer;
-use flagpost_core::publish::{self, ConfirmBusy, PublishEvent, PublisherConfig, Signer};
+use flagpost_core::notifier::{self, ConfirmBusy, NotifierConfig, NotifierEvent, Signer};
 use flagpost_core::wire::{AckResult, SenderId, MAX_DATAGRAM_LEN};
 use flagpost_core::{Duration, Notification};
 
@@ -42,7 +42,7 @@ use crate::time::{now, to_embassy};
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[non_exhaustive]
-pub enum PublishError {
+pub enum EmbassyNotifyError {
     /// Another confirmed send is in flight; try again after it.
     Busy,
     /// No ack arrived before the timeout.
@@ -52,40 +52,40 @@ pub enum PublishError {
     },
 }
 
-impl From<ConfirmBusy> for PublishError {
+impl From<ConfirmBusy> for EmbassyNotifyError {
     fn from(_: ConfirmBusy) -> Self {
-        PublishError::Busy
+        EmbassyNotifyError::Busy
     }
 }
 
-impl core::fmt::Display for PublishError {
+impl core::fmt::Display for EmbassyNotifyError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
-            PublishError::Busy => f.write_str("a confirmed send is already in flight"),
-            PublishError::TimedOut { attempts } => {
+            EmbassyNotifyError::Busy => f.write_str("a confirmed send is already in flight"),
+            EmbassyNotifyError::TimedOut { attempts } => {
                 write!(f, "no acknowledgement after {attempts} datagrams")
             }
         }
     }
 }
 
-impl core::error::Error for PublishError {}
+impl core::error::Error for EmbassyNotifyError {}
 
 /// The publisher's shared state, for up to `N` distinct pending
 /// notifications. Put it in a `static`.
-pub struct PublisherState<const N: usize> {
-    inner: Mutex<CriticalSectionRawMutex, RefCell<publish::Publisher<N>>>,
+pub struct EmbassyNotifierState<const N: usize> {
+    inner: Mutex<CriticalSectionRawMutex, RefCell<notifier::NotifierSession<N>>>,
     wake: Signal<CriticalSectionRawMutex, ()>,
-    outcome: Signal<CriticalSectionRawMutex, PublishEvent>,
+    outcome: Signal<CriticalSectionRawMutex, NotifierEvent>,
 }
 
-impl<const N: usize> PublisherState<N> {
+impl<const N: usize> EmbassyNotifierState<N> {
     /// State for a publisher with `sender` as its id (random per boot:
     /// seed it from the board's RNG, or set it later with
     /// [`set_sender`](Self::set_sender)).
-    pub const fn new(config: PublisherConfig, sender: SenderId) -> Self {
-        PublisherState {
-            inner: Mutex::new(RefCell::new(publish::Publisher::new(config, sender))),
+    pub const fn new(config: NotifierConfig, sender: SenderId) -> Self {
+        EmbassyNotifierState {
+            inner: Mutex::new(RefCell::new(notifier::NotifierSession::new(config, sender))),
             wake: Signal::new(),
             outcome: Signal::new(),
         }
@@ -95,31 +95,31 @@ impl<const N: usize> PublisherState<N> {
     pub fn set_sender(&self, sender: SenderId) {
         self.inner.lock(|p| {
             let config = *p.borrow().config();
-            *p.borrow_mut() = publish::Publisher::new(config, sender);
+            *p.borrow_mut() = notifier::NotifierSession::new(config, sender);
         });
     }
 
     /// Changes the settings (after a configuration reload), keeping the
     /// sender id, the sequence and anything pending.
-    pub fn set_config(&self, config: PublisherConfig) {
+    pub fn set_config(&self, config: NotifierConfig) {
         self.inner.lock(|p| p.borrow_mut().set_config(config));
     }
 
-    fn with<R>(&self, f: impl FnOnce(&mut publish::Publisher<N>) -> R) -> R {
+    fn with<R>(&self, f: impl FnOnce(&mut notifier::NotifierSession<N>) -> R) -> R {
         self.inner.lock(|p| f(&mut p.borrow_mut()))
     }
 }
 
 /// A cheap handle for application tasks.
 #[derive(Clone, Copy)]
-pub struct Publisher<'a, const N: usize> {
-    state: &'a PublisherState<N>,
+pub struct EmbassyNotifier<'a, const N: usize> {
+    state: &'a EmbassyNotifierState<N>,
 }
 
-impl<'a, const N: usize> Publisher<'a, N> {
+impl<'a, const N: usize> EmbassyNotifier<'a, N> {
     /// A handle to `state`.
-    pub const fn new(state: &'a PublisherState<N>) -> Self {
-        Publisher { state }
+    pub const fn new(state: &'a EmbassyNotifierState<N>) -> Self {
+        EmbassyNotifier { state }
     }
 
     /// Records a notification standing for `batch` changes; the runner sends
@@ -136,7 +136,7 @@ impl<'a, const N: usize> Publisher<'a, N> {
         notification: Notification,
         batch: u32,
         timeout: Duration,
-    ) -> Result<AckResult, PublishError> {
+    ) -> Result<AckResult, EmbassyNotifyError> {
         self.state.outcome.reset();
         let seq = self
             .state
@@ -144,9 +144,9 @@ impl<'a, const N: usize> Publisher<'a, N> {
         self.state.wake.signal(());
         loop {
             match self.state.outcome.wait().await {
-                PublishEvent::Confirmed { seq: s, result, .. } if s == seq => return Ok(result),
-                PublishEvent::TimedOut { seq: s, attempts } if s == seq => {
-                    return Err(PublishError::TimedOut { attempts })
+                NotifierEvent::Confirmed { seq: s, result, .. } if s == seq => return Ok(result),
+                NotifierEvent::TimedOut { seq: s, attempts } if s == seq => {
+                    return Err(EmbassyNotifyError::TimedOut { attempts })
                 }
                 _ => {}
             }
@@ -154,29 +154,29 @@ impl<'a, const N: usize> Publisher<'a, N> {
     }
 
     /// The core publisher's counters.
-    pub fn stats(&self) -> publish::PublishStats {
+    pub fn stats(&self) -> notifier::SessionStats {
         self.state.with(|p| p.stats())
     }
 }
 
 /// The task that owns the UDP socket.
-pub struct PublisherRunner<'a, 'd, const N: usize> {
-    state: &'a PublisherState<N>,
+pub struct NotifierRunner<'a, 'd, const N: usize> {
+    state: &'a EmbassyNotifierState<N>,
     socket: UdpSocket<'d>,
     broker: IpEndpoint,
     signer: Option<&'a dyn Signer>,
 }
 
-impl<'a, 'd, const N: usize> PublisherRunner<'a, 'd, N> {
+impl<'a, 'd, const N: usize> NotifierRunner<'a, 'd, N> {
     /// A runner sending to `broker` through `socket` (bound by the caller,
     /// any local port); `signer` fills authentication tags when set.
     pub fn new(
-        state: &'a PublisherState<N>,
+        state: &'a EmbassyNotifierState<N>,
         socket: UdpSocket<'d>,
         broker: IpEndpoint,
         signer: Option<&'a dyn Signer>,
     ) -> Self {
-        PublisherRunner {
+        NotifierRunner {
             state,
             socket,
             broker,

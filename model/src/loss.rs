@@ -1,19 +1,19 @@
 //! The loss detector's model: an independent re-statement of
 //! `flagpost_core::gap` (its verdict table and its bounded sender table)
 //! that the driver and the gap properties check the real
-//! [`SenderTable`](flagpost_core::gap::SenderTable) against.
+//! [`SenderTable`](flagpost_core::loss::SenderTable) against.
 //!
 //! Where the real table keeps a 64-bit window per sender, the model keeps
 //! the set of numbers seen within [`WINDOW`] behind the newest; where the
 //! real one shifts bits, the model compares serial numbers (RFC 1982: `b` is
 //! newer than `a` when `0 < b - a < 2^31`, wrapping). The verdict table of
-//! the `gap` docs is spelled out here once more ([`delivers`],
+//! the `loss` docs is spelled out here once more ([`delivers`],
 //! [`possible_loss`], [`ack_result`]) rather than taken from `Verdict`'s own
 //! methods, so the broker's use of them is checked too.
 
 use std::collections::BTreeSet;
 
-use flagpost_core::gap::{Verdict, WINDOW};
+use flagpost_core::loss::{Verdict, WINDOW};
 use flagpost_core::time::Instant;
 use flagpost_core::wire::{AckResult, SenderId, Seq};
 
@@ -70,7 +70,7 @@ struct Tracked {
     seen_at: Instant,
 }
 
-/// The sender table as the `gap` docs describe it: per sender the newest
+/// The sender table as the `loss` docs describe it: per sender the newest
 /// number and the set of numbers seen in the window behind it, in
 /// `capacity` slots, evicting the least recently seen sender (the first such
 /// slot on a tie) when full; with no slots every sender is unknown every

@@ -98,7 +98,7 @@ impl Default for SenderSlot {
 /// Per-sender sequence tracking in caller-supplied slots.
 ///
 /// ```
-/// use flagpost_core::gap::{SenderSlot, SenderTable, Verdict};
+/// use flagpost_core::loss::{SenderSlot, SenderTable, Verdict};
 /// use flagpost_core::time::Instant;
 /// use flagpost_core::wire::{SenderId, Seq};
 ///

@@ -5,12 +5,12 @@
 
 #![cfg(feature = "smoltcp")]
 
-use flagpost_core::broker::{Broker, Config, ListenerSlot};
-use flagpost_core::gap::{SenderSlot, Verdict};
-use flagpost_core::publish::{PublishEvent, PublisherConfig};
+use flagpost_core::broker::{BrokerState, Config, ListenerSlot};
+use flagpost_core::loss::{SenderSlot, Verdict};
+use flagpost_core::notifier::{NotifierConfig, NotifierEvent};
 use flagpost_core::wire::{AckResult, NotifyRepr, SenderId, MAX_DATAGRAM_LEN};
 use flagpost_core::{ChannelId, Duration, Instant, Notification};
-use flagpost_embedded::smoltcp_publisher::{to_smoltcp, SmoltcpPublisher};
+use flagpost_embedded::smoltcp_notifier::{to_smoltcp, SmoltcpNotifier};
 use smoltcp::iface::{Config as IfaceConfig, Interface, SocketSet};
 use smoltcp::phy::{Loopback, Medium};
 use smoltcp::socket::udp;
@@ -22,7 +22,7 @@ struct World {
     sockets: SocketSet<'static>,
     broker_socket: smoltcp::iface::SocketHandle,
     publisher_socket: smoltcp::iface::SocketHandle,
-    broker: Broker<[ListenerSlot; 2], [SenderSlot; 2]>,
+    broker: BrokerState<[ListenerSlot; 2], [SenderSlot; 2]>,
     received: Vec<NotifyRepr>,
     verdicts: Vec<Verdict>,
 }
@@ -56,7 +56,7 @@ impl World {
             sockets,
             broker_socket,
             publisher_socket,
-            broker: Broker::new(
+            broker: BrokerState::new(
                 Config::default(),
                 [ListenerSlot::EMPTY; 2],
                 [SenderSlot::EMPTY; 2],
@@ -67,7 +67,7 @@ impl World {
     }
 
     /// One round: interface, publisher, broker. Returns the publisher's next deadline.
-    fn poll(&mut self, now: Instant, publisher: &mut SmoltcpPublisher<4>) -> Option<Instant> {
+    fn poll(&mut self, now: Instant, publisher: &mut SmoltcpNotifier<4>) -> Option<Instant> {
         self.iface
             .poll(to_smoltcp(now), &mut self.device, &mut self.sockets);
         let next = publisher.poll(
@@ -108,8 +108,8 @@ fn broker_endpoint() -> IpEndpoint {
 #[test]
 fn a_burst_of_twenty_sms_is_one_datagram_then_a_probe() {
     let mut world = World::new();
-    let mut publisher = SmoltcpPublisher::<4>::new(
-        PublisherConfig::default(),
+    let mut publisher = SmoltcpNotifier::<4>::new(
+        NotifierConfig::default(),
         SenderId(0xb0a4d),
         broker_endpoint(),
     );
@@ -141,7 +141,7 @@ fn a_burst_of_twenty_sms_is_one_datagram_then_a_probe() {
 fn a_confirmed_send_is_acknowledged() {
     let mut world = World::new();
     let mut publisher =
-        SmoltcpPublisher::<4>::new(PublisherConfig::default(), SenderId(2), broker_endpoint());
+        SmoltcpNotifier::<4>::new(NotifierConfig::default(), SenderId(2), broker_endpoint());
     let seq = publisher
         .notify_confirmed(
             Instant::ZERO,
@@ -157,7 +157,7 @@ fn a_confirmed_send_is_acknowledged() {
     }
     assert_eq!(
         publisher.poll_event(),
-        Some(PublishEvent::Confirmed {
+        Some(NotifierEvent::Confirmed {
             seq,
             result: AckResult::Delivered,
             attempts: 1

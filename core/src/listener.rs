@@ -10,7 +10,7 @@
 //! happened while it was away may have been missed.
 //!
 //! ```
-//! use flagpost_core::client::{ListenerSession, SessionState};
+//! use flagpost_core::listener::{ListenerSession, ListenerState};
 //! use flagpost_core::flags::FlagSet;
 //! use flagpost_core::time::Instant;
 //! use flagpost_core::wire::{FrameRepr, WelcomeRepr};
@@ -21,7 +21,7 @@
 //! assert!(matches!(s.poll_transmit(now), Some(FrameRepr::Hello(_))));
 //! let welcome = FrameRepr::Welcome(WelcomeRepr { interest: FlagSet::ALL, keepalive_secs: 30, broker_id: 1 });
 //! assert_eq!(s.handle_frame(now, &welcome), Ok(FlagSet::ALL)); // re-check everything
-//! assert_eq!(s.state(), SessionState::Listening);
+//! assert_eq!(s.state(), ListenerState::Listening);
 //! ```
 
 use core::fmt;
@@ -34,7 +34,7 @@ use crate::wire::{CloseReason, CloseRepr, FrameRepr, HelloRepr};
 /// Where a session is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub enum SessionState {
+pub enum ListenerState {
     /// No connection (never connected, or lost: reconnect).
     Disconnected,
     /// Connected, hello sent or queued, waiting for the welcome.
@@ -77,7 +77,7 @@ impl core::error::Error for SessionError {}
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct ListenerSession {
     hello: HelloRepr,
-    state: SessionState,
+    state: ListenerState,
     keepalive: Duration,
     last_rx: Instant,
     last_tx: Instant,
@@ -105,7 +105,7 @@ impl ListenerSession {
                 channel,
                 keepalive_secs,
             },
-            state: SessionState::Disconnected,
+            state: ListenerState::Disconnected,
             keepalive: Duration::from_secs(30),
             last_rx: Instant::ZERO,
             last_tx: Instant::ZERO,
@@ -119,7 +119,7 @@ impl ListenerSession {
     }
 
     /// The state.
-    pub fn state(&self) -> SessionState {
+    pub fn state(&self) -> ListenerState {
         self.state
     }
 
@@ -146,10 +146,10 @@ impl ListenerSession {
     /// A connection to the broker is up at `now`: queue the hello. The
     /// welcome must arrive within the keep-alive timeout asked for (or 30 s).
     pub fn connected(&mut self, now: Instant) {
-        if self.state == SessionState::Closed {
+        if self.state == ListenerState::Closed {
             return;
         }
-        self.state = SessionState::AwaitingWelcome;
+        self.state = ListenerState::AwaitingWelcome;
         self.keepalive = match self.hello.keepalive_secs {
             0 => Duration::from_secs(30),
             s => Duration::from_secs(u64::from(s)),
@@ -164,8 +164,8 @@ impl ListenerSession {
     /// The connection is gone (EOF, error, or after an error from this
     /// session). The transport reconnects unless the state is `Closed`.
     pub fn disconnected(&mut self) {
-        if self.state != SessionState::Closed {
-            self.state = SessionState::Disconnected;
+        if self.state != ListenerState::Closed {
+            self.state = ListenerState::Disconnected;
         }
         self.send_hello = false;
         self.send_ping = false;
@@ -175,11 +175,11 @@ impl ListenerSession {
     pub fn close(&mut self) {
         if matches!(
             self.state,
-            SessionState::AwaitingWelcome | SessionState::Listening
+            ListenerState::AwaitingWelcome | ListenerState::Listening
         ) {
             self.send_close = true;
         }
-        self.state = SessionState::Closed;
+        self.state = ListenerState::Closed;
     }
 
     /// Feeds a frame received at `now`; returns the flags to raise.
@@ -196,8 +196,8 @@ impl ListenerSession {
     ) -> Result<FlagSet, SessionError> {
         self.last_rx = now;
         match (self.state, frame) {
-            (SessionState::AwaitingWelcome, FrameRepr::Welcome(w)) => {
-                self.state = SessionState::Listening;
+            (ListenerState::AwaitingWelcome, FrameRepr::Welcome(w)) => {
+                self.state = ListenerState::Listening;
                 if w.keepalive_secs > 0 {
                     self.keepalive = w.keepalive();
                 }
@@ -205,10 +205,10 @@ impl ListenerSession {
                 self.welcomes = self.welcomes.saturating_add(1);
                 Ok(self.hello.interest)
             }
-            (SessionState::Listening, FrameRepr::Flags(f)) => Ok(f.flags & self.hello.interest),
-            (SessionState::Listening, FrameRepr::Pong(_)) => Ok(FlagSet::EMPTY),
+            (ListenerState::Listening, FrameRepr::Flags(f)) => Ok(f.flags & self.hello.interest),
+            (ListenerState::Listening, FrameRepr::Pong(_)) => Ok(FlagSet::EMPTY),
             (_, FrameRepr::Close(c)) => Err(SessionError::Closed(c.reason)),
-            (SessionState::Closed, _) => Ok(FlagSet::EMPTY),
+            (ListenerState::Closed, _) => Ok(FlagSet::EMPTY),
             (_, other) => Err(SessionError::Unexpected(other.frame_type())),
         }
     }
@@ -241,9 +241,9 @@ impl ListenerSession {
     /// do: the next ping, or the moment the broker counts as dead.
     pub fn poll_timeout(&self) -> Option<Instant> {
         match self.state {
-            SessionState::AwaitingWelcome => Some(self.last_rx + self.keepalive),
-            SessionState::Listening => Some(self.ping_at().min(self.last_rx + self.keepalive)),
-            SessionState::Disconnected | SessionState::Closed => None,
+            ListenerState::AwaitingWelcome => Some(self.last_rx + self.keepalive),
+            ListenerState::Listening => Some(self.ping_at().min(self.last_rx + self.keepalive)),
+            ListenerState::Disconnected | ListenerState::Closed => None,
         }
     }
 
@@ -251,12 +251,12 @@ impl ListenerSession {
     /// connection and reconnect).
     pub fn handle_timeout(&mut self, now: Instant) -> Result<(), SessionError> {
         match self.state {
-            SessionState::AwaitingWelcome | SessionState::Listening
+            ListenerState::AwaitingWelcome | ListenerState::Listening
                 if now >= self.last_rx + self.keepalive =>
             {
                 Err(SessionError::Timeout)
             }
-            SessionState::Listening if now >= self.ping_at() && !self.send_ping => {
+            ListenerState::Listening if now >= self.ping_at() && !self.send_ping => {
                 self.send_ping = true;
                 Ok(())
             }
@@ -272,7 +272,7 @@ impl ListenerSession {
 /// core has no RNG). [`reset`](Self::reset) after a successful welcome.
 ///
 /// ```
-/// use flagpost_core::client::Backoff;
+/// use flagpost_core::listener::Backoff;
 /// use flagpost_core::time::Duration;
 ///
 /// let mut b = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
@@ -384,7 +384,7 @@ mod tests {
             Err(SessionError::Timeout)
         );
         s.disconnected();
-        assert_eq!(s.state(), SessionState::Disconnected);
+        assert_eq!(s.state(), ListenerState::Disconnected);
         assert_eq!(s.poll_timeout(), None);
     }
 
@@ -418,7 +418,7 @@ mod tests {
         );
         s.disconnected();
         s.connected(Instant::ZERO);
-        assert_eq!(s.state(), SessionState::Closed);
+        assert_eq!(s.state(), ListenerState::Closed);
         assert_eq!(s.poll_transmit(Instant::ZERO), None);
     }
 
