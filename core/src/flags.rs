@@ -32,6 +32,10 @@ impl FlagSet {
     pub const CHANNEL_SHUTDOWN: FlagSet = FlagSet(0b1000);
     /// All four flags.
     pub const ALL: FlagSet = FlagSet(0b1111);
+    /// What a listener re-checks when it may have missed notifications (a
+    /// possible loss, a reconnect): status, non-status and channel update.
+    /// Never channel shutdown, which is a command, not a re-check.
+    pub const RECHECK: FlagSet = FlagSet(0b0111);
 
     /// The set with exactly these bits, or `None` if an unknown bit is set.
     pub const fn from_bits(bits: u8) -> Option<FlagSet> {

@@ -1,26 +1,42 @@
-//! The listener's side of the TCP stream as a sans-IO state machine, plus
-//! the capped exponential backoff it reconnects with.
+//! The listener's side of the TCP stream as a sans-IO state machine: hello,
+//! welcome, flags, keep-alive, and reconnecting with a capped exponential
+//! backoff it owns.
 //!
-//! A [`ListenerSession`] lives across connections. The transport tells it
-//! when a connection is up ([`ListenerSession::connected`]) or gone
-//! ([`ListenerSession::disconnected`]), feeds it received frames, writes the
-//! frames it yields, and wakes it at [`ListenerSession::poll_timeout`]. It
-//! answers with the flags to raise: on every welcome — the first and after a
-//! reconnect — it raises every flag in its interest, because whatever
-//! happened while it was away may have been missed.
+//! A [`ListenerSession`] lives across connections and says what to do next:
+//! its [`state`](ListenerSession::state) is `Connecting` (open a connection
+//! now), `Listening`, `BackingOff` (wait until
+//! [`poll_timeout`](ListenerSession::poll_timeout)) or `Closed`. The
+//! transport tells it when a connection is up
+//! ([`connected`](ListenerSession::connected)) or gone or could not be made
+//! ([`disconnected`](ListenerSession::disconnected)), hands it every frame
+//! its [`FrameReader`](crate::wire::FrameReader) splits off, writes the bytes
+//! of [`poll_transmit`](ListenerSession::poll_transmit), and wakes it at
+//! `poll_timeout`. Every welcome resets the backoff and yields a *reconnect
+//! raise*: status, non-status and channel update within the interest
+//! ([`FlagSet::RECHECK`]), because whatever happened while the listener was
+//! away may have been missed. Never channel shutdown: a re-check is right
+//! after a reconnect, a command is not.
 //!
 //! ```
-//! use flagpost_core::listener::{ListenerSession, ListenerState};
+//! use flagpost_core::listener::{ListenerConfig, ListenerSession, ListenerState};
 //! use flagpost_core::flags::FlagSet;
 //! use flagpost_core::time::Instant;
-//! use flagpost_core::wire::{FrameRepr, WelcomeRepr};
+//! use flagpost_core::wire::{FrameRepr, WelcomeRepr, MAX_FRAME_LEN};
 //!
-//! let mut s = ListenerSession::new(FlagSet::ALL, None, 0);
+//! let mut s = ListenerSession::new(ListenerConfig::new(None));
 //! let now = Instant::ZERO;
+//! assert_eq!(s.state(), ListenerState::Connecting);
 //! s.connected(now);
-//! assert!(matches!(s.poll_transmit(now), Some(FrameRepr::Hello(_))));
-//! let welcome = FrameRepr::Welcome(WelcomeRepr { interest: FlagSet::ALL, keepalive_secs: 30, broker_id: 1 });
-//! assert_eq!(s.handle_frame(now, &welcome), Ok(FlagSet::ALL)); // re-check everything
+//! let mut out = [0u8; MAX_FRAME_LEN];
+//! let n = s.poll_transmit(now, &mut out).unwrap();
+//! assert!(matches!(FrameRepr::parse_bytes(&out[..n]), Ok(FrameRepr::Hello(_))));
+//!
+//! let mut welcome = [0u8; MAX_FRAME_LEN];
+//! let n = FrameRepr::Welcome(WelcomeRepr { interest: FlagSet::ALL, keepalive_secs: 30, broker_id: 1 })
+//!     .emit(&mut welcome).unwrap();
+//! let raise = s.handle_frame(now, &welcome[..n]).unwrap();
+//! assert_eq!(raise.flags, FlagSet::RECHECK); // re-check, but no shutdown
+//! assert!(raise.reconnect);
 //! assert_eq!(s.state(), ListenerState::Listening);
 //! ```
 
@@ -29,20 +45,21 @@ use core::fmt;
 use crate::channel::ChannelId;
 use crate::flags::FlagSet;
 use crate::time::{Duration, Instant};
-use crate::wire::{CloseReason, CloseRepr, FrameRepr, HelloRepr};
+use crate::wire::{self, CloseReason, CloseRepr, FrameRepr, HelloRepr};
 
-/// Where a session is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Where a listener is: the one state both transports report.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum ListenerState {
-    /// No connection (never connected, or lost: reconnect).
-    Disconnected,
-    /// Connected, hello sent or queued, waiting for the welcome.
-    AwaitingWelcome,
+    /// Opening a connection (first time or after a loss), or connected and
+    /// waiting for the welcome.
+    Connecting,
     /// Welcomed: flags arrive.
     Listening,
-    /// Stopped by [`ListenerSession::close`] or closed by the broker; a
-    /// closed session does not reconnect by itself.
+    /// The connection was lost or refused; waiting before the next attempt.
+    BackingOff,
+    /// Stopped by [`ListenerSession::close`] (or, for an in-process listener,
+    /// its broker is gone); a closed session does not reconnect.
     Closed,
 }
 
@@ -55,6 +72,8 @@ pub enum SessionError {
     Closed(CloseReason),
     /// A frame that a broker never sends, or sent out of order (type code).
     Unexpected(u8),
+    /// Bytes that are not a valid frame.
+    Malformed(wire::Error),
     /// Nothing arrived within the keep-alive timeout (or the welcome did not
     /// arrive in time).
     Timeout,
@@ -65,6 +84,7 @@ impl fmt::Display for SessionError {
         match self {
             SessionError::Closed(r) => write!(f, "broker closed the connection: {r}"),
             SessionError::Unexpected(t) => write!(f, "unexpected frame type {t:#04x} from broker"),
+            SessionError::Malformed(e) => write!(f, "malformed frame from broker: {e}"),
             SessionError::Timeout => f.write_str("broker silent past the keep-alive timeout"),
         }
     }
@@ -72,15 +92,65 @@ impl fmt::Display for SessionError {
 
 impl core::error::Error for SessionError {}
 
+/// What a listener wants and how it reconnects.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct ListenerConfig {
+    /// The flags wanted (empty: all four).
+    pub interest: FlagSet,
+    /// The channel listened for (`None`: all).
+    pub channel: Option<ChannelId>,
+    /// Keep-alive to ask for, in seconds (0: the broker's).
+    pub keepalive_secs: u16,
+    /// First reconnect delay.
+    pub backoff_initial: Duration,
+    /// Longest reconnect delay.
+    pub backoff_max: Duration,
+}
+
+impl ListenerConfig {
+    /// The first reconnect delay by default.
+    pub const BACKOFF_INITIAL: Duration = Duration::from_millis(100);
+    /// The longest reconnect delay by default.
+    pub const BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+    /// Every flag for `channel` (`None`: all channels), the broker's
+    /// keep-alive, the default backoff.
+    pub const fn new(channel: Option<ChannelId>) -> Self {
+        ListenerConfig {
+            interest: FlagSet::ALL,
+            channel,
+            keepalive_secs: 0,
+            backoff_initial: Self::BACKOFF_INITIAL,
+            backoff_max: Self::BACKOFF_MAX,
+        }
+    }
+}
+
+/// Flags a frame raises, and whether they are a reconnect raise.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Raise {
+    /// The flags to raise (empty: nothing).
+    pub flags: FlagSet,
+    /// Raised by a welcome, not by a notification: the listener was away
+    /// (or just started) and re-checks what it may have missed.
+    pub reconnect: bool,
+}
+
 /// The listener's protocol state across connections.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct ListenerSession {
     hello: HelloRepr,
     state: ListenerState,
+    /// A connection is up (awaiting the welcome, or listening).
+    linked: bool,
     keepalive: Duration,
     last_rx: Instant,
     last_tx: Instant,
+    retry_at: Instant,
+    backoff: Backoff,
     nonce: u32,
     send_hello: bool,
     send_ping: bool,
@@ -90,25 +160,26 @@ pub struct ListenerSession {
 }
 
 impl ListenerSession {
-    /// A session that will listen for `interest` on `channel` (`None`: all
-    /// channels), asking for a keep-alive of `keepalive_secs` (0: the
-    /// broker's default). An empty interest is treated as every flag.
-    pub fn new(interest: FlagSet, channel: Option<ChannelId>, keepalive_secs: u16) -> Self {
-        let interest = if interest.is_empty() {
+    /// A session for `config`, ready to connect.
+    pub fn new(config: ListenerConfig) -> Self {
+        let interest = if config.interest.is_empty() {
             FlagSet::ALL
         } else {
-            interest
+            config.interest
         };
         ListenerSession {
             hello: HelloRepr {
                 interest,
-                channel,
-                keepalive_secs,
+                channel: config.channel,
+                keepalive_secs: config.keepalive_secs,
             },
-            state: ListenerState::Disconnected,
+            state: ListenerState::Connecting,
+            linked: false,
             keepalive: Duration::from_secs(30),
             last_rx: Instant::ZERO,
             last_tx: Instant::ZERO,
+            retry_at: Instant::ZERO,
+            backoff: Backoff::new(config.backoff_initial, config.backoff_max),
             nonce: 0,
             send_hello: false,
             send_ping: false,
@@ -143,13 +214,20 @@ impl ListenerSession {
         self.welcomes
     }
 
+    /// Connection attempts that failed since the last welcome (the
+    /// backoff's step).
+    pub fn failed_attempts(&self) -> u32 {
+        self.backoff.attempts()
+    }
+
     /// A connection to the broker is up at `now`: queue the hello. The
     /// welcome must arrive within the keep-alive timeout asked for (or 30 s).
     pub fn connected(&mut self, now: Instant) {
         if self.state == ListenerState::Closed {
             return;
         }
-        self.state = ListenerState::AwaitingWelcome;
+        self.state = ListenerState::Connecting;
+        self.linked = true;
         self.keepalive = match self.hello.keepalive_secs {
             0 => Duration::from_secs(30),
             s => Duration::from_secs(u64::from(s)),
@@ -161,76 +239,90 @@ impl ListenerSession {
         self.send_close = false;
     }
 
-    /// The connection is gone (EOF, error, or after an error from this
-    /// session). The transport reconnects unless the state is `Closed`.
-    pub fn disconnected(&mut self) {
-        if self.state != ListenerState::Closed {
-            self.state = ListenerState::Disconnected;
-        }
+    /// The connection is gone (EOF, error, an error from this session) or
+    /// could not be made, at `now`: back off for the next delay, drawn with
+    /// `random` (any uniformly random `u32`; the core has no RNG). A closed
+    /// session stays closed.
+    pub fn disconnected(&mut self, now: Instant, random: u32) {
+        self.linked = false;
         self.send_hello = false;
         self.send_ping = false;
+        if self.state != ListenerState::Closed {
+            self.state = ListenerState::BackingOff;
+            self.retry_at = now + self.backoff.next_delay(random);
+        }
     }
 
     /// Stop listening: queue a close frame (if connected) and stay closed.
     pub fn close(&mut self) {
-        if matches!(
-            self.state,
-            ListenerState::AwaitingWelcome | ListenerState::Listening
-        ) {
+        if self.linked && self.state != ListenerState::Closed {
             self.send_close = true;
         }
         self.state = ListenerState::Closed;
     }
 
-    /// Feeds a frame received at `now`; returns the flags to raise.
+    /// Feeds one frame's bytes received at `now` (as split by a
+    /// [`FrameReader`](crate::wire::FrameReader)); returns what to raise.
     ///
     /// An error means the connection must be dropped (call
-    /// [`disconnected`](Self::disconnected)); after a close for anything but
-    /// a shutdown or timeout the session keeps reconnecting all the same,
-    /// since a broker may come back. A [`CloseReason::Normal`] close from the
-    /// broker is treated likewise.
-    pub fn handle_frame(
-        &mut self,
-        now: Instant,
-        frame: &FrameRepr,
-    ) -> Result<FlagSet, SessionError> {
+    /// [`disconnected`](Self::disconnected)); after a close from the broker,
+    /// whatever its reason, the session reconnects all the same, since a
+    /// broker may come back.
+    pub fn handle_frame(&mut self, now: Instant, bytes: &[u8]) -> Result<Raise, SessionError> {
+        let frame = FrameRepr::parse_bytes(bytes).map_err(SessionError::Malformed)?;
         self.last_rx = now;
-        match (self.state, frame) {
-            (ListenerState::AwaitingWelcome, FrameRepr::Welcome(w)) => {
+        let awaiting = self.linked && self.state == ListenerState::Connecting;
+        match frame {
+            FrameRepr::Welcome(w) if awaiting => {
                 self.state = ListenerState::Listening;
                 if w.keepalive_secs > 0 {
                     self.keepalive = w.keepalive();
                 }
                 self.broker_id = Some(w.broker_id);
                 self.welcomes = self.welcomes.saturating_add(1);
-                Ok(self.hello.interest)
+                self.backoff.reset();
+                Ok(Raise {
+                    flags: self.hello.interest & FlagSet::RECHECK,
+                    reconnect: true,
+                })
             }
-            (ListenerState::Listening, FrameRepr::Flags(f)) => Ok(f.flags & self.hello.interest),
-            (ListenerState::Listening, FrameRepr::Pong(_)) => Ok(FlagSet::EMPTY),
-            (_, FrameRepr::Close(c)) => Err(SessionError::Closed(c.reason)),
-            (ListenerState::Closed, _) => Ok(FlagSet::EMPTY),
-            (_, other) => Err(SessionError::Unexpected(other.frame_type())),
+            FrameRepr::Flags(f) if self.state == ListenerState::Listening => Ok(Raise {
+                flags: f.flags & self.hello.interest,
+                reconnect: false,
+            }),
+            FrameRepr::Pong(_) if self.state == ListenerState::Listening => Ok(Raise::default()),
+            FrameRepr::Close(c) => Err(SessionError::Closed(c.reason)),
+            _ if self.state == ListenerState::Closed => Ok(Raise::default()),
+            other => Err(SessionError::Unexpected(other.frame_type())),
         }
     }
 
-    /// The next frame to send at `now`, if any.
+    /// Writes the next frame to send at `now` into `buf` (at least
+    /// [`MAX_FRAME_LEN`](crate::wire::MAX_FRAME_LEN) bytes) and returns its
+    /// length. Call until `None`.
     #[must_use]
-    pub fn poll_transmit(&mut self, now: Instant) -> Option<FrameRepr> {
+    pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<usize> {
         let frame = if self.send_close {
-            self.send_close = false;
             FrameRepr::Close(CloseRepr::new(CloseReason::Normal))
         } else if self.send_hello {
-            self.send_hello = false;
             FrameRepr::Hello(self.hello)
         } else if self.send_ping {
-            self.send_ping = false;
-            self.nonce = self.nonce.wrapping_add(1);
-            FrameRepr::Ping(self.nonce)
+            FrameRepr::Ping(self.nonce.wrapping_add(1))
         } else {
             return None;
         };
+        // A buffer too small keeps the frame queued.
+        let n = frame.emit(buf).ok()?;
+        if self.send_close {
+            self.send_close = false;
+        } else if self.send_hello {
+            self.send_hello = false;
+        } else {
+            self.send_ping = false;
+            self.nonce = self.nonce.wrapping_add(1);
+        }
         self.last_tx = now;
-        Some(frame)
+        Some(n)
     }
 
     fn ping_at(&self) -> Instant {
@@ -238,26 +330,33 @@ impl ListenerSession {
     }
 
     /// When [`handle_timeout`](Self::handle_timeout) next has something to
-    /// do: the next ping, or the moment the broker counts as dead.
+    /// do: the welcome's deadline, the next ping or the moment the broker
+    /// counts as dead, or the end of a backoff.
     pub fn poll_timeout(&self) -> Option<Instant> {
         match self.state {
-            ListenerState::AwaitingWelcome => Some(self.last_rx + self.keepalive),
+            ListenerState::Connecting if self.linked => Some(self.last_rx + self.keepalive),
             ListenerState::Listening => Some(self.ping_at().min(self.last_rx + self.keepalive)),
-            ListenerState::Disconnected | ListenerState::Closed => None,
+            ListenerState::BackingOff => Some(self.retry_at),
+            ListenerState::Connecting | ListenerState::Closed => None,
         }
     }
 
-    /// Queues a ping when due; reports a dead broker as an error (drop the
-    /// connection and reconnect).
+    /// Queues a ping when due and ends a backoff (the state becomes
+    /// `Connecting`); reports a dead broker as an error (drop the connection
+    /// and call [`disconnected`](Self::disconnected)).
     pub fn handle_timeout(&mut self, now: Instant) -> Result<(), SessionError> {
         match self.state {
-            ListenerState::AwaitingWelcome | ListenerState::Listening
-                if now >= self.last_rx + self.keepalive =>
+            ListenerState::Connecting | ListenerState::Listening
+                if self.linked && now >= self.last_rx + self.keepalive =>
             {
                 Err(SessionError::Timeout)
             }
             ListenerState::Listening if now >= self.ping_at() && !self.send_ping => {
                 self.send_ping = true;
+                Ok(())
+            }
+            ListenerState::BackingOff if now >= self.retry_at => {
+                self.state = ListenerState::Connecting;
                 Ok(())
             }
             _ => Ok(()),
@@ -334,47 +433,121 @@ impl Backoff {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::{FlagsRepr, WelcomeRepr};
+    use crate::wire::{FlagsRepr, WelcomeRepr, MAX_FRAME_LEN};
 
-    fn welcome(secs: u16) -> FrameRepr {
-        FrameRepr::Welcome(WelcomeRepr {
+    struct Bytes([u8; MAX_FRAME_LEN], usize);
+
+    impl core::ops::Deref for Bytes {
+        type Target = [u8];
+        fn deref(&self) -> &[u8] {
+            &self.0[..self.1]
+        }
+    }
+
+    fn bytes(frame: FrameRepr) -> Bytes {
+        let mut b = [0u8; MAX_FRAME_LEN];
+        let n = frame.emit(&mut b).unwrap();
+        Bytes(b, n)
+    }
+
+    fn welcome(secs: u16) -> Bytes {
+        bytes(FrameRepr::Welcome(WelcomeRepr {
             interest: FlagSet::ALL,
             keepalive_secs: secs,
             broker_id: 9,
+        }))
+    }
+
+    fn sent(s: &mut ListenerSession, now: Instant) -> Option<FrameRepr> {
+        let mut b = [0u8; MAX_FRAME_LEN];
+        let n = s.poll_transmit(now, &mut b)?;
+        Some(FrameRepr::parse_bytes(&b[..n]).unwrap())
+    }
+
+    fn session(interest: FlagSet, keepalive_secs: u16) -> ListenerSession {
+        ListenerSession::new(ListenerConfig {
+            interest,
+            keepalive_secs,
+            ..ListenerConfig::new(None)
         })
+    }
+
+    fn listening(interest: FlagSet) -> ListenerSession {
+        let mut s = session(interest, 30);
+        s.connected(Instant::ZERO);
+        assert!(matches!(
+            sent(&mut s, Instant::ZERO),
+            Some(FrameRepr::Hello(_))
+        ));
+        s.handle_frame(Instant::ZERO, &welcome(30)).unwrap();
+        s
     }
 
     #[test]
     fn flags_are_filtered_by_interest() {
-        let mut s = ListenerSession::new(FlagSet::STATUS, None, 0);
-        s.connected(Instant::ZERO);
-        assert_eq!(
-            s.handle_frame(Instant::ZERO, &welcome(30)),
-            Ok(FlagSet::STATUS)
-        );
-        let f = FrameRepr::Flags(FlagsRepr {
+        let mut s = listening(FlagSet::STATUS);
+        let f = bytes(FrameRepr::Flags(FlagsRepr {
             flags: FlagSet::ALL,
             raises: 1,
-        });
-        assert_eq!(s.handle_frame(Instant::ZERO, &f), Ok(FlagSet::STATUS));
+        }));
+        let raise = s.handle_frame(Instant::ZERO, &f).unwrap();
+        assert_eq!(
+            raise,
+            Raise {
+                flags: FlagSet::STATUS,
+                reconnect: false
+            }
+        );
+    }
+
+    #[test]
+    fn a_welcome_raises_a_recheck_never_a_shutdown() {
+        assert_eq!(FlagSet::RECHECK, crate::broker::LOSS_FLAGS);
+        for interest in [
+            FlagSet::ALL,
+            FlagSet::CHANNEL_SHUTDOWN,
+            FlagSet::STATUS | FlagSet::CHANNEL_SHUTDOWN,
+        ] {
+            let mut s = session(interest, 30);
+            for round in 1..=3u32 {
+                s.connected(Instant::ZERO);
+                let _ = sent(&mut s, Instant::ZERO);
+                let raise = s.handle_frame(Instant::ZERO, &welcome(30)).unwrap();
+                assert_eq!(raise.flags, interest & FlagSet::RECHECK);
+                assert!(!raise.flags.contains(FlagSet::CHANNEL_SHUTDOWN));
+                assert!(raise.reconnect);
+                assert_eq!(s.welcomes(), round);
+                s.disconnected(Instant::ZERO, 0);
+            }
+        }
+    }
+
+    #[test]
+    fn a_shutdown_from_the_broker_still_reaches_a_shutdown_listener() {
+        let mut s = listening(FlagSet::CHANNEL_SHUTDOWN);
+        let f = bytes(FrameRepr::Flags(FlagsRepr {
+            flags: FlagSet::CHANNEL_SHUTDOWN,
+            raises: 1,
+        }));
+        assert_eq!(
+            s.handle_frame(Instant::ZERO, &f).unwrap().flags,
+            FlagSet::CHANNEL_SHUTDOWN
+        );
     }
 
     #[test]
     fn pings_at_a_third_and_detects_a_dead_broker() {
-        let mut s = ListenerSession::new(FlagSet::ALL, None, 30);
-        s.connected(Instant::ZERO);
-        assert!(s.poll_transmit(Instant::ZERO).is_some());
-        s.handle_frame(Instant::ZERO, &welcome(30)).unwrap();
+        let mut s = listening(FlagSet::ALL);
         assert_eq!(s.poll_timeout(), Some(Instant::from_secs(10)));
         s.handle_timeout(Instant::from_secs(10)).unwrap();
         assert_eq!(
-            s.poll_transmit(Instant::from_secs(10)),
+            sent(&mut s, Instant::from_secs(10)),
             Some(FrameRepr::Ping(1))
         );
         assert_eq!(s.poll_timeout(), Some(Instant::from_secs(20)));
         s.handle_timeout(Instant::from_secs(20)).unwrap();
         assert_eq!(
-            s.poll_transmit(Instant::from_secs(20)),
+            sent(&mut s, Instant::from_secs(20)),
             Some(FrameRepr::Ping(2))
         );
         // no pong, nothing at all since t=0: dead at 30 s
@@ -383,58 +556,97 @@ mod tests {
             s.handle_timeout(Instant::from_secs(30)),
             Err(SessionError::Timeout)
         );
-        s.disconnected();
-        assert_eq!(s.state(), ListenerState::Disconnected);
-        assert_eq!(s.poll_timeout(), None);
+        s.disconnected(Instant::from_secs(30), 0);
+        assert_eq!(s.state(), ListenerState::BackingOff);
     }
 
     #[test]
-    fn reconnect_raises_everything_again() {
-        let mut s = ListenerSession::new(FlagSet::ALL, None, 0);
-        for i in 1..=3 {
-            s.connected(Instant::ZERO);
-            assert!(matches!(
-                s.poll_transmit(Instant::ZERO),
-                Some(FrameRepr::Hello(_))
-            ));
-            assert_eq!(
-                s.handle_frame(Instant::ZERO, &welcome(30)),
-                Ok(FlagSet::ALL)
-            );
-            assert_eq!(s.welcomes(), i);
-            s.disconnected();
+    fn the_session_backs_off_and_a_welcome_resets_the_backoff() {
+        let mut s = session(FlagSet::ALL, 30);
+        let mut now = Instant::ZERO;
+        let mut delays = [0u64; 4];
+        for d in &mut delays {
+            assert_eq!(s.state(), ListenerState::Connecting);
+            assert_eq!(s.poll_timeout(), None, "connect now");
+            s.disconnected(now, u32::MAX); // refused
+            assert_eq!(s.state(), ListenerState::BackingOff);
+            let at = s.poll_timeout().unwrap();
+            *d = (at - now).as_micros();
+            s.handle_timeout(now + Duration::from_micros(*d - 1))
+                .unwrap();
+            assert_eq!(s.state(), ListenerState::BackingOff);
+            now = at;
+            s.handle_timeout(now).unwrap();
         }
+        assert_eq!(delays, [99_999, 199_999, 399_999, 799_999]);
+        s.connected(now);
+        let _ = sent(&mut s, now);
+        s.handle_frame(now, &welcome(30)).unwrap();
+        s.disconnected(now, u32::MAX);
+        assert_eq!(
+            s.poll_timeout(),
+            Some(now + Duration::from_micros(99_999)),
+            "the welcome reset the backoff"
+        );
+    }
+
+    #[test]
+    fn a_welcome_that_does_not_come_is_a_timeout() {
+        let mut s = session(FlagSet::ALL, 5);
+        s.connected(Instant::ZERO);
+        let _ = sent(&mut s, Instant::ZERO);
+        assert_eq!(s.poll_timeout(), Some(Instant::from_secs(5)));
+        assert_eq!(
+            s.handle_timeout(Instant::from_secs(5)),
+            Err(SessionError::Timeout)
+        );
     }
 
     #[test]
     fn close_sends_close_and_stays_closed() {
-        let mut s = ListenerSession::new(FlagSet::ALL, None, 0);
+        let mut s = session(FlagSet::ALL, 0);
         s.connected(Instant::ZERO);
-        let _ = s.poll_transmit(Instant::ZERO);
+        let _ = sent(&mut s, Instant::ZERO);
         s.close();
         assert_eq!(
-            s.poll_transmit(Instant::ZERO),
+            sent(&mut s, Instant::ZERO),
             Some(FrameRepr::Close(CloseRepr::new(CloseReason::Normal)))
         );
-        s.disconnected();
+        s.disconnected(Instant::ZERO, 0);
         s.connected(Instant::ZERO);
         assert_eq!(s.state(), ListenerState::Closed);
-        assert_eq!(s.poll_transmit(Instant::ZERO), None);
+        assert_eq!(s.poll_timeout(), None);
+        assert_eq!(sent(&mut s, Instant::ZERO), None);
     }
 
     #[test]
-    fn unexpected_frames_are_errors() {
-        let mut s = ListenerSession::new(FlagSet::ALL, None, 0);
+    fn unexpected_and_malformed_frames_are_errors() {
+        let mut s = session(FlagSet::ALL, 0);
         s.connected(Instant::ZERO);
         assert_eq!(
-            s.handle_frame(Instant::ZERO, &FrameRepr::Ping(1)),
+            s.handle_frame(Instant::ZERO, &bytes(FrameRepr::Ping(1))),
             Err(SessionError::Unexpected(0x13))
         );
-        let close = FrameRepr::Close(CloseRepr::new(CloseReason::Shutdown));
+        let close = bytes(FrameRepr::Close(CloseRepr::new(CloseReason::Shutdown)));
         assert_eq!(
             s.handle_frame(Instant::ZERO, &close),
             Err(SessionError::Closed(CloseReason::Shutdown))
         );
+        assert_eq!(
+            s.handle_frame(Instant::ZERO, b"FP"),
+            Err(SessionError::Malformed(wire::Error::Truncated))
+        );
+    }
+
+    #[test]
+    fn a_small_buffer_keeps_the_frame_queued() {
+        let mut s = session(FlagSet::ALL, 0);
+        s.connected(Instant::ZERO);
+        assert_eq!(s.poll_transmit(Instant::ZERO, &mut [0u8; 4]), None);
+        assert!(matches!(
+            sent(&mut s, Instant::ZERO),
+            Some(FrameRepr::Hello(_))
+        ));
     }
 
     #[test]

@@ -11,7 +11,7 @@
 use std::collections::VecDeque;
 
 use flagpost_core::broker::{BrokerState, Config, Event, ListenerId, ListenerSlot};
-use flagpost_core::listener::{Backoff, ListenerSession, ListenerState};
+use flagpost_core::listener::{ListenerConfig, ListenerSession, ListenerState, Raise};
 use flagpost_core::loss::SenderSlot;
 use flagpost_core::wire::{
     frame_len, CloseRepr, FrameRepr, NotifyRepr, SenderId, Seq, MAX_DATAGRAM_LEN, MAX_FRAME_LEN,
@@ -32,14 +32,13 @@ pub struct SimListener {
     pub session: ListenerSession,
     /// Its flags, as the application checks them.
     pub flags: Flags,
-    /// Its reconnect backoff.
-    pub backoff: Backoff,
     /// Whether its process runs (false: frozen, like a stopped process: it
     /// reads nothing, sends nothing and runs no timers, while its socket
     /// buffer fills up).
     pub reading: bool,
-    /// When it raised each flag set, newest last.
-    pub raised: Vec<(Instant, FlagSet)>,
+    /// When it raised each flag set, newest last, and whether it was a
+    /// reconnect raise.
+    pub raised: Vec<(Instant, Raise)>,
     conn: Option<ListenerId>,
     to_broker: VecDeque<u8>,
     to_listener: VecDeque<u8>,
@@ -135,7 +134,6 @@ impl Sim {
         let now = self.now;
         for l in &mut self.listeners {
             if l.conn.take().is_some() {
-                l.session.disconnected();
                 l.schedule_reconnect(now);
             }
         }
@@ -147,9 +145,11 @@ impl Sim {
         let channel = channel.map(|c| ChannelId::new(c).expect("valid channel"));
         let index = self.listeners.len();
         self.listeners.push(SimListener {
-            session: ListenerSession::new(interest, channel, 0),
+            session: ListenerSession::new(ListenerConfig {
+                interest,
+                ..ListenerConfig::new(channel)
+            }),
             flags: Flags::new(),
-            backoff: Backoff::new(Duration::from_millis(100), Duration::from_secs(5)),
             reading: true,
             raised: Vec::new(),
             conn: None,
@@ -193,6 +193,7 @@ impl Sim {
         for l in self.listeners.iter_mut().filter(|l| l.reading) {
             if l.conn.is_none() && l.reconnect_at.is_some_and(|at| at <= now) {
                 l.reconnect_at = None;
+                let _ = l.session.handle_timeout(now); // the backoff ends
                 match self.broker.as_mut().map(|b| b.open(now)) {
                     Some(Ok(id)) => {
                         l.conn = Some(id);
@@ -207,9 +208,8 @@ impl Sim {
         }
         // listener → broker
         for l in self.listeners.iter_mut().filter(|l| l.reading) {
-            while let Some(frame) = l.session.poll_transmit(now) {
-                let mut buf = [0u8; MAX_FRAME_LEN];
-                let n = frame.emit(&mut buf).expect("buffer holds any frame");
+            let mut buf = [0u8; MAX_FRAME_LEN];
+            while let Some(n) = l.session.poll_transmit(now, &mut buf) {
                 l.to_broker.extend(&buf[..n]);
             }
             let (Some(id), Some(b)) = (l.conn, self.broker.as_mut()) else {
@@ -305,7 +305,6 @@ impl Sim {
                     if let (Some(id), Some(b)) = (l.conn.take(), self.broker.as_mut()) {
                         b.disconnect(id);
                     }
-                    l.session.disconnected();
                     l.schedule_reconnect(now);
                 }
             }
@@ -318,15 +317,14 @@ impl Sim {
 }
 
 impl SimListener {
+    /// The connection is gone or was refused: the session backs off.
     fn schedule_reconnect(&mut self, now: Instant) {
-        if self.session.state() == ListenerState::Closed {
-            return;
-        }
         // xorshift: deterministic jitter
         self.rng ^= self.rng << 13;
         self.rng ^= self.rng >> 17;
         self.rng ^= self.rng << 5;
-        self.reconnect_at = Some(now + self.backoff.next_delay(self.rng));
+        self.session.disconnected(now, self.rng);
+        self.reconnect_at = self.session.poll_timeout();
     }
 
     fn read_frames(&mut self, now: Instant) -> bool {
@@ -334,21 +332,14 @@ impl SimListener {
         while let Ok(Some(n)) = frame_len(self.to_listener.make_contiguous()) {
             let bytes: Vec<u8> = self.to_listener.drain(..n).collect();
             moved = true;
-            let result = FrameRepr::parse_bytes(&bytes)
-                .map_err(|_| ())
-                .and_then(|f| self.session.handle_frame(now, &f).map_err(|_| ()));
-            match result {
-                Ok(raised) if !raised.is_empty() => {
-                    if self.session.welcomes() > 0 {
-                        self.backoff.reset();
-                    }
-                    self.flags.raise(raised);
-                    self.raised.push((now, raised));
+            match self.session.handle_frame(now, &bytes) {
+                Ok(raise) if !raise.flags.is_empty() => {
+                    self.flags.raise(raise.flags);
+                    self.raised.push((now, raise));
                 }
                 Ok(_) => {}
-                Err(()) => {
+                Err(_) => {
                     self.conn = None;
-                    self.session.disconnected();
                     self.schedule_reconnect(now);
                     return true;
                 }
@@ -362,9 +353,6 @@ impl SimListener {
             self.read_frames(now);
         }
         self.to_listener.clear();
-        if self.session.state() != ListenerState::Disconnected {
-            self.session.disconnected();
-        }
         self.schedule_reconnect(now);
     }
 

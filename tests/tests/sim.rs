@@ -25,16 +25,18 @@ fn sim() -> Sim {
 }
 
 #[test]
-fn listeners_connect_and_first_check_everything() {
+fn listeners_connect_and_first_recheck() {
     let mut s = sim();
     let a = s.add_listener(Some("gsm1"), FlagSet::ALL);
     s.step();
     let l = s.listener(a);
     assert!(l.is_listening());
-    // a new listener re-checks everything once: it may have missed anything
+    // a new listener re-checks once (it may have missed anything), marked
+    // as a reconnect raise; a shutdown is a command, never a re-check
     assert!(l.flags.check_status() && l.flags.check_non_status());
-    assert!(l.flags.check_channel_update() && l.flags.check_channel_shutdown());
+    assert!(l.flags.check_channel_update() && !l.flags.check_channel_shutdown());
     assert!(!l.flags.check_status());
+    assert!(l.raised.iter().all(|(_, r)| r.reconnect));
 }
 
 #[test]
@@ -110,18 +112,26 @@ fn listeners_reconnect_after_a_broker_restart_and_recheck() {
     s.kill_broker();
     s.advance(Duration::from_secs(2)); // retries fail while it is down
     assert!(!s.listener(a).is_listening());
-    assert!(s.listener(a).backoff.attempts() >= 2);
+    assert!(s.listener(a).session.failed_attempts() >= 2);
     s.start_broker();
     s.advance(Duration::from_secs(10));
     for r in [a, b] {
         let l = s.listener(r);
         assert!(l.is_listening());
         assert_eq!(l.session.welcomes(), 2);
+        assert_eq!(
+            l.session.failed_attempts(),
+            0,
+            "the welcome reset the backoff"
+        );
         assert!(l.flags.check_status(), "reconnect must raise status");
+        let last = l.raised.last().unwrap().1;
+        assert!(last.reconnect);
     }
+    // a re-check, never a command: no channel shutdown on a reconnect
     assert_eq!(
         s.listener(b).flags.take(),
-        FlagSet::ALL.difference(FlagSet::STATUS)
+        FlagSet::NON_STATUS | FlagSet::CHANNEL_UPDATE
     );
 }
 

@@ -1,10 +1,12 @@
 //! The embassy-net listener: application tasks hold a cheap [`EmbassyListener`]
 //! handle and check flags from RAM; one [`ListenerRunner`] task owns the TCP
-//! socket and drives the core's `ListenerSession` — hello, keep-alive,
-//! reconnect with capped exponential backoff, and every flag listened for
-//! raised again on each welcome (what happened while away may be missed).
+//! socket and moves bytes for the core's [`ListenerSession`], which decides
+//! everything else — hello, keep-alive, when to reconnect (its capped
+//! exponential backoff) and the reconnect raise on each welcome (status,
+//! non-status and channel update; never channel shutdown), which the handle
+//! marks ([`EmbassyListener::check_reconnect`]).
 
-use core::cell::Cell;
+use core::cell::{Cell, RefCell};
 
 use embassy_futures::select::{select, Either};
 use embassy_net::tcp::TcpSocket;
@@ -13,29 +15,26 @@ use embassy_sync::blocking_mutex::raw::CriticalSectionRawMutex;
 use embassy_sync::blocking_mutex::Mutex;
 use embassy_sync::signal::Signal;
 use embassy_time::Timer;
-use flagpost_core::listener::{Backoff, ListenerSession, ListenerState as SessionState};
-use flagpost_core::wire::{frame_len, FrameRepr, MAX_FRAME_LEN};
-use flagpost_core::{ChannelId, Duration, FlagSet};
+use flagpost_core::flags::Flags;
+pub use flagpost_core::listener::{ListenerConfig, ListenerState, Raise};
+use flagpost_core::listener::{ListenerSession, SessionError};
+use flagpost_core::wire::{FrameReader, MAX_FRAME_LEN};
+use flagpost_core::FlagSet;
 
 use crate::time::{now, to_embassy};
 
-/// Where the listener is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub enum ListenerState {
-    /// Connecting to the broker.
-    Connecting,
-    /// Welcomed: flags arrive.
-    Listening,
-    /// The connection was lost; waiting before the next attempt.
-    BackingOff,
+/// What the runner raised and the handles have not taken yet.
+#[derive(Default)]
+struct Raised {
+    flags: Flags,
+    reconnect: bool,
 }
 
 /// The listener's shared state. Put it in a `static`.
 pub struct EmbassyListenerShared {
-    flags: Mutex<CriticalSectionRawMutex, Cell<FlagSet>>,
+    raised: Mutex<CriticalSectionRawMutex, RefCell<Raised>>,
     state: Mutex<CriticalSectionRawMutex, Cell<ListenerState>>,
-    raised: Signal<CriticalSectionRawMutex, ()>,
+    signal: Signal<CriticalSectionRawMutex, ()>,
 }
 
 impl Default for EmbassyListenerShared {
@@ -48,17 +47,27 @@ impl EmbassyListenerShared {
     /// Nothing raised, connecting.
     pub const fn new() -> Self {
         EmbassyListenerShared {
-            flags: Mutex::new(Cell::new(FlagSet::EMPTY)),
+            raised: Mutex::new(RefCell::new(Raised {
+                flags: Flags::new(),
+                reconnect: false,
+            })),
             state: Mutex::new(Cell::new(ListenerState::Connecting)),
-            raised: Signal::new(),
+            signal: Signal::new(),
         }
     }
 
-    fn raise(&self, set: FlagSet) {
-        if !set.is_empty() {
-            self.flags.lock(|f| f.set(f.get() | set));
-            self.raised.signal(());
+    fn raise(&self, raise: Raise) {
+        if !raise.flags.is_empty() {
+            self.with(|r| {
+                r.flags.raise(raise.flags);
+                r.reconnect |= raise.reconnect;
+            });
+            self.signal.signal(());
         }
+    }
+
+    fn with<R>(&self, f: impl FnOnce(&mut Raised) -> R) -> R {
+        self.raised.lock(|r| f(&mut r.borrow_mut()))
     }
 
     fn set_state(&self, state: ListenerState) {
@@ -78,47 +87,54 @@ impl<'a> EmbassyListener<'a> {
         EmbassyListener { shared }
     }
 
-    fn check(&self, set: FlagSet) -> bool {
-        self.shared.flags.lock(|f| {
-            let raised = f.get();
-            f.set(raised.difference(set));
-            raised.intersects(set)
-        })
-    }
-
     /// Test-and-clear the status flag.
     pub fn check_status_update(&self) -> bool {
-        self.check(FlagSet::STATUS)
+        self.shared.with(|r| r.flags.check_status())
     }
 
     /// Test-and-clear the non-status flag.
     pub fn check_non_status_update(&self) -> bool {
-        self.check(FlagSet::NON_STATUS)
+        self.shared.with(|r| r.flags.check_non_status())
     }
 
     /// Test-and-clear the channel-update flag.
     pub fn check_channel_update(&self) -> bool {
-        self.check(FlagSet::CHANNEL_UPDATE)
+        self.shared.with(|r| r.flags.check_channel_update())
     }
 
     /// Test-and-clear the channel-shutdown flag.
     pub fn check_channel_shutdown(&self) -> bool {
-        self.check(FlagSet::CHANNEL_SHUTDOWN)
+        self.shared.with(|r| r.flags.check_channel_shutdown())
+    }
+
+    /// Test-and-clear of the reconnect mark: true when a reconnect raise
+    /// (a re-check after a (re)connect; nothing was notified) came since the
+    /// last call.
+    pub fn check_reconnect(&self) -> bool {
+        self.shared.with(|r| core::mem::take(&mut r.reconnect))
     }
 
     /// Takes every raised flag.
     pub fn take(&self) -> FlagSet {
-        self.shared.flags.lock(|f| f.replace(FlagSet::EMPTY))
+        self.shared.with(|r| r.flags.take())
+    }
+
+    /// Takes every raised flag and the reconnect mark at once.
+    pub fn take_raise(&self) -> Raise {
+        self.shared.with(|r| Raise {
+            flags: r.flags.take(),
+            reconnect: core::mem::take(&mut r.reconnect),
+        })
     }
 
     /// Waits until some flag is raised (returns at once if one is). One
     /// task may wait at a time.
     pub async fn wait(&self) {
         loop {
-            if !self.shared.flags.lock(Cell::get).is_empty() {
+            if !self.shared.with(|r| r.flags.peek()).is_empty() {
                 return;
             }
-            self.shared.raised.wait().await;
+            self.shared.signal.wait().await;
         }
     }
 
@@ -128,49 +144,14 @@ impl<'a> EmbassyListener<'a> {
     }
 }
 
-/// EmbassyListener settings.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub struct ListenerConfig {
-    /// The flags wanted.
-    pub interest: FlagSet,
-    /// The channel listened for (`None`: all).
-    pub channel: Option<ChannelId>,
-    /// Keep-alive to ask for, in seconds (0: the broker's).
-    pub keepalive_secs: u16,
-    /// First reconnect delay (default 100 ms).
-    pub backoff_initial: Duration,
-    /// Longest reconnect delay (default 10 s).
-    pub backoff_max: Duration,
-}
-
-impl ListenerConfig {
-    /// Every flag for `channel`, default timings.
-    pub const fn new(channel: Option<ChannelId>) -> Self {
-        ListenerConfig {
-            interest: FlagSet::ALL,
-            channel,
-            keepalive_secs: 0,
-            backoff_initial: Duration::from_millis(100),
-            backoff_max: Duration::from_secs(10),
-        }
-    }
-}
-
 /// The task that owns the TCP socket.
 pub struct ListenerRunner<'a, 'd> {
     shared: &'a EmbassyListenerShared,
     socket: TcpSocket<'d>,
     broker: IpEndpoint,
     session: ListenerSession,
-    backoff: Backoff,
+    reader: FrameReader<{ 4 * MAX_FRAME_LEN }>,
     random: fn() -> u32,
-}
-
-/// Why one connection ended.
-enum Ended {
-    Io,
-    Session,
 }
 
 impl<'a, 'd> ListenerRunner<'a, 'd> {
@@ -187,102 +168,77 @@ impl<'a, 'd> ListenerRunner<'a, 'd> {
             shared,
             socket,
             broker,
-            session: ListenerSession::new(config.interest, config.channel, config.keepalive_secs),
-            backoff: Backoff::new(config.backoff_initial, config.backoff_max),
+            session: ListenerSession::new(config),
+            reader: FrameReader::new(),
             random,
         }
     }
 
-    /// Connects, listens, reconnects — forever.
+    /// Connects, listens, reconnects when the session says — forever.
     pub async fn run(mut self) -> ! {
         loop {
-            self.shared.set_state(ListenerState::Connecting);
-            // Bound the connect and every later read by the keep-alive.
-            self.socket
-                .set_timeout(Some(embassy_time::Duration::from_secs(30)));
-            if self.socket.connect(self.broker).await.is_ok() {
-                self.session.connected(now());
-                let _ended = self.serve().await;
-                self.session.disconnected();
+            self.shared.set_state(self.session.state());
+            match self.session.state() {
+                ListenerState::BackingOff => {
+                    let at = self.session.poll_timeout();
+                    Timer::at(at.map_or(embassy_time::Instant::MIN, to_embassy)).await;
+                    let _ = self.session.handle_timeout(now());
+                }
+                ListenerState::Closed => core::future::pending::<()>().await,
+                ListenerState::Connecting | ListenerState::Listening => {
+                    // Bound the connect by the default keep-alive.
+                    self.socket
+                        .set_timeout(Some(embassy_time::Duration::from_secs(30)));
+                    if self.socket.connect(self.broker).await.is_ok() {
+                        self.session.connected(now());
+                        self.reader.clear();
+                        let _ended = self.serve().await;
+                    }
+                    self.socket.abort();
+                    let _ = self.socket.flush().await;
+                    self.session.disconnected(now(), (self.random)());
+                }
             }
-            self.socket.abort();
-            let _ = self.socket.flush().await;
-            self.shared.set_state(ListenerState::BackingOff);
-            let delay = self.backoff.next_delay((self.random)());
-            Timer::after(embassy_time::Duration::from_micros(delay.as_micros())).await;
         }
     }
 
-    async fn write_all(&mut self, mut bytes: &[u8]) -> Result<(), Ended> {
+    async fn write_all(&mut self, mut bytes: &[u8]) -> Result<(), ()> {
         while !bytes.is_empty() {
             match self.socket.write(bytes).await {
-                Ok(0) | Err(_) => return Err(Ended::Io),
+                Ok(0) | Err(_) => return Err(()),
                 Ok(n) => bytes = bytes.get(n..).unwrap_or(&[]),
             }
         }
         Ok(())
     }
 
-    async fn serve(&mut self) -> Ended {
-        let mut rbuf = [0u8; 4 * MAX_FRAME_LEN];
-        let mut rlen = 0usize;
+    /// One connection's life; returns when it must end.
+    async fn serve(&mut self) -> Result<(), ()> {
         let mut wbuf = [0u8; MAX_FRAME_LEN];
         loop {
-            while let Some(frame) = self.session.poll_transmit(now()) {
-                let Ok(n) = frame.emit(&mut wbuf) else {
-                    return Ended::Session;
-                };
-                if let Err(e) = self.write_all(wbuf.get(..n).unwrap_or(&[])).await {
-                    return e;
-                }
+            while let Some(n) = self.session.poll_transmit(now(), &mut wbuf) {
+                self.write_all(wbuf.get(..n).unwrap_or(&[])).await?;
             }
             let deadline = self.session.poll_timeout();
             let timer = Timer::at(deadline.map_or(embassy_time::Instant::MAX, to_embassy));
-            let read = match rbuf.get_mut(rlen..) {
-                Some(free) if !free.is_empty() => select(self.socket.read(free), timer).await,
-                _ => return Ended::Session, // a frame larger than the buffer: impossible
-            };
+            let read = select(self.socket.read(self.reader.unfilled()), timer).await;
             let t = now();
             match read {
-                Either::First(Ok(0)) | Either::First(Err(_)) => return Ended::Io,
-                Either::First(Ok(n)) => rlen += n,
-                Either::Second(()) => {
-                    if self.session.handle_timeout(t).is_err() {
-                        return Ended::Session;
-                    }
-                    continue;
-                }
+                Either::First(Ok(0)) | Either::First(Err(_)) => return Err(()),
+                Either::First(Ok(n)) => self.reader.filled(n),
+                Either::Second(()) => {}
             }
-            let mut start = 0;
-            loop {
-                let rest = rbuf.get(start..rlen).unwrap_or(&[]);
-                let len = match frame_len(rest) {
-                    Ok(Some(len)) => len,
-                    Ok(None) => break,
-                    Err(_) => return Ended::Session,
-                };
-                let Ok(frame) = FrameRepr::parse_bytes(rest.get(..len).unwrap_or(&[])) else {
-                    return Ended::Session;
-                };
-                start += len;
-                match self.session.handle_frame(t, &frame) {
-                    Ok(raised) => {
-                        if matches!(frame, FrameRepr::Welcome(_)) {
-                            self.backoff.reset();
-                            self.shared.set_state(ListenerState::Listening);
-                        }
-                        self.shared.raise(raised);
-                    }
-                    Err(_) => return Ended::Session,
-                }
+            while let Some(frame) = self.reader.next_frame() {
+                let raise = frame
+                    .map_err(SessionError::Malformed)
+                    .and_then(|bytes| self.session.handle_frame(t, bytes))
+                    .map_err(|_| ())?;
+                self.shared.raise(raise);
+                self.shared.set_state(self.session.state());
             }
-            rbuf.copy_within(start..rlen, 0);
-            rlen -= start;
-            if self.session.handle_timeout(t).is_err() {
-                return Ended::Session;
-            }
-            if self.session.state() == SessionState::Closed {
-                return Ended::Session;
+            self.session.handle_timeout(t).map_err(|_| ())?;
+            if self.session.state() == ListenerState::Closed {
+                return Err(());
             }
         }
     }

@@ -13,19 +13,21 @@
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
 use embassy_executor::{Executor, Spawner};
-use embassy_futures::select::{select3, Either3};
+use embassy_futures::select::{select4, Either4};
 use embassy_net::tcp::TcpSocket;
 use embassy_net::udp::{PacketMetadata, UdpSocket};
 use embassy_net::{Config, Ipv4Address, Ipv4Cidr, Stack, StackResources, StaticConfigV4};
 use embassy_net_driver_channel::{self as ch, driver::LinkState};
+use embassy_sync::blocking_mutex::raw::CriticalSectionRawMutex;
+use embassy_sync::signal::Signal;
 use embassy_time::{Duration as EDuration, Timer};
 use flagpost_core::broker::{BrokerState, Config as BrokerConfig, ListenerSlot};
 use flagpost_core::loss::SenderSlot;
 use flagpost_core::notifier::NotifierConfig;
-use flagpost_core::wire::{frame_len, SenderId, MAX_DATAGRAM_LEN, MAX_FRAME_LEN};
-use flagpost_core::{ChannelId, Instant, Notification};
+use flagpost_core::wire::{FrameReader, SenderId, MAX_DATAGRAM_LEN, MAX_FRAME_LEN};
+use flagpost_core::{ChannelId, FlagSet, Instant, Notification};
 use flagpost_embedded::listener::{
-    EmbassyListener, EmbassyListenerShared, ListenerConfig, ListenerRunner, ListenerState,
+    EmbassyListener, EmbassyListenerShared, ListenerConfig, ListenerRunner, ListenerState, Raise,
 };
 use flagpost_embedded::notifier::{EmbassyNotifier, EmbassyNotifierState, NotifierRunner};
 use static_cell::StaticCell;
@@ -41,6 +43,8 @@ static FAILED_AT: AtomicU8 = AtomicU8::new(0);
 static PUBLISHER: EmbassyNotifierState<4> =
     EmbassyNotifierState::new(NotifierConfig::DEFAULT, SenderId(0x60a7));
 static LISTENER: EmbassyListenerShared = EmbassyListenerShared::new();
+/// Signalled to crash and restart the test broker.
+static RESTART: Signal<CriticalSectionRawMutex, ()> = Signal::new();
 
 fn now() -> Instant {
     Instant::from_micros(embassy_time::Instant::now().as_micros())
@@ -99,59 +103,67 @@ async fn broker(stack: Stack<'static>) -> ! {
     );
     udp.bind(16725).unwrap();
     let mut tcp = TcpSocket::new(stack, TCP_RX.init([0; 512]), TCP_TX.init([0; 512]));
-    let mut core = BrokerState::new(
-        BrokerConfig::default(),
-        [ListenerSlot::EMPTY; 2],
-        [SenderSlot::EMPTY; 2],
-    );
-    tcp.accept(16725).await.unwrap();
-    let id = core.open(now()).unwrap();
-    let (mut dgram, mut rbuf, mut rlen) =
-        ([0u8; MAX_DATAGRAM_LEN], [0u8; 2 * MAX_FRAME_LEN], 0usize);
+    // Each round is one broker life: RESTART ends it as a crash would (the
+    // connection is reset, the state is lost).
     loop {
-        let timer = Timer::at(
-            core.poll_timeout()
-                .map_or(embassy_time::Instant::MAX, |at| {
-                    embassy_time::Instant::from_micros(at.as_micros())
-                }),
+        let mut core = BrokerState::new(
+            BrokerConfig::default(),
+            [ListenerSlot::EMPTY; 2],
+            [SenderSlot::EMPTY; 2],
         );
-        match select3(
-            udp.recv_from(&mut dgram),
-            tcp.read(&mut rbuf[rlen..]),
-            timer,
-        )
-        .await
-        {
-            Either3::First(Ok((n, meta))) => {
-                if let Ok(r) = core.handle_datagram(now(), &dgram[..n]) {
-                    if let Some(ack) = r.ack {
-                        let mut out = [0u8; MAX_DATAGRAM_LEN];
-                        let len = ack.emit(&mut out).unwrap();
-                        udp.send_to(&out[..len], meta.endpoint).await.unwrap();
+        tcp.accept(16725).await.unwrap();
+        let id = core.open(now()).unwrap();
+        let mut dgram = [0u8; MAX_DATAGRAM_LEN];
+        let mut reader = FrameReader::<{ 2 * MAX_FRAME_LEN }>::new();
+        loop {
+            let timer = Timer::at(
+                core.poll_timeout()
+                    .map_or(embassy_time::Instant::MAX, |at| {
+                        embassy_time::Instant::from_micros(at.as_micros())
+                    }),
+            );
+            match select4(
+                udp.recv_from(&mut dgram),
+                tcp.read(reader.unfilled()),
+                timer,
+                RESTART.wait(),
+            )
+            .await
+            {
+                Either4::First(Ok((n, meta))) => {
+                    if let Ok(r) = core.handle_datagram(now(), &dgram[..n]) {
+                        if let Some(ack) = r.ack {
+                            let mut out = [0u8; MAX_DATAGRAM_LEN];
+                            let len = ack.emit(&mut out).unwrap();
+                            udp.send_to(&out[..len], meta.endpoint).await.unwrap();
+                        }
                     }
                 }
-            }
-            Either3::Second(Ok(n)) if n > 0 => {
-                rlen += n;
-                while let Ok(Some(len)) = frame_len(&rbuf[..rlen]) {
-                    let _ = core.handle_frame(now(), id, &rbuf[..len]);
-                    rbuf.copy_within(len..rlen, 0);
-                    rlen -= len;
+                Either4::Second(Ok(n)) if n > 0 => {
+                    reader.filled(n);
+                    while let Some(frame) = reader.next_frame() {
+                        let _ = core.handle_frame(now(), id, frame.unwrap());
+                    }
                 }
+                Either4::Second(_) => panic!("listener connection lost"),
+                Either4::Fourth(()) => {
+                    tcp.abort();
+                    let _ = tcp.flush().await;
+                    break;
+                }
+                _ => core.handle_timeout(now()),
             }
-            Either3::Second(_) => panic!("listener connection lost"),
-            _ => core.handle_timeout(now()),
-        }
-        if let Some(event) = core.poll_event() {
-            panic!("unexpected broker event {event:?}");
-        }
-        while let Some(ready) = core.poll_ready() {
-            while let Some(frame) = core.poll_frame(ready) {
-                let mut out = [0u8; MAX_FRAME_LEN];
-                let n = frame.emit(&mut out).unwrap();
-                let mut written = 0;
-                while written < n {
-                    written += tcp.write(&out[written..n]).await.unwrap();
+            if let Some(event) = core.poll_event() {
+                panic!("unexpected broker event {event:?}");
+            }
+            while let Some(ready) = core.poll_ready() {
+                while let Some(frame) = core.poll_frame(ready) {
+                    let mut out = [0u8; MAX_FRAME_LEN];
+                    let n = frame.emit(&mut out).unwrap();
+                    let mut written = 0;
+                    while written < n {
+                        written += tcp.write(&out[written..n]).await.unwrap();
+                    }
                 }
             }
         }
@@ -185,12 +197,19 @@ fn fail(step: u8) {
 async fn scenario() {
     let l = EmbassyListener::new(&LISTENER);
     let p = EmbassyNotifier::new(&PUBLISHER);
-    // the welcome raises everything once: wait for it, then clear
+    // the welcome is a reconnect raise: a re-check, never a shutdown
     l.wait().await;
     if l.state() != ListenerState::Listening {
         return fail(1);
     }
-    l.take();
+    if l.take_raise()
+        != (Raise {
+            flags: FlagSet::RECHECK,
+            reconnect: true,
+        })
+    {
+        return fail(6);
+    }
     // a modem reporting 20 SMS at once: one coalesced status update for gsm1
     for _ in 0..20 {
         p.notify(
@@ -226,6 +245,16 @@ async fn scenario() {
     }
     if p.stats().datagrams < 2 {
         return fail(5);
+    }
+    // the broker crashes and comes back: the listener backs off, reconnects
+    // and re-checks, marked as a reconnect; no channel shutdown
+    RESTART.signal(());
+    l.wait().await;
+    if l.state() != ListenerState::Listening || !l.check_reconnect() {
+        return fail(7);
+    }
+    if l.check_channel_shutdown() || l.take() != FlagSet::RECHECK || l.check_reconnect() {
+        return fail(8);
     }
     OUTCOME.store(1, Ordering::SeqCst);
     DONE.store(true, Ordering::SeqCst);

@@ -48,5 +48,6 @@ pub use notifier::{Notifier, NotifierBuilder, NotifierStats, NotifyError};
 
 pub use server::{Broker, BrokerGone, BrokerHandle, ServeError};
 
+pub use flagpost_core::listener::Raise;
 pub use service::{Service, ServiceStopper};
 pub use shared::ListenerState;

@@ -3,11 +3,13 @@
 //!
 //! A TCP listener runs one small I/O thread that drives the core's
 //! [`ListenerSession`]: hello, welcome, flags, keep-alive pings, and on any
-//! loss a reconnect with capped exponential backoff. Every welcome — the first
-//! and each after a reconnect — raises every flag listened for, since what
-//! happened while away may have been missed. An in-process listener
-//! ([`ListenerBuilder::local`]) gets the same API straight from an embedded
-//! broker, without TCP.
+//! loss a reconnect with the session's capped exponential backoff. Every
+//! welcome — the first and each after a reconnect — is a *reconnect raise*:
+//! status, non-status and channel update within the interest, never channel
+//! shutdown, marked so that [`Listener::check_reconnect`] and
+//! [`Listener::take_raise`] can tell it from a notification. An in-process
+//! listener ([`ListenerBuilder::local`]) gets the same API straight from an
+//! embedded broker, without TCP.
 //!
 //! On Unix a thread blocked in [`Listener::wait`] does not wait for the I/O
 //! thread to hand it the news: it polls the socket itself, and whichever of
@@ -30,8 +32,8 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use flagpost_core::broker::{ListenerId, OpenError};
-use flagpost_core::listener::{Backoff, ListenerSession};
-use flagpost_core::wire::{frame_len, FrameRepr, MAX_FRAME_LEN};
+use flagpost_core::listener::{ListenerConfig, ListenerSession, Raise, SessionError};
+use flagpost_core::wire::{FrameReader, MAX_FRAME_LEN};
 use flagpost_core::{ChannelId, FlagSet};
 use tracing::debug;
 
@@ -73,8 +75,8 @@ impl Default for ListenerBuilder {
             channel: None,
             interest: FlagSet::ALL,
             keepalive: Duration::ZERO,
-            backoff_initial: Duration::from_millis(100),
-            backoff_max: Duration::from_secs(5),
+            backoff_initial: ListenerConfig::BACKOFF_INITIAL.into(),
+            backoff_max: ListenerConfig::BACKOFF_MAX.into(),
             connect_timeout: Duration::from_secs(5),
         }
     }
@@ -122,19 +124,22 @@ impl ListenerBuilder {
         let keepalive_secs = u16::try_from(self.keepalive.as_secs()).unwrap_or(u16::MAX);
         let clock = Clock::new();
         let io = Arc::new(Mutex::new(Io {
-            session: ListenerSession::new(self.interest, self.channel, keepalive_secs),
+            session: ListenerSession::new(ListenerConfig {
+                interest: self.interest,
+                channel: self.channel,
+                keepalive_secs,
+                backoff_initial: self.backoff_initial.into(),
+                backoff_max: self.backoff_max.into(),
+            }),
             stream: None,
-            rbuf: Box::new([0; RBUF]),
-            rlen: 0,
+            reader: Box::new(FrameReader::new()),
             failed: false,
-            welcomed: false,
+            changed: false,
             pollers: 0,
         }));
-        let backoff = Backoff::new(self.backoff_initial.into(), self.backoff_max.into());
         let task = Task {
             addr,
             io: io.clone(),
-            backoff,
             shared: shared.clone(),
             control: control.clone(),
             connect_timeout: self.connect_timeout,
@@ -161,7 +166,7 @@ impl ListenerBuilder {
     }
 
     /// Starts listening inside the process that runs `broker`: no TCP, same
-    /// API. Every flag listened for is raised once at the start.
+    /// API. The start is a reconnect raise, as over TCP.
     pub fn local(self, broker: &BrokerHandle) -> Result<Listener, ListenError> {
         let shared = Arc::new(Shared::new(ListenerState::Listening));
         let interest = if self.interest.is_empty() {
@@ -171,7 +176,9 @@ impl ListenerBuilder {
         };
         // Raised before the broker knows the listener, so that every later
         // raise comes from the broker's loop alone (see `Shared::raise`).
-        shared.raise(interest);
+        if !(interest & FlagSet::RECHECK).is_empty() {
+            shared.raise_reconnect(interest & FlagSet::RECHECK);
+        }
         let id = broker
             .open_local(interest, self.channel, shared.clone())?
             .map_err(ListenError::Refused)?;
@@ -258,6 +265,24 @@ impl Listener {
     #[inline]
     pub fn take(&self) -> FlagSet {
         self.shared.flags().take()
+    }
+
+    /// Test-and-clear of the reconnect mark: true when a reconnect raise
+    /// (the listener (re)connected and re-checks; nothing was notified) came
+    /// since the last call. Check it before the flags it marks.
+    #[inline]
+    pub fn check_reconnect(&self) -> bool {
+        self.shared.take_reconnect()
+    }
+
+    /// Takes every raised flag and the reconnect mark at once: `reconnect`
+    /// says that the flags (also) come from a (re)connect.
+    pub fn take_raise(&self) -> Raise {
+        let reconnect = self.shared.take_reconnect();
+        Raise {
+            flags: self.shared.flags().take(),
+            reconnect,
+        }
     }
 
     /// Blocks until a flag is raised (true), or `timeout` passes or the
@@ -493,12 +518,11 @@ struct Io {
     /// The live connection (non-blocking); `Arc` so a poller keeps the
     /// socket it polls alive even if the connection is replaced meanwhile.
     stream: Option<Arc<TcpStream>>,
-    rbuf: Box<[u8; RBUF]>,
-    rlen: usize,
+    reader: Box<FrameReader<RBUF>>,
     /// The connection must be dropped (EOF, error, protocol or session error).
     failed: bool,
-    /// A welcome arrived since the I/O thread last looked.
-    welcomed: bool,
+    /// The session's state changed since the I/O thread last looked.
+    changed: bool,
     /// Threads polling in `wait`: while there are any, they read and the
     /// I/O thread stands aside. Changed and read only under the lock, so a
     /// waiter either sees flags raised or is the one that reads the data.
@@ -513,17 +537,13 @@ impl Io {
             return;
         };
         loop {
-            let Some(free) = self.rbuf.get_mut(self.rlen..) else {
-                self.failed = true;
-                return;
-            };
-            match (&*stream).read(free) {
+            match (&*stream).read(self.reader.unfilled()) {
                 Ok(0) => {
                     self.failed = true;
                     return;
                 }
                 Ok(n) => {
-                    self.rlen += n;
+                    self.reader.filled(n);
                     self.process(now, shared);
                     if self.failed {
                         return;
@@ -546,54 +566,45 @@ impl Io {
 
     /// Hands every complete frame to the session and raises what it says.
     fn process(&mut self, now: flagpost_core::Instant, shared: &Shared) {
-        let mut start = 0;
-        loop {
-            let rest = self.rbuf.get(start..self.rlen).unwrap_or(&[]);
-            let len = match frame_len(rest) {
-                Ok(Some(len)) => len,
-                Ok(None) => break,
-                Err(_) => {
-                    self.failed = true;
-                    return;
-                }
-            };
-            let frame = FrameRepr::parse_bytes(rest.get(..len).unwrap_or(&[]));
-            start += len;
-            let Ok(frame) = frame else {
-                self.failed = true;
-                return;
-            };
-            match self.session.handle_frame(now, &frame) {
-                Ok(raised) => {
-                    if matches!(frame, FrameRepr::Welcome(_))
-                        && shared.state() != ListenerState::Listening
-                    {
-                        shared.set_state(ListenerState::Listening);
-                        self.welcomed = true;
+        while let Some(frame) = self.reader.next_frame() {
+            let raise = frame
+                .map_err(SessionError::Malformed)
+                .and_then(|bytes| self.session.handle_frame(now, bytes));
+            match raise {
+                Ok(raise) if raise.reconnect => {
+                    if !raise.flags.is_empty() {
+                        shared.raise_reconnect(raise.flags);
                     }
-                    shared.raise(raised);
                 }
-                Err(_) => {
+                Ok(raise) => shared.raise(raise.flags),
+                Err(error) => {
+                    debug!(%error, "listener connection dropped");
                     self.failed = true;
                     return;
                 }
             }
+            self.sync_state(shared);
         }
-        self.rbuf.copy_within(start..self.rlen, 0);
-        self.rlen -= start;
+    }
+
+    /// Publishes the session's state to the handles.
+    fn sync_state(&mut self, shared: &Shared) {
+        let state = self.session.state();
+        if shared.state() != state && shared.state() != ListenerState::Closed {
+            shared.set_state(state);
+            self.changed = true;
+        }
     }
 
     /// Writes the frames the session has to send. Frames are tiny; a send
     /// buffer too full to take one means a dead peer.
     fn flush(&mut self, now: flagpost_core::Instant, stream: &TcpStream) {
         let mut wbuf = [0u8; MAX_FRAME_LEN];
-        while let Some(frame) = self.session.poll_transmit(now) {
-            let written = frame
-                .emit(&mut wbuf)
-                .ok()
-                .and_then(|n| wbuf.get(..n))
-                .map(|bytes| write_all_nonblocking(stream, bytes));
-            if written != Some(true) {
+        while let Some(n) = self.session.poll_transmit(now, &mut wbuf) {
+            if !wbuf
+                .get(..n)
+                .is_some_and(|bytes| write_all_nonblocking(stream, bytes))
+            {
                 self.failed = true;
                 return;
             }
@@ -644,7 +655,6 @@ fn wait_readable(stream: &TcpStream, timeout: Duration) {
 struct Task {
     addr: SocketAddr,
     io: Arc<Mutex<Io>>,
-    backoff: Backoff,
     shared: Arc<Shared>,
     control: Arc<Control>,
     connect_timeout: Duration,
@@ -652,57 +662,76 @@ struct Task {
 }
 
 impl Task {
-    fn set_state(&self, state: ListenerState) {
-        self.shared.set_state(state);
-        self.control.notify();
-    }
-
     fn lock(&self) -> std::sync::MutexGuard<'_, Io> {
         self.io.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn run(mut self) {
+    /// Publishes the session's state and wakes `wait_listening`.
+    fn sync_state(&self, io: &mut Io) {
+        io.sync_state(&self.shared);
+        if std::mem::take(&mut io.changed) {
+            self.control.notify();
+        }
+    }
+
+    /// The session decides: connect now, back off until its deadline, or
+    /// stop (closed).
+    fn run(self) {
         while !self.control.stopped() {
-            self.set_state(ListenerState::Connecting);
-            match connect(self.addr, self.connect_timeout) {
-                Ok(stream) if stream.set_nonblocking(true).is_ok() => {
-                    let _ = stream.set_nodelay(true);
-                    let stream = Arc::new(stream);
-                    {
-                        let now = self.clock.now();
-                        let mut io = self.lock();
-                        io.stream = Some(stream.clone());
-                        io.failed = false;
-                        io.rlen = 0;
-                        io.session.connected(now);
-                        io.flush(now, &stream);
+            let (state, until) = {
+                let mut io = self.lock();
+                self.sync_state(&mut io);
+                (io.session.state(), io.session.poll_timeout())
+            };
+            match state {
+                ListenerState::Closed => break,
+                ListenerState::BackingOff => {
+                    let wait = until.map_or(Duration::ZERO, |at| self.clock.until(at));
+                    if self.control.sleep(wait) {
+                        break;
                     }
-                    self.serve(&stream);
-                    let mut io = self.lock();
-                    let _ = stream.shutdown(std::net::Shutdown::Both);
-                    io.stream = None;
-                    io.session.disconnected();
-                    debug!(addr = %self.addr, "listener connection ended");
+                    let now = self.clock.now();
+                    let _ = self.lock().session.handle_timeout(now);
                 }
-                Ok(_) => {}
-                Err(error) => debug!(addr = %self.addr, %error, "cannot connect to broker"),
-            }
-            if self.control.stopped() {
-                break;
-            }
-            self.set_state(ListenerState::BackingOff);
-            let delay = self
-                .backoff
-                .next_delay(getrandom::u32().unwrap_or(u32::MAX / 2));
-            if self.control.sleep(delay.into()) {
-                break;
+                ListenerState::Connecting | ListenerState::Listening => self.connection(),
             }
         }
-        self.set_state(ListenerState::Closed);
+        self.shared.set_state(ListenerState::Closed);
+        self.control.notify();
+    }
+
+    /// One connection attempt and, if it is made, the connection's life.
+    fn connection(&self) {
+        match connect(self.addr, self.connect_timeout) {
+            Ok(stream) if stream.set_nonblocking(true).is_ok() => {
+                let _ = stream.set_nodelay(true);
+                let stream = Arc::new(stream);
+                {
+                    let now = self.clock.now();
+                    let mut io = self.lock();
+                    io.stream = Some(stream.clone());
+                    io.failed = false;
+                    io.reader.clear();
+                    io.session.connected(now);
+                    io.flush(now, &stream);
+                }
+                self.serve(&stream);
+                let _ = stream.shutdown(std::net::Shutdown::Both);
+                self.lock().stream = None;
+                debug!(addr = %self.addr, "listener connection ended");
+            }
+            Ok(_) => {}
+            Err(error) => debug!(addr = %self.addr, %error, "cannot connect to broker"),
+        }
+        let now = self.clock.now();
+        let mut io = self.lock();
+        io.session
+            .disconnected(now, getrandom::u32().unwrap_or(u32::MAX / 2));
+        self.sync_state(&mut io);
     }
 
     /// One connection's life: returns when it ends or must end.
-    fn serve(&mut self, stream: &Arc<TcpStream>) {
+    fn serve(&self, stream: &Arc<TcpStream>) {
         loop {
             if self.control.stopped() {
                 // StopChangeListening: tell the broker, then hang up.
@@ -727,23 +756,17 @@ impl Task {
                 continue;
             }
             let now = self.clock.now();
-            let (failed, welcomed) = {
-                let mut io = self.lock();
-                if io.pollers > 0 {
-                    // A waiter polls the same socket and reads what woke us
-                    // both; let it (it is running, or about to).
-                    drop(io);
-                    std::thread::yield_now();
-                    continue;
-                }
-                io.pump(now, &self.shared);
-                (io.failed, std::mem::take(&mut io.welcomed))
-            };
-            if welcomed {
-                self.backoff.reset();
-                self.control.notify();
+            let mut io = self.lock();
+            if io.pollers > 0 {
+                // A waiter polls the same socket and reads what woke us
+                // both; let it (it is running, or about to).
+                drop(io);
+                std::thread::yield_now();
+                continue;
             }
-            if failed {
+            io.pump(now, &self.shared);
+            self.sync_state(&mut io);
+            if io.failed {
                 return;
             }
         }

@@ -14,27 +14,23 @@ use std::time::{Duration, Instant};
 use flagpost_core::flags::AtomicFlags;
 use flagpost_core::FlagSet;
 
-/// Where a listener is in its life.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum ListenerState {
-    /// Opening a connection to the broker (first time or after a loss).
-    Connecting,
-    /// Welcomed: notifications arrive.
-    Listening,
-    /// The connection was lost; waiting before the next attempt.
-    BackingOff,
-    /// Stopped (explicitly, on drop, or the in-process broker is gone).
-    Closed,
+pub use flagpost_core::listener::ListenerState;
+
+fn state_from_u8(v: u8) -> ListenerState {
+    match v {
+        0 => ListenerState::Connecting,
+        1 => ListenerState::Listening,
+        2 => ListenerState::BackingOff,
+        _ => ListenerState::Closed,
+    }
 }
 
-impl ListenerState {
-    fn from_u8(v: u8) -> Self {
-        match v {
-            0 => ListenerState::Connecting,
-            1 => ListenerState::Listening,
-            2 => ListenerState::BackingOff,
-            _ => ListenerState::Closed,
-        }
+fn state_to_u8(state: ListenerState) -> u8 {
+    match state {
+        ListenerState::Connecting => 0,
+        ListenerState::Listening => 1,
+        ListenerState::BackingOff => 2,
+        ListenerState::Closed => 3,
     }
 }
 
@@ -42,6 +38,8 @@ impl ListenerState {
 #[derive(Debug)]
 pub(crate) struct Shared {
     flags: AtomicFlags,
+    /// Set with a reconnect raise, cleared by `take_reconnect`.
+    reconnect: AtomicBool,
     state: AtomicU8,
     waiters: AtomicUsize,
     interrupts: AtomicUsize,
@@ -55,7 +53,8 @@ impl Shared {
     pub(crate) fn new(state: ListenerState) -> Self {
         Shared {
             flags: AtomicFlags::new(),
-            state: AtomicU8::new(state as u8),
+            reconnect: AtomicBool::new(false),
+            state: AtomicU8::new(state_to_u8(state)),
             waiters: AtomicUsize::new(0),
             interrupts: AtomicUsize::new(0),
             lock: Mutex::new(()),
@@ -69,11 +68,11 @@ impl Shared {
     }
 
     pub(crate) fn state(&self) -> ListenerState {
-        ListenerState::from_u8(self.state.load(Ordering::Acquire))
+        state_from_u8(self.state.load(Ordering::Acquire))
     }
 
     pub(crate) fn set_state(&self, state: ListenerState) {
-        self.state.store(state as u8, Ordering::Release);
+        self.state.store(state_to_u8(state), Ordering::Release);
         if state == ListenerState::Closed {
             self.wake_all();
         }
@@ -89,6 +88,22 @@ impl Shared {
         if set.is_empty() {
             return;
         }
+        self.raise_flags(set);
+    }
+
+    /// Raises a reconnect raise: `set` (a re-check) and the reconnect mark,
+    /// the mark first so that whoever sees the flags can see the mark.
+    pub(crate) fn raise_reconnect(&self, set: FlagSet) {
+        self.reconnect.store(true, Ordering::Release);
+        self.raise_flags(set);
+    }
+
+    /// Test-and-clear of the reconnect mark.
+    pub(crate) fn take_reconnect(&self) -> bool {
+        self.reconnect.swap(false, Ordering::AcqRel)
+    }
+
+    fn raise_flags(&self, set: FlagSet) {
         self.flags.raise_exclusive(set);
         // Pairs with the SeqCst increment in `wait`: either the waiter sees
         // the flags, or we see the waiter.

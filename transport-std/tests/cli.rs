@@ -237,3 +237,64 @@ fn confirm_retransmits_when_the_first_datagram_is_lost() {
     assert!(stderr.contains("after 2 datagram(s)"), "{stderr}");
     relay.join().unwrap();
 }
+
+/// A broker restart is a reconnect: `listen` prints a re-check marked
+/// `"reconnect": true` (status, non-status, channel update) and never a
+/// channel shutdown; the human output says the broker was away.
+#[test]
+fn a_broker_restart_is_a_marked_recheck_never_a_shutdown() {
+    use std::io::{BufRead, BufReader};
+    let server = Server::start(&[]);
+    let addr = server.addr.clone();
+    let json = common::listen(&addr, &["--once", "--json", "--timeout", "30s"]);
+    let mut human = Command::new(BIN)
+        .args(["listen", "--once", "--timeout", "30s", "--broker", &addr])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut human_err = BufReader::new(human.stderr.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("listening on") {
+        line.clear();
+        assert!(
+            human_err.read_line(&mut line).unwrap() > 0,
+            "listen exited early"
+        );
+    }
+    drop(server); // SIGKILL: no close frame, the connections just break
+                  // on the same address; the listeners find it when they retry
+    let restarted = Command::new(BIN)
+        .args(["serve", "--bind", &addr])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let _restarted = Server {
+        child: restarted,
+        addr: addr.clone(),
+    };
+
+    let out = json.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let lines: Vec<serde_json::Value> = out
+        .stdout
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| serde_json::from_slice(l).unwrap())
+        .collect();
+    let flags: Vec<&str> = lines.iter().map(|v| v["flag"].as_str().unwrap()).collect();
+    assert_eq!(flags, ["status", "non-status", "channel-update"]);
+    assert!(lines.iter().all(|v| v["reconnect"] == true));
+
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut human_err, &mut rest).unwrap();
+    let out = human.wait_with_output().unwrap();
+    assert!(out.status.success());
+    assert!(rest.contains("the broker was away"), "{rest}");
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(
+        stdout.lines().collect::<Vec<_>>(),
+        ["status", "non-status", "channel-update"]
+    );
+}

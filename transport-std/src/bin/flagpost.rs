@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use flagpost_std::core::broker::Stats;
-use flagpost_std::core::wire::{frame_len, FrameRepr, MAX_FRAME_LEN};
+use flagpost_std::core::wire::{FrameReader, FrameRepr, MAX_FRAME_LEN};
 use flagpost_std::core::{ChannelId, FlagSet, Kind, Notification};
 use flagpost_std::{
     Broker, BrokerConfig, ConfigError, Listener, ListenerState, MetricsServer, Notifier,
@@ -310,9 +310,9 @@ fn listen(args: ListenArgs) -> Result<(), Failure> {
             d.saturating_duration_since(std::time::Instant::now())
         })
     };
-    // The first welcome raises every flag (a fresh listener re-checks
-    // everything); that is not a notification, so it is not printed. Raises
-    // after a reconnect are printed: something may have been missed.
+    // The first welcome is a reconnect raise (a fresh listener re-checks);
+    // that is not a notification, so it is not printed. Reconnect raises
+    // after that are printed and marked: something may have been missed.
     let mut warned = false;
     while !listener.wait_listening(Duration::from_millis(500).min(left())) {
         if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
@@ -327,7 +327,7 @@ fn listen(args: ListenArgs) -> Result<(), Failure> {
         }
     }
     listener.wait(Duration::from_secs(1));
-    listener.take();
+    listener.take_raise();
     eprintln!("listening on {}", args.broker);
     let stdout = io::stdout();
     loop {
@@ -337,13 +337,25 @@ fn listen(args: ListenArgs) -> Result<(), Failure> {
             }
             continue;
         }
-        let flags = listener.take();
+        let raise = listener.take_raise();
+        let flags = raise.flags;
+        if raise.reconnect && !args.json {
+            // stderr may be closed; the flags on stdout are what matters
+            let _ = writeln!(
+                io::stderr(),
+                "reconnected to {}: the broker was away, re-check what may have been missed",
+                args.broker
+            );
+        }
         let mut out = stdout.lock();
         for flag in flags.iter() {
             let name = flag.name().unwrap_or("?");
+            // a reconnect raise is a re-check; a shutdown is only ever notified
+            let reconnect = raise.reconnect && FlagSet::RECHECK.contains(flag);
             let line = if args.json {
                 let ts = humantime::format_rfc3339_micros(std::time::SystemTime::now());
-                serde_json::json!({ "ts": ts.to_string(), "flag": name }).to_string()
+                serde_json::json!({ "ts": ts.to_string(), "flag": name, "reconnect": reconnect })
+                    .to_string()
             } else {
                 name.to_owned()
             };
@@ -381,20 +393,35 @@ fn stats(args: StatsArgs) -> Result<(), Failure> {
         .emit(&mut buf)
         .map_err(|e| Failure::new(EXIT_OTHER, e))?;
     stream.write_all(&buf[..n]).map_err(unreachable)?;
-    let mut bytes = Vec::new();
-    stream.read_to_end(&mut bytes).map_err(unreachable)?;
     let mut stats = Stats::default();
-    let mut rest = &bytes[..];
     let mut complete = false;
-    while let Ok(Some(len)) = frame_len(rest) {
-        match FrameRepr::parse_bytes(&rest[..len]) {
-            Ok(FrameRepr::Stat(s)) => {
-                stats.set(s.index, s.value);
+    let mut reader = FrameReader::<MAX_FRAME_LEN>::new();
+    'read: loop {
+        let n = match stream.read(reader.unfilled()) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(unreachable(e)),
+        };
+        reader.filled(n);
+        while let Some(frame) = reader.next_frame() {
+            match frame.and_then(FrameRepr::parse_bytes) {
+                Ok(FrameRepr::Stat(s)) => {
+                    stats.set(s.index, s.value);
+                }
+                Ok(FrameRepr::Close(_)) => complete = true,
+                Ok(_) => {}
+                Err(e) => {
+                    return Err(Failure::new(
+                        EXIT_OTHER,
+                        format!("the broker's stats reply is malformed: {e}"),
+                    ))
+                }
             }
-            Ok(FrameRepr::Close(_)) => complete = true,
-            _ => {}
+            if complete {
+                break 'read;
+            }
         }
-        rest = &rest[len..];
     }
     if !complete {
         return Err(Failure::new(
