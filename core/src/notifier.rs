@@ -1,7 +1,7 @@
 //! The sender's side as a sans-IO state machine: coalescing, pacing,
 //! sequence numbers, the tail-loss probe and confirmed (acknowledged)
 //! sends. Every transport's notifier runs this one policy: the gateway
-//! board's publisher over embassy-net or bare smoltcp, and the std
+//! board's notifier over embassy-net or bare smoltcp, and the std
 //! `Notifier`, which only adds a lock-free front for its callers.
 //!
 //! * [`NotifierSession::notify`] records a notification. Notifications wait in a
@@ -242,7 +242,7 @@ pub struct NotifierSession<const N: usize> {
 }
 
 impl<const N: usize> NotifierSession<N> {
-    /// A publisher with a sender id (random per process or boot: seed it
+    /// A notifier with a sender id (random per process or boot: seed it
     /// from an RNG).
     pub const fn new(config: NotifierConfig, sender: SenderId) -> Self {
         NotifierSession {

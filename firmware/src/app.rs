@@ -6,10 +6,10 @@
 //!
 //! * **modem** — the [`Modem`] driver over the board's UART: init, URCs,
 //!   liveness, re-init with backoff. Every `+CMTI`/`+CDS`/`+CDSI` is one
-//!   `notify(status, channel)`; the publisher coalesces a burst within the
+//!   `notify(status, channel)`; the notifier coalesces a burst within the
 //!   configured hold-off into one datagram carrying its batch count.
 //! * **network** — DHCP, falling back to the configured static address when
-//!   no lease arrives in [`DHCP_TIMEOUT`]; then the publisher and listener
+//!   no lease arrives in [`DHCP_TIMEOUT`]; then the notifier and listener
 //!   runners for the configured broker.
 //! * **control** — the listener's flags: *status* → the board's
 //!   [`Hooks::outgoing_check`]; *channel update* → reload the configuration
@@ -41,7 +41,7 @@ use flagpost_embedded::notifier::{EmbassyNotifier, EmbassyNotifierState, Notifie
 use crate::config::{GatewayConfig, Source};
 use crate::modem::{Modem, ModemEvent};
 
-/// Distinct notifications the publisher can hold at once.
+/// Distinct notifications the notifier can hold at once.
 pub const PENDING: usize = 4;
 /// How long DHCP may take before the static fallback is used.
 pub const DHCP_TIMEOUT: embassy_time::Duration = embassy_time::Duration::from_secs(10);
@@ -53,7 +53,7 @@ const TCP_TX: usize = 128;
 
 /// Socket buffers and shared state, in one `static` the board provides:
 /// 128 B UDP receive + 288 B UDP transmit (4 datagrams of ≤ 72 B), 256 B TCP
-/// receive + 128 B TCP transmit, plus the publisher's and listener's state.
+/// receive + 128 B TCP transmit, plus the notifier's and listener's state.
 pub struct Resources {
     udp_rx_meta: [PacketMetadata; 2],
     udp_tx_meta: [PacketMetadata; PENDING],
@@ -61,7 +61,7 @@ pub struct Resources {
     udp_tx: [u8; UDP_TX],
     tcp_rx: [u8; TCP_RX],
     tcp_tx: [u8; TCP_TX],
-    publisher: EmbassyNotifierState<PENDING>,
+    notifier: EmbassyNotifierState<PENDING>,
     listener: EmbassyListenerShared,
     control: Control,
 }
@@ -82,7 +82,7 @@ impl Resources {
             udp_tx: [0; UDP_TX],
             tcp_rx: [0; TCP_RX],
             tcp_tx: [0; TCP_TX],
-            publisher: EmbassyNotifierState::new(NotifierConfig::DEFAULT, SenderId(0)),
+            notifier: EmbassyNotifierState::new(NotifierConfig::DEFAULT, SenderId(0)),
             listener: EmbassyListenerShared::new(),
             control: Control::new(),
         }
@@ -98,9 +98,9 @@ pub trait Hooks: Sync {
     fn feed_watchdog(&self) {}
     /// The configuration was (re)loaded from flash.
     fn config_loaded(&self, _config: &GatewayConfig, _source: Source) {}
-    /// The modem reported `event`; `published` says whether a notification
+    /// The modem reported `event`; `notified` says whether a notification
     /// went out for it (not while reporting is off).
-    fn modem_event(&self, _event: &ModemEvent, _published: bool) {}
+    fn modem_event(&self, _event: &ModemEvent, _notified: bool) {}
     /// Reporting was switched off (a channel shutdown) or on again (a
     /// channel update).
     fn reporting(&self, _on: bool) {}
@@ -116,7 +116,7 @@ pub struct Platform<U> {
     pub flash_config: &'static [u8],
     /// The board's RNG, for jitter.
     pub random: fn() -> u32,
-    /// Random per boot, from the board's RNG: the publisher's sender id.
+    /// Random per boot, from the board's RNG: the notifier's sender id.
     pub sender_id: u64,
     /// The board's hooks.
     pub hooks: &'static dyn Hooks,
@@ -171,7 +171,7 @@ fn now() -> Instant {
     Instant::from_micros(embassy_time::Instant::now().as_micros())
 }
 
-fn publisher_config(config: &GatewayConfig) -> NotifierConfig {
+fn notifier_config(config: &GatewayConfig) -> NotifierConfig {
     NotifierConfig {
         hold_off: config.hold_off(),
         ..NotifierConfig::DEFAULT
@@ -195,7 +195,7 @@ pub async fn run<U: Read + Write>(platform: Platform<U>, resources: &'static mut
         udp_tx,
         tcp_rx,
         tcp_tx,
-        publisher,
+        notifier,
         listener,
         control,
     } = resources;
@@ -215,15 +215,15 @@ pub async fn run<U: Read + Write>(platform: Platform<U>, resources: &'static mut
     let (config, source) = GatewayConfig::load(flash_config);
     hooks.config_loaded(&config, source);
     control.config.lock(|c| c.set(Some(config)));
-    publisher.set_sender(SenderId(sender_id));
-    publisher.set_config(publisher_config(&config));
-    let publisher: &'static EmbassyNotifierState<PENDING> = publisher;
+    notifier.set_sender(SenderId(sender_id));
+    notifier.set_config(notifier_config(&config));
+    let notifier: &'static EmbassyNotifierState<PENDING> = notifier;
     let listener: &'static EmbassyListenerShared = listener;
     let control: &'static Control = control;
 
     let modem = modem_loop(
         modem,
-        EmbassyNotifier::new(publisher),
+        EmbassyNotifier::new(notifier),
         control,
         random(),
         hooks,
@@ -247,7 +247,7 @@ pub async fn run<U: Read + Write>(platform: Platform<U>, resources: &'static mut
             );
             let tcp = TcpSocket::new(stack, &mut tcp_rx[..], &mut tcp_tx[..]);
             // Returns when a reload changed the broker or the channel.
-            serve(udp, tcp, &config, publisher, listener, control, env).await;
+            serve(udp, tcp, &config, notifier, listener, control, env).await;
         }
     };
     let ((), (), ()) = join3(modem, watchdog, network).await;
@@ -286,13 +286,13 @@ async fn network_up(stack: Stack<'static>, config: &GatewayConfig) {
     stack.wait_config_up().await;
 }
 
-/// One configuration epoch: publisher and listener runners for the broker
+/// One configuration epoch: notifier and listener runners for the broker
 /// in force, until a reload changes the broker or the channel.
 async fn serve(
     mut udp: UdpSocket<'_>,
     tcp: TcpSocket<'_>,
     config: &GatewayConfig,
-    publisher: &'static EmbassyNotifierState<PENDING>,
+    notifier: &'static EmbassyNotifierState<PENDING>,
     listener: &'static EmbassyListenerShared,
     control: &'static Control,
     env: Env,
@@ -300,7 +300,7 @@ async fn serve(
     let broker = endpoint(config);
     // Binding port 0 picks a free port; it cannot fail on a fresh socket.
     let _ = udp.bind(0);
-    let pub_runner = NotifierRunner::new(publisher, udp, broker, None);
+    let pub_runner = NotifierRunner::new(notifier, udp, broker, None);
     let interest = FlagSet::STATUS | FlagSet::CHANNEL_UPDATE | FlagSet::CHANNEL_SHUTDOWN;
     let lis_runner = ListenerRunner::new(
         listener,
@@ -312,7 +312,7 @@ async fn serve(
         },
         env.random,
     );
-    let control_loop = control_loop(EmbassyListener::new(listener), publisher, control, env);
+    let control_loop = control_loop(EmbassyListener::new(listener), notifier, control, env);
     match select3(pub_runner.run(), lis_runner.run(), control_loop).await {
         embassy_futures::select::Either3::Third(()) => {}
         embassy_futures::select::Either3::First(never)
@@ -324,7 +324,7 @@ async fn serve(
 /// or the channel (the network loop then restarts the runners).
 async fn control_loop(
     listener: EmbassyListener<'static>,
-    publisher: &'static EmbassyNotifierState<PENDING>,
+    notifier: &'static EmbassyNotifierState<PENDING>,
     control: &'static Control,
     env: Env,
 ) {
@@ -339,7 +339,7 @@ async fn control_loop(
             let (config, source) = GatewayConfig::load(env.flash_config);
             env.hooks.config_loaded(&config, source);
             control.config.lock(|c| c.set(Some(config)));
-            publisher.set_config(publisher_config(&config));
+            notifier.set_config(notifier_config(&config));
             if config.broker != before.broker || config.channel != before.channel {
                 return;
             }
@@ -354,10 +354,10 @@ async fn control_loop(
     }
 }
 
-/// Drives the modem over the UART and publishes its events.
+/// Drives the modem over the UART and notifies its events.
 async fn modem_loop<U: Read + Write>(
     mut uart: U,
-    publisher: EmbassyNotifier<'static, PENDING>,
+    notifier: EmbassyNotifier<'static, PENDING>,
     control: &'static Control,
     random: u32,
     hooks: &'static dyn Hooks,
@@ -378,11 +378,11 @@ async fn modem_loop<U: Read + Write>(
                 ModemEvent::Overrun { dropped } => dropped,
                 _ => 0,
             };
-            let publish = batch > 0 && control.reporting.lock(Cell::get);
-            if publish {
-                publisher.notify(Notification::status(Some(control.channel())), batch);
+            let notify = batch > 0 && control.reporting.lock(Cell::get);
+            if notify {
+                notifier.notify(Notification::status(Some(control.channel())), batch);
             }
-            hooks.modem_event(&event, publish);
+            hooks.modem_event(&event, notify);
         }
         let deadline = modem.poll_timeout();
         let timer = Timer::at(deadline.map_or(embassy_time::Instant::MAX, |at| {

@@ -14,7 +14,7 @@
 //! | [`urc`] | the bounded line buffer, result codes, URCs, information responses |
 //! | [`modem`] | the init sequence, the command in flight and its timeout, liveness, re-init backoff, [`modem::ModemEvent`]s |
 //! | [`config`] | the flash layout, its CRC, compile-time defaults |
-//! | [`app`] | the gateway itself: modem → publisher, listener → hooks, network bring-up (embassy) |
+//! | [`app`] | the gateway itself: modem → notifier, listener → hooks, network bring-up (embassy) |
 //!
 //! ```
 //! use flagpost_firmware::modem::{Modem, ModemEvent};

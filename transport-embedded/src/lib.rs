@@ -1,29 +1,29 @@
 //! # flagpost-embedded
 //!
 //! Flagpost for gateway boards (`no_std`, no `alloc`): a microcontroller
-//! with a cellular modem and Ethernet publishes notifications the moment an
+//! with a cellular modem and Ethernet notifies notifications the moment an
 //! SMS or a delivery report arrives, and listens for the notifications meant
 //! for its channel.
 //!
 //! | feature | what you get |
 //! |---|---|
-//! | `embassy` (default) | [`publisher`] and [`listener`]: a cheap `Copy` handle for application tasks and a runner task (`run() -> !`) that owns the embassy-net socket, as embassy-net does it |
-//! | `smoltcp` | `smoltcp_notifier`: a poll-driven publisher over a bare `smoltcp` UDP socket (time passed in, next poll time returned) |
+//! | `embassy` (default) | [`notifier`] and [`listener`]: a cheap `Copy` handle for application tasks and a runner task (`run() -> !`) that owns the embassy-net socket, as embassy-net does it |
+//! | `smoltcp` | `smoltcp_notifier`: a poll-driven notifier over a bare `smoltcp` UDP socket (time passed in, next poll time returned) |
 //! | `defmt` | `defmt::Format` on public types |
 //!
-//! All protocol logic is `flagpost-core`'s: the publisher wraps
+//! All protocol logic is `flagpost-core`'s: the notifier wraps
 //! [`flagpost_core::notifier::NotifierSession`] (burst coalescing within a hold-off,
 //! sequence numbers, tail-loss probe, confirmed sends, the tag hook) and the
 //! listener wraps [`flagpost_core::listener::ListenerSession`] (hello,
-//! keep-alive, reconnect with backoff, raise-everything on every welcome).
+//! keep-alive, reconnect with backoff, the reconnect raise on every welcome).
 //!
 //! ## Buffers (supplied by the caller)
 //!
 //! | socket | buffer | bytes | why |
 //! |---|---|---|---|
-//! | publisher UDP | rx payload | ≥ 72 | acks are ≤ 36 bytes; 72 holds any datagram |
-//! | publisher UDP | tx payload | ≥ 72 × *N* | one datagram per pending notification kind/channel |
-//! | publisher UDP | metadata | 2 rx, *N* tx | |
+//! | notifier UDP | rx payload | ≥ 72 | acks are ≤ 36 bytes; 72 holds any datagram |
+//! | notifier UDP | tx payload | ≥ 72 × *N* | one datagram per pending notification kind/channel |
+//! | notifier UDP | metadata | 2 rx, *N* tx | |
 //! | listener TCP | rx | ≥ 70 (256 recommended) | one frame is ≤ 70 bytes |
 //! | listener TCP | tx | ≥ 70 (128 recommended) | hello ≤ 42, ping 10, close 10 |
 #![no_std]

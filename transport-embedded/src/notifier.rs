@@ -1,6 +1,6 @@
-//! The embassy-net publisher: application tasks hold a cheap [`EmbassyNotifier`]
+//! The embassy-net notifier: application tasks hold a cheap [`EmbassyNotifier`]
 //! handle; one [`NotifierRunner`] task owns the UDP socket, sends what the
-//! core's coalescing publisher has due, receives acks and sleeps until the
+//! core's coalescing notifier has due, receives acks and sleeps until the
 //! next deadline.
 //!
 //! ```no_run
@@ -13,7 +13,7 @@
 //!
 //! // The task that owns the socket (in firmware, an `#[embassy_executor::task]`);
 //! // once the RNG is up, main calls `STATE.set_sender(SenderId(rng.next_u64()))`.
-//! async fn publisher_task(socket: UdpSocket<'static>, broker: IpEndpoint) -> ! {
+//! async fn notifier_task(socket: UdpSocket<'static>, broker: IpEndpoint) -> ! {
 //!     NotifierRunner::new(&STATE, socket, broker, None).run().await
 //! }
 //!
@@ -71,7 +71,7 @@ impl core::fmt::Display for EmbassyNotifyError {
 
 impl core::error::Error for EmbassyNotifyError {}
 
-/// The publisher's shared state, for up to `N` distinct pending
+/// The notifier's shared state, for up to `N` distinct pending
 /// notifications. Put it in a `static`.
 pub struct EmbassyNotifierState<const N: usize> {
     inner: Mutex<CriticalSectionRawMutex, RefCell<notifier::NotifierSession<N>>>,
@@ -80,7 +80,7 @@ pub struct EmbassyNotifierState<const N: usize> {
 }
 
 impl<const N: usize> EmbassyNotifierState<N> {
-    /// State for a publisher with `sender` as its id (random per boot:
+    /// State for a notifier with `sender` as its id (random per boot:
     /// seed it from the board's RNG, or set it later with
     /// [`set_sender`](Self::set_sender)).
     pub const fn new(config: NotifierConfig, sender: SenderId) -> Self {
@@ -153,7 +153,7 @@ impl<'a, const N: usize> EmbassyNotifier<'a, N> {
         }
     }
 
-    /// The core publisher's counters.
+    /// The core notifier's counters.
     pub fn stats(&self) -> notifier::SessionStats {
         self.state.with(|p| p.stats())
     }
@@ -213,7 +213,7 @@ impl<'a, 'd, const N: usize> NotifierRunner<'a, 'd, N> {
         }
     }
 
-    /// Sends every due datagram and publishes confirmation outcomes.
+    /// Sends every due datagram and notifies confirmation outcomes.
     async fn step(&mut self, tx: &mut [u8; MAX_DATAGRAM_LEN]) {
         loop {
             let signer = self.signer;

@@ -1,4 +1,4 @@
-//! A poll-driven publisher over a bare smoltcp UDP socket, for boards
+//! A poll-driven notifier over a bare smoltcp UDP socket, for boards
 //! without embassy: call [`SmoltcpNotifier::poll`] after every
 //! `Interface::poll`, with the same `now`, and again by the instant it
 //! returns — the way smoltcp's own sockets are driven.
@@ -9,7 +9,7 @@ use flagpost_core::{Duration, Instant, Notification};
 use smoltcp::socket::udp;
 use smoltcp::wire::IpEndpoint;
 
-/// A publisher for up to `N` distinct pending notifications.
+/// A notifier for up to `N` distinct pending notifications.
 pub struct SmoltcpNotifier<const N: usize> {
     inner: notifier::NotifierSession<N>,
     broker: IpEndpoint,
@@ -26,7 +26,7 @@ pub fn from_smoltcp(at: smoltcp::time::Instant) -> Instant {
 }
 
 impl<const N: usize> SmoltcpNotifier<N> {
-    /// A publisher sending to `broker` as `sender` (random per boot).
+    /// A notifier sending to `broker` as `sender` (random per boot).
     pub const fn new(config: NotifierConfig, sender: SenderId, broker: IpEndpoint) -> Self {
         SmoltcpNotifier {
             inner: notifier::NotifierSession::new(config, sender),
@@ -76,7 +76,7 @@ impl<const N: usize> SmoltcpNotifier<N> {
         self.inner.poll_timeout()
     }
 
-    /// The core publisher's counters.
+    /// The core notifier's counters.
     pub fn stats(&self) -> notifier::SessionStats {
         self.inner.stats()
     }

@@ -1,4 +1,4 @@
-//! The embassy-net publisher and listener against each other through the
+//! The embassy-net notifier and listener against each other through the
 //! core broker state, on two embassy-net stacks joined in memory by a
 //! channel driver (no root, no kernel sockets: no packet leaves the
 //! process; the addresses are from the documentation range).
@@ -40,7 +40,7 @@ static DONE: AtomicBool = AtomicBool::new(false);
 static OUTCOME: AtomicU8 = AtomicU8::new(0);
 static FAILED_AT: AtomicU8 = AtomicU8::new(0);
 
-static PUBLISHER: EmbassyNotifierState<4> =
+static NOTIFIER: EmbassyNotifierState<4> =
     EmbassyNotifierState::new(NotifierConfig::DEFAULT, SenderId(0x60a7));
 static LISTENER: EmbassyListenerShared = EmbassyListenerShared::new();
 /// Signalled to crash and restart the test broker.
@@ -171,7 +171,7 @@ async fn broker(stack: Stack<'static>) -> ! {
 }
 
 #[embassy_executor::task]
-async fn publisher(runner: NotifierRunner<'static, 'static, 4>) -> ! {
+async fn notifier(runner: NotifierRunner<'static, 'static, 4>) -> ! {
     runner.run().await
 }
 
@@ -196,7 +196,7 @@ fn fail(step: u8) {
 #[embassy_executor::task]
 async fn scenario() {
     let l = EmbassyListener::new(&LISTENER);
-    let p = EmbassyNotifier::new(&PUBLISHER);
+    let p = EmbassyNotifier::new(&NOTIFIER);
     // the welcome is a reconnect raise: a re-check, never a shutdown
     l.wait().await;
     if l.state() != ListenerState::Listening {
@@ -293,7 +293,7 @@ fn start(spawner: Spawner) {
     );
     udp.bind(0).unwrap();
     let broker_endpoint = embassy_net::IpEndpoint::new(addr(1).into(), 16725);
-    spawner.spawn(publisher(NotifierRunner::new(&PUBLISHER, udp, broker_endpoint, None)).unwrap());
+    spawner.spawn(notifier(NotifierRunner::new(&NOTIFIER, udp, broker_endpoint, None)).unwrap());
 
     static TCP_RX: StaticCell<[u8; 256]> = StaticCell::new();
     static TCP_TX: StaticCell<[u8; 128]> = StaticCell::new();
@@ -314,7 +314,7 @@ fn start(spawner: Spawner) {
 }
 
 #[test]
-fn publisher_and_listener_through_the_core_broker() {
+fn notifier_and_listener_through_the_core_broker() {
     static EXECUTOR: StaticCell<Executor> = StaticCell::new();
     let executor = EXECUTOR.init(Executor::new());
     executor.run_until(start, || DONE.load(Ordering::SeqCst));

@@ -1,4 +1,4 @@
-//! The smoltcp publisher against the core broker state, over a smoltcp
+//! The smoltcp notifier against the core broker state, over a smoltcp
 //! loopback interface on a simulated clock: a burst coalesces into one
 //! datagram with its batch count, the tail-loss probe follows, and a
 //! confirmed send is acknowledged.
@@ -21,7 +21,7 @@ struct World {
     iface: Interface,
     sockets: SocketSet<'static>,
     broker_socket: smoltcp::iface::SocketHandle,
-    publisher_socket: smoltcp::iface::SocketHandle,
+    notifier_socket: smoltcp::iface::SocketHandle,
     broker: BrokerState<[ListenerSlot; 2], [SenderSlot; 2]>,
     received: Vec<NotifyRepr>,
     verdicts: Vec<Verdict>,
@@ -49,13 +49,13 @@ impl World {
         let mut p = udp_socket();
         p.bind(40000).unwrap();
         let broker_socket = sockets.add(b);
-        let publisher_socket = sockets.add(p);
+        let notifier_socket = sockets.add(p);
         World {
             device,
             iface,
             sockets,
             broker_socket,
-            publisher_socket,
+            notifier_socket,
             broker: BrokerState::new(
                 Config::default(),
                 [ListenerSlot::EMPTY; 2],
@@ -66,14 +66,14 @@ impl World {
         }
     }
 
-    /// One round: interface, publisher, broker. Returns the publisher's next deadline.
-    fn poll(&mut self, now: Instant, publisher: &mut SmoltcpNotifier<4>) -> Option<Instant> {
+    /// One round: interface, notifier, broker. Returns the notifier's next deadline.
+    fn poll(&mut self, now: Instant, notifier: &mut SmoltcpNotifier<4>) -> Option<Instant> {
         self.iface
             .poll(to_smoltcp(now), &mut self.device, &mut self.sockets);
-        let next = publisher.poll(
+        let next = notifier.poll(
             now,
             self.sockets
-                .get_mut::<udp::Socket<'_>>(self.publisher_socket),
+                .get_mut::<udp::Socket<'_>>(self.notifier_socket),
         );
         self.iface
             .poll(to_smoltcp(now), &mut self.device, &mut self.sockets);
@@ -108,7 +108,7 @@ fn broker_endpoint() -> IpEndpoint {
 #[test]
 fn a_burst_of_twenty_sms_is_one_datagram_then_a_probe() {
     let mut world = World::new();
-    let mut publisher = SmoltcpNotifier::<4>::new(
+    let mut notifier = SmoltcpNotifier::<4>::new(
         NotifierConfig::default(),
         SenderId(0xb0a4d),
         broker_endpoint(),
@@ -116,16 +116,16 @@ fn a_burst_of_twenty_sms_is_one_datagram_then_a_probe() {
     let gsm1 = ChannelId::new("gsm1").unwrap();
     let mut now = Instant::ZERO;
     for _ in 0..20 {
-        publisher.notify(now, Notification::status(Some(gsm1)), 1);
+        notifier.notify(now, Notification::status(Some(gsm1)), 1);
     }
     // drive it the smoltcp way: poll, then sleep until the returned instant
     for _ in 0..10 {
-        match world.poll(now, &mut publisher) {
+        match world.poll(now, &mut notifier) {
             Some(at) => now = at.max(now + Duration::from_micros(1)),
             None => break,
         }
     }
-    world.poll(now, &mut publisher);
+    world.poll(now, &mut notifier);
     assert_eq!(world.received.len(), 2, "{:?}", world.received);
     assert_eq!(
         world.received[0].notification,
@@ -134,15 +134,15 @@ fn a_burst_of_twenty_sms_is_one_datagram_then_a_probe() {
     assert_eq!(world.received[0].batch, 20);
     // the probe repeats it: the broker sees a duplicate and ignores it
     assert_eq!(world.verdicts, [Verdict::InOrder, Verdict::Duplicate]);
-    assert_eq!(publisher.stats().probes, 1);
+    assert_eq!(notifier.stats().probes, 1);
 }
 
 #[test]
 fn a_confirmed_send_is_acknowledged() {
     let mut world = World::new();
-    let mut publisher =
+    let mut notifier =
         SmoltcpNotifier::<4>::new(NotifierConfig::default(), SenderId(2), broker_endpoint());
-    let seq = publisher
+    let seq = notifier
         .notify_confirmed(
             Instant::ZERO,
             Notification::channel_update(ChannelId::new("gsm1").unwrap()),
@@ -152,11 +152,11 @@ fn a_confirmed_send_is_acknowledged() {
         .unwrap();
     let mut now = Instant::ZERO;
     for _ in 0..4 {
-        world.poll(now, &mut publisher);
+        world.poll(now, &mut notifier);
         now += Duration::from_millis(1);
     }
     assert_eq!(
-        publisher.poll_event(),
+        notifier.poll_event(),
         Some(NotifierEvent::Confirmed {
             seq,
             result: AckResult::Delivered,

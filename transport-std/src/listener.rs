@@ -587,7 +587,7 @@ impl Io {
         }
     }
 
-    /// Publishes the session's state to the handles.
+    /// Copies the session's state to the handles.
     fn sync_state(&mut self, shared: &Shared) {
         let state = self.session.state();
         if shared.state() != state && shared.state() != ListenerState::Closed {
@@ -666,7 +666,7 @@ impl Task {
         self.io.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Publishes the session's state and wakes `wait_listening`.
+    /// Copies the session's state to the handles and wakes `wait_listening`.
     fn sync_state(&self, io: &mut Io) {
         io.sync_state(&self.shared);
         if std::mem::take(&mut io.changed) {

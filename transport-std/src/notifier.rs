@@ -538,7 +538,7 @@ impl Core {
             let covered =
                 next.is_none_or(|at| self.parked_until.load(Ordering::SeqCst) <= at.as_micros());
             // Hand the flag back, so that the next quiet call goes inline
-            // too; re-check after publishing, as the thread does, so that no
+            // too; re-check after handing over, as the thread does, so that no
             // call is stranded.
             self.busy.store(false, Ordering::SeqCst);
             self.sleeping.store(true, Ordering::SeqCst);

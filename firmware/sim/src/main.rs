@@ -10,7 +10,7 @@
 //! injects every line read from stdin as an unsolicited result code, so
 //! `echo '+CMTI: "SM",3'` on stdin is an SMS arriving. The board hooks print
 //! one line each on stdout: `ready`, `config …`, `outgoing-check`,
-//! `reporting off` / `reporting on`, `modem <event> published=<bool>`.
+//! `reporting off` / `reporting on`, `modem <event> notified=<bool>`.
 //! Run it inside a network namespace that owns the TAP device.
 
 mod modem;
@@ -106,8 +106,8 @@ impl Hooks for SimHooks {
         say("outgoing-check");
     }
 
-    fn modem_event(&self, event: &ModemEvent, published: bool) {
-        say(&format!("modem {event:?} published={published}"));
+    fn modem_event(&self, event: &ModemEvent, notified: bool) {
+        say(&format!("modem {event:?} notified={notified}"));
     }
 
     fn reporting(&self, on: bool) {

@@ -262,7 +262,7 @@ fn sms_to_listener_and_notify_to_outgoing_hook_through_a_tap_device() {
     gateway.expect("reporting off");
     let before = stats(&ns);
     gateway.write_line("+CMTI: \"SM\",4"); // paused: not reported
-    gateway.expect("index: 4 } published=false");
+    gateway.expect("index: 4 } notified=false");
     notify("channel-update");
     gateway.expect("reporting on");
     let listener2 = listen_once(&ns, &flagpost);

@@ -82,8 +82,8 @@ impl Hooks for Board {
         info!("configuration: {}", source);
     }
 
-    fn modem_event(&self, event: &ModemEvent, published: bool) {
-        info!("modem: {} (published: {})", event, published);
+    fn modem_event(&self, event: &ModemEvent, notified: bool) {
+        info!("modem: {} (notified: {})", event, notified);
     }
 
     fn reporting(&self, on: bool) {
@@ -210,7 +210,7 @@ async fn main(spawner: Spawner) {
 
     // The network stack: DHCPv4 (the application falls back to the
     // configured static address itself).
-    // Socket slots: DHCP, the publisher's UDP, the listener's TCP, one spare.
+    // Socket slots: DHCP, the notifier's UDP, the listener's TCP, one spare.
     static STACK: StaticCell<StackResources<4>> = StaticCell::new();
     let (stack, runner) = embassy_net::new(
         device,

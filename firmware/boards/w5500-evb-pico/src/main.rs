@@ -96,10 +96,10 @@ impl Hooks for Board {
         info!("configuration: {}", source);
     }
 
-    fn modem_event(&self, event: &ModemEvent, published: bool) {
+    fn modem_event(&self, event: &ModemEvent, notified: bool) {
         // Debug level: formatting every event costs 0.6 KiB of flash, which
         // this board keeps for the application (`DEFMT_LOG=debug` shows it).
-        debug!("modem: {} (published: {})", event, published);
+        debug!("modem: {} (notified: {})", event, notified);
     }
 
     fn reporting(&self, on: bool) {
@@ -222,7 +222,7 @@ async fn main(spawner: Spawner) {
 
     // The network stack: DHCPv4 (the application falls back to the
     // configured static address itself).
-    // Socket slots: DHCP, the publisher's UDP, the listener's TCP, one spare.
+    // Socket slots: DHCP, the notifier's UDP, the listener's TCP, one spare.
     static STACK: StaticCell<StackResources<4>> = StaticCell::new();
     let (stack, runner) = embassy_net::new(
         device,
