@@ -166,7 +166,7 @@ impl NotifierBuilder {
             probe_delay: self.probe_delay.into(),
             ..NotifierConfig::HOST
         };
-        let core = Arc::new(Core {
+        let core = Arc::new(Front {
             socket,
             broker,
             sender,
@@ -213,7 +213,7 @@ pub struct Notifier {
 
 #[derive(Debug)]
 struct Handle {
-    core: Arc<Core>,
+    core: Arc<Front>,
     join: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -227,8 +227,10 @@ impl Drop for Handle {
     }
 }
 
+/// What the callers and the sender thread share: the lock-free front
+/// (atomics the calls bump) and the core's state machine behind a mutex.
 #[derive(Debug)]
-struct Core {
+struct Front {
     socket: UdpSocket,
     broker: SocketAddr,
     sender: SenderId,
@@ -451,7 +453,7 @@ impl Notifier {
     }
 }
 
-impl Core {
+impl Front {
     fn lock(&self) -> MutexGuard<'_, Box<State>> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
