@@ -7,6 +7,9 @@ use flagpost_core::{Duration, Instant};
 #[derive(Clone, Copy, Debug)]
 pub struct Clock {
     epoch: std::time::Instant,
+    /// Unit tests: the time is this counter (µs), moved by the test.
+    #[cfg(test)]
+    manual: Option<&'static std::sync::atomic::AtomicU64>,
 }
 
 impl Default for Clock {
@@ -20,11 +23,26 @@ impl Clock {
     pub fn new() -> Self {
         Clock {
             epoch: std::time::Instant::now(),
+            #[cfg(test)]
+            manual: None,
+        }
+    }
+
+    /// A simulated clock reading `micros`, which the test moves.
+    #[cfg(test)]
+    pub(crate) fn manual(micros: &'static std::sync::atomic::AtomicU64) -> Self {
+        Clock {
+            manual: Some(micros),
+            ..Self::new()
         }
     }
 
     /// The current instant.
     pub fn now(&self) -> Instant {
+        #[cfg(test)]
+        if let Some(m) = self.manual {
+            return Instant::from_micros(m.load(std::sync::atomic::Ordering::SeqCst));
+        }
         Instant::from_std(self.epoch, std::time::Instant::now())
     }
 

@@ -110,6 +110,7 @@ pub struct NotifierBuilder {
     probe_delay: Duration,
     sender: Option<SenderId>,
     spin: bool,
+    clock: Clock,
 }
 
 impl Default for NotifierBuilder {
@@ -118,6 +119,7 @@ impl Default for NotifierBuilder {
             probe_delay: NotifierConfig::HOST.probe_delay.into(),
             sender: None,
             spin: true,
+            clock: Clock::new(),
         }
     }
 }
@@ -170,7 +172,7 @@ impl NotifierBuilder {
             socket,
             broker,
             sender,
-            clock: Clock::new(),
+            clock: self.clock,
             status_all: AtomicU32::new(0),
             non_status_all: AtomicU32::new(0),
             calls: AtomicU64::new(0),
@@ -729,3 +731,6 @@ impl Front {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
