@@ -291,3 +291,38 @@ fn stated_bounds_hold() {
     assert_eq!(ChannelId::MAX_LEN, 32);
     assert_eq!(PORT, 16725);
 }
+
+/// The stats table as `PROTOCOL.md` lists it: one row per entry of
+/// `Stats::visit`, in index order.
+fn stats_table_rows() -> Vec<String> {
+    let mut rows = Vec::new();
+    flagpost_core::broker::Stats::default().visit(|index, metric, _| {
+        let label = metric
+            .label
+            .map_or("—".to_string(), |(k, v)| format!("`{k}=\"{v}\"`"));
+        let kind = if metric.gauge { "gauge" } else { "counter" };
+        rows.push(format!(
+            "| {index} | `{}` | {label} | {kind} |",
+            metric.name
+        ));
+    });
+    rows
+}
+
+#[test]
+fn the_stats_table_is_the_cores() {
+    let expected = stats_table_rows();
+    let documented: Vec<String> = DOC
+        .lines()
+        .skip_while(|l| !l.starts_with("| index | name | label | kind |"))
+        .skip(2)
+        .take_while(|l| l.starts_with('|'))
+        .map(|l| l.trim().to_string())
+        .collect();
+    assert!(
+        documented == expected,
+        "PROTOCOL.md's stats table differs from Stats::visit; it should read:\n\
+         | index | name | label | kind |\n|---:|---|---|---|\n{}",
+        expected.join("\n")
+    );
+}
