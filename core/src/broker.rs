@@ -5,8 +5,7 @@
 //! # Call order (for transports)
 //!
 //! * A TCP connection is accepted → [`BrokerState::open`] gives its [`ListenerId`].
-//! * Bytes arrive → read them into the connection's
-//!   [`FrameReader`](crate::wire::FrameReader) and call
+//! * Bytes arrive → read them into the connection's [`FrameReader`] and call
 //!   [`BrokerState::handle_frames`], which hands each whole frame to
 //!   [`BrokerState::handle_frame`] and gives the transport a hello's welcome
 //!   before the next frame (queue it first for writing). A datagram arrives →
