@@ -3,9 +3,10 @@
 //!
 //! The read buffer (a [`FrameReader`]) holds at most one frame (70 bytes):
 //! frames are handed to the core as soon as they are complete, and a hello's
-//! welcome goes into the write buffer before the next frame is looked at. The write buffer holds what the
-//! socket did not take yet; frames are pulled from the core's outbox only
-//! while it has room, so the outbox keeps coalescing when the peer is slow.
+//! welcome goes into the write buffer before the next frame is looked at.
+//! The write buffer holds what the socket did not take yet; frames are
+//! pulled from the core's outbox only while it has room, so the outbox keeps
+//! coalescing when the peer is slow.
 //!
 //! The kernel's side is kept as small ([`configure`]): a small `SO_SNDBUF`
 //! and, on Linux, `TCP_NOTSENT_LOWAT` of two frames, with every write sent
