@@ -5,8 +5,10 @@
 //! # Call order (for transports)
 //!
 //! * A TCP connection is accepted → [`BrokerState::open`] gives its [`ListenerId`].
-//! * Bytes arrive → split frames with [`crate::wire::frame::frame_len`] and
-//!   pass each to [`BrokerState::handle_frame`]. A datagram arrives →
+//! * Bytes arrive → read them into the connection's [`FrameReader`] and call
+//!   [`BrokerState::handle_frames`], which hands each whole frame to
+//!   [`BrokerState::handle_frame`] and gives the transport a hello's welcome
+//!   before the next frame (queue it first for writing). A datagram arrives →
 //!   [`BrokerState::handle_datagram`]; send the returned ack, if any, back to its
 //!   source. The kernel reports dropped datagrams → [`BrokerState::handle_lost`].
 //!   The peer disconnects → [`BrokerState::disconnect`].
@@ -80,7 +82,9 @@ use crate::flags::FlagSet;
 use crate::loss::{SenderSlot, SenderTable, Verdict};
 use crate::notify::Notification;
 use crate::time::{Duration, Instant};
-use crate::wire::{AckRepr, AckResult, CloseReason, Error as WireError, FrameRepr, NotifyRepr};
+use crate::wire::{
+    AckRepr, AckResult, CloseReason, Error as WireError, FrameReader, FrameRepr, NotifyRepr,
+};
 use route::{Broadcast, Index};
 use slot::{Outbox, State, NIL};
 
@@ -550,15 +554,7 @@ where
         let state = slot.state;
         let repr = match FrameRepr::parse_bytes(bytes) {
             Ok(repr) => repr,
-            Err(e) => {
-                bump(&mut self.stats.frame_rejects, e.index());
-                let reason = match e {
-                    WireError::UnsupportedVersion(_) => CloseReason::UnsupportedVersion,
-                    _ => CloseReason::ProtocolError,
-                };
-                self.close_slot(id.index, reason, true);
-                return Err(FrameError::Wire(e));
-            }
+            Err(e) => return Err(self.reject(id.index, e)),
         };
         self.stats.frames += 1;
         match (state, repr) {
@@ -611,6 +607,70 @@ where
                 self.stats.frames_unexpected += 1;
                 self.close_slot(id.index, CloseReason::ProtocolError, true);
                 Err(FrameError::Unexpected(other.frame_type()))
+            }
+        }
+    }
+
+    /// A malformed frame (or a stream that cannot be split) on connection
+    /// `index`: counted by reason, and the connection closes.
+    fn reject(&mut self, index: u32, e: WireError) -> FrameError {
+        bump(&mut self.stats.frame_rejects, e.index());
+        let reason = match e {
+            WireError::UnsupportedVersion(_) => CloseReason::UnsupportedVersion,
+            _ => CloseReason::ProtocolError,
+        };
+        self.close_slot(index, reason, true);
+        FrameError::Wire(e)
+    }
+
+    /// Feeds every whole frame buffered in `reader` — the bytes received on
+    /// connection `id` — in order, until the reader needs more bytes or the
+    /// connection is closing; what follows a frame that closed it is left
+    /// unread. The transport's read path is then: read into
+    /// [`FrameReader::unfilled`], [`FrameReader::filled`], `handle_frames`.
+    ///
+    /// As soon as a hello is accepted its welcome is handed to `welcome`,
+    /// before the next frame is looked at: the transport must queue it for
+    /// writing ahead of anything else (nothing was written to the
+    /// connection before, so a write buffer of `MAX_FRAME_LEN` bytes has
+    /// room). A later frame of the same read that closes the connection —
+    /// which drops whatever its outbox holds — thus still finds the welcome
+    /// sent before the close, as `PROTOCOL.md` promises.
+    ///
+    /// A stream the reader cannot split (bad magic, a body past the bound)
+    /// is counted and closes the connection like a malformed frame. Returns
+    /// the error that closed the connection, if any, for the transport to
+    /// log.
+    pub fn handle_frames<const N: usize>(
+        &mut self,
+        now: Instant,
+        id: ListenerId,
+        reader: &mut FrameReader<N>,
+        mut welcome: impl FnMut(FrameRepr),
+    ) -> Result<(), FrameError> {
+        loop {
+            match self.state(id) {
+                None => return Err(FrameError::UnknownListener),
+                Some(SlotState::Closing) => return Ok(()),
+                Some(SlotState::AwaitingHello | SlotState::Listening) => {}
+            }
+            let before = self.state(id);
+            match reader.next_frame() {
+                None => return Ok(()),
+                Some(Ok(frame)) => self.handle_frame(now, id, frame)?,
+                Some(Err(e)) => {
+                    if let Some(slot) = self.slot_mut(id) {
+                        slot.last_rx = now;
+                    }
+                    return Err(self.reject(id.index, e));
+                }
+            }
+            if before == Some(SlotState::AwaitingHello)
+                && self.state(id) == Some(SlotState::Listening)
+            {
+                while let Some(frame) = self.poll_frame(id) {
+                    welcome(frame);
+                }
             }
         }
     }

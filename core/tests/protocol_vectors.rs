@@ -9,28 +9,46 @@ use flagpost_core::{ChannelId, FlagSet, Notification};
 
 const DOC: &str = include_str!("../../PROTOCOL.md");
 
-fn blocks(prefix: &str) -> BTreeMap<String, Vec<u8>> {
+/// The hex blocks whose header line starts with `prefix`, by name (the
+/// first word after the prefix), each with the rest of its header line.
+fn blocks(prefix: &str) -> BTreeMap<String, (String, Vec<u8>)> {
     let mut out = BTreeMap::new();
     let mut current: Option<String> = None;
     for line in DOC.lines() {
         let line = line.trim();
         if let Some(rest) = line.strip_prefix(prefix) {
-            let name = rest.split_whitespace().next().unwrap().to_string();
+            let mut words = rest.split_whitespace();
+            let name = words.next().unwrap().to_string();
+            let tail = words.collect::<Vec<_>>().join(" ");
             assert!(
-                out.insert(name.clone(), Vec::new()).is_none(),
+                out.insert(name.clone(), (tail, Vec::new())).is_none(),
                 "duplicate {name}"
             );
             current = Some(name);
         } else if line.starts_with('#') || line.starts_with("```") || line.is_empty() {
             current = None;
         } else if let Some(name) = &current {
-            let bytes = out.get_mut(name).unwrap();
+            let (_, bytes) = out.get_mut(name).unwrap();
+            if line == "(empty)" {
+                continue;
+            }
             for byte in line.split_whitespace() {
                 bytes.push(u8::from_str_radix(byte, 16).expect("hex byte"));
             }
         }
     }
     out
+}
+
+/// `# invalid…: name label (note)` blocks: name → (label, bytes).
+fn invalid(prefix: &str) -> BTreeMap<String, (String, Vec<u8>)> {
+    blocks(prefix)
+        .into_iter()
+        .map(|(name, (tail, bytes))| {
+            let label = tail.split_whitespace().next().unwrap_or("").to_string();
+            (name, (label, bytes))
+        })
+        .collect()
 }
 
 fn ch(s: &str) -> ChannelId {
@@ -173,7 +191,10 @@ fn expected() -> BTreeMap<&'static str, Expected> {
 
 #[test]
 fn every_vector_parses_and_emits_exactly() {
-    let vectors = blocks("# vector:");
+    let vectors: BTreeMap<String, Vec<u8>> = blocks("# vector:")
+        .into_iter()
+        .map(|(name, (_, bytes))| (name, bytes))
+        .collect();
     let expected = expected();
     assert_eq!(
         vectors.keys().map(String::as_str).collect::<Vec<_>>(),
@@ -204,12 +225,62 @@ fn every_vector_parses_and_emits_exactly() {
 }
 
 #[test]
-fn every_invalid_vector_is_rejected_with_its_label() {
-    let invalid = blocks("# invalid:");
-    assert!(invalid.len() >= 10);
-    for (label, bytes) in &invalid {
-        let err = NotifyRepr::parse_bytes(bytes).expect_err(label);
-        assert_eq!(err.label(), label, "{label}: got {err:?}");
+fn every_invalid_datagram_is_rejected_with_its_label() {
+    let invalid = invalid("# invalid:");
+    assert!(invalid.len() >= 25);
+    for (name, (label, bytes)) in &invalid {
+        let err = NotifyRepr::parse_bytes(bytes).expect_err(name);
+        assert_eq!(err.label(), label, "{name}: got {err:?}");
+        // The generic check and the ack parser agree on what the length
+        // checks find (they run first, for either type).
+        if let Err(e) = Datagram::new_checked(&bytes[..]) {
+            assert_eq!(e, err, "{name}: check_len");
+            assert_eq!(AckRepr::parse_bytes(bytes), Err(e), "{name}: ack");
+        }
+    }
+    for label in Error::LABELS {
+        let frame_only = ["empty_interest", "empty_flags", "unknown_code"];
+        if !frame_only.contains(&label) {
+            assert!(
+                invalid.values().any(|(l, _)| l == label),
+                "no invalid datagram vector for {label}"
+            );
+        }
+    }
+}
+
+#[test]
+fn every_invalid_frame_is_rejected_with_its_label() {
+    let invalid = invalid("# invalid-frame:");
+    assert!(invalid.len() >= 20);
+    for (name, (label, bytes)) in &invalid {
+        let err = FrameRepr::parse_bytes(bytes).expect_err(name);
+        assert_eq!(err.label(), label, "{name}: got {err:?}");
+        // A stream reader fails the same way on what it checks (magic and
+        // the body bound), and otherwise hands the frame over whole.
+        let mut reader = FrameReader::<MAX_FRAME_LEN>::new();
+        reader.push(bytes);
+        match reader.next_frame() {
+            Some(Err(e)) => assert_eq!(e, err, "{name}: reader"),
+            Some(Ok(frame)) => match FrameRepr::parse_bytes(frame) {
+                // Bytes after a whole frame start the next one on a stream.
+                Ok(_) => assert!(
+                    err == Error::LengthMismatch && frame.len() < bytes.len(),
+                    "{name}: split"
+                ),
+                Err(e) => assert_eq!(e, err, "{name}: split"),
+            },
+            None => assert_eq!(err, Error::Truncated, "{name}: reader waits"),
+        }
+    }
+    for label in Error::LABELS {
+        let datagram_only = ["unknown_kind", "missing_channel", "zero_batch"];
+        if !datagram_only.contains(&label) {
+            assert!(
+                invalid.values().any(|(l, _)| l == label),
+                "no invalid frame vector for {label}"
+            );
+        }
     }
 }
 
@@ -219,4 +290,39 @@ fn stated_bounds_hold() {
     assert_eq!(MAX_FRAME_LEN, 70);
     assert_eq!(ChannelId::MAX_LEN, 32);
     assert_eq!(PORT, 16725);
+}
+
+/// The stats table as `PROTOCOL.md` lists it: one row per entry of
+/// `Stats::visit`, in index order.
+fn stats_table_rows() -> Vec<String> {
+    let mut rows = Vec::new();
+    flagpost_core::broker::Stats::default().visit(|index, metric, _| {
+        let label = metric
+            .label
+            .map_or("—".to_string(), |(k, v)| format!("`{k}=\"{v}\"`"));
+        let kind = if metric.gauge { "gauge" } else { "counter" };
+        rows.push(format!(
+            "| {index} | `{}` | {label} | {kind} |",
+            metric.name
+        ));
+    });
+    rows
+}
+
+#[test]
+fn the_stats_table_is_the_cores() {
+    let expected = stats_table_rows();
+    let documented: Vec<String> = DOC
+        .lines()
+        .skip_while(|l| !l.starts_with("| index | name | label | kind |"))
+        .skip(2)
+        .take_while(|l| l.starts_with('|'))
+        .map(|l| l.trim().to_string())
+        .collect();
+    assert!(
+        documented == expected,
+        "PROTOCOL.md's stats table differs from Stats::visit; it should read:\n\
+         | index | name | label | kind |\n|---:|---|---|---|\n{}",
+        expected.join("\n")
+    );
 }

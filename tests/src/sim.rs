@@ -3,7 +3,7 @@
 //!
 //! [`Sim`] owns a core [`BrokerState`], any number of [`SimListener`]s (each a real
 //! [`ListenerSession`] joined to the broker by two in-memory byte pipes, so
-//! every frame is emitted, split with `frame_len` and parsed as on TCP), and a
+//! every frame is emitted, split with a `FrameReader` and parsed as on TCP), and a
 //! lossy datagram path for senders. Time moves only through
 //! [`Sim::advance`], which jumps from deadline to deadline exactly as a
 //! transport sleeping on `poll_timeout` would.
@@ -14,7 +14,7 @@ use flagpost_core::broker::{BrokerState, Config, Event, ListenerId, ListenerSlot
 use flagpost_core::listener::{ListenerConfig, ListenerSession, ListenerState, Raise};
 use flagpost_core::loss::SenderSlot;
 use flagpost_core::wire::{
-    frame_len, CloseRepr, FrameRepr, NotifyRepr, SenderId, Seq, MAX_DATAGRAM_LEN, MAX_FRAME_LEN,
+    CloseRepr, FrameReader, FrameRepr, NotifyRepr, SenderId, Seq, MAX_DATAGRAM_LEN, MAX_FRAME_LEN,
 };
 use flagpost_core::{ChannelId, Duration, FlagSet, Flags, Instant, Notification};
 
@@ -42,6 +42,10 @@ pub struct SimListener {
     conn: Option<ListenerId>,
     to_broker: VecDeque<u8>,
     to_listener: VecDeque<u8>,
+    /// The broker's read buffer for this listener's connection.
+    broker_reader: FrameReader<MAX_FRAME_LEN>,
+    /// The listener's own read buffer.
+    reader: FrameReader<MAX_FRAME_LEN>,
     reconnect_at: Option<Instant>,
     rng: u32,
 }
@@ -155,6 +159,8 @@ impl Sim {
             conn: None,
             to_broker: VecDeque::new(),
             to_listener: VecDeque::new(),
+            broker_reader: FrameReader::new(),
+            reader: FrameReader::new(),
             reconnect_at: Some(self.now),
             rng: 0x9e37_79b9 ^ index as u32,
         });
@@ -199,6 +205,8 @@ impl Sim {
                         l.conn = Some(id);
                         l.to_broker.clear();
                         l.to_listener.clear();
+                        l.broker_reader.clear();
+                        l.reader.clear();
                         l.session.connected(now);
                         moved = true;
                     }
@@ -215,10 +223,21 @@ impl Sim {
             let (Some(id), Some(b)) = (l.conn, self.broker.as_mut()) else {
                 continue;
             };
-            while let Ok(Some(n)) = frame_len(l.to_broker.make_contiguous()) {
-                let bytes: Vec<u8> = l.to_broker.drain(..n).collect();
+            // The broker reads what the pipe holds, as its transport does: a
+            // hello's welcome goes out first, whatever follows it.
+            loop {
+                let took = l.broker_reader.push(l.to_broker.make_contiguous());
+                l.to_broker.drain(..took);
+                let to_listener = &mut l.to_listener;
                 // A rejected frame closes the connection; the event says so.
-                let _ = b.handle_frame(now, id, &bytes);
+                let _ = b.handle_frames(now, id, &mut l.broker_reader, |frame| {
+                    let mut buf = [0u8; MAX_FRAME_LEN];
+                    let n = frame.emit(&mut buf).expect("buffer holds any frame");
+                    to_listener.extend(&buf[..n]);
+                });
+                if took == 0 {
+                    break;
+                }
                 moved = true;
             }
         }
@@ -329,10 +348,20 @@ impl SimListener {
 
     fn read_frames(&mut self, now: Instant) -> bool {
         let mut moved = false;
-        while let Ok(Some(n)) = frame_len(self.to_listener.make_contiguous()) {
-            let bytes: Vec<u8> = self.to_listener.drain(..n).collect();
+        loop {
+            let took = self.reader.push(self.to_listener.make_contiguous());
+            self.to_listener.drain(..took);
+            let Some(frame) = self.reader.next_frame() else {
+                if took == 0 {
+                    break;
+                }
+                continue;
+            };
             moved = true;
-            match self.session.handle_frame(now, &bytes) {
+            let result = frame
+                .map_err(flagpost_core::listener::SessionError::Malformed)
+                .and_then(|bytes| self.session.handle_frame(now, bytes));
+            match result {
                 Ok(raise) if !raise.flags.is_empty() => {
                     self.flags.raise(raise.flags);
                     self.raised.push((now, raise));
@@ -353,6 +382,7 @@ impl SimListener {
             self.read_frames(now);
         }
         self.to_listener.clear();
+        self.reader.clear();
         self.schedule_reconnect(now);
     }
 

@@ -211,20 +211,25 @@ fn shutdown_closes_listeners_with_a_reason() {
     });
     let n = hello.emit(&mut buf).unwrap();
     raw.write_all(&buf[..n]).unwrap();
-    let mut got = Vec::new();
-    let mut chunk = [0u8; 256];
-    // read the welcome, then shut down and read to EOF
-    while frame_len(&got) != Ok(Some(18)) {
-        let n = raw.read(&mut chunk).unwrap();
-        got.extend_from_slice(&chunk[..n]);
-    }
+    let mut reader = FrameReader::<MAX_FRAME_LEN>::new();
+    let mut next_frame = |raw: &mut std::net::TcpStream| loop {
+        if let Some(frame) = reader.next_frame() {
+            break FrameRepr::parse_bytes(frame.unwrap()).unwrap();
+        }
+        let n = raw.read(reader.unfilled()).unwrap();
+        assert!(n > 0, "the broker closed without a frame");
+        reader.filled(n);
+    };
+    // read the welcome, then shut down and read the close
+    assert!(matches!(next_frame(&mut raw), FrameRepr::Welcome(_)));
     broker.shutdown();
-    raw.read_to_end(&mut got).unwrap();
-    let close = FrameRepr::parse_bytes(&got[18..]).unwrap();
     assert_eq!(
-        close,
+        next_frame(&mut raw),
         FrameRepr::Close(CloseRepr::new(CloseReason::Shutdown))
     );
+    let mut rest = Vec::new();
+    raw.read_to_end(&mut rest).unwrap();
+    assert!(rest.is_empty(), "bytes after the close: {rest:?}");
     broker.join().unwrap();
 }
 

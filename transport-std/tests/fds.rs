@@ -14,7 +14,7 @@ use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use flagpost_std::core::wire::{frame_len, CloseReason, FrameRepr, HelloRepr, MAX_FRAME_LEN};
+use flagpost_std::core::wire::{CloseReason, FrameReader, FrameRepr, HelloRepr, MAX_FRAME_LEN};
 use flagpost_std::core::{FlagSet, Notification};
 
 mod common;
@@ -62,17 +62,29 @@ fn serve() -> Serve {
     Serve { child, addr }
 }
 
-/// Reads one frame (blocking, bounded by the stream's read timeout).
+/// Reads one frame (blocking, bounded by the stream's read timeout), a byte
+/// at a time so that nothing after it is consumed.
 fn read_frame(stream: &mut TcpStream) -> std::io::Result<FrameRepr> {
-    let mut buf = [0u8; MAX_FRAME_LEN];
-    stream.read_exact(&mut buf[..6])?;
-    // the header says the body's length (bytes 4-5)
-    let len = 6 + usize::from(u16::from_be_bytes([buf[4], buf[5]]));
-    if frame_len(&buf[..6]).is_err() || len > MAX_FRAME_LEN {
-        return Err(std::io::Error::other("not a frame header"));
+    let mut reader = FrameReader::<MAX_FRAME_LEN>::new();
+    loop {
+        let Some(byte) = reader.unfilled().get_mut(..1) else {
+            return Err(std::io::Error::other("not a frame"));
+        };
+        match stream.read(byte) {
+            Ok(0) => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+            Ok(n) => reader.filled(n),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+        match reader.next_frame() {
+            None => {}
+            Some(Ok(frame)) => {
+                return FrameRepr::parse_bytes(frame)
+                    .map_err(|e| std::io::Error::other(format!("{e:?}")))
+            }
+            Some(Err(e)) => return Err(std::io::Error::other(format!("not a frame: {e:?}"))),
+        }
     }
-    stream.read_exact(&mut buf[6..len])?;
-    FrameRepr::parse_bytes(&buf[..len]).map_err(|e| std::io::Error::other(format!("{e:?}")))
 }
 
 enum Outcome {

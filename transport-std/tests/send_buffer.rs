@@ -13,7 +13,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
 use flagpost_std::core::broker::Stats;
-use flagpost_std::core::wire::{frame_len, CloseReason, CloseRepr, FrameRepr, MAX_FRAME_LEN};
+use flagpost_std::core::wire::{CloseReason, CloseRepr, FrameReader, FrameRepr, MAX_FRAME_LEN};
 use flagpost_std::{Broker, BrokerConfig};
 
 const LONG: Duration = Duration::from_secs(10);
@@ -221,16 +221,19 @@ fn stats_exchange(stream: &mut TcpStream) -> (usize, Option<FrameRepr>) {
     stream.read_to_end(&mut bytes).unwrap();
     let mut stats = 0;
     let mut last = None;
+    let mut reader = FrameReader::<MAX_FRAME_LEN>::new();
     let mut rest = &bytes[..];
-    while let Ok(Some(n)) = frame_len(rest) {
-        let frame = FrameRepr::parse_bytes(&rest[..n]).unwrap();
-        if matches!(frame, FrameRepr::Stat(_)) {
-            stats += 1;
+    while !rest.is_empty() {
+        rest = &rest[reader.push(rest)..];
+        while let Some(frame) = reader.next_frame() {
+            let frame = FrameRepr::parse_bytes(frame.unwrap()).unwrap();
+            if matches!(frame, FrameRepr::Stat(_)) {
+                stats += 1;
+            }
+            last = Some(frame);
         }
-        last = Some(frame);
-        rest = &rest[n..];
     }
-    assert!(rest.is_empty(), "{} stray bytes", rest.len());
+    assert_eq!(reader.buffered(), 0, "stray bytes");
     (stats, last)
 }
 

@@ -587,3 +587,126 @@ fn local_listeners_are_never_stuck() {
     assert_eq!(b.poll_event(), None);
     assert_eq!(b.state(id), Some(SlotState::Listening));
 }
+
+/// Hello, then `tail`, in one read: what `handle_frames` hands out and how
+/// the connection ends.
+fn hello_then(tail: &[u8]) -> (Vec<FrameRepr>, Result<(), FrameError>, Option<Event>, Stats) {
+    let mut b = broker();
+    let id = b.open(Instant::ZERO).unwrap();
+    let mut reader = crate::wire::FrameReader::<MAX_FRAME_LEN>::new();
+    let (hello, n) = frame(FrameRepr::Hello(HelloRepr {
+        interest: FlagSet::ALL,
+        channel: None,
+        keepalive_secs: 0,
+    }));
+    assert_eq!(reader.push(&hello[..n]), n);
+    assert_eq!(reader.push(tail), tail.len());
+    let mut written = Vec::new();
+    let result = b.handle_frames(Instant::ZERO, id, &mut reader, |f| written.push(f));
+    (written, result, b.poll_event(), b.stats())
+}
+
+#[test]
+fn a_welcome_goes_out_before_a_close_caused_by_the_same_read() {
+    let welcome = FrameRepr::Welcome(WelcomeRepr {
+        interest: FlagSet::ALL,
+        keepalive_secs: 30,
+        broker_id: 0xb0,
+    });
+    // a malformed frame (unknown type), an unexpected one (a second hello),
+    // a foreign stream (bad magic) and a body past the bound
+    let (bad_type, n) = {
+        let (mut buf, n) = frame(FrameRepr::Ping(1));
+        buf[3] = 0x42;
+        (buf, n)
+    };
+    let (hello, hn) = frame(FrameRepr::Hello(HelloRepr {
+        interest: FlagSet::ALL,
+        channel: None,
+        keepalive_secs: 0,
+    }));
+    let cases: [(&[u8], FrameError, usize); 4] = [
+        (
+            &bad_type[..n],
+            FrameError::Wire(WireError::UnknownType(0x42)),
+            1,
+        ),
+        (&hello[..hn], FrameError::Unexpected(0x10), 0),
+        (
+            b"GET / HTTP/1.1\r\n",
+            FrameError::Wire(WireError::BadMagic),
+            1,
+        ),
+        (
+            &[0x46, 0x50, 1, 0x13, 0, 65],
+            FrameError::Wire(WireError::TooLong),
+            1,
+        ),
+    ];
+    for (tail, error, rejects) in cases {
+        let (written, result, event, stats) = hello_then(tail);
+        assert_eq!(written, [welcome], "{error:?}");
+        assert_eq!(result, Err(error));
+        assert!(matches!(
+            event,
+            Some(Event::Closed {
+                reason: CloseReason::ProtocolError,
+                send_close: true,
+                ..
+            })
+        ));
+        assert_eq!(stats.frame_rejects.iter().sum::<u64>(), rejects as u64);
+        assert_eq!(stats.frames_written, 1);
+    }
+}
+
+#[test]
+fn handle_frames_stops_at_the_close_and_waits_for_whole_frames() {
+    // a ping, a close from the peer, then another ping nobody reads
+    let mut tail = Vec::new();
+    for f in [
+        FrameRepr::Ping(7),
+        FrameRepr::Close(CloseRepr::new(CloseReason::Normal)),
+        FrameRepr::Ping(8),
+    ] {
+        let (buf, n) = frame(f);
+        tail.extend_from_slice(&buf[..n]);
+    }
+    let (written, result, event, stats) = hello_then(&tail);
+    assert_eq!(written.len(), 1);
+    assert_eq!(result, Ok(()));
+    assert!(matches!(
+        event,
+        Some(Event::Closed {
+            reason: CloseReason::Normal,
+            send_close: false,
+            ..
+        })
+    ));
+    assert_eq!(stats.frames, 3);
+
+    // half a frame: nothing happens until the rest arrives
+    let mut b = broker();
+    let id = b.open(Instant::ZERO).unwrap();
+    let mut reader = crate::wire::FrameReader::<MAX_FRAME_LEN>::new();
+    let (hello, n) = frame(FrameRepr::Hello(HelloRepr {
+        interest: FlagSet::ALL,
+        channel: None,
+        keepalive_secs: 0,
+    }));
+    reader.push(&hello[..3]);
+    let mut written = Vec::new();
+    assert_eq!(
+        b.handle_frames(Instant::ZERO, id, &mut reader, |f| written.push(f)),
+        Ok(())
+    );
+    assert_eq!(b.state(id), Some(SlotState::AwaitingHello));
+    reader.push(&hello[3..n]);
+    assert_eq!(
+        b.handle_frames(Instant::ZERO, id, &mut reader, |f| written.push(f)),
+        Ok(())
+    );
+    assert_eq!(b.state(id), Some(SlotState::Listening));
+    assert!(matches!(written[..], [FrameRepr::Welcome(_)]));
+    assert_eq!(b.poll_ready(), None, "the welcome was handed over already");
+}

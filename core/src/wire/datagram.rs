@@ -128,8 +128,20 @@ impl<T: AsRef<[u8]>> Datagram<T> {
         Ok(d)
     }
 
-    /// Checks magic, version, and that the length is exactly what the header
-    /// declares for this type. After this every accessor reads real bytes.
+    /// Checks magic, version, type and length, in the order `PROTOCOL.md`
+    /// documents (the first check that fails names the error):
+    ///
+    /// 1. fewer than 4 bytes (an empty datagram too): [`Error::Truncated`];
+    /// 2. not `"FP"`: [`Error::BadMagic`];
+    /// 3. not version 1: [`Error::UnsupportedVersion`];
+    /// 4. neither notify nor ack: [`Error::UnknownType`];
+    /// 5. more than [`MAX_DATAGRAM_LEN`] bytes: [`Error::TooLong`];
+    /// 6. shorter than the type's fixed header: [`Error::Truncated`];
+    /// 7. a notify's channel length above 32: [`Error::TooLong`];
+    /// 8. not exactly the length the header declares: shorter is
+    ///    [`Error::Truncated`], longer [`Error::LengthMismatch`].
+    ///
+    /// After this every accessor reads real bytes.
     pub fn check_len(&self) -> Result<(), Error> {
         let buf = self.buffer.as_ref();
         if buf.len() < 4 {
@@ -146,14 +158,16 @@ impl<T: AsRef<[u8]>> Datagram<T> {
             TYPE_ACK => ACK_HEADER_LEN,
             other => return Err(Error::UnknownType(other)),
         };
+        if buf.len() > MAX_DATAGRAM_LEN {
+            return Err(Error::TooLong);
+        }
         if buf.len() < header {
             return Err(Error::Truncated);
         }
-        let expected = self.expected_len();
-        if expected > MAX_DATAGRAM_LEN {
+        if self.msg_type() == TYPE_NOTIFY && usize::from(self.channel_len()) > ChannelId::MAX_LEN {
             return Err(Error::TooLong);
         }
-        match buf.len().cmp(&expected) {
+        match buf.len().cmp(&self.expected_len()) {
             core::cmp::Ordering::Less => Err(Error::Truncated),
             core::cmp::Ordering::Greater => Err(Error::LengthMismatch),
             core::cmp::Ordering::Equal => Ok(()),
@@ -308,22 +322,23 @@ impl NotifyRepr {
         if d.msg_type() != TYPE_NOTIFY {
             return Err(Error::UnknownType(d.msg_type()));
         }
+        // Then the fields in byte order, then what combines them.
         let unknown = d.flags() & !(FLAG_ACK_REQUESTED | FLAG_TAGGED);
         if unknown != 0 {
             return Err(Error::UnknownFlags(unknown));
         }
+        let kind = Kind::from_code(d.kind_code()).ok_or(Error::UnknownKind(d.kind_code()))?;
         if !d.reserved_zero() {
             return Err(Error::ReservedNonZero);
         }
-        let kind = Kind::from_code(d.kind_code()).ok_or(Error::UnknownKind(d.kind_code()))?;
+        if d.batch() == 0 {
+            return Err(Error::ZeroBatch);
+        }
         let channel = match d.channel_len() {
             0 => None,
             _ => Some(ChannelId::from_bytes(d.channel_bytes())?),
         };
         let notification = Notification::new(kind, channel).map_err(|_| Error::MissingChannel)?;
-        if d.batch() == 0 {
-            return Err(Error::ZeroBatch);
-        }
         let tag = match d.tag() {
             Some(bytes) => Some(Tag::try_from(bytes).map_err(|_| Error::Truncated)?),
             None => None,
@@ -432,10 +447,12 @@ impl AckRepr {
         if d.msg_type() != TYPE_ACK {
             return Err(Error::UnknownType(d.msg_type()));
         }
+        // Then the fields in byte order.
         let unknown = d.flags() & !FLAG_TAGGED;
         if unknown != 0 {
             return Err(Error::UnknownFlags(unknown));
         }
+        let result = AckResult::from_code(d.kind_code())?;
         if !d.reserved_zero() {
             return Err(Error::ReservedNonZero);
         }
@@ -446,7 +463,7 @@ impl AckRepr {
         Ok(AckRepr {
             sender: d.sender(),
             seq: d.seq(),
-            result: AckResult::from_code(d.kind_code())?,
+            result,
             tag,
         })
     }
@@ -583,6 +600,23 @@ mod tests {
         assert_eq!(NotifyRepr::parse_bytes(&b), Err(Error::Truncated));
         b[6] = 200;
         assert_eq!(NotifyRepr::parse_bytes(&b), Err(Error::TooLong));
+        assert_eq!(NotifyRepr::parse_bytes(&[]), Err(Error::Truncated));
+        // channel length 33..=255: too long, whatever the datagram's length
+        b = STATUS_ALL;
+        b[6] = 33;
+        assert_eq!(NotifyRepr::parse_bytes(&b), Err(Error::TooLong));
+        let mut c33 = [b'a'; 57];
+        c33[..24].copy_from_slice(&b);
+        assert_eq!(NotifyRepr::parse_bytes(&c33), Err(Error::TooLong));
+        // over MAX_DATAGRAM_LEN: too long, whatever the header declares
+        let mut over = [0u8; MAX_DATAGRAM_LEN + 1];
+        over[..24].copy_from_slice(&STATUS_ALL);
+        assert_eq!(NotifyRepr::parse_bytes(&over), Err(Error::TooLong));
+        over[2] = 2;
+        assert_eq!(
+            NotifyRepr::parse_bytes(&over),
+            Err(Error::UnsupportedVersion(2))
+        );
         let mut long = [0u8; 26];
         long[..24].copy_from_slice(&STATUS_ALL);
         assert_eq!(NotifyRepr::parse_bytes(&long), Err(Error::LengthMismatch));

@@ -110,8 +110,12 @@ impl<T: AsRef<[u8]>> Frame<T> {
         Ok(f)
     }
 
-    /// Checks magic, version, the body bound, and that the buffer holds
-    /// exactly one frame.
+    /// Checks, in this order: magic ([`Error::BadMagic`], as soon as a byte
+    /// of it is wrong), a whole header ([`Error::Truncated`]), the body bound
+    /// ([`Error::TooLong`]), a whole body ([`Error::Truncated`]), nothing
+    /// after it ([`Error::LengthMismatch`]), then the version
+    /// ([`Error::UnsupportedVersion`]): the header layout is the same in
+    /// every version, so a stream splits before its version is looked at.
     pub fn check_len(&self) -> Result<(), Error> {
         let buf = self.buffer.as_ref();
         match frame_len(buf)? {
@@ -340,7 +344,12 @@ fn exact(body: &[u8], len: usize) -> Result<(), Error> {
 }
 
 impl FrameRepr {
-    /// Parses a checked frame.
+    /// Parses one frame, checking in the order `PROTOCOL.md` documents (the
+    /// first check that fails names the error): the header as
+    /// [`Frame::check_len`] checks it (magic, length bounds, version), then
+    /// the type ([`Error::UnknownType`]), then the body: a hello's channel
+    /// length above 32 ([`Error::TooLong`]), the body's exact length for its
+    /// type ([`Error::LengthMismatch`]), then its fields in byte order.
     pub fn parse<T: AsRef<[u8]>>(frame: &Frame<T>) -> Result<Self, Error> {
         frame.check_len()?;
         let b = frame.body();
@@ -348,40 +357,42 @@ impl FrameRepr {
             kind::HELLO => {
                 let n = usize::from(get_u8(b, 1));
                 if n > ChannelId::MAX_LEN {
-                    return Err(Error::BadChannel(crate::channel::ChannelIdError::TooLong));
+                    return Err(Error::TooLong);
                 }
                 exact(b, 4 + n)?;
+                let interest = interest(get_u8(b, 0))?;
                 let channel = match n {
                     0 => None,
                     _ => Some(ChannelId::from_bytes(b.get(4..4 + n).unwrap_or(&[]))?),
                 };
                 Ok(FrameRepr::Hello(HelloRepr {
-                    interest: interest(get_u8(b, 0))?,
+                    interest,
                     channel,
                     keepalive_secs: get_u16(b, 2..4),
                 }))
             }
             kind::WELCOME => {
                 exact(b, 12)?;
+                let interest = interest(get_u8(b, 0))?;
                 if get_u8(b, 1) != 0 {
                     return Err(Error::ReservedNonZero);
                 }
                 Ok(FrameRepr::Welcome(WelcomeRepr {
-                    interest: interest(get_u8(b, 0))?,
+                    interest,
                     keepalive_secs: get_u16(b, 2..4),
                     broker_id: get_u64(b, 4..12),
                 }))
             }
             kind::FLAGS => {
                 exact(b, 8)?;
-                if b.get(1..4) != Some(&[0, 0, 0][..]) {
-                    return Err(Error::ReservedNonZero);
-                }
                 let flags = match FlagSet::from_bits(get_u8(b, 0)) {
                     None => return Err(Error::UnknownFlags(get_u8(b, 0) & !FlagSet::ALL.bits())),
                     Some(f) if f.is_empty() => return Err(Error::EmptyFlags),
                     Some(f) => f,
                 };
+                if b.get(1..4) != Some(&[0, 0, 0][..]) {
+                    return Err(Error::ReservedNonZero);
+                }
                 Ok(FrameRepr::Flags(FlagsRepr {
                     flags,
                     raises: get_u32(b, 4..8),
@@ -397,11 +408,12 @@ impl FrameRepr {
             }
             kind::CLOSE => {
                 exact(b, 4)?;
+                let reason = CloseReason::from_code(get_u8(b, 0))?;
                 if get_u16(b, 2..4) != 0 {
                     return Err(Error::ReservedNonZero);
                 }
                 Ok(FrameRepr::Close(CloseRepr {
-                    reason: CloseReason::from_code(get_u8(b, 0))?,
+                    reason,
                     version: get_u8(b, 1),
                 }))
             }
@@ -619,10 +631,7 @@ mod tests {
             FrameRepr::parse_bytes(&hello(1, 1)),
             Err(Error::LengthMismatch)
         );
-        assert!(matches!(
-            FrameRepr::parse_bytes(&hello(1, 40)),
-            Err(Error::BadChannel(_))
-        ));
+        assert_eq!(FrameRepr::parse_bytes(&hello(1, 40)), Err(Error::TooLong));
         // flags frame with nothing raised, close with unknown reason
         let flags = [0x46, 0x50, 1, 0x12, 0, 8, 0, 0, 0, 0, 0, 0, 0, 1];
         assert_eq!(FrameRepr::parse_bytes(&flags), Err(Error::EmptyFlags));

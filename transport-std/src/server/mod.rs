@@ -8,7 +8,7 @@
 //!                     kernel drop counter delta               → core.handle_lost
 //!   TCP readable    → accept until WouldBlock → limits → core.open → register
 //!                     out of descriptors → spend the spare on a refusal (fds)
-//!   conn readable   → read until WouldBlock → frame_len → core.handle_frame
+//!   conn readable   → read until WouldBlock → FrameReader → core.handle_frames
 //!   conn writable   → write what the core's outbox holds until WouldBlock
 //!   waker           → commands from handles (stats, in-process listeners, shutdown)
 //!   core.handle_timeout(now); then drain core.poll_event / poll_ready / poll_frame

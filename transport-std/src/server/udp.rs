@@ -167,10 +167,12 @@ impl UdpRx {
             };
             let len = msg.bytes.min(DGRAM_BUF);
             out.bytes += msg.bytes as u64;
-            let Some(data) = msg.iovs().next() else {
-                continue;
+            // An empty datagram fills no slice, and is handed over all the
+            // same: the core counts it as a reject (truncated).
+            let data: &[u8] = match msg.iovs().next() {
+                Some(data) => &data[..len.min(data.len())],
+                None => &[],
             };
-            let data = &data[..len.min(data.len())];
             if let Some(n) = handle(data, from, &mut ack) {
                 self.acks.push((from, ack, n));
             }
