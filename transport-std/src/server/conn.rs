@@ -27,7 +27,7 @@ use flagpost_core::Instant;
 use mio::net::TcpStream;
 use tracing::warn;
 
-use super::{Core, RateLimit};
+use super::{HeapBroker, RateLimit};
 use crate::shared::Shared;
 
 /// Bytes of frames that may wait for the socket.
@@ -159,7 +159,7 @@ impl TcpConn {
     /// the next frame, so that a close caused by that frame follows it.
     pub(crate) fn read(
         &mut self,
-        core: &mut Core,
+        core: &mut HeapBroker,
         now: Instant,
         log: &mut RateLimit,
     ) -> Result<(), Gone> {
@@ -205,7 +205,7 @@ impl TcpConn {
 
     /// Writes frames from the core's outbox until it is empty or the socket
     /// would block.
-    pub(crate) fn pump(&mut self, core: &mut Core) -> Result<(), Gone> {
+    pub(crate) fn pump(&mut self, core: &mut HeapBroker) -> Result<(), Gone> {
         loop {
             if self.wstart > 0 && self.wstart == self.wend {
                 self.wstart = 0;

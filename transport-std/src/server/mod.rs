@@ -423,11 +423,11 @@ impl RateLimit {
     }
 }
 
-type Core = BrokerState<Box<[ListenerSlot]>, Box<[SenderSlot]>>;
+type HeapBroker = BrokerState<Box<[ListenerSlot]>, Box<[SenderSlot]>>;
 
 struct Server {
     poll: Poll,
-    core: Core,
+    core: HeapBroker,
     clock: Clock,
     udps: Vec<UdpRx>,
     /// Sockets whose last drain stopped at the budget.
