@@ -423,6 +423,7 @@ impl RateLimit {
     }
 }
 
+/// The core's broker state over tables on the heap.
 type HeapBroker = BrokerState<Box<[ListenerSlot]>, Box<[SenderSlot]>>;
 
 struct Server {
