@@ -113,10 +113,13 @@ struct ListenArgs {
     /// Flags to listen for (comma-separated; default all).
     #[arg(long, value_name = "FLAGS", value_delimiter = ',')]
     interest: Vec<FlagName>,
-    /// Exit after the first notification.
+    /// Exit after the first raise (a notification, or a re-check after a
+    /// reconnect).
     #[arg(long)]
     once: bool,
-    /// Print JSON lines with a timestamp.
+    /// Print JSON lines: {"ts", "flag", "reconnect"}. "reconnect": true
+    /// marks a re-check after the broker was away (status, non-status,
+    /// channel update; never channel shutdown), not a notification.
     #[arg(long)]
     json: bool,
     /// Give up (exit 6) if nothing arrives within this time.
