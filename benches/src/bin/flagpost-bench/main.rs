@@ -2,13 +2,14 @@
 //! physical floor measured in the same run.
 //!
 //! ```text
-//! flagpost-bench all [--quick]         every figure below (CI runs --quick)
-//! flagpost-bench wake [--samples N]
-//! flagpost-bench ingest [--seconds S]
-//! flagpost-bench fanout [--rounds R]   fan-out to 1, 100, 1,000, 10,000, 19,000 listeners, and memory
-//! flagpost-bench idle [--seconds S]    1,000 idle listeners
-//! flagpost-bench hotloop [--rounds R] [--calls C]
-//! flagpost-bench flood [--samples N]
+//! flagpost-bench all [--quick]         every figure below
+//! flagpost-bench wake [--quick] [--samples N]
+//! flagpost-bench ingest [--quick] [--seconds S]
+//! flagpost-bench fanout [--quick] [--rounds R]   fan-out to 1, 100, 1,000, 10,000, 19,000 listeners
+//!                                      (--quick: 1 and 100), and memory
+//! flagpost-bench idle [--quick] [--seconds S]    1,000 idle listeners (--quick: 100)
+//! flagpost-bench hotloop [--quick] [--rounds R] [--calls C]
+//! flagpost-bench flood [--quick] [--samples N]
 //! flagpost-bench scale [--quick] [--part ingest|quiet|stuck] [--sizes N,N,…] [--seconds S]
 //!                      [--flood-listeners N] [--samples N] [--stuck-listeners K]
 //!                                      thousands of listeners: ingest, a quiet channel
@@ -16,7 +17,8 @@
 //! flagpost-bench peers [--quick] [--samples N] [--seconds S] [--idle N]
 //!                                      Redis, PostgreSQL, mosquitto, NATS beside Flagpost
 //!
-//! any of them, after its arguments:
+//! `--quick` gives each the smoke sizes of `all --quick` (CI runs every
+//! scenario so, without `--write`). Any of them, after its arguments:
 //!   --write FILE       put the report (tables, machine, criterion medians, chart
 //!                      links) between FILE's generated-section markers
 //!   --charts DIR       PNG charts into DIR (default: benches/charts beside FILE)
@@ -1756,7 +1758,7 @@ fn flood(samples: u32, report: &mut Report) {
 }
 
 fn usage() -> ! {
-    eprintln!("usage: flagpost-bench all [--quick] | wake [--samples N] | ingest [--seconds S] | fanout [--rounds R] | idle [--seconds S] | hotloop [--rounds R] [--calls C] | flood [--samples N] | scale [--quick] [--part ingest|quiet|stuck] [--sizes N,N,…] [--seconds S] [--flood-listeners N] [--samples N] [--stuck-listeners K] | peers [--quick] [--samples N] [--seconds S] [--idle N]");
+    eprintln!("usage: flagpost-bench all [--quick] | wake [--quick] [--samples N] | ingest [--quick] [--seconds S] | fanout [--quick] [--rounds R] | idle [--quick] [--seconds S] | hotloop [--quick] [--rounds R] [--calls C] | flood [--quick] [--samples N] | scale [--quick] [--part ingest|quiet|stuck] [--sizes N,N,…] [--seconds S] [--flood-listeners N] [--samples N] [--stuck-listeners K] | peers [--quick] [--samples N] [--seconds S] [--idle N]");
     eprintln!("       each optionally followed by --write FILE [--charts DIR] [--criterion DIR]");
     std::process::exit(2)
 }
@@ -1867,6 +1869,10 @@ fn main() {
         }
     }
     let mut report = Report::new();
+    if quick {
+        // tiny counts whose figures only show that the scenarios run
+        report.set_smoke();
+    }
     match args.first().map(String::as_str) {
         Some("_broker") => child_broker(&args[1..]),
         Some("_listener") => child_listener(
@@ -1885,23 +1891,39 @@ fn main() {
         Some("_scale_farm") => scale::child_scale_farm(&args[1..]),
         Some("_ingest_floor") => scale::child_ingest_floor(),
         Some("_peer_sub") => flagpost_benches::peers::child_subscriber(&args[1..]),
-        Some("wake") => wake(flag_value(&args, "--samples", 20_000), &mut report),
-        Some("ingest") => ingest(flag_value(&args, "--seconds", 5.0), &mut report),
-        Some("fanout") => fanout(
-            flag_value(&args, "--rounds", 200),
-            &[1, 100, 1_000, 10_000, 19_000],
-            &mut report,
-        ),
-        Some("idle") => idle(flag_value(&args, "--seconds", 10.0), 1_000, &mut report),
-        Some("hotloop") => hotloop(
-            flag_value(&args, "--rounds", 200),
-            flag_value(&args, "--calls", 1_000_000),
-            &mut report,
-        ),
-        Some("flood") => flood(flag_value(&args, "--samples", 2_000), &mut report),
+        // `--quick`: the smoke sizes of `all --quick`, one scenario at a time
+        Some("wake") => {
+            let samples = flag_value(&args, "--samples", if quick { 200 } else { 20_000 });
+            wake(samples, &mut report);
+        }
+        Some("ingest") => {
+            let secs = flag_value(&args, "--seconds", if quick { 0.5 } else { 5.0 });
+            ingest(secs, &mut report);
+        }
+        Some("fanout") => {
+            let rounds = flag_value(&args, "--rounds", if quick { 5 } else { 200 });
+            let sizes: &[usize] = if quick {
+                &[1, 100]
+            } else {
+                &[1, 100, 1_000, 10_000, 19_000]
+            };
+            fanout(rounds, sizes, &mut report);
+        }
+        Some("idle") => {
+            let secs = flag_value(&args, "--seconds", if quick { 1.0 } else { 10.0 });
+            idle(secs, if quick { 100 } else { 1_000 }, &mut report);
+        }
+        Some("hotloop") => {
+            let rounds = flag_value(&args, "--rounds", if quick { 3 } else { 200 });
+            let calls = flag_value(&args, "--calls", if quick { 100_000 } else { 1_000_000 });
+            hotloop(rounds, calls, &mut report);
+        }
+        Some("flood") => {
+            let samples = flag_value(&args, "--samples", if quick { 100 } else { 2_000 });
+            flood(samples, &mut report);
+        }
         Some("scale") => {
             let sizes = if quick {
-                report.set_smoke();
                 scale::Sizes::quick()
             } else {
                 scale::Sizes::full()
@@ -1913,9 +1935,6 @@ fn main() {
             );
         }
         Some("peers") => {
-            if quick {
-                report.set_smoke();
-            }
             let base = if quick {
                 flagpost_benches::peers::Sizes::quick()
             } else {
@@ -1931,7 +1950,6 @@ fn main() {
             );
         }
         Some("all") if quick => {
-            report.set_smoke();
             wake(200, &mut report);
             ingest(0.5, &mut report);
             fanout(5, &[1, 100], &mut report);
