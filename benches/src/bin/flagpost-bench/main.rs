@@ -372,7 +372,11 @@ impl Output {
         };
         let micro = report::Micro::read(&self.criterion);
         let machine = report::Machine::describe(command);
-        report::write_generated(file, &report.render_markdown(&machine, &micro, &charts))?;
+        report::write_generated(
+            file,
+            &report.render_markdown(&machine, &micro, &charts),
+            Some(&report.render_headline(&micro)),
+        )?;
         println!(
             "wrote the generated section of {} ({} criterion results from {})",
             file.display(),
