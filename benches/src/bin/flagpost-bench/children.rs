@@ -18,7 +18,8 @@ use crate::{announce, exit_with_parent, loopback, raise_fds, serve_queries, Part
 
 /// The broker on a loopback port. `--stuck-ms N` sets its
 /// `stuck_timeout`. The query `counters` answers with
-/// [`scale::Counters`]' line; any other with `datagrams listening`.
+/// [`scale::Counters`](crate::scale::Counters)' line; any other with
+/// `datagrams listening`.
 pub(crate) fn child_broker(args: &[String]) {
     raise_fds("broker");
     // the defaults, and any FLAGPOST_* override from the environment (for
@@ -51,11 +52,7 @@ pub(crate) fn child_broker(args: &[String]) {
 /// and takes up to 32 (the broker's batch), then hands `each` how many
 /// datagrams the batch held and how many of them were `marked_len` bytes
 /// long; returns when `each` says stop.
-fn recv_batches(
-    socket: &UdpSocket,
-    marked_len: usize,
-    mut each: impl FnMut(usize, usize) -> bool,
-) {
+fn recv_batches(socket: &UdpSocket, marked_len: usize, mut each: impl FnMut(usize, usize) -> bool) {
     use nix::sys::socket::{recvmmsg, MsgFlags, MultiHeaders, SockaddrStorage};
     use std::os::fd::AsRawFd;
     let mut bufs = [[0u8; 128]; 32];

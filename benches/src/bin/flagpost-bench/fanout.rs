@@ -17,11 +17,7 @@ use crate::measure::{add_quantiles, P99};
 use crate::{loopback, Participant};
 
 /// One notification until every farm connection has it, `rounds` times.
-fn fanout_rounds(
-    farm: &mut Participant,
-    rounds: u64,
-    mut trigger: impl FnMut(u64),
-) -> Latency {
+fn fanout_rounds(farm: &mut Participant, rounds: u64, mut trigger: impl FnMut(u64)) -> Latency {
     let mut h = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("histogram");
     for r in 1..=rounds {
         writeln!(farm.stdin, "{r}").expect("round");

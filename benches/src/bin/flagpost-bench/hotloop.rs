@@ -345,11 +345,7 @@ impl HotRounds {
 /// CPU, as the hot loop does) calls `send` that many times evenly spread over
 /// that duration; returns the time from the last call to the last report on
 /// `report_sock`.
-fn paced_stream(
-    rounds: &[(u64, u64)],
-    report_sock: &UdpSocket,
-    mut send: impl FnMut(),
-) -> Latency {
+fn paced_stream(rounds: &[(u64, u64)], report_sock: &UdpSocket, mut send: impl FnMut()) -> Latency {
     let mut after = Vec::with_capacity(rounds.len());
     for &(duration, datagrams) in rounds {
         quiet(report_sock);
