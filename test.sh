@@ -43,47 +43,16 @@ step "docs (warnings are errors)"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps
 
 step "tests"
-# the end-to-end tests run the real binaries (broker, gateway simulator)
-cargo build --workspace --bins
-cargo test --workspace
+# the end-to-end tests run the real binaries (broker, gateway simulator);
+# the benchmarks (their peer clients, tokio, plotters) are the step below
+cargo build --workspace --exclude flagpost-benches --bins
+cargo test --workspace --exclude flagpost-benches
 
 step "gateway end to end (TAP device in a namespace; prints its latencies, or why it could not run)"
 cargo test -p flagpost-gateway-sim --test tap_e2e -- --nocapture
 
-step "benchmarks (smoke: each benchmark runs once)"
-cargo test -p flagpost-benches --benches
-
-step "benchmark report (smoke: flagpost-bench all --quick writes a copy of BENCHMARKS.md and its charts)"
-# the charts' font; without it flagpost-bench skips the charts and says so
-if [ ! -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ]; then
-    { apt-get update -qq && apt-get install -y -qq fonts-dejavu-core; } ||
-        echo "fonts-dejavu-core not installed: the charts are skipped"
-fi
-bench_tmp="$(mktemp -d)"
-cp BENCHMARKS.md "$bench_tmp/"
-# the debug binary built above: a smoke run, not a measurement
-cargo run -q -p flagpost-benches --bin flagpost-bench -- all --quick --write "$bench_tmp/BENCHMARKS.md"
-report="$bench_tmp/BENCHMARKS.md"
-begin='<!-- BEGIN GENERATED: flagpost-bench -->'
-end='<!-- END GENERATED: flagpost-bench -->'
-grep -qxF "$begin" "$report"
-grep -qxF "$end" "$report"
-grep -qF '| figure | value | floor (same run) | ratio to floor | target |' "$report"
-grep -qF '| broker wake-ups per second |' "$report"
-# the scale scenarios (flagpost-bench scale) write their sections too
-grep -qF '### Ingest with listeners connected' "$report"
-grep -qF '### Quiet channel under flood' "$report"
-grep -qF '### Stuck listeners' "$report"
-# the hand-written text around the markers is kept
-[ "$(sed "\|^$begin\$|,\$d" BENCHMARKS.md)" = "$(sed "\|^$begin\$|,\$d" "$report")" ]
-[ "$(sed "1,\|^$end\$|d" BENCHMARKS.md)" = "$(sed "1,\|^$end\$|d" "$report")" ]
-if [ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ]; then
-    test -s "$bench_tmp/benches/charts/wake-latency-cdf.png"
-    grep -qF '](benches/charts/wake-latency-cdf.png)' "$report"
-else
-    grep -qF 'Charts skipped' "$report"
-fi
-rm -rf "$bench_tmp"
+step "benchmarks (smoke: each criterion benchmark once, each flagpost-bench scenario at smoke sizes; nothing written)"
+./benches/smoke.sh
 
 step "core feature matrix"
 cargo test -p flagpost-core --features std

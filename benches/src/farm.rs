@@ -18,7 +18,7 @@ use std::io::{self, Read, Write};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use flagpost_core::wire::{frame_len, FrameRepr, HelloRepr};
+use flagpost_core::wire::{FrameReader, FrameRepr, HelloRepr, MAX_FRAME_LEN};
 use flagpost_core::{ChannelId, FlagSet};
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
@@ -165,10 +165,42 @@ const WELCOME_DEADLINE: Duration = Duration::from_secs(60);
 
 struct Conn {
     stream: TcpStream,
-    buf: Vec<u8>,
+    /// Flagpost frames not yet taken.
+    frames: FrameReader<MAX_FRAME_LEN>,
+    /// Bytes of a partial 8-byte message (the bare floor's stream).
+    partial8: usize,
     messages: u64,
     welcomed: bool,
     closed: bool,
+}
+
+/// Counts the messages in `bytes`, just read from `conn`: every 8 bytes
+/// when `fixed8`, else Flagpost frames (a welcome marks the connection
+/// welcomed, a flags frame is a message). A stream that is not Flagpost's
+/// stops counting, as the reader then stays empty.
+fn take_messages(conn: &mut Conn, bytes: &[u8], fixed8: bool) {
+    if fixed8 {
+        let all = conn.partial8 + bytes.len();
+        conn.messages += (all / 8) as u64;
+        conn.partial8 = all % 8;
+        return;
+    }
+    let mut rest = bytes;
+    while !rest.is_empty() {
+        let took = conn.frames.push(rest);
+        if took == 0 {
+            // the stream failed: nothing more is taken
+            return;
+        }
+        rest = &rest[took..];
+        while let Some(frame) = conn.frames.next_frame() {
+            match frame.and_then(FrameRepr::parse_bytes) {
+                Ok(FrameRepr::Welcome(_)) => conn.welcomed = true,
+                Ok(FrameRepr::Flags(_)) => conn.messages += 1,
+                _ => {}
+            }
+        }
+    }
 }
 
 /// N connections in one epoll loop.
@@ -294,7 +326,8 @@ impl Farm {
             .register(&mut stream, Token(i), Interest::READABLE)?;
         self.conns.push(Conn {
             stream,
-            buf: Vec::new(),
+            frames: FrameReader::new(),
+            partial8: 0,
             messages: 0,
             welcomed: spec.hello == Hello::None,
             closed: false,
@@ -319,13 +352,14 @@ impl Farm {
                 continue;
             }
             let mut gone = false;
+            let before = conn.messages;
             loop {
                 match conn.stream.read(&mut chunk) {
                     Ok(0) => {
                         gone = true;
                         break;
                     }
-                    Ok(n) => conn.buf.extend_from_slice(&chunk[..n]),
+                    Ok(n) => take_messages(conn, &chunk[..n], self.fixed8),
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                     Err(e) if self.close_is_error => return Err(e),
@@ -333,21 +367,6 @@ impl Farm {
                         gone = true;
                         break;
                     }
-                }
-            }
-            let before = conn.messages;
-            if self.fixed8 {
-                let whole = conn.buf.len() / 8;
-                conn.messages += whole as u64;
-                conn.buf.drain(..whole * 8);
-            } else {
-                while let Ok(Some(len)) = frame_len(&conn.buf) {
-                    match FrameRepr::parse_bytes(&conn.buf[..len]) {
-                        Ok(FrameRepr::Welcome(_)) => conn.welcomed = true,
-                        Ok(FrameRepr::Flags(_)) => conn.messages += 1,
-                        _ => {}
-                    }
-                    conn.buf.drain(..len);
                 }
             }
             for r in before + 1..=conn.messages {

@@ -169,7 +169,7 @@ impl Micro {
 /// The target for a micro-benchmark, if it states one: the bound in
 /// ns and how to say it. A raise of a clear flag is measured with the take
 /// that clears it again, so its bound counts the take too (≤ 5 ns + ≤ 1 ns).
-fn micro_target(id: &str) -> Option<(f64, &'static str)> {
+pub(super) fn micro_target(id: &str) -> Option<(f64, &'static str)> {
     match id {
         "flags/check_clear" => Some((1.0, "check when clear ≤ 1 ns")),
         "flags/check_raised" => Some((3.0, "check when raised ≤ 3 ns")),
@@ -185,7 +185,7 @@ fn names_count(id: &str, n: u64) -> bool {
         .any(|part| part == n.to_string())
 }
 
-fn fmt_ns(ns: f64) -> String {
+pub(super) fn fmt_ns(ns: f64) -> String {
     if ns >= 1e6 {
         format!("{} ms", fmt_num(ns / 1e6))
     } else if ns >= 1e3 {

@@ -11,13 +11,17 @@
 //! and puts it between the lines [`BEGIN_MARKER`] and [`END_MARKER`] of the
 //! file ([`write_generated`], built on [`splice`](fn@splice)): everything
 //! outside the markers is hand-written analysis and is kept byte for byte.
+//! The summary table at the top of the file ([`Report::render_headline`])
+//! goes between its own pair, [`SUMMARY_BEGIN_MARKER`] and
+//! [`SUMMARY_END_MARKER`] ([`splice_summary`]).
 //!
 //! This module owns [`Report`], with what it keeps for the charts
 //! ([`LatencySeries`], [`FanoutPoint`]), and the order of the generated
 //! section. Its parts live in private submodules, re-exported here:
-//! `splice` (the markers and the file), `figures` (one figure and its
-//! target), `table` (a section's free-form detail table), `peer_run` (the
-//! peers' run and its tables), `machine` (the machine and command line),
+//! `splice` (the markers and the file), `headline` (the summary table),
+//! `figures` (one figure and its target), `table` (a section's free-form
+//! detail table), `peer_run` (the peers' run and its tables), `machine`
+//! (the machine and command line),
 //! `micro` (the criterion medians), `charts` (the PNG files) with `plots`
 //! (what each chart draws), and `fmt` (numbers and table cells).
 
@@ -32,6 +36,7 @@ mod figures;
 #[cfg(test)]
 mod fixtures;
 mod fmt;
+mod headline;
 mod machine;
 mod micro;
 mod peer_run;
@@ -46,7 +51,8 @@ pub use machine::{command_line, Machine};
 pub use micro::{Micro, MicroFigure, MICRO_COMMAND};
 pub use peer_run::{below_every_peer, PeerRun, SystemFigures, Throughput};
 pub use splice::{
-    check_markers, splice, write_generated, MarkerError, WriteError, BEGIN_MARKER, END_MARKER,
+    check_markers, splice, splice_summary, write_generated, MarkerError, WriteError, BEGIN_MARKER,
+    END_MARKER, SUMMARY_BEGIN_MARKER, SUMMARY_END_MARKER,
 };
 pub use table::Table;
 
@@ -193,6 +199,15 @@ impl Report {
         micro.render(&mut md);
         charts.render(&mut md);
         md
+    }
+
+    /// The one-screen summary table that leads `BENCHMARKS.md` (between
+    /// [`SUMMARY_BEGIN_MARKER`] and [`SUMMARY_END_MARKER`]): one row per
+    /// headline figure with its floor, the best peer, the target and
+    /// whether it is met, from this run's figures and `micro`; "—" where
+    /// the run has no figure.
+    pub fn render_headline(&self, micro: &Micro) -> String {
+        headline::render_headline(self, micro)
     }
 
     fn render_summary(&self, md: &mut String) {

@@ -12,6 +12,11 @@ use std::path::{Path, PathBuf};
 pub const BEGIN_MARKER: &str = "<!-- BEGIN GENERATED: flagpost-bench -->";
 /// The line that closes the generated section.
 pub const END_MARKER: &str = "<!-- END GENERATED: flagpost-bench -->";
+/// The line that opens the generated summary table (optional; at the top of
+/// `BENCHMARKS.md`).
+pub const SUMMARY_BEGIN_MARKER: &str = "<!-- BEGIN GENERATED: flagpost-bench summary -->";
+/// The line that closes the generated summary table.
+pub const SUMMARY_END_MARKER: &str = "<!-- END GENERATED: flagpost-bench summary -->";
 
 /// Why the generated section could not be placed in a file's text.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -33,6 +38,12 @@ pub enum MarkerError {
         /// The line of the second occurrence.
         line: usize,
     },
+    /// The summary's markers are not one [`SUMMARY_BEGIN_MARKER`] line
+    /// followed by one [`SUMMARY_END_MARKER`] line.
+    Summary {
+        /// The first marker line that breaks the pair.
+        line: usize,
+    },
 }
 
 impl fmt::Display for MarkerError {
@@ -49,6 +60,10 @@ impl fmt::Display for MarkerError {
             MarkerError::Duplicate { line } => {
                 write!(f, "line {line} repeats a generated-section marker")
             }
+            MarkerError::Summary { line } => write!(
+                f,
+                "line {line}: the summary needs one `{SUMMARY_BEGIN_MARKER}` line and then one `{SUMMARY_END_MARKER}` line"
+            ),
         }
     }
 }
@@ -156,12 +171,52 @@ pub fn splice(existing: &str, generated: &str) -> Result<String, MarkerError> {
     }
 }
 
+/// `existing` with the text between its [`SUMMARY_BEGIN_MARKER`] and
+/// [`SUMMARY_END_MARKER`] lines replaced by `summary`, everything else kept
+/// byte for byte; unchanged when it has no summary markers.
+pub fn splice_summary(existing: &str, summary: &str) -> Result<String, MarkerError> {
+    let mut begin = None; // (line number, byte offset after the line)
+    let mut end = None; // byte offset of the line
+    let mut offset = 0;
+    for (i, line) in existing.split_inclusive('\n').enumerate() {
+        let number = i + 1;
+        let text = line.trim();
+        if text == SUMMARY_BEGIN_MARKER {
+            if begin.is_some() {
+                return Err(MarkerError::Summary { line: number });
+            }
+            begin = Some((number, offset + line.len()));
+        } else if text == SUMMARY_END_MARKER {
+            if end.is_some() || begin.is_none() {
+                return Err(MarkerError::Summary { line: number });
+            }
+            end = Some(offset);
+        }
+        offset += line.len();
+    }
+    match (begin, end) {
+        (Some((_, after_begin)), Some(end_at)) => {
+            let mut out = String::with_capacity(existing.len() + summary.len() + 1);
+            out.push_str(&existing[..after_begin]);
+            out.push_str(summary);
+            if !summary.is_empty() && !summary.ends_with('\n') {
+                out.push('\n');
+            }
+            out.push_str(&existing[end_at..]);
+            Ok(out)
+        }
+        (Some((line, _)), None) => Err(MarkerError::Summary { line }),
+        _ => Ok(existing.to_owned()),
+    }
+}
+
 /// Checks, before a long run, that [`write_generated`] will be able to use
 /// the file at `path`: it is readable (or absent) and its markers are
 /// usable. Nothing is written.
 pub fn check_markers(path: &Path) -> Result<(), WriteError> {
     match std::fs::read_to_string(path) {
         Ok(text) => splice(&text, "")
+            .and_then(|_| splice_summary(&text, ""))
             .map(|_| ())
             .map_err(|error| WriteError::Markers {
                 path: path.to_owned(),
@@ -176,10 +231,15 @@ pub fn check_markers(path: &Path) -> Result<(), WriteError> {
 }
 
 /// Puts `generated` between the markers of the file at `path` (see
-/// [`splice`]); a missing file is created. The new text is written to a
+/// [`splice`]) and `summary`, if given, between its summary markers (see
+/// [`splice_summary`]); a missing file is created. The new text is written to a
 /// temporary file beside it and renamed over it, so a failure leaves the
 /// file as it was.
-pub fn write_generated(path: &Path, generated: &str) -> Result<(), WriteError> {
+pub fn write_generated(
+    path: &Path,
+    generated: &str,
+    summary: Option<&str>,
+) -> Result<(), WriteError> {
     let io_error = |error| WriteError::Io {
         path: path.to_owned(),
         error,
@@ -189,10 +249,15 @@ pub fn write_generated(path: &Path, generated: &str) -> Result<(), WriteError> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => String::new(),
         Err(e) => return Err(io_error(e)),
     };
-    let text = splice(&existing, generated).map_err(|error| WriteError::Markers {
-        path: path.to_owned(),
-        error,
-    })?;
+    let text = splice(&existing, generated)
+        .and_then(|text| match summary {
+            Some(summary) => splice_summary(&text, summary),
+            None => Ok(text),
+        })
+        .map_err(|error| WriteError::Markers {
+            path: path.to_owned(),
+            error,
+        })?;
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -290,7 +355,7 @@ mod tests {
         let path = dir.join("BENCHMARKS.md");
         let broken = format!("# B\n{BEGIN_MARKER}\nhalf\n");
         std::fs::write(&path, &broken).expect("write");
-        match write_generated(&path, "new\n") {
+        match write_generated(&path, "new\n", Some("summary\n")) {
             Err(WriteError::Markers {
                 error: MarkerError::MissingEnd { begin_line: 2 },
                 ..
@@ -302,11 +367,41 @@ mod tests {
         // a missing file is created with the section
         let fresh = dir.join("new.md");
         let _ = std::fs::remove_file(&fresh);
-        write_generated(&fresh, "g\n").expect("create");
+        write_generated(&fresh, "g\n", None).expect("create");
         assert_eq!(
             std::fs::read_to_string(&fresh).expect("read"),
             format!("{BEGIN_MARKER}\ng\n{END_MARKER}\n")
         );
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn the_summary_is_replaced_between_its_markers_only() {
+        let existing = format!(
+            "# B\n\nintro\n{SUMMARY_BEGIN_MARKER}\nold\n{SUMMARY_END_MARKER}\n\ntext\n{BEGIN_MARKER}\nold\n{END_MARKER}\n"
+        );
+        let out = splice_summary(&existing, "| new |").expect("summary markers");
+        assert_eq!(
+            out,
+            existing.replace(
+                &format!("{SUMMARY_BEGIN_MARKER}\nold\n"),
+                &format!("{SUMMARY_BEGIN_MARKER}\n| new |\n")
+            )
+        );
+        // the generated section is left to `splice`
+        assert!(out.contains(&format!("{BEGIN_MARKER}\nold\n{END_MARKER}")));
+        // no summary markers: nothing changes
+        assert_eq!(splice_summary("a\nb", "x").expect("none"), "a\nb");
+        // a broken pair is an error, named by line
+        let half = format!("a\n{SUMMARY_BEGIN_MARKER}\n");
+        assert_eq!(
+            splice_summary(&half, "x"),
+            Err(MarkerError::Summary { line: 2 })
+        );
+        let reversed = format!("{SUMMARY_END_MARKER}\n{SUMMARY_BEGIN_MARKER}\n");
+        assert_eq!(
+            splice_summary(&reversed, "x"),
+            Err(MarkerError::Summary { line: 1 })
+        );
     }
 }
