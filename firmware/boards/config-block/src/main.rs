@@ -105,8 +105,8 @@ fn run(args: Vec<String>) -> Result<(), String> {
         .get(..len)
         .ok_or("the block is longer than its buffer")?;
     // Read it back the way the firmware will.
-    let parsed =
-        GatewayConfig::parse(block).map_err(|e| format!("the written block does not parse: {e}"))?;
+    let parsed = GatewayConfig::parse(block)
+        .map_err(|e| format!("the written block does not parse: {e}"))?;
     std::fs::write(&out, block).map_err(|e| format!("{out}: {e}"))?;
     println!("wrote {len} bytes to {out}");
     print_config(&parsed);
@@ -119,7 +119,8 @@ fn check(path: &str) -> Result<(), String> {
         println!("{path}: blank (erased flash): the firmware uses its compile-time defaults");
         return Ok(());
     }
-    let config = GatewayConfig::parse(&bytes).map_err(|e| format!("{path}: not a valid block: {e}"))?;
+    let config =
+        GatewayConfig::parse(&bytes).map_err(|e| format!("{path}: not a valid block: {e}"))?;
     println!("{path}: valid block");
     print_config(&config);
     Ok(())
