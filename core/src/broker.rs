@@ -77,15 +77,14 @@
 
 use core::fmt;
 
+use crate::auth::Keyring;
 use crate::channel::ChannelId;
 use crate::flags::FlagSet;
-use crate::loss::{SenderSlot, SenderTable, Verdict};
+use crate::loss::{SenderSlot, SenderTable};
 use crate::notify::Notification;
 use crate::time::{Duration, Instant};
-use crate::wire::{
-    AckRepr, AckResult, CloseReason, Error as WireError, FrameReader, FrameRepr, NotifyRepr,
-};
-use route::{Broadcast, Index};
+use crate::wire::{CloseReason, Error as WireError, FrameReader, FrameRepr};
+use route::Index;
 use slot::{Outbox, State, NIL};
 
 /// BrokerState settings.
@@ -107,6 +106,11 @@ pub struct Config {
     /// (default 250 ms; a pass visits every slot, ≈ 3 ns each, and runs only
     /// when a deadline is due, so idle listeners that ping cost none).
     pub housekeeping: Duration,
+    /// The shortest time between two raises of everyone for a possible loss
+    /// (default 100 ms): a possible loss within it after one is folded into
+    /// a single raise at its end, so that forged or replayed datagrams
+    /// cannot wake every listener at the rate they are sent.
+    pub loss_interval: Duration,
     /// Random per broker run; sent in every welcome.
     pub broker_id: u64,
     /// Random per broker run, and secret: keys the hash of channel names in
@@ -123,6 +127,7 @@ impl Default for Config {
             hello_timeout: Duration::from_secs(10),
             stuck_timeout: Duration::from_secs(60),
             housekeeping: Duration::from_millis(250),
+            loss_interval: Duration::from_millis(100),
             broker_id: 0,
             hash_key: 0,
         }
@@ -246,20 +251,6 @@ impl From<WireError> for FrameError {
     }
 }
 
-/// What [`BrokerState::handle_datagram`] did with a valid notification.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub struct Received {
-    /// The parsed notification.
-    pub notify: NotifyRepr,
-    /// What its sequence number said.
-    pub verdict: Verdict,
-    /// How many listeners had flags raised by it.
-    pub reached: u32,
-    /// The ack to send back to the datagram's source, when one was asked for.
-    pub ack: Option<AckRepr>,
-}
-
 /// The broker's state over caller-supplied listener and sender storage.
 ///
 /// `L` is any `[ListenerSlot]` storage (`[ListenerSlot; N]`,
@@ -282,6 +273,7 @@ pub struct BrokerState<L, S> {
     last_housekeeping: Instant,
     shutting_down: bool,
     stats: Stats,
+    keys: Option<Keyring>,
 }
 
 type Slots = [ListenerSlot];
@@ -315,6 +307,7 @@ where
             last_housekeeping: Instant::ZERO,
             shutting_down: false,
             stats: Stats::default(),
+            keys: None,
         }
     }
 
@@ -675,79 +668,6 @@ where
         }
     }
 
-    /// Feeds one UDP datagram received at `now`.
-    ///
-    /// A valid notification is checked against its sender's sequence, routed
-    /// to the listeners it reaches (unless duplicate or stale), and answered
-    /// with an ack when asked. A possible loss raises [`LOSS_FLAGS`] for
-    /// every listener. Invalid bytes are counted by reason and returned as
-    /// the error; nothing else changes.
-    pub fn handle_datagram(&mut self, now: Instant, bytes: &[u8]) -> Result<Received, WireError> {
-        let notify = match NotifyRepr::parse_bytes(bytes) {
-            Ok(n) => n,
-            Err(e) => {
-                bump(&mut self.stats.datagram_rejects, e.index());
-                return Err(e);
-            }
-        };
-        self.stats.datagrams += 1;
-        let kind = notify.notification.kind();
-        bump(
-            &mut self.stats.datagrams_by_kind,
-            usize::from(kind.code()) - 1,
-        );
-        let verdict = self.senders.observe(now, notify.sender, notify.seq);
-        match verdict {
-            Verdict::InOrder => {}
-            Verdict::Gap { missing } => {
-                self.stats.gaps += 1;
-                self.stats.missing += u64::from(missing);
-            }
-            Verdict::FirstSeenLate => self.stats.first_seen_late += 1,
-            Verdict::Restart => self.stats.restarts += 1,
-            Verdict::Reordered => self.stats.reordered += 1,
-            Verdict::Duplicate => self.stats.duplicates += 1,
-            Verdict::Stale => self.stats.stale += 1,
-        }
-        if verdict.possible_loss() {
-            self.raise_possible_loss(now);
-        }
-        let reached = if verdict.deliver() {
-            self.notify(now, &notify.notification, notify.batch)
-        } else {
-            0
-        };
-        let ack = notify.ack_requested.then(|| {
-            self.stats.acks += 1;
-            let result = match verdict {
-                Verdict::Duplicate => AckResult::Duplicate,
-                Verdict::Stale => AckResult::Stale,
-                _ => AckResult::Delivered,
-            };
-            AckRepr::answering(&notify, result)
-        });
-        Ok(Received {
-            notify,
-            verdict,
-            reached,
-            ack,
-        })
-    }
-
-    /// The kernel reported `count` datagrams dropped before they reached the
-    /// broker: treated as a sequence gap.
-    pub fn handle_lost(&mut self, now: Instant, count: u64) {
-        if count > 0 {
-            self.stats.kernel_drops += count;
-            self.raise_possible_loss(now);
-        }
-    }
-
-    fn raise_possible_loss(&mut self, now: Instant) {
-        self.stats.possible_losses += 1;
-        self.broadcast(now, Broadcast::Loss);
-    }
-
     /// Delivers a notification standing for `batch` changes at `now`, as a
     /// datagram would (the in-process path: no sequence check). Returns how
     /// many listeners had flags raised.
@@ -763,15 +683,19 @@ where
     }
 }
 
+mod ingest;
 mod output;
 mod route;
 mod slot;
 mod stats;
 
+pub use ingest::{DatagramError, Received};
 pub use route::LOSS_FLAGS;
 pub use slot::ListenerSlot;
 pub use stats::{Metric, Stats, TransportStats};
 
+#[cfg(test)]
+mod auth_tests;
 #[cfg(test)]
 mod route_tests;
 #[cfg(test)]

@@ -16,6 +16,7 @@
 //! |---|---|---|
 //! | values | [`time`], [`channel`], [`notify`] | instants, channel ids, the four notification kinds |
 //! | wire | [`wire`] | datagram and frame layouts, checked parse/emit |
+//! | auth | [`auth`] | HMAC-SHA-256 tags, the current and previous key |
 //! | flags | [`flags`] | test-and-clear flags, single-owner and atomic |
 //! | cycle | [`schedule`], [`timer`] | the service's polling scheduler |
 //! | broker | [`loss`], [`broker`] | loss detection, routing, coalescing outboxes |
@@ -107,6 +108,7 @@
     warn(clippy::indexing_slicing, clippy::cast_possible_truncation)
 )]
 
+pub mod auth;
 pub mod broker;
 pub mod channel;
 pub mod flags;

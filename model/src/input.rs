@@ -122,6 +122,8 @@ impl Setup {
                 ],
                 self.stuck_timeout,
             ),
+            // the model raises every possible loss at once (no coalescing)
+            loss_interval: Duration::ZERO,
             housekeeping: pick(
                 [
                     secs(1),

@@ -75,6 +75,20 @@ pub struct Stats {
     /// every reached listener already has pending visits none, so this
     /// grows with the listeners whose outbox changed, not with raises.
     pub route_visits: u64,
+    /// Datagrams dropped because a key is set and their tag is missing or
+    /// made with no key the broker accepts.
+    pub datagrams_unauthorized: u64,
+    /// Listener and stats connections whose proof of the key failed (or that
+    /// could not give one: a version-1 hello to a broker with a key).
+    pub listeners_unauthorized: u64,
+    /// Connections that had not completed their hello (or its proof), closed
+    /// to make room for a new one when the table was full.
+    pub connections_evicted: u64,
+    /// Possible losses folded into a raise already made within
+    /// [`Config::loss_interval`](super::Config::loss_interval).
+    pub possible_losses_coalesced: u64,
+    /// Senders whose window was moved back after a jump too far ahead.
+    pub senders_rewound: u64,
     /// Counters only the transport can see.
     pub transport: TransportStats,
 }
@@ -101,6 +115,12 @@ pub struct TransportStats {
     pub accept_no_fds: u64,
     /// Other failed accepts.
     pub accept_errors: u64,
+    /// Datagrams dropped because their source is not in the senders'
+    /// allow-list.
+    pub datagrams_denied: u64,
+    /// Connections refused because their source is not in the listeners'
+    /// allow-list.
+    pub connections_denied: u64,
 }
 
 /// What a stats entry is: name, help, type and at most one label, in the
@@ -406,6 +426,55 @@ impl Stats {
             counter("flagpost_accept_errors_total", "Other failed accepts"),
             &mut self.transport.accept_errors,
         );
+        emit(
+            counter(
+                "flagpost_datagrams_unauthorized_total",
+                "Datagrams dropped: tag missing or wrong while a key is set",
+            ),
+            &mut self.datagrams_unauthorized,
+        );
+        emit(
+            counter(
+                "flagpost_listeners_unauthorized_total",
+                "Listener and stats connections that failed to prove the key",
+            ),
+            &mut self.listeners_unauthorized,
+        );
+        emit(
+            counter(
+                "flagpost_connections_evicted_total",
+                "Connections without a completed hello closed to make room",
+            ),
+            &mut self.connections_evicted,
+        );
+        emit(
+            counter(
+                "flagpost_possible_losses_coalesced_total",
+                "Possible losses folded into a recent raise of everyone",
+            ),
+            &mut self.possible_losses_coalesced,
+        );
+        emit(
+            counter(
+                "flagpost_senders_rewound_total",
+                "Senders moved back after a sequence jump too far ahead",
+            ),
+            &mut self.senders_rewound,
+        );
+        emit(
+            counter(
+                "flagpost_datagrams_denied_total",
+                "Datagrams dropped: source not in the senders' allow-list",
+            ),
+            &mut self.transport.datagrams_denied,
+        );
+        emit(
+            counter(
+                "flagpost_connections_denied_total",
+                "Connections refused: source not in the listeners' allow-list",
+            ),
+            &mut self.transport.connections_denied,
+        );
     }
 
     /// The metric at `index` of the table, if any.
@@ -456,7 +525,10 @@ mod tests {
         assert_eq!(count, Stats::len());
         original.visit(|i, _, v| assert_eq!(v, 1000 + u64::from(i)));
         assert!(!original.set(count as u16, 1));
-        assert_eq!(original.transport.accept_errors, 1000 + count as u64 - 1);
+        assert_eq!(
+            original.transport.connections_denied,
+            1000 + count as u64 - 1
+        );
     }
 
     #[test]

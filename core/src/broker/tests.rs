@@ -2,13 +2,15 @@
 //! timeouts, all on a hand-driven clock.
 
 use super::*;
+use crate::loss::Verdict;
 use crate::wire::{
-    CloseRepr, FlagsRepr, HelloRepr, SenderId, Seq, WelcomeRepr, MAX_DATAGRAM_LEN, MAX_FRAME_LEN,
+    AckResult, CloseRepr, FlagsRepr, HelloRepr, NotifyRepr, SenderId, Seq, WelcomeRepr,
+    MAX_DATAGRAM_LEN, MAX_FRAME_LEN,
 };
 
 type TestBroker = BrokerState<[ListenerSlot; 4], [SenderSlot; 4]>;
 
-fn broker() -> TestBroker {
+pub(super) fn broker() -> TestBroker {
     BrokerState::new(
         Config {
             broker_id: 0xb0,
@@ -39,7 +41,7 @@ fn send(
     b.handle_frame(now, id, &buf[..n])
 }
 
-fn listen(
+pub(super) fn listen(
     b: &mut TestBroker,
     now: Instant,
     channel: Option<ChannelId>,
@@ -66,7 +68,7 @@ fn drain_ready(b: &mut TestBroker) -> std::vec::Vec<ListenerId> {
     core::iter::from_fn(|| b.poll_ready()).collect()
 }
 
-fn flags_of(b: &mut TestBroker, id: ListenerId) -> FlagSet {
+pub(super) fn flags_of(b: &mut TestBroker, id: ListenerId) -> FlagSet {
     let mut got = FlagSet::EMPTY;
     while let Some(f) = b.poll_frame(id) {
         if let FrameRepr::Flags(f) = f {
@@ -77,7 +79,12 @@ fn flags_of(b: &mut TestBroker, id: ListenerId) -> FlagSet {
     got
 }
 
-fn datagram(n: Notification, sender: u64, seq: u32, ack: bool) -> ([u8; MAX_DATAGRAM_LEN], usize) {
+pub(super) fn datagram(
+    n: Notification,
+    sender: u64,
+    seq: u32,
+    ack: bool,
+) -> ([u8; MAX_DATAGRAM_LEN], usize) {
     let repr = NotifyRepr {
         notification: n,
         sender: SenderId(sender),
@@ -250,13 +257,19 @@ fn malformed_datagrams_are_counted_by_reason_and_change_nothing() {
     let mut b = broker();
     let t = Instant::ZERO;
     let id = listen(&mut b, t, None, FlagSet::ALL);
-    assert_eq!(b.handle_datagram(t, b"hello"), Err(WireError::BadMagic));
-    assert_eq!(b.handle_datagram(t, b"FP"), Err(WireError::Truncated));
+    assert_eq!(
+        b.handle_datagram(t, b"hello"),
+        Err(DatagramError::Malformed(WireError::BadMagic))
+    );
+    assert_eq!(
+        b.handle_datagram(t, b"FP"),
+        Err(DatagramError::Malformed(WireError::Truncated))
+    );
     let (mut d, n) = datagram(Notification::status(None), 1, 1, false);
     d[2] = 2;
     assert_eq!(
         b.handle_datagram(t, &d[..n]),
-        Err(WireError::UnsupportedVersion(2))
+        Err(DatagramError::Malformed(WireError::UnsupportedVersion(2)))
     );
     let s = b.stats();
     assert_eq!(s.datagrams, 0);

@@ -39,7 +39,11 @@ impl Harness {
         let notify = match parsed {
             Ok(notify) => notify,
             Err(e) => {
-                assert_eq!(result, Err(e), "handle_datagram of an invalid datagram");
+                assert_eq!(
+                    result,
+                    Err(e.into()),
+                    "handle_datagram of an invalid datagram"
+                );
                 self.expect.datagram_rejected(e);
                 return;
             }
