@@ -79,7 +79,9 @@ impl Key {
         }
         let full = mac.finalize().into_bytes();
         let mut tag = [0u8; TAG_LEN];
-        tag.copy_from_slice(&full[..TAG_LEN]);
+        for (t, f) in tag.iter_mut().zip(full.iter()) {
+            *t = *f;
+        }
         tag
     }
 
