@@ -62,6 +62,20 @@ pub struct BrokerConfig {
     /// Senders tracked for loss detection (default 4,096; least recently
     /// seen evicted).
     pub sender_table: usize,
+    /// The shared key (a file readable by its owner only; see
+    /// [`keyfile`](crate::keyfile)). With a key, datagrams must be signed
+    /// with it and listeners must prove it; without, anyone who can reach
+    /// the port can notify, listen and read the stats (see SECURITY.md).
+    pub key_file: Option<PathBuf>,
+    /// During a key rotation, the key being replaced: still accepted from
+    /// senders and listeners, never used to sign.
+    pub previous_key_file: Option<PathBuf>,
+    /// Networks senders may notify from (default: any). A datagram from
+    /// elsewhere is dropped and counted, unanswered.
+    pub allow_senders: Vec<ipnet::IpNet>,
+    /// Networks listeners (and stats clients) may connect from (default:
+    /// any). A connection from elsewhere is closed at once and counted.
+    pub allow_listeners: Vec<ipnet::IpNet>,
 }
 
 impl Default for BrokerConfig {
@@ -82,6 +96,10 @@ impl Default for BrokerConfig {
             hello_timeout: Duration::from_secs(10),
             stuck_timeout: Duration::from_secs(60),
             sender_table: 4096,
+            key_file: None,
+            previous_key_file: None,
+            allow_senders: Vec::new(),
+            allow_listeners: Vec::new(),
         }
     }
 }
@@ -128,7 +146,7 @@ pub enum ConfigError {
 const MAX_SOCKET_BUFFER: usize = 1 << 30;
 
 /// The keys, for environment overrides (`FLAGPOST_<KEY>`).
-const KEYS: [&str; 12] = [
+const KEYS: [&str; 16] = [
     "bind",
     "metrics",
     "max_listeners",
@@ -141,6 +159,10 @@ const KEYS: [&str; 12] = [
     "hello_timeout",
     "stuck_timeout",
     "sender_table",
+    "key_file",
+    "previous_key_file",
+    "allow_senders",
+    "allow_listeners",
 ];
 
 impl BrokerConfig {
@@ -230,14 +252,21 @@ impl BrokerConfig {
         if self.sender_table == 0 {
             return invalid("sender_table", "must be at least 1");
         }
+        if self.previous_key_file.is_some() && self.key_file.is_none() {
+            return invalid(
+                "previous_key_file",
+                "needs key_file (the key that replaces it)",
+            );
+        }
         Ok(())
     }
 }
 
-/// An environment value as TOML: lists and numbers as such, anything else
-/// as a string (so `FLAGPOST_KEEPALIVE=45s` and `FLAGPOST_BIND=[::1]:1` work).
+/// An environment value as TOML: lists (comma-separated) and numbers as
+/// such, anything else as a string (so `FLAGPOST_KEEPALIVE=45s` and
+/// `FLAGPOST_BIND=[::1]:1` work).
 fn parse_env_value(key: &str, value: &str) -> toml::Value {
-    if key == "bind" {
+    if matches!(key, "bind" | "allow_senders" | "allow_listeners") {
         let list = value
             .split(',')
             .map(|s| toml::Value::String(s.trim().to_owned()))

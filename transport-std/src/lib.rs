@@ -33,6 +33,7 @@
 
 pub mod clock;
 pub mod config;
+pub mod keyfile;
 pub mod listener;
 pub mod metrics;
 pub mod notifier;
