@@ -42,6 +42,8 @@ enum Command {
     Listen(ListenArgs),
     /// Print the broker's counters and gauges.
     Stats(StatsArgs),
+    /// Write a new random key file for `--key-file` / `key_file`.
+    Keygen(KeygenArgs),
     /// Print a shell completion script.
     Completions {
         /// The shell.
@@ -67,6 +69,27 @@ struct ServeArgs {
     /// Keep-alive timeout for listeners (e.g. 30s).
     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
     keepalive: Option<Duration>,
+    /// File holding the shared key (see `flagpost keygen`): senders must
+    /// sign, listeners must prove it.
+    #[arg(long, value_name = "FILE")]
+    key_file: Option<PathBuf>,
+    /// During a key rotation, the file of the key being replaced (still
+    /// accepted, never used to sign).
+    #[arg(long, value_name = "FILE", requires = "key_file")]
+    previous_key_file: Option<PathBuf>,
+    /// Networks senders may notify from, comma-separated CIDRs (default any).
+    #[arg(long, value_name = "CIDR,…", value_delimiter = ',')]
+    allow_senders: Vec<ipnet::IpNet>,
+    /// Networks listeners may connect from, comma-separated CIDRs (default any).
+    #[arg(long, value_name = "CIDR,…", value_delimiter = ',')]
+    allow_listeners: Vec<ipnet::IpNet>,
+}
+
+#[derive(Args, Debug)]
+struct KeygenArgs {
+    /// Where to write the key (must not exist; created readable by its owner only).
+    #[arg(value_name = "FILE")]
+    file: PathBuf,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -196,6 +219,7 @@ fn main() -> ExitCode {
         Command::Notify(args) => notify(args),
         Command::Listen(args) => listen(args),
         Command::Stats(args) => stats(args),
+        Command::Keygen(args) => keygen(args),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "flagpost", &mut io::stdout());
             Ok(())
@@ -214,7 +238,7 @@ fn serve_failure(e: ServeError) -> Failure {
     let code = match &e {
         ServeError::AddrInUse { .. } => EXIT_ADDR_IN_USE,
         ServeError::PermissionDenied { .. } => EXIT_PERMISSION,
-        ServeError::Config(_) => EXIT_CONFIG,
+        ServeError::Config(_) | ServeError::Key(_) => EXIT_CONFIG,
         ServeError::Metrics { .. } | ServeError::Bind { .. } | ServeError::Io(_) => EXIT_OTHER,
     };
     Failure::new(code, e)
@@ -234,6 +258,16 @@ fn serve(args: ServeArgs) -> Result<(), Failure> {
     }
     if let Some(k) = args.keepalive {
         config.keepalive = k;
+    }
+    if args.key_file.is_some() {
+        config.key_file = args.key_file;
+        config.previous_key_file = args.previous_key_file;
+    }
+    if !args.allow_senders.is_empty() {
+        config.allow_senders = args.allow_senders;
+    }
+    if !args.allow_listeners.is_empty() {
+        config.allow_listeners = args.allow_listeners;
     }
     config
         .validate()
@@ -258,6 +292,16 @@ fn serve(args: ServeArgs) -> Result<(), Failure> {
     }
     let _ = io::stdout().flush();
     broker.run().map_err(serve_failure)
+}
+
+fn keygen(args: KeygenArgs) -> Result<(), Failure> {
+    flagpost_std::keyfile::generate_key_file(&args.file)
+        .map_err(|e| Failure::new(EXIT_OTHER, e))?;
+    eprintln!(
+        "wrote a new key to {} (readable by you only); give it to the broker (key_file) and to every sender and listener",
+        args.file.display()
+    );
+    Ok(())
 }
 
 fn notify(args: NotifyArgs) -> Result<(), Failure> {

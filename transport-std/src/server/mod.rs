@@ -46,6 +46,7 @@ use tracing::{debug, info, warn};
 
 use crate::clock::Clock;
 use crate::config::{BrokerConfig, ConfigError};
+use crate::keyfile::{read_keyring, KeyFileError};
 use crate::shared::{ListenerState, Shared};
 use conn::Conn;
 use udp::UdpRx;
@@ -105,6 +106,9 @@ pub enum ServeError {
     /// The configuration is invalid.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// The key file cannot be used.
+    #[error(transparent)]
+    Key(#[from] KeyFileError),
     /// The event loop failed.
     #[error("broker I/O error: {0}")]
     Io(#[from] io::Error),
@@ -170,6 +174,11 @@ impl Broker {
     /// the limit are refused with *too many listeners*).
     pub fn bind(config: BrokerConfig) -> Result<Broker, ServeError> {
         config.validate()?;
+        // the key first: a bad key file must not leave a keyless broker bound
+        let keys = match &config.key_file {
+            Some(path) => Some(read_keyring(path, config.previous_key_file.as_deref())?),
+            None => None,
+        };
         let fd_limit = fds::raise_limit();
         let poll = Poll::new()?;
         let waker = Waker::new(poll.registry(), WAKER)?;
@@ -203,7 +212,18 @@ impl Broker {
         let reserve = fds::open_reserve();
         accept::report_fd_limit(fd_limit, config.max_listeners);
         let (tx, rx) = mpsc::channel();
-        let core = BrokerState::new(
+        match &config.key_file {
+            Some(path) => info!(
+                key_file = %path.display(),
+                previous = keys.as_ref().is_some_and(|k| k.has_previous()),
+                "senders must sign and listeners must prove the key"
+            ),
+            None if addrs.iter().any(|a| !a.ip().is_loopback()) => warn!(
+                "no key_file: anyone who can reach {addrs:?} can notify, listen and read the stats (see SECURITY.md)"
+            ),
+            None => {}
+        }
+        let mut core = BrokerState::new(
             CoreConfig {
                 keepalive: config.keepalive.into(),
                 hello_timeout: config.hello_timeout.into(),
@@ -215,6 +235,7 @@ impl Broker {
             vec![ListenerSlot::EMPTY; config.max_listeners].into_boxed_slice(),
             vec![SenderSlot::EMPTY; config.sender_table].into_boxed_slice(),
         );
+        core.set_keys(keys);
         let handle = BrokerHandle {
             inner: Arc::new(HandleInner {
                 tx,
@@ -582,7 +603,7 @@ impl Server {
                 Ok(received) => received.ack.and_then(|a| a.emit(ack).ok()),
                 Err(error) => {
                     if let Some(suppressed) = log.allow() {
-                        warn!(%from, %error, suppressed, "dropped a malformed datagram");
+                        warn!(%from, %error, suppressed, "dropped a datagram");
                     }
                     None
                 }
