@@ -111,8 +111,10 @@ pub struct ListenerConfig {
 impl ListenerConfig {
     /// The first reconnect delay by default.
     pub const BACKOFF_INITIAL: Duration = Duration::from_millis(100);
-    /// The longest reconnect delay by default.
-    pub const BACKOFF_MAX: Duration = Duration::from_secs(5);
+    /// The longest reconnect delay by default: after a broker restart every
+    /// listener is back within about 2 s (jittered, so they do not all come
+    /// at once).
+    pub const BACKOFF_MAX: Duration = Duration::from_secs(2);
 
     /// Every flag for `channel` (`None`: all channels), the broker's
     /// keep-alive, the default backoff.

@@ -55,12 +55,21 @@ use core::fmt;
 use crate::channel::ChannelId;
 use crate::notify::{Kind, Notification};
 use crate::time::{Duration, Instant};
+use crate::wire::datagram::ACK_HEADER_LEN;
 use crate::wire::{AckRepr, AckResult, NotifyRepr, SenderId, Seq, Tag, TAG_LEN};
 
 /// Computes authentication tags (the hardening work supplies a MAC).
 pub trait Signer {
     /// The tag for `signed` (every byte of the datagram before the tag).
     fn sign(&self, signed: &[u8]) -> Tag;
+}
+
+/// Whether two tags are equal, in time independent of where they differ.
+fn tags_equal(a: &Tag, b: &Tag) -> bool {
+    a.iter()
+        .zip(b.iter())
+        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+        == 0
 }
 
 /// NotifierSession settings: the sending policy, in one place.
@@ -204,6 +213,9 @@ pub struct SessionStats {
     /// Pending entries merged into an untargeted status update because
     /// the table was full.
     pub overflows: u64,
+    /// Acks dropped because a key is in use and their tag is missing or
+    /// wrong (forged, or from a broker without the key).
+    pub acks_rejected: u64,
 }
 
 /// The pacing of rounds within a burst.
@@ -270,6 +282,7 @@ impl<const N: usize> NotifierSession<N> {
                 probes: 0,
                 retransmissions: 0,
                 overflows: 0,
+                acks_rejected: 0,
             },
         }
     }
@@ -389,10 +402,33 @@ impl<const N: usize> NotifierSession<N> {
     }
 
     /// Feeds a datagram received from the broker (an ack).
-    pub fn handle_datagram(&mut self, _now: Instant, bytes: &[u8]) {
+    pub fn handle_datagram(&mut self, now: Instant, bytes: &[u8]) {
+        self.handle_datagram_signed(now, bytes, None);
+    }
+
+    /// [`handle_datagram`](Self::handle_datagram) for a session that signs
+    /// with `signer`: an ack counts only if it carries the tag `signer`
+    /// makes over its first 20 bytes, so a forged ack cannot end a
+    /// confirmed send's retries.
+    pub fn handle_datagram_signed(
+        &mut self,
+        _now: Instant,
+        bytes: &[u8],
+        signer: Option<&dyn Signer>,
+    ) {
         let Ok(ack) = AckRepr::parse_bytes(bytes) else {
             return;
         };
+        if let Some(signer) = signer {
+            let genuine = match (ack.tag, bytes.get(..ACK_HEADER_LEN)) {
+                (Some(tag), Some(signed)) => tags_equal(&tag, &signer.sign(signed)),
+                _ => false,
+            };
+            if !genuine {
+                self.stats.acks_rejected += 1;
+                return;
+            }
+        }
         if let Some(c) = self.confirm {
             if ack.sender == c.repr.sender && ack.seq == c.repr.seq {
                 self.confirm = None;
@@ -465,7 +501,9 @@ impl<const N: usize> NotifierSession<N> {
         self.poll_notifications_signed(now, buf, None)
     }
 
-    fn poll_confirm_signed(
+    /// [`poll_confirm`](Self::poll_confirm), tagging with `signer`.
+    #[must_use]
+    pub fn poll_confirm_signed(
         &mut self,
         now: Instant,
         buf: &mut [u8],
@@ -483,7 +521,10 @@ impl<const N: usize> NotifierSession<N> {
         self.emit(&repr, buf, signer)
     }
 
-    fn poll_notifications_signed(
+    /// [`poll_notifications`](Self::poll_notifications), tagging with
+    /// `signer`.
+    #[must_use]
+    pub fn poll_notifications_signed(
         &mut self,
         now: Instant,
         buf: &mut [u8],

@@ -101,7 +101,7 @@ impl ListenerBuilder {
         self
     }
 
-    /// Reconnect backoff: first delay and cap (default 100 ms, 5 s).
+    /// Reconnect backoff: first delay and cap (default 100 ms, 2 s).
     pub fn backoff(mut self, initial: Duration, max: Duration) -> Self {
         self.backoff_initial = initial;
         self.backoff_max = max;

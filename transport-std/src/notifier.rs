@@ -39,7 +39,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::{JoinHandle, Thread};
 use std::time::Duration;
 
-use flagpost_core::notifier::{NotifierConfig, NotifierEvent, NotifierSession};
+use flagpost_core::auth::Key;
+use flagpost_core::notifier::{NotifierConfig, NotifierEvent, NotifierSession, Signer};
 use flagpost_core::wire::{AckResult, SenderId, MAX_DATAGRAM_LEN};
 use flagpost_core::{ChannelId, Kind, Notification};
 
@@ -111,6 +112,7 @@ pub struct NotifierBuilder {
     sender: Option<SenderId>,
     spin: bool,
     clock: Clock,
+    key: Option<Key>,
 }
 
 impl Default for NotifierBuilder {
@@ -120,6 +122,7 @@ impl Default for NotifierBuilder {
             sender: None,
             spin: true,
             clock: Clock::new(),
+            key: None,
         }
     }
 }
@@ -140,6 +143,14 @@ impl NotifierBuilder {
     /// costs no CPU while the burst lasts.
     pub fn spin_in_bursts(mut self, spin: bool) -> Self {
         self.spin = spin;
+        self
+    }
+
+    /// Signs every datagram with `key` (the broker's `key_file`; see
+    /// [`keyfile::read_key_file`](crate::keyfile::read_key_file)), and
+    /// believes only acks signed with it.
+    pub fn key(mut self, key: Key) -> Self {
+        self.key = Some(key);
         self
     }
 
@@ -189,6 +200,7 @@ impl NotifierBuilder {
             inline: AtomicU64::new(0),
             bursts: AtomicU64::new(0),
             send_errors: AtomicU64::new(0),
+            key: self.key,
         });
         let worker = core.clone();
         let thread = std::thread::Builder::new()
@@ -267,6 +279,8 @@ struct Front {
     inline: AtomicU64,
     bursts: AtomicU64,
     send_errors: AtomicU64,
+    /// Signs datagrams and checks acks, when the broker has a key.
+    key: Option<Key>,
 }
 
 /// Datagrams taken from the core, to send once its lock is released.
@@ -456,6 +470,10 @@ impl Notifier {
 }
 
 impl Front {
+    fn signer(&self) -> Option<&dyn Signer> {
+        self.key.as_ref().map(|k| k as &dyn Signer)
+    }
+
     fn lock(&self) -> MutexGuard<'_, Box<State>> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -480,7 +498,7 @@ impl Front {
         self.drain(&mut state, now);
         let mut buf = [0u8; MAX_DATAGRAM_LEN];
         while out.len() < OUT_BATCH {
-            match state.poll_notifications(now, &mut buf) {
+            match state.poll_notifications_signed(now, &mut buf, self.signer()) {
                 Some(n) => out.push((buf, n)),
                 None => break,
             }
@@ -601,7 +619,7 @@ impl Front {
             let mut out: Out = Vec::new();
             let (event, next) = {
                 let mut state = self.lock();
-                while let Some(n) = state.poll_confirm(now, &mut buf) {
+                while let Some(n) = state.poll_confirm_signed(now, &mut buf, self.signer()) {
                     out.push((buf, n));
                 }
                 (state.poll_event(), state.poll_timeout_confirm())
@@ -636,7 +654,10 @@ impl Front {
             let wait = next.map_or(Duration::from_millis(10), |at| self.clock.until(at));
             socket.set_read_timeout(Some(wait.max(Duration::from_micros(100))))?;
             match socket.recv(&mut buf) {
-                Ok(n) => self.lock().handle_datagram(self.clock.now(), &buf[..n]),
+                Ok(n) => {
+                    self.lock()
+                        .handle_datagram_signed(self.clock.now(), &buf[..n], self.signer())
+                }
                 Err(e)
                     if matches!(
                         e.kind(),
@@ -684,7 +705,7 @@ impl Front {
             self.drain(&mut state, now);
             state.close();
             let mut buf = [0u8; MAX_DATAGRAM_LEN];
-            while let Some(n) = state.poll_notifications(now, &mut buf) {
+            while let Some(n) = state.poll_notifications_signed(now, &mut buf, self.signer()) {
                 out.push((buf, n));
             }
         }

@@ -351,3 +351,53 @@ fn the_pace_doubles_up_to_its_cap_and_a_pause_starts_over() {
     assert_eq!(seen, [20, 40, 80, 160, 160, 160]);
     assert_eq!(c.next_pace(c.max_pace, false), c.pace);
 }
+
+// ---------------------------------------------------------- signed sessions
+
+#[test]
+fn a_signed_session_and_a_keyed_broker_agree_and_forged_acks_are_ignored() {
+    use crate::auth::{Key, Keyring};
+    use crate::broker::{BrokerState, Config, ListenerSlot};
+    use crate::loss::SenderSlot;
+    let key = Key::new(&[7; 32]).unwrap();
+    let mut broker = BrokerState::new(
+        Config::default(),
+        [ListenerSlot::EMPTY; 2],
+        [SenderSlot::EMPTY; 2],
+    );
+    broker.set_keys(Some(Keyring::new(key.clone())));
+    let mut p = NotifierSession::<4>::new(NotifierConfig::default(), SenderId(11));
+    let t = Instant::ZERO;
+    let seq = p
+        .notify_confirmed(t, Notification::status(None), 1, Duration::from_secs(1))
+        .unwrap();
+    let mut buf = [0u8; MAX_DATAGRAM_LEN];
+    let n = p.poll_transmit_signed(t, &mut buf, Some(&key)).unwrap();
+    let received = broker.handle_datagram(t, &buf[..n]).unwrap();
+    let ack = received.ack.unwrap();
+    // a forged ack for the same sequence: untagged, then tagged with zeros
+    let mut forged = [0u8; 36];
+    let untagged = AckRepr { tag: None, ..ack };
+    let len = untagged.emit(&mut forged).unwrap();
+    p.handle_datagram_signed(t, &forged[..len], Some(&key));
+    let zeroed = AckRepr {
+        tag: Some([0; TAG_LEN]),
+        ..ack
+    };
+    let len = zeroed.emit(&mut forged).unwrap();
+    p.handle_datagram_signed(t, &forged[..len], Some(&key));
+    assert_eq!(p.poll_event(), None, "forged acks end nothing");
+    assert_eq!(p.stats().acks_rejected, 2);
+    // the broker's own ack is genuine
+    let mut genuine = [0u8; 36];
+    let len = ack.emit(&mut genuine).unwrap();
+    p.handle_datagram_signed(t, &genuine[..len], Some(&key));
+    assert_eq!(
+        p.poll_event(),
+        Some(NotifierEvent::Confirmed {
+            seq,
+            result: AckResult::Delivered,
+            attempts: 1
+        })
+    );
+}

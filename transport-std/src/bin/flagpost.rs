@@ -123,6 +123,9 @@ struct NotifyArgs {
     /// How long --confirm waits.
     #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = humantime::parse_duration)]
     timeout: Duration,
+    /// Sign with the key in this file (the broker's key_file).
+    #[arg(long, value_name = "FILE", env = "FLAGPOST_KEY_FILE")]
+    key_file: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -313,17 +316,39 @@ fn notify(args: NotifyArgs) -> Result<(), Failure> {
     };
     let notification = Notification::new(kind, args.channel)
         .map_err(|e| Failure::new(EXIT_CONFIG, format!("{e}: add --channel ID")))?;
-    let notifier = Notifier::new(args.broker.as_str()).map_err(notify_failure)?;
+    let mut builder = Notifier::builder();
+    if let Some(path) = &args.key_file {
+        let key =
+            flagpost_std::keyfile::read_key_file(path).map_err(|e| Failure::new(EXIT_CONFIG, e))?;
+        builder = builder.key(key);
+    }
+    let notifier = builder
+        .build(args.broker.as_str())
+        .map_err(notify_failure)?;
     if args.confirm {
         let result = notifier
             .notify_confirmed(notification, args.count, args.timeout)
             .map_err(notify_failure)?;
         let attempts = 1 + notifier.stats().retransmissions;
         eprintln!("acknowledged: {result:?} after {attempts} datagram(s)");
-    } else {
-        notifier.notify(notification, args.count);
-        notifier.flush(Duration::from_secs(1));
+        return Ok(());
     }
+    notifier.notify(notification, args.count);
+    // the probe (a second copy a few ms later) goes out at the drop
+    let handed = notifier.flush(Duration::from_secs(1));
+    let stats = notifier.stats();
+    drop(notifier);
+    if !handed || stats.send_errors > 0 {
+        return Err(Failure::new(
+            EXIT_UNREACHABLE,
+            format!("could not send to {}", args.broker),
+        ));
+    }
+    // Fire and forget: nothing comes back, so say what is not known.
+    eprintln!(
+        "sent to {} (not confirmed: a lost datagram or a broker that is down or has another key looks the same; --confirm waits for the broker's ack)",
+        args.broker
+    );
     Ok(())
 }
 
