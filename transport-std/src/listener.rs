@@ -570,6 +570,8 @@ impl Io {
             let raise = frame
                 .map_err(SessionError::Malformed)
                 .and_then(|bytes| self.session.handle_frame(now, bytes));
+            // The state first: whoever a raise wakes sees it listening.
+            self.sync_state(shared);
             match raise {
                 Ok(raise) if raise.reconnect => {
                     if !raise.flags.is_empty() {
@@ -583,7 +585,6 @@ impl Io {
                     return;
                 }
             }
-            self.sync_state(shared);
         }
     }
 

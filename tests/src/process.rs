@@ -1,0 +1,95 @@
+//! Real `flagpost` processes for the fault tests: the binary built beside
+//! the test (`cargo test --workspace` and `test.sh` build it), a broker
+//! child that can be killed with SIGKILL and started again on the same
+//! address, and `flagpost` subcommands run to completion.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+
+/// The `flagpost` binary of this build (`target/<profile>/flagpost`, beside
+/// the test executable's `deps/`).
+pub fn flagpost_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let bin = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .map(|dir| dir.join("flagpost"))
+        .expect("target directory");
+    assert!(
+        bin.exists(),
+        "{} is missing: build it first (cargo build -p flagpost-std --bins, as test.sh does)",
+        bin.display()
+    );
+    bin
+}
+
+/// A `flagpost serve` child; killed on drop.
+pub struct BrokerProcess {
+    child: Child,
+    /// The address it serves on.
+    pub addr: String,
+    args: Vec<String>,
+}
+
+impl BrokerProcess {
+    /// Starts `flagpost serve --bind BIND ARGS…` and waits until it
+    /// announces its address on stdout.
+    pub fn start(bind: &str, args: &[&str]) -> BrokerProcess {
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        let (child, addr) = spawn(bind, &args);
+        BrokerProcess { child, addr, args }
+    }
+
+    /// SIGKILL: no close frames, no flush; the listeners find out from TCP.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts it again on the same address, with the same arguments.
+    pub fn restart(&mut self) {
+        let (child, addr) = spawn(&self.addr, &self.args);
+        assert_eq!(addr, self.addr, "restarted on another address");
+        self.child = child;
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for BrokerProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn spawn(bind: &str, args: &[String]) -> (Child, String) {
+    let mut child = Command::new(flagpost_bin())
+        .args(["serve", "--bind", bind])
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start flagpost serve");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("read the announced address");
+    let addr = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("serve did not announce its address: {line:?}"))
+        .to_owned();
+    (child, addr)
+}
+
+/// Runs `flagpost ARGS…` to completion.
+pub fn run(args: &[&str]) -> Output {
+    Command::new(flagpost_bin())
+        .args(args)
+        .output()
+        .expect("run flagpost")
+}
