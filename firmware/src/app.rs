@@ -30,7 +30,8 @@ use embassy_sync::blocking_mutex::raw::CriticalSectionRawMutex;
 use embassy_sync::blocking_mutex::Mutex;
 use embassy_time::{with_timeout, Timer};
 use embedded_io_async::{Read, Write};
-use flagpost_core::notifier::NotifierConfig;
+use flagpost_core::auth::Key;
+use flagpost_core::notifier::{NotifierConfig, Signer};
 use flagpost_core::wire::SenderId;
 use flagpost_core::{ChannelId, FlagSet, Instant, Notification};
 use flagpost_embedded::listener::{
@@ -300,7 +301,11 @@ async fn serve(
     let broker = endpoint(config);
     // Binding port 0 picks a free port; it cannot fail on a fresh socket.
     let _ = udp.bind(0);
-    let pub_runner = NotifierRunner::new(notifier, udp, broker, None);
+    // With a key in the configuration block every datagram is signed (and
+    // only signed acks are believed), as a broker with that key requires.
+    let key = config.auth_key.and_then(|k| Key::new(&k).ok());
+    let signer = key.as_ref().map(|k| k as &dyn Signer);
+    let pub_runner = NotifierRunner::new(notifier, udp, broker, signer);
     let interest = FlagSet::STATUS | FlagSet::CHANNEL_UPDATE | FlagSet::CHANNEL_SHUTDOWN;
     let lis_runner = ListenerRunner::new(
         listener,

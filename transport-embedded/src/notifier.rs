@@ -206,7 +206,9 @@ impl<'a, 'd, const N: usize> NotifierRunner<'a, 'd, N> {
             {
                 Either3::First(Ok((n, _))) => {
                     let bytes = rx.get(..n).unwrap_or(&[]);
-                    self.state.with(|p| p.handle_datagram(now(), bytes));
+                    let signer = self.signer;
+                    self.state
+                        .with(|p| p.handle_datagram_signed(now(), bytes, signer));
                 }
                 Either3::First(Err(_)) | Either3::Second(()) | Either3::Third(()) => {}
             }

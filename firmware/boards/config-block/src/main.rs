@@ -34,7 +34,9 @@ config.bin). Fields not given keep the firmware's compile-time defaults
   --gateway A.B.C.D          static default router (0.0.0.0: none)
   --hold-off-ms N            coalescing hold-off for modem events
   --baud N                   modem UART baud rate
-  --key HEX                  authentication key, 64 hex digits
+  --key-file FILE            authentication key: a key file of 64 hex digits
+                             (`flagpost keygen FILE`), readable by its owner
+                             only; never on the command line, where ps shows it
   -o, --out FILE             where to write the block
   --check FILE               parse FILE (a block, or a dump of the sector) and print it
 
@@ -92,7 +94,12 @@ fn run(args: Vec<String>) -> Result<(), String> {
                 config.hold_off_ms = parse_number("--hold-off-ms", &value("--hold-off-ms")?)?
             }
             "--baud" => config.modem_baud = parse_number("--baud", &value("--baud")?)?,
-            "--key" => config.auth_key = Some(parse_key(&value("--key")?)?),
+            "--key-file" => config.auth_key = Some(read_key_file(&value("--key-file")?)?),
+            "--key" => {
+                return Err("--key is gone: a key on the command line shows in ps; \
+                     write it to a file (flagpost keygen FILE) and pass --key-file FILE"
+                    .into())
+            }
             "-o" | "--out" => out = value("--out")?,
             other => return Err(format!("unknown argument {other:?}")),
         }
@@ -107,10 +114,21 @@ fn run(args: Vec<String>) -> Result<(), String> {
     // Read it back the way the firmware will.
     let parsed = GatewayConfig::parse(block)
         .map_err(|e| format!("the written block does not parse: {e}"))?;
-    std::fs::write(&out, block).map_err(|e| format!("{out}: {e}"))?;
+    write_private(&out, block).map_err(|e| format!("{out}: {e}"))?;
     println!("wrote {len} bytes to {out}");
     print_config(&parsed);
     Ok(())
+}
+
+/// Writes `bytes` to `path`, readable by its owner only (the block may
+/// hold the key).
+fn write_private(path: &str, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path)?.write_all(bytes)
 }
 
 fn check(path: &str) -> Result<(), String> {
@@ -167,15 +185,42 @@ fn parse_number(option: &str, text: &str) -> Result<u32, String> {
         .map_err(|_| format!("{option} {text:?}: not a number"))
 }
 
-fn parse_key(text: &str) -> Result<[u8; KEY_LEN], String> {
-    let digits = text.as_bytes();
+/// A key file as `flagpost keygen` writes it: `#` comment lines and
+/// whitespace around 64 hex digits; refused if its group or others may
+/// read it.
+fn read_key_file(path: &str) -> Result<[u8; KEY_LEN], String> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path)
+            .map_err(|e| format!("--key-file {path}: {e}"))?
+            .permissions()
+            .mode();
+        if mode & 0o077 != 0 {
+            return Err(format!(
+                "--key-file {path} is readable by others (mode {:o}); run: chmod 600 {path}",
+                mode & 0o777
+            ));
+        }
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| format!("--key-file {path}: {e}"))?;
+    let digits: Vec<u8> = text
+        .lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .flat_map(str::bytes)
+        .filter(|b| !b.is_ascii_whitespace())
+        .collect();
     if digits.len() != 2 * KEY_LEN {
-        return Err(format!("--key: expected {} hex digits", 2 * KEY_LEN));
+        return Err(format!(
+            "--key-file {path}: expected {} hex digits, found {}",
+            2 * KEY_LEN,
+            digits.len()
+        ));
     }
     let mut key = [0u8; KEY_LEN];
     for (byte, pair) in key.iter_mut().zip(digits.chunks_exact(2)) {
-        let pair = std::str::from_utf8(pair).map_err(|_| "--key: not hex")?;
-        *byte = u8::from_str_radix(pair, 16).map_err(|_| "--key: not hex")?;
+        let pair = std::str::from_utf8(pair).map_err(|_| format!("--key-file {path}: not hex"))?;
+        *byte = u8::from_str_radix(pair, 16).map_err(|_| format!("--key-file {path}: not hex"))?;
     }
     Ok(key)
 }
