@@ -326,3 +326,39 @@ fn the_stats_table_is_the_cores() {
         expected.join("\n")
     );
 }
+
+#[test]
+fn every_signed_vector_carries_the_tag_of_the_documented_key() {
+    use flagpost_core::auth::Key;
+    let key = Key::new(&core::array::from_fn::<u8, 32, _>(|i| i as u8)).unwrap();
+    let signed = blocks("# signed:");
+    assert_eq!(signed.len(), 2, "a signed notify and its ack");
+    // a broker with the key answers the notify with exactly the ack
+    let mut broker = flagpost_core::broker::BrokerState::new(
+        flagpost_core::broker::Config::default(),
+        [flagpost_core::broker::ListenerSlot::EMPTY; 1],
+        [flagpost_core::loss::SenderSlot::EMPTY; 1],
+    );
+    broker.set_keys(Some(flagpost_core::auth::Keyring::new(key.clone())));
+    let notify = &signed["notify-status-gsm1-ack-signed"].1;
+    let ack = broker
+        .handle_datagram(flagpost_core::Instant::ZERO, notify)
+        .unwrap()
+        .ack
+        .unwrap();
+    let mut buf = [0u8; MAX_DATAGRAM_LEN];
+    let n = ack.emit(&mut buf).unwrap();
+    assert_eq!(&buf[..n], &signed["ack-delivered-signed"].1[..]);
+    for (name, (_, bytes)) in signed {
+        let (body, tag) = bytes.split_at(bytes.len() - TAG_LEN);
+        assert_eq!(key.tag(&[body]), tag, "{name}");
+        match (
+            NotifyRepr::parse_bytes(&bytes),
+            AckRepr::parse_bytes(&bytes),
+        ) {
+            (Ok(n), _) => assert_eq!(n.tag.as_ref().map(|t| &t[..]), Some(tag), "{name}"),
+            (_, Ok(a)) => assert_eq!(a.tag.as_ref().map(|t| &t[..]), Some(tag), "{name}"),
+            (n, a) => panic!("{name}: neither a notify ({n:?}) nor an ack ({a:?})"),
+        }
+    }
+}
