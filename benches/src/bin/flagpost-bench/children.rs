@@ -17,7 +17,7 @@ use flagpost_std::{Broker, BrokerConfig, Listener};
 use crate::{announce, exit_with_parent, loopback, raise_fds, serve_queries, Participant};
 
 /// The broker on a loopback port. `--stuck-ms N` sets its
-/// `stuck_timeout`. The query `counters` answers with
+/// `stuck_timeout`, `--key-file F` its key. The query `counters` answers with
 /// [`scale::Counters`](crate::scale::Counters)' line; any other with
 /// `datagrams listening`.
 pub(crate) fn child_broker(args: &[String]) {
@@ -36,6 +36,13 @@ pub(crate) fn child_broker(args: &[String]) {
         .and_then(|i| args.get(i + 1)?.parse().ok())
     {
         config.stuck_timeout = Duration::from_millis(ms);
+    }
+    if let Some(path) = args
+        .iter()
+        .position(|a| a == "--key-file")
+        .and_then(|i| args.get(i + 1))
+    {
+        config.key_file = Some(path.into());
     }
     let broker = Broker::bind(config).expect("bind broker");
     let handle = broker.handle();
