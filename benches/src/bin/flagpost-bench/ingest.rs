@@ -266,7 +266,7 @@ fn blast_pools(target: SocketAddr, pools: Vec<Vec<[u8; SIGNED_LEN]>>, secs: f64)
                 let udp = UdpSocket::bind(loopback()).expect("bind");
                 let mut sent = 0u64;
                 for d in &pool {
-                    if sent % 256 == 0 && std::time::Instant::now() >= deadline {
+                    if sent.is_multiple_of(256) && std::time::Instant::now() >= deadline {
                         return sent;
                     }
                     let _ = udp.send_to(d, target);
