@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Runs every test of the workspace, installing what the tests need first.
 # Some end-to-end tests need root and /dev/net/tun (network namespaces with
-# a TAP device); without them they print why and pass without running.
+# a TAP device); the lossy-link test (tests/tests/lossy_link.rs) needs root,
+# network namespaces and nftables (`nft`, for its packet loss). When not
+# root, or a device or tool is missing, they print why and pass without
+# running; a namespace that cannot be created fails them.
 #
 #   ./test.sh            everything CI runs (fuzz targets FUZZ_SECS each, default 30)
 #   FUZZ_SECS=5 ./test.sh   the same with shorter fuzz runs
@@ -25,9 +28,13 @@ fi
 if ! cargo +nightly fuzz --version >/dev/null 2>&1; then
     cargo +nightly install cargo-fuzz --locked
 fi
-# iproute2 for the end-to-end test's network namespace and TAP device
+# iproute2 for the end-to-end tests' network namespaces, TAP device and veth
+# pair; nftables for the lossy-link test's packet loss
 if ! command -v ip >/dev/null 2>&1; then
     apt-get update -qq && apt-get install -y -qq iproute2
+fi
+if ! command -v nft >/dev/null 2>&1; then
+    apt-get update -qq && apt-get install -y -qq nftables
 fi
 rustc --version; cargo +nightly fuzz --version
 

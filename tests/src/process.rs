@@ -1,7 +1,8 @@
 //! Real `flagpost` processes for the fault tests: the binary built beside
 //! the test (`cargo test --workspace` and `test.sh` build it), a broker
 //! child that can be killed with SIGKILL and started again on the same
-//! address, and `flagpost` subcommands run to completion.
+//! address (optionally inside a network namespace), and `flagpost`
+//! subcommands run to completion.
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -30,15 +31,31 @@ pub struct BrokerProcess {
     /// The address it serves on.
     pub addr: String,
     args: Vec<String>,
+    netns: Option<String>,
 }
 
 impl BrokerProcess {
     /// Starts `flagpost serve --bind BIND ARGS…` and waits until it
     /// announces its address on stdout.
     pub fn start(bind: &str, args: &[&str]) -> BrokerProcess {
+        Self::start_with(None, bind, args)
+    }
+
+    /// Like [`start`](Self::start), inside the network namespace `netns`
+    /// (`ip netns exec`, which execs: the child is `flagpost` itself).
+    pub fn start_in_netns(netns: &str, bind: &str, args: &[&str]) -> BrokerProcess {
+        Self::start_with(Some(netns.to_owned()), bind, args)
+    }
+
+    fn start_with(netns: Option<String>, bind: &str, args: &[&str]) -> BrokerProcess {
         let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-        let (child, addr) = spawn(bind, &args);
-        BrokerProcess { child, addr, args }
+        let (child, addr) = spawn(netns.as_deref(), bind, &args);
+        BrokerProcess {
+            child,
+            addr,
+            args,
+            netns,
+        }
     }
 
     /// SIGKILL: no close frames, no flush; the listeners find out from TCP.
@@ -49,7 +66,7 @@ impl BrokerProcess {
 
     /// Starts it again on the same address, with the same arguments.
     pub fn restart(&mut self) {
-        let (child, addr) = spawn(&self.addr, &self.args);
+        let (child, addr) = spawn(self.netns.as_deref(), &self.addr, &self.args);
         assert_eq!(addr, self.addr, "restarted on another address");
         self.child = child;
     }
@@ -66,8 +83,16 @@ impl Drop for BrokerProcess {
     }
 }
 
-fn spawn(bind: &str, args: &[String]) -> (Child, String) {
-    let mut child = Command::new(flagpost_bin())
+fn spawn(netns: Option<&str>, bind: &str, args: &[String]) -> (Child, String) {
+    let mut command = match netns {
+        Some(ns) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", ns]).arg(flagpost_bin());
+            c
+        }
+        None => Command::new(flagpost_bin()),
+    };
+    let mut child = command
         .args(["serve", "--bind", bind])
         .args(args)
         .stdout(Stdio::piped())
