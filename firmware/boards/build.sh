@@ -159,7 +159,8 @@ owners() {
 
 # The share needs the boards' v0 symbol names (.cargo/config.toml): legacy
 # names hide generic arguments. A RUSTFLAGS variable replaces the flags of
-# .cargo/config.toml, so say so rather than print a wrong figure.
+# .cargo/config.toml (the sizes change too: sha2's compact backend is one of
+# them), so say so rather than print a wrong figure.
 legacy_names() {
     arm-none-eabi-nm "$1" | awk '/ _ZN[0-9]+flagpost_(core|embedded|firmware)/ { n++ } END { print n + 0 }'
 }
@@ -205,7 +206,8 @@ for b in "${boards[@]}"; do
 
     if [ "$(legacy_names "$elf")" -gt 0 ]; then
         echo "build.sh: $bin has legacy symbol names, so Flagpost's share cannot be attributed;" >&2
-        echo "  is RUSTFLAGS set? It replaces -C symbol-mangling-version=v0 from $dir/.cargo/config.toml" >&2
+        echo "  is RUSTFLAGS set? It replaces the rustflags of $dir/.cargo/config.toml" >&2
+        echo "  (v0 symbol names, sha2's compact SHA-256)" >&2
         status=1
         continue
     fi
