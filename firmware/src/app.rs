@@ -30,6 +30,7 @@ use embassy_sync::blocking_mutex::raw::CriticalSectionRawMutex;
 use embassy_sync::blocking_mutex::Mutex;
 use embassy_time::{with_timeout, Timer};
 use embedded_io_async::{Read, Write};
+#[cfg(feature = "sign")]
 use flagpost_core::auth::Key;
 use flagpost_core::notifier::{NotifierConfig, Signer};
 use flagpost_core::wire::SenderId;
@@ -303,8 +304,13 @@ async fn serve(
     let _ = udp.bind(0);
     // With a key in the configuration block every datagram is signed (and
     // only signed acks are believed), as a broker with that key requires.
+    #[cfg(feature = "sign")]
     let key = config.auth_key.and_then(|k| Key::new(&k).ok());
+    #[cfg(feature = "sign")]
     let signer = key.as_ref().map(|k| k as &dyn Signer);
+    // Built without `sign` (only to measure what signing costs): never signs.
+    #[cfg(not(feature = "sign"))]
+    let signer: Option<&dyn Signer> = None;
     let pub_runner = NotifierRunner::new(notifier, udp, broker, signer);
     let interest = FlagSet::STATUS | FlagSet::CHANNEL_UPDATE | FlagSet::CHANNEL_SHUTDOWN;
     let lis_runner = ListenerRunner::new(
