@@ -278,8 +278,9 @@ pub struct BrokerState<L, S> {
     ready_tail: u32,
     close_head: u32,
     close_tail: u32,
-    /// Open connections that may not be established, oldest first (see
-    /// the `evict` module).
+    /// The waiting list: connections in the order they opened, those
+    /// established since dropped as they reach the head (see the `evict`
+    /// module).
     wait_head: u32,
     wait_tail: u32,
     next_housekeeping: Option<Instant>,
