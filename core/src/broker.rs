@@ -99,6 +99,13 @@ pub struct Config {
     pub max_keepalive: Duration,
     /// How long a new connection may take to say hello (default 10 s).
     pub hello_timeout: Duration,
+    /// When the table is full, a new connection takes the slot of the
+    /// oldest one that has not completed its hello, if that one has waited
+    /// at least this long (default 1 s; see [`BrokerState::open`]). A real
+    /// listener says hello within a round trip of connecting, so it is
+    /// never evicted mid-hello; a silent connection holds a slot for this
+    /// long instead of the whole hello timeout.
+    pub evict_after: Duration,
     /// How long undelivered flags may wait before the listener is closed as
     /// stuck (default 60 s; zero: never).
     pub stuck_timeout: Duration,
@@ -125,6 +132,7 @@ impl Default for Config {
             min_keepalive: Duration::from_secs(1),
             max_keepalive: Duration::from_secs(3600),
             hello_timeout: Duration::from_secs(10),
+            evict_after: Duration::from_secs(1),
             stuck_timeout: Duration::from_secs(60),
             housekeeping: Duration::from_millis(250),
             loss_interval: Duration::from_millis(100),
@@ -200,7 +208,8 @@ pub enum Event {
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[non_exhaustive]
 pub enum OpenError {
-    /// Every listener slot is taken: send a close with
+    /// Every listener slot is taken, and no connection can be evicted to
+    /// make room (see [`BrokerState::open`]): send a close with
     /// [`CloseReason::TooManyListeners`] and drop the connection.
     Full,
     /// The broker is shutting down.
@@ -269,6 +278,11 @@ pub struct BrokerState<L, S> {
     ready_tail: u32,
     close_head: u32,
     close_tail: u32,
+    /// The waiting list: connections in the order they opened, those
+    /// established since dropped as they reach the head (see the `evict`
+    /// module).
+    wait_head: u32,
+    wait_tail: u32,
     next_housekeeping: Option<Instant>,
     last_housekeeping: Instant,
     shutting_down: bool,
@@ -303,6 +317,8 @@ where
             ready_tail: NIL,
             close_head: NIL,
             close_tail: NIL,
+            wait_head: NIL,
+            wait_tail: NIL,
             next_housekeeping: None,
             last_housekeeping: Instant::ZERO,
             shutting_down: false,
@@ -379,10 +395,29 @@ where
 
     /// A new connection was accepted at `now`; it has until
     /// [`Config::hello_timeout`] to say hello.
+    ///
+    /// When the table is full, the oldest connection that has not completed
+    /// its hello is closed to make room ([`CloseReason::TooManyListeners`],
+    /// counted in [`Stats::connections_evicted`]) if it has waited at least
+    /// [`Config::evict_after`]; only when there is none is the newcomer
+    /// refused with [`OpenError::Full`]. Listeners are never evicted. The
+    /// evicted connection's handle is dead at once (the newcomer has its
+    /// slot); its [`Event::Closed`] comes from
+    /// [`poll_event`](Self::poll_event) before any event of the newcomer, so
+    /// a transport that keys connections by slot index drains `poll_event`
+    /// before it stores the newcomer in a slot still taken.
     pub fn open(&mut self, now: Instant) -> Result<ListenerId, OpenError> {
+        let id = self.take_slot(now)?;
+        self.push_waiting(id.index);
+        Ok(id)
+    }
+
+    /// A slot for a new connection opened at `now`, evicting if need be.
+    fn take_slot(&mut self, now: Instant) -> Result<ListenerId, OpenError> {
         if self.shutting_down {
             return Err(OpenError::ShuttingDown);
         }
+        let mut evicted = false;
         let index = if self.free_head != NIL {
             let i = self.free_head;
             self.free_head = self.slots.as_ref().get(i as usize).map_or(NIL, |s| s.link);
@@ -390,6 +425,9 @@ where
         } else if (self.high_water as usize) < self.capacity() {
             self.high_water += 1;
             self.high_water - 1
+        } else if let Some(i) = self.evict(now) {
+            evicted = true;
+            i
         } else {
             self.stats.refused_full += 1;
             return Err(OpenError::Full);
@@ -400,6 +438,9 @@ where
         };
         *slot = slot.reopened(now, self.config.keepalive);
         let generation = slot.generation;
+        if evicted {
+            self.record_eviction(index);
+        }
         self.stats.opened += 1;
         self.stats.awaiting_hello += 1;
         self.arm(now + self.config.hello_timeout);
@@ -417,7 +458,7 @@ where
         interest: FlagSet,
         channel: Option<ChannelId>,
     ) -> Result<ListenerId, OpenError> {
-        let id = self.open(now)?;
+        let id = self.take_slot(now)?;
         if let Some(slot) = self.slot_mut(id) {
             slot.state = State::Listening;
             slot.interest = if interest.is_empty() {
@@ -468,9 +509,14 @@ where
         self.push_close(index);
     }
 
-    /// Appends `index` to the list [`poll_event`](Self::poll_event) drains.
+    /// Appends `index` to the list [`poll_event`](Self::poll_event) drains
+    /// (a slot listed for its evicted predecessor already is: its own event
+    /// follows that one).
     fn push_close(&mut self, index: u32) {
         if let Some(slot) = self.slots.as_mut().get_mut(index as usize) {
+            if slot.evicted {
+                return;
+            }
             slot.link = NIL;
         }
         if self.close_tail == NIL {
@@ -491,13 +537,19 @@ where
     }
 
     fn free(&mut self, index: u32) {
+        self.unlist_waiting(index);
         let free_head = self.free_head;
         if let Some(slot) = self.slots.as_mut().get_mut(index as usize) {
             slot.state = State::Free;
-            slot.generation = slot.generation.wrapping_add(1);
             slot.channel = None;
             slot.outbox = Outbox::EMPTY;
             slot.pending_since = None;
+            if slot.evicted {
+                // still listed for its evicted predecessor's close: it is
+                // renumbered and freed when that is reported
+                return;
+            }
+            slot.generation = slot.generation.wrapping_add(1);
             slot.link = free_head;
             self.free_head = index;
         }
@@ -683,6 +735,7 @@ where
     }
 }
 
+mod evict;
 mod ingest;
 mod output;
 mod route;
@@ -696,6 +749,8 @@ pub use stats::{Metric, Stats, TransportStats};
 
 #[cfg(test)]
 mod auth_tests;
+#[cfg(test)]
+mod evict_tests;
 #[cfg(test)]
 mod route_tests;
 #[cfg(test)]

@@ -143,6 +143,7 @@ const SETUP: Setup = Setup {
     senders: 0,
     keepalive: 0,
     lazy_ready: false,
+    evict_after: 0,
 };
 
 fn hello(listener: u8, interest: u8, channel: u8, keepalive_secs: u16) -> Op {
@@ -446,6 +447,36 @@ fn broker_seeds() -> Vec<(&'static str, Input)> {
                     Op::Sleep { micros: 1_500_000 },
                     hello(1, 0x01, 0, 65535),
                     Op::Sleep { micros: 25_000_000 },
+                ],
+            },
+        ),
+        (
+            // a full table of two: a silent connection is evicted for a
+            // newcomer after 1 s, never the listener; the newcomer closes
+            // and goes before the eviction is reported
+            "evict-silent",
+            Input {
+                setup: Setup {
+                    listeners: 2,
+                    lazy_events: true,
+                    ..SETUP
+                },
+                ops: vec![
+                    Op::Open,
+                    hello(0, 0x0f, 0, 0),
+                    Op::Open,
+                    Op::Open,
+                    secs(1),
+                    Op::Open,
+                    Op::Open,
+                    Op::Frame {
+                        listener: 2,
+                        frame: FrameSpec::Ping { nonce: 7 },
+                    },
+                    Op::Disconnect { listener: 2 },
+                    Op::Open,
+                    Op::PollEvents,
+                    Op::Open,
                 ],
             },
         ),

@@ -77,6 +77,7 @@ impl Encode for Setup {
         self.senders.encode(out);
         self.keepalive.encode(out);
         self.lazy_ready.encode(out);
+        self.evict_after.encode(out);
     }
 }
 

@@ -70,6 +70,10 @@ pub struct Setup {
     /// listeners stay queued across operations: raised again, drained by a
     /// lone `poll_frame`, closed and their slot reused while queued.
     pub lazy_ready: bool,
+    /// Index into `[1 s, 0, 300 ms, 5 s, 50 ms]`: how long a connection
+    /// awaiting its hello must have waited before a newcomer to a full
+    /// table evicts it.
+    pub evict_after: u8,
 }
 
 fn pick<T: Copy, const N: usize>(table: [T; N], choice: u8) -> T {
@@ -108,6 +112,10 @@ impl Setup {
                     ms(50),
                 ],
                 self.hello_timeout,
+            ),
+            evict_after: pick(
+                [secs(1), Duration::ZERO, ms(300), secs(5), ms(50)],
+                self.evict_after,
             ),
             stuck_timeout: pick(
                 [

@@ -29,8 +29,13 @@
 //!   capacity()`;
 //! * every handle ever issued: [`BrokerState::state`] and [`BrokerState::channel`] are
 //!   the model's (a dead handle stays dead; `open` never issues a handle
-//!   twice nor one whose slot is taken, and refuses with `Full` exactly when
-//!   every slot is taken and with `ShuttingDown` after `shutdown`);
+//!   twice nor one whose slot is taken; when every slot is taken it evicts
+//!   the earliest opened connection still awaiting its hello if that one
+//!   has waited `evict_after` and its slot's own evicted predecessor has
+//!   been reported — the newcomer gets its slot, the evicted handle is dead
+//!   at once and its close (too many listeners) is reported in order,
+//!   before any event of the slot's new tenant — and otherwise refuses with
+//!   `Full`; after `shutdown` it refuses with `ShuttingDown`);
 //! * every frame outcome: `handle_frame`'s result, the state change, the
 //!   close reason and `send_close` (malformed: `ProtocolError` or
 //!   `UnsupportedVersion`; unexpected in the state: `ProtocolError`; a

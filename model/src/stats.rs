@@ -124,6 +124,12 @@ impl Expected {
         self.counters.refused_full += 1;
     }
 
+    /// A connection awaiting its hello was evicted to make room (its close
+    /// is counted by [`closed`](Self::closed)).
+    pub fn evicted(&mut self) {
+        self.counters.connections_evicted += 1;
+    }
+
     /// An open connection started closing for `reason`.
     pub fn closed(&mut self, reason: CloseReason) {
         self.counters.closes[reason as usize] += 1;

@@ -62,6 +62,11 @@ pub struct Conn {
     pub yielded: bool,
     /// Its socket takes writes: the driver drains it when ready.
     pub writable: bool,
+    /// The order it opened in (set by [`Table::insert`]).
+    pub opened: u64,
+    /// Evicted to make room: its handle is dead at once, though its close
+    /// event is still due (see [`Table::eviction_candidate`]).
+    pub evicted: bool,
 }
 
 impl Conn {
@@ -77,6 +82,8 @@ impl Conn {
             pending_since: None,
             yielded: false,
             writable: true,
+            opened: 0,
+            evicted: false,
         }
     }
 
@@ -194,8 +201,11 @@ pub struct Table {
     /// pending, and of every raise since. Starts empty when the group does.
     covered: BTreeMap<GroupKey, FlagSet>,
     /// Connections whose event is due, in the order they started closing
-    /// (or asked for the stats).
+    /// (or asked for the stats), except that a connection whose slot's
+    /// evicted predecessor is still due comes right after it.
     events: VecDeque<ListenerId>,
+    /// Connections opened so far.
+    opens: u64,
 }
 
 impl Table {
@@ -209,9 +219,53 @@ impl Table {
         self.conns.get_mut(&id)
     }
 
-    /// Adds a connection.
-    pub fn insert(&mut self, id: ListenerId, conn: Conn) {
+    /// Adds a connection, the latest opened.
+    pub fn insert(&mut self, id: ListenerId, mut conn: Conn) {
+        self.opens += 1;
+        conn.opened = self.opens;
         self.conns.insert(id, conn);
+    }
+
+    /// Slots taken: by a connection, or by an evicted one whose event is
+    /// still due (its slot's new tenant may be gone already).
+    pub fn slots_taken(&self) -> usize {
+        let mut indexes: Vec<usize> = self.conns.keys().map(|id| id.index()).collect();
+        indexes.dedup(); // ordered by index first
+        indexes.len()
+    }
+
+    /// Whether another connection than `id` holds `id`'s slot: its evicted
+    /// predecessor, whose event is due.
+    fn shares_slot(&self, id: ListenerId) -> bool {
+        self.conns
+            .keys()
+            .any(|other| *other != id && other.index() == id.index())
+    }
+
+    /// The connection a newcomer to a full table evicts at `now`: the
+    /// earliest opened of those awaiting their hello, if it has waited
+    /// `evict_after` since its last frame and its slot's own evicted
+    /// predecessor is not still due; `None`: the newcomer is refused.
+    pub fn eviction_candidate(&self, now: Instant, evict_after: Duration) -> Option<ListenerId> {
+        let (id, conn) = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.st == St::AwaitingHello)
+            .min_by_key(|(_, c)| c.opened)?;
+        (!self.shares_slot(*id) && conn.last_rx + evict_after <= now).then_some(*id)
+    }
+
+    /// Queues `id`'s event: last, or right after its slot's evicted
+    /// predecessor's if that is still due.
+    fn queue_event(&mut self, id: ListenerId) {
+        match self
+            .events
+            .iter()
+            .position(|e| *e != id && e.index() == id.index())
+        {
+            Some(at) => self.events.insert(at + 1, id),
+            None => self.events.push_back(id),
+        }
     }
 
     /// Removes a connection that is not closing (its slot is free again).
@@ -351,13 +405,13 @@ impl Table {
             return false;
         }
         conn.st = St::Closing { reason, send };
-        self.events.push_back(id);
         conn.welcome = false;
         conn.flags = FlagSet::EMPTY;
         conn.raises = 0;
         conn.pong = None;
         conn.pending_since = None;
         conn.yielded = false;
+        self.queue_event(id);
         true
     }
 
@@ -366,7 +420,7 @@ impl Table {
     pub fn stats_request(&mut self, id: ListenerId) {
         if let Some(conn) = self.conns.get_mut(&id) {
             conn.st = St::Stats;
-            self.events.push_back(id);
+            self.queue_event(id);
         }
     }
 

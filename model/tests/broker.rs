@@ -135,6 +135,7 @@ fn broker_matches_the_model() {
     let closes = |reason: CloseReason| s.closes[reason as usize];
     let outcomes = [
         ("connections refused: table full", s.refused_full),
+        ("connections evicted for a newcomer", s.connections_evicted),
         ("hello timeouts", closes(CloseReason::HelloTimeout)),
         ("keep-alive timeouts", closes(CloseReason::KeepaliveTimeout)),
         ("stuck listeners", closes(CloseReason::Stuck)),
@@ -267,6 +268,7 @@ const STUCK: Setup = Setup {
     senders: 0,
     keepalive: 0,
     lazy_ready: true,
+    evict_after: 0,
 };
 
 fn hello(listener: u8) -> Op {

@@ -28,8 +28,14 @@ pub struct BrokerConfig {
     pub metrics: Option<SocketAddr>,
     /// Most listener connections at once (default 100,000).
     pub max_listeners: usize,
-    /// Most listener connections from one IP address (default 16,384; 0: no
-    /// limit).
+    /// Most listener connections from one IP address, with or without
+    /// their hello (default 16,384; 0: no limit); one more is told *too
+    /// many from this address*. The default suits the default bind,
+    /// loopback only, where every listener comes from 127.0.0.1; a broker
+    /// reachable from a network should set about twice the listeners its
+    /// busiest client host runs, which bounds what one host can take (the
+    /// broker warns when one address may take every slot). Connections
+    /// that never say hello need no limit: a full table evicts them.
     pub max_per_address: u32,
     /// Backlog of the TCP listen queue (default 4,096: a reconnect storm's
     /// SYNs are queued, not dropped and retried a second later).
@@ -71,10 +77,15 @@ pub struct BrokerConfig {
     /// senders and listeners, never used to sign.
     pub previous_key_file: Option<PathBuf>,
     /// Networks senders may notify from (default: any). A datagram from
-    /// elsewhere is dropped and counted, unanswered.
+    /// elsewhere is dropped before it is parsed, unanswered, and counted
+    /// (`flagpost_datagrams_denied_total`). An IPv4-mapped IPv6 address
+    /// (`::ffff:10.0.0.1`) matches as the IPv4 address it stands for.
     pub allow_senders: Vec<ipnet::IpNet>,
     /// Networks listeners (and stats clients) may connect from (default:
-    /// any). A connection from elsewhere is closed at once and counted.
+    /// any). A connection from elsewhere is told *unauthorized* and closed
+    /// at once, before it takes a listener slot, and counted
+    /// (`flagpost_connections_denied_total`). Addresses match as for
+    /// `allow_senders`.
     pub allow_listeners: Vec<ipnet::IpNet>,
 }
 

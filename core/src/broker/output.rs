@@ -124,10 +124,14 @@ where
     }
 
     /// The next connection that must end. The slot is freed as it is
-    /// returned.
+    /// returned (unless the connection was evicted: its slot has a new
+    /// tenant already).
     #[must_use]
     pub fn poll_event(&mut self) -> Option<Event> {
         while self.close_head != NIL {
+            if let Some(event) = self.poll_eviction() {
+                return Some(event);
+            }
             let index = self.close_head;
             let slot = self.slots.as_ref().get(index as usize)?;
             self.close_head = slot.link;

@@ -26,6 +26,20 @@ pub(super) enum State {
     Stats,
 }
 
+impl State {
+    /// Its handshake is complete: flags are routed to it, and it is never
+    /// evicted to make room. Every other open state (awaiting the hello, or
+    /// anything else a handshake may add) is *not established*.
+    pub(super) fn is_established(self) -> bool {
+        matches!(self, State::Listening)
+    }
+
+    /// A connection holds the slot and is not on its way out.
+    pub(super) fn is_open(self) -> bool {
+        !matches!(self, State::Free | State::Closing { .. } | State::Stats)
+    }
+}
+
 /// What a listener has to be told. The number of raises its flags stand
 /// for is kept by the routing index (see `Member`), so that a raise that
 /// changes no flag need not touch the slot.
@@ -67,6 +81,16 @@ pub struct ListenerSlot {
     pub(super) ready_next: u32,
     /// Next in the closing list or the free list (a slot is in at most one).
     pub(super) link: u32,
+    /// Neighbours in the waiting list (connections in the order they
+    /// opened, see the `evict` module), while `waiting`.
+    pub(super) wait_prev: u32,
+    pub(super) wait_next: u32,
+    /// In the waiting list.
+    pub(super) waiting: bool,
+    /// The previous tenant was evicted to make room for this one and its
+    /// close is still to be reported: the slot is in the closing list for
+    /// it (see the `evict` module).
+    pub(super) evicted: bool,
     /// This slot's listener in the routing index.
     pub(super) member: Member,
     /// The routing group stored at this index (not this listener's).
@@ -87,6 +111,10 @@ impl ListenerSlot {
         in_ready: false,
         ready_next: NIL,
         link: NIL,
+        wait_prev: NIL,
+        wait_next: NIL,
+        waiting: false,
+        evicted: false,
         member: Member::NONE,
         group: Group::FREE,
     };

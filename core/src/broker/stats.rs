@@ -55,7 +55,8 @@ pub struct Stats {
     pub raises_coalesced: u64,
     /// Connections opened.
     pub opened: u64,
-    /// Connections refused because the table was full.
+    /// Connections refused because the table was full (and none could be
+    /// evicted to make room).
     pub refused_full: u64,
     /// Connections closed, by reason (index: close reason code).
     pub closes: [u64; CloseReason::COUNT],

@@ -306,21 +306,33 @@ impl Harness {
     }
 
     /// Checks what `open` or `open_local` returned; `Some` for a new handle
-    /// (recorded, but not yet in the table).
+    /// (recorded, but not yet in the table). With every slot taken, the
+    /// newcomer must have evicted the model's candidate and taken its slot,
+    /// or have been refused if there is none.
     fn opened(&mut self, result: Result<ListenerId, OpenError>) -> Option<ListenerId> {
         if self.shutting_down {
             assert_eq!(result, Err(OpenError::ShuttingDown));
             return None;
         }
-        if self.table.len() == self.capacity {
-            assert_eq!(result, Err(OpenError::Full), "open with every slot taken");
-            self.expect.refused_full();
-            return None;
+        let mut evicted = None;
+        if self.table.slots_taken() == self.capacity {
+            evicted = self
+                .table
+                .eviction_candidate(self.now, self.config.evict_after);
+            if evicted.is_none() {
+                assert_eq!(
+                    result,
+                    Err(OpenError::Full),
+                    "open with every slot taken and none to evict"
+                );
+                self.expect.refused_full();
+                return None;
+            }
         }
         let id = result.unwrap_or_else(|e| {
             panic!(
-                "open refused ({e:?}) with {} of {} slots taken",
-                self.table.len(),
+                "open refused ({e:?}) with {} of {} slots taken, evicting {evicted:?}",
+                self.table.slots_taken(),
                 self.capacity
             )
         });
@@ -329,10 +341,18 @@ impl Harness {
             self.issued.insert(id),
             "open returned {id}, a handle it gave before"
         );
+        if let Some(victim) = evicted {
+            assert_eq!(id.index(), victim.index(), "open evicted {victim} for {id}");
+            self.close(victim, CloseReason::TooManyListeners, true);
+            if let Some(conn) = self.table.get_mut(victim) {
+                conn.evicted = true;
+            }
+            self.expect.evicted();
+        }
         assert!(
             self.table
                 .iter()
-                .all(|(other, _)| other.index() != id.index()),
+                .all(|(other, _)| other.index() != id.index() || Some(other) == evicted),
             "open returned {id}, whose slot is taken"
         );
         self.expect.opened();
@@ -371,7 +391,7 @@ impl Harness {
     fn frame(&mut self, id: ListenerId, bytes: &[u8]) {
         let result = self.broker.handle_frame(self.now, id, bytes);
         let now = self.now;
-        let st = match self.table.get_mut(id) {
+        let st = match self.table.get_mut(id).filter(|c| !c.evicted) {
             None => {
                 assert_eq!(
                     result,
@@ -459,13 +479,14 @@ impl Harness {
             "gauges against connections()"
         );
         assert!(self.broker.connections() <= self.capacity);
+        assert!(self.table.slots_taken() <= self.capacity);
         assert_eq!(self.broker.capacity(), self.capacity);
         assert!(stats.senders <= self.gap.capacity() as u64);
         assert_eq!(stats, self.expect.stats(&self.table, &self.gap), "stats");
         assert_eq!(self.broker.is_shutting_down(), self.shutting_down);
 
         for &id in &self.issued {
-            let conn = self.table.get(id);
+            let conn = self.table.get(id).filter(|c| !c.evicted);
             assert_eq!(
                 self.broker.state(id),
                 conn.map(Conn::state),

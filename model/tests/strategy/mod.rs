@@ -39,12 +39,13 @@ fn setup() -> impl Strategy<Value = Setup> {
             choice(SENDER_CAPACITIES.len()),
             choice(6),
             any::<bool>(),
+            choice(5),
         ),
     )
         .prop_map(
             |(
                 (hello_timeout, stuck_timeout, housekeeping, lazy_events),
-                (broker_id, listeners, senders, keepalive, lazy_ready),
+                (broker_id, listeners, senders, keepalive, lazy_ready, evict_after),
             )| Setup {
                 hello_timeout,
                 stuck_timeout,
@@ -55,6 +56,7 @@ fn setup() -> impl Strategy<Value = Setup> {
                 senders,
                 keepalive,
                 lazy_ready,
+                evict_after,
             },
         )
 }

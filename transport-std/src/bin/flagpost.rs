@@ -66,6 +66,9 @@ struct ServeArgs {
     /// Most listener connections at once.
     #[arg(long, value_name = "N")]
     max_listeners: Option<usize>,
+    /// Most listener connections from one IP address (0: no limit).
+    #[arg(long, value_name = "N")]
+    max_per_address: Option<u32>,
     /// Keep-alive timeout for listeners (e.g. 30s).
     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
     keepalive: Option<Duration>,
@@ -258,6 +261,9 @@ fn serve(args: ServeArgs) -> Result<(), Failure> {
     }
     if let Some(n) = args.max_listeners {
         config.max_listeners = n;
+    }
+    if let Some(n) = args.max_per_address {
+        config.max_per_address = n;
     }
     if let Some(k) = args.keepalive {
         config.keepalive = k;

@@ -1,8 +1,15 @@
-//! Accepting listener connections: the per-address and table limits, the
-//! socket options of a new connection, and running out of file descriptors
-//! without spinning and without stalling the backlog (see `fds`).
+//! Accepting listener connections: the listeners' allow-list, the
+//! per-address and table limits, the socket options of a new connection,
+//! and running out of file descriptors without spinning and without
+//! stalling the backlog (see `fds`).
+//!
+//! A connection from an address `allow_listeners` does not allow is told
+//! *unauthorized* (one close frame written to its empty send buffer: it
+//! cannot block) and closed before it takes a listener slot or counts
+//! against its address's limit.
 
 use std::io;
+use std::net::SocketAddr;
 
 use flagpost_core::broker::OpenError;
 use flagpost_core::wire::CloseReason;
@@ -12,6 +19,28 @@ use tracing::{debug, info, warn};
 
 use super::conn::{self, Conn, TcpConn};
 use super::{fds, Server, CONN_BASE};
+use crate::BrokerConfig;
+
+/// Logs the allow-lists in force and, for a broker reachable beyond
+/// loopback, warns when one client address may take every listener slot.
+pub(super) fn report_access(config: &BrokerConfig, addrs: &[SocketAddr]) {
+    if !config.allow_senders.is_empty() || !config.allow_listeners.is_empty() {
+        info!(
+            allow_senders = ?config.allow_senders,
+            allow_listeners = ?config.allow_listeners,
+            "allow-lists in force (empty: any address)"
+        );
+    }
+    let exposed = addrs.iter().any(|a| !a.ip().is_loopback());
+    let per_address = config.max_per_address as usize;
+    if exposed && (per_address == 0 || per_address >= config.max_listeners) {
+        warn!(
+            max_per_address = config.max_per_address,
+            max_listeners = config.max_listeners,
+            "one client address may take every listener slot: set max_per_address below max_listeners"
+        );
+    }
+}
 
 /// Logs how many listeners the open-files limit leaves room for, next to
 /// `max_listeners` (a warning when that is larger).
@@ -88,6 +117,14 @@ impl Server {
                 }
             };
             let ip = peer.ip();
+            if !self.allow_listeners.allows(ip) {
+                self.core.transport_stats().connections_denied += 1;
+                conn::refuse(&mut stream, CloseReason::Unauthorized);
+                if let Some(suppressed) = self.deny_log.allow() {
+                    warn!(%peer, suppressed, "refused a connection: address not in allow_listeners");
+                }
+                continue;
+            }
             let from_here = self.per_addr.get(&ip).copied().unwrap_or(0);
             if self.config.max_per_address > 0 && from_here >= self.config.max_per_address {
                 self.core.transport_stats().refused_per_address += 1;
@@ -96,6 +133,7 @@ impl Server {
             }
             match self.core.open(now) {
                 Ok(id) => {
+                    self.vacate(id);
                     conn::configure(&stream, self.config.listener_send_buffer);
                     let token = Token(CONN_BASE + id.index());
                     if let Err(error) = self.poll.registry().register(

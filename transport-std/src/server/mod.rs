@@ -4,9 +4,13 @@
 //! ```text
 //! loop:
 //!   poll(sockets + waker, timeout = core.poll_timeout())      no busy polling
-//!   UDP readable    → recvmmsg until WouldBlock (or a budget) → core.handle_datagram → ack
+//!   UDP readable    → recvmmsg until WouldBlock (or a budget) → allow_senders
+//!                     → core.handle_datagram → ack
 //!                     kernel drop counter delta               → core.handle_lost
-//!   TCP readable    → accept until WouldBlock → limits → core.open → register
+//!   TCP readable    → accept until WouldBlock → allow_listeners → limits
+//!                     → core.open (which may evict a connection still awaiting
+//!                     its hello: its close is handled before the slot is reused)
+//!                     → register
 //!                     out of descriptors → spend the spare on a refusal (fds)
 //!   conn readable   → read until WouldBlock → FrameReader → core.handle_frames
 //!   conn writable   → write what the core's outbox holds until WouldBlock
@@ -23,6 +27,7 @@
 //! it allows.
 
 mod accept;
+mod allow;
 mod conn;
 mod fds;
 mod udp;
@@ -48,6 +53,7 @@ use crate::clock::Clock;
 use crate::config::{BrokerConfig, ConfigError};
 use crate::keyfile::{read_keyring, KeyFileError};
 use crate::shared::{ListenerState, Shared};
+use allow::AllowList;
 use conn::Conn;
 use udp::UdpRx;
 
@@ -223,6 +229,7 @@ impl Broker {
             ),
             None => {}
         }
+        accept::report_access(&config, &addrs);
         let mut core = BrokerState::new(
             CoreConfig {
                 keepalive: config.keepalive.into(),
@@ -256,9 +263,12 @@ impl Broker {
                 conns: Vec::new(),
                 per_addr: HashMap::new(),
                 rx,
+                allow_senders: AllowList::new(&config.allow_senders),
+                allow_listeners: AllowList::new(&config.allow_listeners),
                 config,
                 bad_input_log: RateLimit::default(),
                 accept_log: RateLimit::default(),
+                deny_log: RateLimit::default(),
                 reserve,
                 accept_paused: None,
                 fd_freed: false,
@@ -461,9 +471,15 @@ struct Server {
     conns: Vec<Option<Conn>>,
     per_addr: HashMap<IpAddr, u32>,
     rx: Receiver<Command>,
+    /// `config.allow_senders`, canonical.
+    allow_senders: AllowList,
+    /// `config.allow_listeners`, canonical.
+    allow_listeners: AllowList,
     config: BrokerConfig,
     bad_input_log: RateLimit,
     accept_log: RateLimit,
+    /// Datagrams and connections refused by an allow-list.
+    deny_log: RateLimit,
     /// The spare descriptor spent on refusing a connection when none is left.
     reserve: Option<std::fs::File>,
     /// Accepting stopped (no descriptor to be had) until a connection
@@ -559,7 +575,24 @@ impl Server {
         false
     }
 
+    /// `open` just gave slot `id`: if the slot still holds a connection,
+    /// `open` evicted that one to make room. Its close (and any other due)
+    /// is handled now, which empties the entry and its token.
+    fn vacate(&mut self, id: ListenerId) {
+        if self.conns.get(id.index()).is_some_and(Option::is_some) {
+            if let Some(suppressed) = self.accept_log.allow() {
+                info!(
+                    suppressed,
+                    "listener table full: closed a connection that had not said hello, to make room"
+                );
+            }
+            self.handle_events();
+        }
+    }
+
+    /// Stores the connection of a slot `open` just gave (see [`Self::vacate`]).
     fn put_conn(&mut self, id: ListenerId, conn: Conn) {
+        self.vacate(id);
         let i = id.index();
         if self.conns.len() <= i {
             self.conns.resize_with(i + 1, || None);
@@ -593,25 +626,37 @@ impl Server {
         };
         let core = &mut self.core;
         let log = &mut self.bad_input_log;
+        let (allow, deny_log) = (&self.allow_senders, &mut self.deny_log);
         let mut acks_unsent = 0;
         let mut bytes_out = 0;
+        let mut denied = 0;
         let result = udp.drain(
             UDP_BUDGET,
             &mut acks_unsent,
             &mut bytes_out,
-            |bytes, from, ack| match core.handle_datagram(now, bytes) {
-                Ok(received) => received.ack.and_then(|a| a.emit(ack).ok()),
-                Err(error) => {
-                    if let Some(suppressed) = log.allow() {
-                        warn!(%from, %error, suppressed, "dropped a datagram");
+            |bytes, from, ack| {
+                if !allow.allows(from.ip()) {
+                    denied += 1;
+                    if let Some(suppressed) = deny_log.allow() {
+                        warn!(%from, suppressed, "dropped a datagram: sender not in allow_senders");
                     }
-                    None
+                    return None;
+                }
+                match core.handle_datagram(now, bytes) {
+                    Ok(received) => received.ack.and_then(|a| a.emit(ack).ok()),
+                    Err(error) => {
+                        if let Some(suppressed) = log.allow() {
+                            warn!(%from, %error, suppressed, "dropped a datagram");
+                        }
+                        None
+                    }
                 }
             },
         );
         let t = self.core.transport_stats();
         t.acks_unsent += acks_unsent;
         t.bytes_out += bytes_out;
+        t.datagrams_denied += denied;
         match result {
             Ok(drained) => {
                 let t = self.core.transport_stats();
@@ -663,6 +708,13 @@ impl Server {
 
     /// Acts on the core's events and writes whatever its outboxes hold.
     fn flush(&mut self) {
+        self.handle_events();
+        self.write_ready();
+    }
+
+    /// Acts on the core's events: closes connections (with a close frame if
+    /// asked) and answers stats requests.
+    fn handle_events(&mut self) {
         while let Some(event) = self.core.poll_event() {
             match event {
                 Event::Closed {
@@ -695,6 +747,10 @@ impl Server {
                 _ => {}
             }
         }
+    }
+
+    /// Writes to the ready listeners, reading the UDP sockets in between.
+    fn write_ready(&mut self) {
         let mut written = 0;
         self.flush_more = false;
         while let Some(id) = self.core.poll_ready() {
