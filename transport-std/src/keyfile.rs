@@ -57,7 +57,7 @@ fn parse_hex(text: &str) -> Result<Vec<u8>, String> {
         .flat_map(|l| l.bytes())
         .filter(|b| !b.is_ascii_whitespace())
         .collect();
-    if digits.len() % 2 != 0 {
+    if !digits.len().is_multiple_of(2) {
         return Err(format!("an odd number of digits ({})", digits.len()));
     }
     digits
