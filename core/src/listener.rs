@@ -346,7 +346,8 @@ impl ListenerSession {
             Step::Accepted => return Ok(Raise::default()),
             Step::Pass(frame) => frame,
         };
-        // the handshake's frames count toward the welcome's deadline
+        // frames move the deadline from the welcome on; the handshake's
+        // count toward the welcome's, which runs from the connection
         self.last_rx = now;
         match frame {
             FrameRepr::Welcome(w) if self.state == ListenerState::Connecting => {
