@@ -9,13 +9,18 @@
 //! the bytes of a key come from (a key file, a board's configuration block)
 //! is the transport's business; this module never sees a path or prints a
 //! key.
+//!
+//! Listener authentication adds two tags over one [`Transcript`] (the first
+//! frame's bytes and both nonces) with a context string per direction, and
+//! the [`NonceSource`] that makes nonces without a random number generator:
+//! a per-run secret and a counter, through the key.
 
 use core::fmt;
 
 use hmac::{KeyInit, Mac};
 
 use crate::notifier::Signer;
-use crate::wire::{Tag, TAG_LEN};
+use crate::wire::{Nonce, Tag, NONCE_LEN, TAG_LEN};
 
 type HmacSha256 = hmac::Hmac<sha2::Sha256>;
 
@@ -55,6 +60,13 @@ pub struct Key {
 impl fmt::Debug for Key {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Key(..)")
+    }
+}
+
+#[cfg(feature = "defmt")]
+impl defmt::Format for Key {
+    fn format(&self, f: defmt::Formatter<'_>) {
+        defmt::write!(f, "Key(..)")
     }
 }
 
@@ -171,6 +183,107 @@ impl Signer for Keyring {
     }
 }
 
+/// The context of the listener's proof tag `T_L` (`PROTOCOL.md`).
+pub const PROOF_CONTEXT: &[u8] = b"flagpost listener proof";
+/// The context of the broker's accept tag `T_B`.
+pub const ACCEPT_CONTEXT: &[u8] = b"flagpost broker accept";
+/// The context of the broker's nonces.
+pub const BROKER_NONCE_CONTEXT: &[u8] = b"flagpost broker nonce";
+/// The context of the listener's nonces.
+pub const LISTENER_NONCE_CONTEXT: &[u8] = b"flagpost listener nonce";
+
+/// What both tags of a handshake cover: the first frame's bytes as sent
+/// (the version-2 hello or stats request) and the two nonces.
+#[derive(Clone, Copy, Debug)]
+pub struct Transcript<'a> {
+    /// The hello's or stats request's bytes, header included.
+    pub first: &'a [u8],
+    /// The broker's nonce `Nb`, from the challenge.
+    pub broker_nonce: &'a Nonce,
+    /// The listener's nonce `Nl`, from the proof.
+    pub listener_nonce: &'a Nonce,
+}
+
+impl Transcript<'_> {
+    fn parts(&self, context: &'static [u8]) -> [&[u8]; 4] {
+        [context, self.first, self.broker_nonce, self.listener_nonce]
+    }
+
+    /// The listener's proof tag `T_L`.
+    pub fn proof(&self, key: &Key) -> Tag {
+        key.tag(&self.parts(PROOF_CONTEXT))
+    }
+
+    /// The broker's accept tag `T_B`.
+    pub fn accept(&self, key: &Key) -> Tag {
+        key.tag(&self.parts(ACCEPT_CONTEXT))
+    }
+
+    /// Which key of `keys`, if any, made the proof tag `tag` (in constant
+    /// time per key).
+    pub fn verify_proof(&self, keys: &Keyring, tag: &Tag) -> Option<KeyUsed> {
+        keys.verify(&self.parts(PROOF_CONTEXT), tag)
+    }
+
+    /// Whether `tag` is the accept tag `key` makes (in constant time).
+    pub fn verify_accept(&self, key: &Key, tag: &Tag) -> bool {
+        key.verify(&self.parts(ACCEPT_CONTEXT), tag)
+    }
+}
+
+/// Handshake nonces without a random number generator: the *n*-th is the
+/// first 16 bytes of HMAC-SHA-256(key, context ‖ seed ‖ *n*), *n* as 8
+/// big-endian bytes. They never repeat for a seed (the counter only grows),
+/// and nobody without the key can predict them; a seed must be fresh for
+/// every run (random, or secret and never reused), or the sequence repeats.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct NonceSource {
+    context: &'static [u8],
+    seed: [u8; 16],
+    counter: u64,
+}
+
+impl NonceSource {
+    /// A broker's nonces: seeded with its per-run broker id and secret
+    /// routing hash key (`broker::Config::broker_id`, `hash_key`).
+    pub const fn broker(broker_id: u64, hash_key: u64) -> Self {
+        let seed = ((broker_id as u128) << 64 | hash_key as u128).to_be_bytes();
+        NonceSource {
+            context: BROKER_NONCE_CONTEXT,
+            seed,
+            counter: 0,
+        }
+    }
+
+    /// A listener's nonces: `seed` is 16 random bytes its transport draws
+    /// once per run (`getrandom`, a board's RNG at boot).
+    pub const fn listener(seed: [u8; 16]) -> Self {
+        NonceSource {
+            context: LISTENER_NONCE_CONTEXT,
+            seed,
+            counter: 0,
+        }
+    }
+
+    /// How many nonces were handed out.
+    pub const fn count(&self) -> u64 {
+        self.counter
+    }
+
+    /// The next nonce, made with `key`.
+    pub fn next(&mut self, key: &Key) -> Nonce {
+        let n = self.counter.to_be_bytes();
+        self.counter = self.counter.wrapping_add(1);
+        let tag = key.tag(&[self.context, &self.seed, &n]);
+        let mut nonce = [0u8; NONCE_LEN];
+        for (o, t) in nonce.iter_mut().zip(tag.iter()) {
+            *o = *t;
+        }
+        nonce
+    }
+}
+
 /// Checks the tag that ends a tagged datagram (`bytes`, already parsed as
 /// tagged, so at least [`TAG_LEN`] long): which key made it, if any.
 pub fn verify_datagram(keys: &Keyring, bytes: &[u8]) -> Option<KeyUsed> {
@@ -207,6 +320,49 @@ mod tests {
         assert_eq!(Key::new(&[1; 15]).unwrap_err(), KeyError::TooShort);
         assert_eq!(Key::new(&[1; 65]).unwrap_err(), KeyError::TooLong);
         assert!(Key::new(&[1; 16]).is_ok() && Key::new(&[1; 64]).is_ok());
+    }
+
+    #[test]
+    fn nonces_never_repeat_and_depend_on_key_seed_and_role() {
+        let key = Key::new(&[7; 32]).unwrap();
+        let mut a = NonceSource::listener([1; 16]);
+        let first = a.next(&key);
+        assert_ne!(first, a.next(&key));
+        assert_eq!(a.count(), 2);
+        assert_eq!(NonceSource::listener([1; 16]).next(&key), first);
+        assert_ne!(NonceSource::listener([2; 16]).next(&key), first);
+        assert_ne!(
+            NonceSource::listener([1; 16]).next(&Key::new(&[8; 32]).unwrap()),
+            first
+        );
+        let mut seed = [0u8; 16];
+        seed[..8].copy_from_slice(&1u64.to_be_bytes());
+        seed[8..].copy_from_slice(&2u64.to_be_bytes());
+        assert_eq!(NonceSource::broker(1, 2).seed, seed);
+        assert_ne!(
+            NonceSource::broker(1, 2).next(&key),
+            NonceSource::listener(seed).next(&key),
+            "the role's context separates them"
+        );
+    }
+
+    #[test]
+    fn the_two_tags_of_a_transcript_differ_and_verify() {
+        let key = Key::new(&[7; 32]).unwrap();
+        let other = Key::new(&[8; 32]).unwrap();
+        let t = Transcript {
+            first: b"FP\x02\x16\x00\x00",
+            broker_nonce: &[1; 16],
+            listener_nonce: &[2; 16],
+        };
+        let (proof, accept) = (t.proof(&key), t.accept(&key));
+        assert_ne!(proof, accept);
+        let ring = Keyring::new(other.clone()).with_previous(key.clone());
+        assert_eq!(t.verify_proof(&ring, &proof), Some(KeyUsed::Previous));
+        assert_eq!(t.verify_proof(&ring, &accept), None);
+        assert!(t.verify_accept(&key, &accept));
+        assert!(!t.verify_accept(&key, &proof));
+        assert!(!t.verify_accept(&other, &accept));
     }
 
     #[test]

@@ -7,8 +7,9 @@
 //! * A TCP connection is accepted → [`BrokerState::open`] gives its [`ListenerId`].
 //! * Bytes arrive → read them into the connection's [`FrameReader`] and call
 //!   [`BrokerState::handle_frames`], which hands each whole frame to
-//!   [`BrokerState::handle_frame`] and gives the transport a hello's welcome
-//!   before the next frame (queue it first for writing). A datagram arrives →
+//!   [`BrokerState::handle_frame`] and gives the transport the frames a
+//!   hello or a proof made owed (challenge; accept and welcome) before the
+//!   next frame (queue them first for writing). A datagram arrives →
 //!   [`BrokerState::handle_datagram`]; send the returned ack, if any, back to its
 //!   source. The kernel reports dropped datagrams → [`BrokerState::handle_lost`].
 //!   The peer disconnects → [`BrokerState::disconnect`].
@@ -16,7 +17,8 @@
 //!   listener's connection must end: write a close frame if asked, without
 //!   waiting, then close it); [`BrokerState::poll_ready`] until `None` (listeners
 //!   with frames to write); for each ready listener whose socket is writable,
-//!   [`BrokerState::poll_frame`] until `None`, emitting and writing each frame. A
+//!   [`BrokerState::poll_framed`] until `None`, emitting and writing each
+//!   frame in the session's version. A
 //!   ready listener whose socket is not writable is simply retried when it
 //!   becomes writable: its outbox keeps coalescing meanwhile.
 //! * Sleep until [`BrokerState::poll_timeout`], then call [`BrokerState::handle_timeout`].
@@ -30,6 +32,17 @@
 //! walks nobody (see the `route` module and [`Stats::route_visits`]). A
 //! possible loss raises [`LOSS_FLAGS`] on everyone, at O(1) when everyone
 //! already has them.
+//!
+//! # Listener authentication
+//!
+//! With keys set ([`BrokerState::set_keys`]) the broker serves only
+//! version-2 sessions whose proof checks out, and refuses version-1 hellos
+//! and stats requests with [`CloseReason::Unauthorized`]; without keys it
+//! refuses version-2 ones the same way (`PROTOCOL.md`, *Listener
+//! authentication*). A challenged connection is [`SlotState::AwaitingProof`]
+//! until its proof arrives, within the same hello timeout; its challenge
+//! nonces come from [`Config::broker_id`] and [`Config::hash_key`], which must
+//! be random per run.
 //!
 //! # Memory
 //!
@@ -77,13 +90,13 @@
 
 use core::fmt;
 
-use crate::auth::Keyring;
+use crate::auth::{Keyring, NonceSource};
 use crate::channel::ChannelId;
 use crate::flags::FlagSet;
 use crate::loss::{SenderSlot, SenderTable};
 use crate::notify::Notification;
 use crate::time::{Duration, Instant};
-use crate::wire::{CloseReason, Error as WireError, FrameReader, FrameRepr};
+use crate::wire::{CloseReason, Error as WireError, FrameReader, FrameRepr, Framed, Tag};
 use route::Index;
 use slot::{Outbox, State, NIL};
 
@@ -118,10 +131,13 @@ pub struct Config {
     /// a single raise at its end, so that forged or replayed datagrams
     /// cannot wake every listener at the rate they are sent.
     pub loss_interval: Duration,
-    /// Random per broker run; sent in every welcome.
+    /// Random per broker run; sent in every welcome, and seeds the
+    /// challenge nonces of listener authentication.
     pub broker_id: u64,
     /// Random per broker run, and secret: keys the hash of channel names in
-    /// the routing index, so that clients cannot pick names that collide.
+    /// the routing index, so that clients cannot pick names that collide,
+    /// and seeds the challenge nonces (with a key set, a fixed value makes
+    /// a restarted broker repeat its challenges).
     pub hash_key: u64,
 }
 
@@ -171,10 +187,23 @@ impl fmt::Display for ListenerId {
 pub enum SlotState {
     /// Connected, hello not yet received.
     AwaitingHello,
-    /// Hello received: flags are routed to it.
+    /// A version-2 hello or stats request was challenged; the proof has not
+    /// arrived yet.
+    AwaitingProof,
+    /// Hello received (and, with a key, the proof): flags are routed to it.
     Listening,
     /// Being closed: its [`Event::Closed`] is pending.
     Closing,
+}
+
+impl SlotState {
+    /// Whether the connection completed its hello (and, with a key, the
+    /// handshake) and listens: true for [`Listening`](Self::Listening)
+    /// only. A connection awaiting its hello or its proof has proven
+    /// nothing yet.
+    pub const fn is_established(self) -> bool {
+        matches!(self, SlotState::Listening)
+    }
 }
 
 /// Something the transport must act on.
@@ -183,16 +212,22 @@ pub enum SlotState {
 #[non_exhaustive]
 pub enum Event {
     /// The connection asked for the broker's counters instead of listening:
-    /// write one `FrameRepr::Stat` per entry of [`Stats::visit`], then
-    /// `FrameRepr::Close(CloseRepr::new(CloseReason::Normal))`, then close
-    /// it. The handle is dead.
+    /// write `FrameRepr::Accept(accept)` if there is one, then one
+    /// `FrameRepr::Stat` per entry of [`Stats::visit`], then
+    /// `FrameRepr::Close(CloseRepr::new(CloseReason::Normal))`, all in
+    /// `version` ([`Framed`]), then close it. The handle is dead.
     StatsRequested {
         /// Which connection.
         listener: ListenerId,
+        /// The version the reply's frames carry.
+        version: u8,
+        /// The accept that proves the broker's key, owed first (version 2).
+        accept: Option<Tag>,
     },
     /// The listener's connection must end. If `send_close`, write
-    /// `FrameRepr::Close(CloseRepr::new(reason))` if the socket takes it
-    /// without waiting; then close the connection. The handle is dead.
+    /// `FrameRepr::Close(CloseRepr::new(reason))` in `version` if the socket
+    /// takes it without waiting; then close the connection. The handle is
+    /// dead.
     Closed {
         /// Which connection.
         listener: ListenerId,
@@ -200,6 +235,8 @@ pub enum Event {
         reason: CloseReason,
         /// Whether to try to tell the peer.
         send_close: bool,
+        /// The version of the session (the close frame's header).
+        version: u8,
     },
 }
 
@@ -238,8 +275,13 @@ pub enum FrameError {
     /// The frame is malformed.
     Wire(WireError),
     /// A well-formed frame that is not valid in the connection's state
-    /// (type code given), such as a second hello or a welcome.
+    /// (type code given), such as a second hello, a welcome, or a frame in
+    /// another version than the session's.
     Unexpected(u8),
+    /// The handshake failed: a hello or stats request in a version the
+    /// broker's key rules out, or a wrong proof (counted in
+    /// [`Stats::listeners_unauthorized`]).
+    Unauthorized,
 }
 
 impl fmt::Display for FrameError {
@@ -248,6 +290,7 @@ impl fmt::Display for FrameError {
             FrameError::UnknownListener => f.write_str("no such listener connection"),
             FrameError::Wire(e) => write!(f, "malformed frame: {e}"),
             FrameError::Unexpected(t) => write!(f, "unexpected frame type {t:#04x} in this state"),
+            FrameError::Unauthorized => f.write_str("listener not authenticated"),
         }
     }
 }
@@ -288,6 +331,7 @@ pub struct BrokerState<L, S> {
     shutting_down: bool,
     stats: Stats,
     keys: Option<Keyring>,
+    nonces: NonceSource,
 }
 
 type Slots = [ListenerSlot];
@@ -324,6 +368,7 @@ where
             shutting_down: false,
             stats: Stats::default(),
             keys: None,
+            nonces: NonceSource::broker(config.broker_id, config.hash_key),
         }
     }
 
@@ -350,7 +395,8 @@ where
         self.slots.as_ref().len().min(NIL as usize)
     }
 
-    /// How many connections are open (awaiting hello or listening).
+    /// How many connections are open (awaiting hello or proof, or
+    /// listening).
     pub fn connections(&self) -> usize {
         usize::try_from(self.stats.awaiting_hello + self.stats.listening).unwrap_or(usize::MAX)
     }
@@ -374,6 +420,7 @@ where
         self.slot(id).and_then(|s| match s.state {
             State::Free => None,
             State::AwaitingHello => Some(SlotState::AwaitingHello),
+            State::AwaitingProof { .. } => Some(SlotState::AwaitingProof),
             State::Listening => Some(SlotState::Listening),
             State::Closing { .. } | State::Stats => Some(SlotState::Closing),
         })
@@ -383,7 +430,7 @@ where
     /// or not listening).
     pub fn channel(&self, id: ListenerId) -> Option<ChannelId> {
         self.slot(id)
-            .filter(|s| s.state == State::Listening)
+            .filter(|s| s.is_established())
             .and_then(|s| s.channel)
     }
 
@@ -483,7 +530,7 @@ where
     /// routing index.
     fn gauge_down(&mut self, index: u32, state: State) {
         match state {
-            State::AwaitingHello => self.stats.awaiting_hello -= 1,
+            State::AwaitingHello | State::AwaitingProof { .. } => self.stats.awaiting_hello -= 1,
             State::Listening => {
                 self.stats.listening -= 1;
                 self.leave(index);
@@ -582,7 +629,8 @@ where
     ///
     /// A malformed frame, or a frame invalid in the connection's state, is
     /// counted, closes the connection (see [`Event::Closed`]) and is returned
-    /// as an error for the transport to log.
+    /// as an error for the transport to log; so is a failed handshake
+    /// ([`FrameError::Unauthorized`]).
     pub fn handle_frame(
         &mut self,
         now: Instant,
@@ -595,37 +643,28 @@ where
         if matches!(slot.state, State::Closing { .. } | State::Stats) {
             return Ok(());
         }
+        // Awaiting its hello, a connection's last frame is its opening.
+        let opened = slot.last_rx;
         slot.last_rx = now;
-        let state = slot.state;
-        let repr = match FrameRepr::parse_bytes(bytes) {
-            Ok(repr) => repr,
+        let (state, session) = (slot.state, slot.version);
+        let Framed { version, frame } = match Framed::parse(bytes) {
+            Ok(framed) => framed,
             Err(e) => return Err(self.reject(id.index, e)),
         };
         self.stats.frames += 1;
-        match (state, repr) {
-            (State::AwaitingHello, FrameRepr::Hello(hello)) => {
-                let keepalive = match hello.keepalive_secs {
-                    0 => self.config.keepalive,
-                    s => Duration::from_secs(u64::from(s))
-                        .max(self.config.min_keepalive)
-                        .min(self.config.max_keepalive),
-                };
-                if let Some(slot) = self.slot_mut(id) {
-                    slot.state = State::Listening;
-                    slot.channel = hello.channel;
-                    slot.interest = hello.interest;
-                    slot.keepalive = keepalive;
-                    slot.outbox.welcome = true;
-                }
-                self.stats.awaiting_hello -= 1;
-                self.stats.listening += 1;
-                if !self.join(id.index) {
-                    self.close_slot(id.index, CloseReason::TooManyListeners, true);
-                    return Ok(());
-                }
-                self.mark_ready(now, id.index);
-                self.arm(now + keepalive);
-                Ok(())
+        if let FrameRepr::Close(close) = frame {
+            // The peer is leaving, in whichever version: count its reason,
+            // tell it nothing.
+            self.close_slot(id.index, close.reason, false);
+            return Ok(());
+        }
+        match (state, frame) {
+            (State::AwaitingHello, FrameRepr::Hello(_) | FrameRepr::StatsRequest) => {
+                self.handle_first(now, id.index, version, frame, opened)
+            }
+            _ if version != session => Err(self.unexpected(id.index, frame)),
+            (State::AwaitingProof { stats }, FrameRepr::Proof(proof)) => {
+                self.handle_proof(now, id.index, stats, &proof)
             }
             (State::Listening, FrameRepr::Ping(nonce)) => {
                 if let Some(slot) = self.slot_mut(id) {
@@ -634,26 +673,16 @@ where
                 self.mark_ready(now, id.index);
                 Ok(())
             }
-            (State::AwaitingHello, FrameRepr::StatsRequest) => {
-                self.stats.stats_requests += 1;
-                self.gauge_down(id.index, State::AwaitingHello);
-                if let Some(slot) = self.slot_mut(id) {
-                    slot.state = State::Stats;
-                }
-                self.push_close(id.index);
-                Ok(())
-            }
-            (_, FrameRepr::Close(close)) => {
-                // The peer is leaving: count its reason, tell it nothing.
-                self.close_slot(id.index, close.reason, false);
-                Ok(())
-            }
-            (_, other) => {
-                self.stats.frames_unexpected += 1;
-                self.close_slot(id.index, CloseReason::ProtocolError, true);
-                Err(FrameError::Unexpected(other.frame_type()))
-            }
+            (_, other) => Err(self.unexpected(id.index, other)),
         }
+    }
+
+    /// A well-formed frame slot `index` may not send now: counted, and the
+    /// connection closes.
+    fn unexpected(&mut self, index: u32, frame: FrameRepr) -> FrameError {
+        self.stats.frames_unexpected += 1;
+        self.close_slot(index, CloseReason::ProtocolError, true);
+        FrameError::Unexpected(frame.frame_type())
     }
 
     /// A malformed frame (or a stream that cannot be split) on connection
@@ -674,13 +703,16 @@ where
     /// unread. The transport's read path is then: read into
     /// [`FrameReader::unfilled`], [`FrameReader::filled`], `handle_frames`.
     ///
-    /// As soon as a hello is accepted its welcome is handed to `welcome`,
-    /// before the next frame is looked at: the transport must queue it for
-    /// writing ahead of anything else (nothing was written to the
-    /// connection before, so a write buffer of `MAX_FRAME_LEN` bytes has
-    /// room). A later frame of the same read that closes the connection —
-    /// which drops whatever its outbox holds — thus still finds the welcome
-    /// sent before the close, as `PROTOCOL.md` promises.
+    /// As soon as a hello is accepted its welcome is handed to `owed`, in
+    /// the session's version, before the next frame is looked at; so is a
+    /// version-2 hello's challenge, and a proof's accept and welcome. The
+    /// transport must queue them for writing ahead of anything else
+    /// (nothing else is written to the connection before the welcome:
+    /// challenge, accept and welcome take 62 bytes, so a write buffer of
+    /// `MAX_FRAME_LEN` bytes has room for the welcome alone, and 62 bytes
+    /// for all three). A later frame of the same read that closes the
+    /// connection — which drops whatever its outbox holds — thus still
+    /// finds them sent before the close, as `PROTOCOL.md` promises.
     ///
     /// A stream the reader cannot split (bad magic, a body past the bound)
     /// is counted and closes the connection like a malformed frame. Returns
@@ -691,15 +723,14 @@ where
         now: Instant,
         id: ListenerId,
         reader: &mut FrameReader<N>,
-        mut welcome: impl FnMut(FrameRepr),
+        mut owed: impl FnMut(Framed),
     ) -> Result<(), FrameError> {
         loop {
-            match self.state(id) {
+            let before = match self.state(id) {
                 None => return Err(FrameError::UnknownListener),
                 Some(SlotState::Closing) => return Ok(()),
-                Some(SlotState::AwaitingHello | SlotState::Listening) => {}
-            }
-            let before = self.state(id);
+                Some(state) => state,
+            };
             match reader.next_frame() {
                 None => return Ok(()),
                 Some(Ok(frame)) => self.handle_frame(now, id, frame)?,
@@ -710,11 +741,13 @@ where
                     return Err(self.reject(id.index, e));
                 }
             }
-            if before == Some(SlotState::AwaitingHello)
-                && self.state(id) == Some(SlotState::Listening)
+            // A hello or a proof was taken: hand over what it made owed.
+            let after = self.state(id);
+            if after != Some(before)
+                && matches!(after, Some(SlotState::AwaitingProof | SlotState::Listening))
             {
-                while let Some(frame) = self.poll_frame(id) {
-                    welcome(frame);
+                while let Some(frame) = self.poll_framed(id) {
+                    owed(frame);
                 }
             }
         }
@@ -736,6 +769,7 @@ where
 }
 
 mod evict;
+mod handshake;
 mod ingest;
 mod output;
 mod route;
@@ -751,6 +785,8 @@ pub use stats::{Metric, Stats, TransportStats};
 mod auth_tests;
 #[cfg(test)]
 mod evict_tests;
+#[cfg(test)]
+mod handshake_tests;
 #[cfg(test)]
 mod route_tests;
 #[cfg(test)]

@@ -15,12 +15,12 @@
 //! | layer | module | owns |
 //! |---|---|---|
 //! | values | [`time`], [`channel`], [`notify`] | instants, channel ids, the four notification kinds |
-//! | wire | [`wire`] | datagram and frame layouts, checked parse/emit |
-//! | auth | [`auth`] | HMAC-SHA-256 tags, the current and previous key |
+//! | wire | [`wire`] | datagram and frame layouts (versions 1 and 2), checked parse/emit |
+//! | auth | [`auth`] | HMAC-SHA-256 tags, the current and previous key, the listener handshake's tags and nonces |
 //! | flags | [`flags`] | test-and-clear flags, single-owner and atomic |
 //! | cycle | [`schedule`], [`timer`] | the service's polling scheduler |
 //! | broker | [`loss`], [`broker`] | loss detection, routing, coalescing outboxes |
-//! | listener | [`listener`] | the listener's session (hello, keep-alive, reconnect backoff) |
+//! | listener | [`listener`] | the listener's session (hello, the handshake with a key, keep-alive, reconnect backoff), the stats client |
 //! | sender | [`notifier`] | coalescing, sequence numbers, tail-loss probe, confirmed sends |
 //!
 //! ## Flags: many raises, one check

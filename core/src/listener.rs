@@ -17,6 +17,16 @@
 //! away may have been missed. Never channel shutdown: a re-check is right
 //! after a reconnect, a command is not.
 //!
+//! With a key ([`ListenerSession::with_key`]) every connection speaks
+//! version 2 and runs the handshake of `PROTOCOL.md` (*Listener
+//! authentication*) before its welcome: the session answers the challenge
+//! and takes nothing from the broker before a valid accept. A failure is a
+//! [`SessionError::Auth`], kept in
+//! [`auth_failure`](ListenerSession::auth_failure) until a welcome; the
+//! session backs off and retries as after any other loss, so a key file
+//! corrected on either side heals it. [`StatsClient`] is the same handshake
+//! for a stats request.
+//!
 //! ```
 //! use flagpost_core::listener::{ListenerConfig, ListenerSession, ListenerState};
 //! use flagpost_core::flags::FlagSet;
@@ -42,10 +52,20 @@
 
 use core::fmt;
 
+use crate::auth::Key;
 use crate::channel::ChannelId;
 use crate::flags::FlagSet;
 use crate::time::{Duration, Instant};
-use crate::wire::{self, CloseReason, CloseRepr, FrameRepr, HelloRepr};
+use crate::wire::{self, CloseReason, CloseRepr, FrameRepr, Framed, HelloRepr, ProofRepr};
+
+mod auth;
+mod backoff;
+mod stats;
+
+pub use auth::AuthError;
+use auth::{Handshake, Step};
+pub use backoff::Backoff;
+pub use stats::StatsClient;
 
 /// Where a listener is: the one state both transports report.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -77,6 +97,8 @@ pub enum SessionError {
     /// Nothing arrived within the keep-alive timeout (or the welcome did not
     /// arrive in time).
     Timeout,
+    /// The listener and the broker could not authenticate each other.
+    Auth(AuthError),
 }
 
 impl fmt::Display for SessionError {
@@ -86,6 +108,7 @@ impl fmt::Display for SessionError {
             SessionError::Unexpected(t) => write!(f, "unexpected frame type {t:#04x} from broker"),
             SessionError::Malformed(e) => write!(f, "malformed frame from broker: {e}"),
             SessionError::Timeout => f.write_str("broker silent past the keep-alive timeout"),
+            SessionError::Auth(e) => e.fmt(f),
         }
     }
 }
@@ -141,10 +164,13 @@ pub struct Raise {
 }
 
 /// The listener's protocol state across connections.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct ListenerSession {
     hello: HelloRepr,
+    handshake: Handshake,
+    send_proof: Option<ProofRepr>,
+    auth_failure: Option<AuthError>,
     state: ListenerState,
     /// A connection is up (awaiting the welcome, or listening).
     linked: bool,
@@ -175,6 +201,9 @@ impl ListenerSession {
                 channel: config.channel,
                 keepalive_secs: config.keepalive_secs,
             },
+            handshake: Handshake::KEYLESS,
+            send_proof: None,
+            auth_failure: None,
             state: ListenerState::Connecting,
             linked: false,
             keepalive: Duration::from_secs(30),
@@ -189,6 +218,28 @@ impl ListenerSession {
             broker_id: None,
             welcomes: 0,
         }
+    }
+
+    /// The same session authenticating with `key` (`PROTOCOL.md`,
+    /// *Listener authentication*): every connection speaks version 2. Its
+    /// nonces are derived from `seed`, 16 random bytes that must be fresh
+    /// for every run of the program (`getrandom`, a board's RNG at boot):
+    /// a seed used twice repeats the nonces, and a recorded accept could
+    /// then pass again.
+    pub fn with_key(mut self, key: Key, seed: [u8; 16]) -> Self {
+        self.handshake = Handshake::keyed(key, seed);
+        self
+    }
+
+    /// Whether the session authenticates with a key.
+    pub fn has_key(&self) -> bool {
+        self.handshake.has_key()
+    }
+
+    /// Why the latest connection failed to authenticate, until a welcome
+    /// comes (`None`: it did not fail so).
+    pub fn auth_failure(&self) -> Option<AuthError> {
+        self.auth_failure
     }
 
     /// The state.
@@ -223,7 +274,8 @@ impl ListenerSession {
     }
 
     /// A connection to the broker is up at `now`: queue the hello. The
-    /// welcome must arrive within the keep-alive timeout asked for (or 30 s).
+    /// welcome must arrive within the keep-alive timeout asked for (or 30 s)
+    /// from now, the handshake included.
     pub fn connected(&mut self, now: Instant) {
         if self.state == ListenerState::Closed {
             return;
@@ -237,8 +289,10 @@ impl ListenerSession {
         self.last_rx = now;
         self.last_tx = now;
         self.send_hello = true;
+        self.send_proof = None;
         self.send_ping = false;
         self.send_close = false;
+        self.handshake.start();
     }
 
     /// The connection is gone (EOF, error, an error from this session) or
@@ -248,6 +302,7 @@ impl ListenerSession {
     pub fn disconnected(&mut self, now: Instant, random: u32) {
         self.linked = false;
         self.send_hello = false;
+        self.send_proof = None;
         self.send_ping = false;
         if self.state != ListenerState::Closed {
             self.state = ListenerState::BackingOff;
@@ -269,19 +324,43 @@ impl ListenerSession {
     /// An error means the connection must be dropped (call
     /// [`disconnected`](Self::disconnected)); after a close from the broker,
     /// whatever its reason, the session reconnects all the same, since a
-    /// broker may come back.
+    /// broker may come back. A failed handshake is [`SessionError::Auth`].
     pub fn handle_frame(&mut self, now: Instant, bytes: &[u8]) -> Result<Raise, SessionError> {
-        let frame = FrameRepr::parse_bytes(bytes).map_err(SessionError::Malformed)?;
+        let framed = Framed::parse(bytes).map_err(SessionError::Malformed)?;
+        if !self.linked || self.state == ListenerState::Closed {
+            // closing or closed: only a close still means something
+            return match framed.frame {
+                FrameRepr::Close(c) => Err(SessionError::Closed(c.reason)),
+                _ => Ok(Raise::default()),
+            };
+        }
+        let first = FrameRepr::Hello(self.hello);
+        let step = self.handshake.handle(&first, framed).inspect_err(|e| {
+            if let SessionError::Auth(e) = e {
+                self.auth_failure = Some(*e);
+            }
+        })?;
+        let frame = match step {
+            Step::Proof(proof) => {
+                self.send_proof = Some(proof);
+                return Ok(Raise::default());
+            }
+            Step::Accepted => return Ok(Raise::default()),
+            Step::Pass(frame) => frame,
+        };
+        // frames move the deadline from the welcome on; the handshake's
+        // count toward the welcome's, which runs from the connection
         self.last_rx = now;
-        let awaiting = self.linked && self.state == ListenerState::Connecting;
         match frame {
-            FrameRepr::Welcome(w) if awaiting => {
+            FrameRepr::Welcome(w) if self.state == ListenerState::Connecting => {
+                self.handshake.established();
                 self.state = ListenerState::Listening;
                 if w.keepalive_secs > 0 {
                     self.keepalive = w.keepalive();
                 }
                 self.broker_id = Some(w.broker_id);
                 self.welcomes = self.welcomes.saturating_add(1);
+                self.auth_failure = None;
                 self.backoff.reset();
                 Ok(Raise {
                     flags: self.hello.interest & FlagSet::RECHECK,
@@ -293,8 +372,6 @@ impl ListenerSession {
                 reconnect: false,
             }),
             FrameRepr::Pong(_) if self.state == ListenerState::Listening => Ok(Raise::default()),
-            FrameRepr::Close(c) => Err(SessionError::Closed(c.reason)),
-            _ if self.state == ListenerState::Closed => Ok(Raise::default()),
             other => Err(SessionError::Unexpected(other.frame_type())),
         }
     }
@@ -308,17 +385,23 @@ impl ListenerSession {
             FrameRepr::Close(CloseRepr::new(CloseReason::Normal))
         } else if self.send_hello {
             FrameRepr::Hello(self.hello)
+        } else if let Some(proof) = self.send_proof {
+            FrameRepr::Proof(proof)
         } else if self.send_ping {
             FrameRepr::Ping(self.nonce.wrapping_add(1))
         } else {
             return None;
         };
         // A buffer too small keeps the frame queued.
-        let n = frame.emit(buf).ok()?;
+        let n = Framed::new(self.handshake.version(), frame)
+            .emit(buf)
+            .ok()?;
         if self.send_close {
             self.send_close = false;
         } else if self.send_hello {
             self.send_hello = false;
+        } else if self.send_proof.is_some() {
+            self.send_proof = None;
         } else {
             self.send_ping = false;
             self.nonce = self.nonce.wrapping_add(1);
@@ -366,303 +449,5 @@ impl ListenerSession {
     }
 }
 
-/// Capped exponential backoff with jitter for reconnecting.
-///
-/// The n-th delay is drawn uniformly from `[c / 2, c)` with
-/// `c = min(max, initial · 2ⁿ)`, using randomness the caller supplies (the
-/// core has no RNG). [`reset`](Self::reset) after a successful welcome.
-///
-/// ```
-/// use flagpost_core::listener::Backoff;
-/// use flagpost_core::time::Duration;
-///
-/// let mut b = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
-/// let d1 = b.next_delay(0);
-/// assert_eq!(d1, Duration::from_millis(50));
-/// for _ in 0..20 { b.next_delay(u32::MAX); }
-/// assert!(b.next_delay(u32::MAX) <= Duration::from_secs(5));
-/// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub struct Backoff {
-    initial: Duration,
-    max: Duration,
-    attempt: u32,
-}
-
-impl Backoff {
-    /// Delays start at `initial` and double up to `max`.
-    pub const fn new(initial: Duration, max: Duration) -> Self {
-        Backoff {
-            initial,
-            max,
-            attempt: 0,
-        }
-    }
-
-    /// How many delays were handed out since the last reset.
-    pub const fn attempts(&self) -> u32 {
-        self.attempt
-    }
-
-    /// The next delay; `random` is any uniformly random `u32`.
-    pub fn next_delay(&mut self, random: u32) -> Duration {
-        let factor = 1u64 << self.attempt.min(32);
-        self.attempt = self.attempt.saturating_add(1);
-        let ceiling = self
-            .initial
-            .saturating_mul(factor)
-            .min(self.max)
-            .as_micros();
-        let half = ceiling / 2;
-        // span · random / 2³², without a u128 division (a kilobyte of
-        // library code on Cortex-M0); spans past 2³² µs (71 min) scale
-        // coarsely first.
-        let span = ceiling - half;
-        let jitter = match u32::try_from(span) {
-            Ok(span) => (u64::from(span) * u64::from(random)) >> 32,
-            Err(_) => (span >> 32).saturating_mul(u64::from(random)),
-        };
-        Duration::from_micros(half.saturating_add(jitter))
-    }
-
-    /// Back to the initial delay.
-    pub fn reset(&mut self) {
-        self.attempt = 0;
-    }
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::wire::{FlagsRepr, WelcomeRepr, MAX_FRAME_LEN};
-
-    struct Bytes([u8; MAX_FRAME_LEN], usize);
-
-    impl core::ops::Deref for Bytes {
-        type Target = [u8];
-        fn deref(&self) -> &[u8] {
-            &self.0[..self.1]
-        }
-    }
-
-    fn bytes(frame: FrameRepr) -> Bytes {
-        let mut b = [0u8; MAX_FRAME_LEN];
-        let n = frame.emit(&mut b).unwrap();
-        Bytes(b, n)
-    }
-
-    fn welcome(secs: u16) -> Bytes {
-        bytes(FrameRepr::Welcome(WelcomeRepr {
-            interest: FlagSet::ALL,
-            keepalive_secs: secs,
-            broker_id: 9,
-        }))
-    }
-
-    fn sent(s: &mut ListenerSession, now: Instant) -> Option<FrameRepr> {
-        let mut b = [0u8; MAX_FRAME_LEN];
-        let n = s.poll_transmit(now, &mut b)?;
-        Some(FrameRepr::parse_bytes(&b[..n]).unwrap())
-    }
-
-    fn session(interest: FlagSet, keepalive_secs: u16) -> ListenerSession {
-        ListenerSession::new(ListenerConfig {
-            interest,
-            keepalive_secs,
-            ..ListenerConfig::new(None)
-        })
-    }
-
-    fn listening(interest: FlagSet) -> ListenerSession {
-        let mut s = session(interest, 30);
-        s.connected(Instant::ZERO);
-        assert!(matches!(
-            sent(&mut s, Instant::ZERO),
-            Some(FrameRepr::Hello(_))
-        ));
-        s.handle_frame(Instant::ZERO, &welcome(30)).unwrap();
-        s
-    }
-
-    #[test]
-    fn flags_are_filtered_by_interest() {
-        let mut s = listening(FlagSet::STATUS);
-        let f = bytes(FrameRepr::Flags(FlagsRepr {
-            flags: FlagSet::ALL,
-            raises: 1,
-        }));
-        let raise = s.handle_frame(Instant::ZERO, &f).unwrap();
-        assert_eq!(
-            raise,
-            Raise {
-                flags: FlagSet::STATUS,
-                reconnect: false
-            }
-        );
-    }
-
-    #[test]
-    fn a_welcome_raises_a_recheck_never_a_shutdown() {
-        assert_eq!(FlagSet::RECHECK, crate::broker::LOSS_FLAGS);
-        for interest in [
-            FlagSet::ALL,
-            FlagSet::CHANNEL_SHUTDOWN,
-            FlagSet::STATUS | FlagSet::CHANNEL_SHUTDOWN,
-        ] {
-            let mut s = session(interest, 30);
-            for round in 1..=3u32 {
-                s.connected(Instant::ZERO);
-                let _ = sent(&mut s, Instant::ZERO);
-                let raise = s.handle_frame(Instant::ZERO, &welcome(30)).unwrap();
-                assert_eq!(raise.flags, interest & FlagSet::RECHECK);
-                assert!(!raise.flags.contains(FlagSet::CHANNEL_SHUTDOWN));
-                assert!(raise.reconnect);
-                assert_eq!(s.welcomes(), round);
-                s.disconnected(Instant::ZERO, 0);
-            }
-        }
-    }
-
-    #[test]
-    fn a_shutdown_from_the_broker_still_reaches_a_shutdown_listener() {
-        let mut s = listening(FlagSet::CHANNEL_SHUTDOWN);
-        let f = bytes(FrameRepr::Flags(FlagsRepr {
-            flags: FlagSet::CHANNEL_SHUTDOWN,
-            raises: 1,
-        }));
-        assert_eq!(
-            s.handle_frame(Instant::ZERO, &f).unwrap().flags,
-            FlagSet::CHANNEL_SHUTDOWN
-        );
-    }
-
-    #[test]
-    fn pings_at_a_third_and_detects_a_dead_broker() {
-        let mut s = listening(FlagSet::ALL);
-        assert_eq!(s.poll_timeout(), Some(Instant::from_secs(10)));
-        s.handle_timeout(Instant::from_secs(10)).unwrap();
-        assert_eq!(
-            sent(&mut s, Instant::from_secs(10)),
-            Some(FrameRepr::Ping(1))
-        );
-        assert_eq!(s.poll_timeout(), Some(Instant::from_secs(20)));
-        s.handle_timeout(Instant::from_secs(20)).unwrap();
-        assert_eq!(
-            sent(&mut s, Instant::from_secs(20)),
-            Some(FrameRepr::Ping(2))
-        );
-        // no pong, nothing at all since t=0: dead at 30 s
-        assert_eq!(s.poll_timeout(), Some(Instant::from_secs(30)));
-        assert_eq!(
-            s.handle_timeout(Instant::from_secs(30)),
-            Err(SessionError::Timeout)
-        );
-        s.disconnected(Instant::from_secs(30), 0);
-        assert_eq!(s.state(), ListenerState::BackingOff);
-    }
-
-    #[test]
-    fn the_session_backs_off_and_a_welcome_resets_the_backoff() {
-        let mut s = session(FlagSet::ALL, 30);
-        let mut now = Instant::ZERO;
-        let mut delays = [0u64; 4];
-        for d in &mut delays {
-            assert_eq!(s.state(), ListenerState::Connecting);
-            assert_eq!(s.poll_timeout(), None, "connect now");
-            s.disconnected(now, u32::MAX); // refused
-            assert_eq!(s.state(), ListenerState::BackingOff);
-            let at = s.poll_timeout().unwrap();
-            *d = (at - now).as_micros();
-            s.handle_timeout(now + Duration::from_micros(*d - 1))
-                .unwrap();
-            assert_eq!(s.state(), ListenerState::BackingOff);
-            now = at;
-            s.handle_timeout(now).unwrap();
-        }
-        assert_eq!(delays, [99_999, 199_999, 399_999, 799_999]);
-        s.connected(now);
-        let _ = sent(&mut s, now);
-        s.handle_frame(now, &welcome(30)).unwrap();
-        s.disconnected(now, u32::MAX);
-        assert_eq!(
-            s.poll_timeout(),
-            Some(now + Duration::from_micros(99_999)),
-            "the welcome reset the backoff"
-        );
-    }
-
-    #[test]
-    fn a_welcome_that_does_not_come_is_a_timeout() {
-        let mut s = session(FlagSet::ALL, 5);
-        s.connected(Instant::ZERO);
-        let _ = sent(&mut s, Instant::ZERO);
-        assert_eq!(s.poll_timeout(), Some(Instant::from_secs(5)));
-        assert_eq!(
-            s.handle_timeout(Instant::from_secs(5)),
-            Err(SessionError::Timeout)
-        );
-    }
-
-    #[test]
-    fn close_sends_close_and_stays_closed() {
-        let mut s = session(FlagSet::ALL, 0);
-        s.connected(Instant::ZERO);
-        let _ = sent(&mut s, Instant::ZERO);
-        s.close();
-        assert_eq!(
-            sent(&mut s, Instant::ZERO),
-            Some(FrameRepr::Close(CloseRepr::new(CloseReason::Normal)))
-        );
-        s.disconnected(Instant::ZERO, 0);
-        s.connected(Instant::ZERO);
-        assert_eq!(s.state(), ListenerState::Closed);
-        assert_eq!(s.poll_timeout(), None);
-        assert_eq!(sent(&mut s, Instant::ZERO), None);
-    }
-
-    #[test]
-    fn unexpected_and_malformed_frames_are_errors() {
-        let mut s = session(FlagSet::ALL, 0);
-        s.connected(Instant::ZERO);
-        assert_eq!(
-            s.handle_frame(Instant::ZERO, &bytes(FrameRepr::Ping(1))),
-            Err(SessionError::Unexpected(0x13))
-        );
-        let close = bytes(FrameRepr::Close(CloseRepr::new(CloseReason::Shutdown)));
-        assert_eq!(
-            s.handle_frame(Instant::ZERO, &close),
-            Err(SessionError::Closed(CloseReason::Shutdown))
-        );
-        assert_eq!(
-            s.handle_frame(Instant::ZERO, b"FP"),
-            Err(SessionError::Malformed(wire::Error::Truncated))
-        );
-    }
-
-    #[test]
-    fn a_small_buffer_keeps_the_frame_queued() {
-        let mut s = session(FlagSet::ALL, 0);
-        s.connected(Instant::ZERO);
-        assert_eq!(s.poll_transmit(Instant::ZERO, &mut [0u8; 4]), None);
-        assert!(matches!(
-            sent(&mut s, Instant::ZERO),
-            Some(FrameRepr::Hello(_))
-        ));
-    }
-
-    #[test]
-    fn backoff_doubles_with_jitter_and_caps() {
-        let mut b = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
-        // the draw is from [ceiling / 2, ceiling): the largest random value
-        // lands one microsecond below each doubling ceiling
-        let seen: [u64; 6] = core::array::from_fn(|_| b.next_delay(u32::MAX).as_micros());
-        assert_eq!(
-            seen,
-            [99_999, 199_999, 399_999, 799_999, 1_599_999, 1_999_999]
-        );
-        b.reset();
-        assert_eq!(b.next_delay(0), Duration::from_millis(50));
-        assert_eq!(b.attempts(), 1);
-    }
-}
+mod tests;

@@ -2,12 +2,13 @@
 //! it relies on).
 //!
 //! * Decoding never panics: arbitrary, header-shaped and mutated-valid bytes
-//!   go through `NotifyRepr`/`AckRepr`/`FrameRepr::parse_bytes`,
+//!   go through `NotifyRepr`/`AckRepr`/`Framed::parse`,
 //!   `frame_len`, and every `Datagram`/`Frame` accessor of an unchecked
 //!   view. Whatever parses is canonical: emitting it gives back the same
 //!   bytes, also for every single-byte corruption of a valid encoding.
 //! * Emit → parse round-trips every valid `NotifyRepr`, `AckRepr` and every
-//!   `FrameRepr` variant, with channels of 1..=32 bytes of UTF-8 (multi-byte
+//!   `FrameRepr` variant in each version that has it (`Framed`), with
+//!   channels of 1..=32 bytes of UTF-8 (multi-byte
 //!   included) without control characters; emitting into a short buffer is
 //!   an error, never a panic.
 //! * The ack answering a notification is never longer than it.
@@ -21,8 +22,8 @@ use flagpost_core::notify::Notification;
 use flagpost_core::wire::frame::{Frame, HEADER_LEN};
 use flagpost_core::wire::{
     frame_len, AckRepr, AckResult, BufferTooSmall, CloseReason, CloseRepr, Datagram, Error,
-    FlagsRepr, FrameRepr, HelloRepr, NotifyRepr, SenderId, Seq, WelcomeRepr, MAX_DATAGRAM_LEN,
-    MAX_FRAME_LEN, TAG_LEN,
+    FlagsRepr, FrameRepr, Framed, HelloRepr, NotifyRepr, ProofRepr, SenderId, Seq, StatRepr,
+    WelcomeRepr, MAX_DATAGRAM_LEN, MAX_FRAME_LEN, TAG_LEN,
 };
 use proptest::collection::vec;
 use proptest::option;
@@ -121,7 +122,12 @@ fn ack_repr() -> impl Strategy<Value = AckRepr> {
     })
 }
 
-fn frame_repr() -> impl Strategy<Value = FrameRepr> {
+/// Any frame, in version 1 or 2 (the handshake's in 2 only).
+fn frame_repr() -> impl Strategy<Value = Framed> {
+    (1u8..=2, frame_body()).prop_map(|(version, frame)| Framed::new(version, frame))
+}
+
+fn frame_body() -> impl Strategy<Value = FrameRepr> {
     prop_oneof![
         (flag_set(), option::of(channel_id()), any::<u16>()).prop_map(
             |(interest, channel, keepalive_secs)| FrameRepr::Hello(HelloRepr {
@@ -143,6 +149,13 @@ fn frame_repr() -> impl Strategy<Value = FrameRepr> {
         any::<u32>().prop_map(FrameRepr::Pong),
         (select(CloseReason::ALL.to_vec()), any::<u8>())
             .prop_map(|(reason, version)| FrameRepr::Close(CloseRepr { reason, version })),
+        Just(FrameRepr::StatsRequest),
+        (any::<u16>(), any::<u64>())
+            .prop_map(|(index, value)| FrameRepr::Stat(StatRepr { index, value })),
+        any::<[u8; 16]>().prop_map(FrameRepr::Challenge),
+        any::<([u8; 16], [u8; 16])>()
+            .prop_map(|(nonce, tag)| FrameRepr::Proof(ProofRepr { nonce, tag })),
+        any::<[u8; 16]>().prop_map(FrameRepr::Accept),
     ]
 }
 
@@ -160,7 +173,7 @@ fn emit_ack(repr: &AckRepr) -> Vec<u8> {
     buf[..n].to_vec()
 }
 
-fn emit_frame(repr: &FrameRepr) -> Vec<u8> {
+fn emit_frame(repr: &Framed) -> Vec<u8> {
     let mut buf = [0u8; MAX_FRAME_LEN];
     let n = repr.emit(&mut buf).expect("MAX_FRAME_LEN holds any frame");
     buf[..n].to_vec()
@@ -343,7 +356,7 @@ proptest! {
         if frame_checked.is_ok() {
             prop_assert_eq!(split, Ok(Some(bytes.len())));
         }
-        match FrameRepr::parse_bytes(&bytes) {
+        match Framed::parse(&bytes) {
             Ok(repr) => {
                 prop_assert!(frame_checked.is_ok());
                 prop_assert_eq!(repr.buffer_len(), bytes.len());
@@ -367,7 +380,7 @@ proptest! {
             if let Ok(repr) = AckRepr::parse_bytes(&b) {
                 prop_assert_eq!(emit_ack(&repr), b.clone(), "byte {}", i);
             }
-            if let Ok(repr) = FrameRepr::parse_bytes(&b) {
+            if let Ok(repr) = Framed::parse(&b) {
                 prop_assert_eq!(emit_frame(&repr), b.clone(), "byte {}", i);
             }
         }
@@ -436,8 +449,9 @@ proptest! {
         let bytes = emit_frame(&repr);
         prop_assert_eq!(bytes.len(), repr.buffer_len());
         prop_assert!(bytes.len() <= MAX_FRAME_LEN);
-        prop_assert_eq!(FrameRepr::parse_bytes(&bytes), Ok(repr));
-        prop_assert_eq!(repr.frame_type(), bytes[3]);
+        prop_assert_eq!(Framed::parse(&bytes), Ok(repr));
+        prop_assert_eq!(repr.frame.frame_type(), bytes[3]);
+        prop_assert_eq!(repr.version, bytes[2]);
         prop_assert_eq!(frame_len(&bytes), Ok(Some(bytes.len())));
         for cut in 0..bytes.len() {
             prop_assert_eq!(frame_len(&bytes[..cut]), Ok(None));
@@ -483,7 +497,7 @@ proptest! {
 
 /// A listener's receive loop: reads each chunk (as much as fits) into a
 /// fixed buffer and splits complete frames off its front.
-fn receive(chunks: &[&[u8]]) -> Result<Vec<FrameRepr>, TestCaseError> {
+fn receive(chunks: &[&[u8]]) -> Result<Vec<Framed>, TestCaseError> {
     let mut buf = [0u8; MAX_FRAME_LEN];
     let mut fill = 0;
     let mut out = Vec::new();
@@ -497,7 +511,7 @@ fn receive(chunks: &[&[u8]]) -> Result<Vec<FrameRepr>, TestCaseError> {
             loop {
                 match frame_len(&buf[..fill]) {
                     Ok(Some(len)) => {
-                        let frame = FrameRepr::parse_bytes(&buf[..len]);
+                        let frame = Framed::parse(&buf[..len]);
                         prop_assert!(frame.is_ok(), "split a bad frame: {:?}", frame);
                         out.extend(frame.ok());
                         buf.copy_within(len..fill, 0);

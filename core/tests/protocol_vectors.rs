@@ -1,9 +1,12 @@
 //! Asserts every hex vector in `PROTOCOL.md`: each `# vector:` block parses to
-//! the value this test expects and that value emits exactly those bytes; each
-//! `# invalid:` block is rejected with the error label it names.
+//! the value this test expects and that value emits exactly those bytes (the
+//! handshake's tags computed here with the document's test key); each
+//! `# invalid:` block is rejected with the error label it names, and each
+//! `# invalid-proof:` / `# invalid-accept:` block fails the tag check.
 
 use std::collections::BTreeMap;
 
+use flagpost_core::auth::{Key, Keyring, Transcript};
 use flagpost_core::wire::*;
 use flagpost_core::{ChannelId, FlagSet, Notification};
 
@@ -58,7 +61,50 @@ fn ch(s: &str) -> ChannelId {
 enum Expected {
     Notify(NotifyRepr),
     Ack(AckRepr),
-    Frame(FrameRepr),
+    Frame(Framed),
+}
+
+/// The document's test key: `00 01 02 … 1f`.
+fn test_key() -> Key {
+    Key::new(&core::array::from_fn::<u8, 32, _>(|i| i as u8)).unwrap()
+}
+
+/// A nonce counting up from `from`.
+fn nonce(from: u8) -> Nonce {
+    core::array::from_fn(|i| from + i as u8)
+}
+
+/// The bytes of `frame` in version 2.
+fn v2(frame: FrameRepr) -> Vec<u8> {
+    let mut buf = [0u8; MAX_FRAME_LEN];
+    let n = Framed::new(AUTH_VERSION, frame).emit(&mut buf).unwrap();
+    buf[..n].to_vec()
+}
+
+fn hello_gsm1() -> FrameRepr {
+    FrameRepr::Hello(HelloRepr {
+        interest: FlagSet::STATUS | FlagSet::NON_STATUS,
+        channel: Some(ch("gsm1")),
+        keepalive_secs: 30,
+    })
+}
+
+/// The proof and the accept of the exchange over `first` with `Nb`, `Nl`.
+fn tags(first: FrameRepr, nb: u8, nl: u8) -> (FrameRepr, FrameRepr) {
+    let (first, nb, nl) = (v2(first), nonce(nb), nonce(nl));
+    let t = Transcript {
+        first: &first,
+        broker_nonce: &nb,
+        listener_nonce: &nl,
+    };
+    let key = test_key();
+    (
+        FrameRepr::Proof(ProofRepr {
+            nonce: nl,
+            tag: t.proof(&key),
+        }),
+        FrameRepr::Accept(t.accept(&key)),
+    )
 }
 
 fn expected() -> BTreeMap<&'static str, Expected> {
@@ -140,7 +186,8 @@ fn expected() -> BTreeMap<&'static str, Expected> {
             tag: Some(tag(0xc0)),
         }),
     );
-    let f = |r| Expected::Frame(r);
+    let f = |r| Expected::Frame(Framed::v1(r));
+    let f2 = |r| Expected::Frame(Framed::new(AUTH_VERSION, r));
     m.insert(
         "hello-all",
         f(FrameRepr::Hello(HelloRepr {
@@ -176,7 +223,10 @@ fn expected() -> BTreeMap<&'static str, Expected> {
     m.insert("pong", f(FrameRepr::Pong(0xdead_beef)));
     m.insert(
         "close-shutdown",
-        f(FrameRepr::Close(CloseRepr::new(CloseReason::Shutdown))),
+        f(FrameRepr::Close(CloseRepr {
+            reason: CloseReason::Shutdown,
+            version: 1,
+        })),
     );
     m.insert("stats-request", f(FrameRepr::StatsRequest));
     m.insert(
@@ -185,6 +235,27 @@ fn expected() -> BTreeMap<&'static str, Expected> {
             index: 2,
             value: 258,
         })),
+    );
+    // listener authentication, version 2
+    let welcome = FrameRepr::Welcome(WelcomeRepr {
+        interest: FlagSet::STATUS | FlagSet::NON_STATUS,
+        keepalive_secs: 30,
+        broker_id: 0x1122_3344_5566_7788,
+    });
+    let (proof, accept) = tags(hello_gsm1(), 0xb0, 0xc0);
+    let (proof_stats, accept_stats) = tags(FrameRepr::StatsRequest, 0xd0, 0xe0);
+    m.insert("hello-v2-gsm1-status", f2(hello_gsm1()));
+    m.insert("challenge", f2(FrameRepr::Challenge(nonce(0xb0))));
+    m.insert("proof", f2(proof));
+    m.insert("accept", f2(accept));
+    m.insert("welcome-v2", f2(welcome));
+    m.insert("stats-request-v2", f2(FrameRepr::StatsRequest));
+    m.insert("challenge-stats", f2(FrameRepr::Challenge(nonce(0xd0))));
+    m.insert("proof-stats", f2(proof_stats));
+    m.insert("accept-stats", f2(accept_stats));
+    m.insert(
+        "close-unauthorized-v2",
+        f2(FrameRepr::Close(CloseRepr::new(CloseReason::Unauthorized))),
     );
     m
 }
@@ -214,10 +285,10 @@ fn every_vector_parses_and_emits_exactly() {
                 let n = repr.emit(&mut out).unwrap();
                 assert_eq!(&out[..n], &bytes[..], "{name}");
             }
-            Expected::Frame(repr) => {
-                assert_eq!(FrameRepr::parse_bytes(bytes).as_ref(), Ok(repr), "{name}");
+            Expected::Frame(framed) => {
+                assert_eq!(Framed::parse(bytes).as_ref(), Ok(framed), "{name}");
                 assert_eq!(frame_len(bytes), Ok(Some(bytes.len())), "{name}");
-                let n = repr.emit(&mut out).unwrap();
+                let n = framed.emit(&mut out).unwrap();
                 assert_eq!(&out[..n], &bytes[..], "{name}");
             }
         }
@@ -281,6 +352,69 @@ fn every_invalid_frame_is_rejected_with_its_label() {
                 "no invalid frame vector for {label}"
             );
         }
+    }
+}
+
+/// The `# invalid-proof:` and `# invalid-accept:` blocks: well-formed
+/// frames whose tags must fail against the first exchange of the document
+/// (`hello-v2-gsm1-status`, `Nb` = `b0 … bf`, `Nl` = `c0 … cf`).
+#[test]
+fn every_invalid_proof_and_accept_fails_the_tag_check() {
+    let first = v2(hello_gsm1());
+    let (nb, nl) = (nonce(0xb0), nonce(0xc0));
+    let keys = Keyring::new(test_key());
+    let proofs = invalid("# invalid-proof:");
+    assert!(proofs.len() >= 4);
+    for (name, (_, bytes)) in &proofs {
+        let Ok(FrameRepr::Proof(p)) = FrameRepr::parse_bytes(bytes) else {
+            panic!("{name}: not a well-formed proof");
+        };
+        let t = Transcript {
+            first: &first,
+            broker_nonce: &nb,
+            listener_nonce: &p.nonce,
+        };
+        assert_eq!(t.verify_proof(&keys, &p.tag), None, "{name}");
+    }
+    let accepts = invalid("# invalid-accept:");
+    assert!(accepts.len() >= 2);
+    for (name, (_, bytes)) in &accepts {
+        let Ok(FrameRepr::Accept(tag)) = FrameRepr::parse_bytes(bytes) else {
+            panic!("{name}: not a well-formed accept");
+        };
+        let t = Transcript {
+            first: &first,
+            broker_nonce: &nb,
+            listener_nonce: &nl,
+        };
+        assert!(!t.verify_accept(&test_key(), &tag), "{name}");
+    }
+    // and the valid ones pass the same checks
+    let (FrameRepr::Proof(p), FrameRepr::Accept(a)) = tags(hello_gsm1(), 0xb0, 0xc0) else {
+        unreachable!()
+    };
+    let t = Transcript {
+        first: &first,
+        broker_nonce: &nb,
+        listener_nonce: &nl,
+    };
+    assert!(t.verify_proof(&keys, &p.tag).is_some() && t.verify_accept(&test_key(), &a));
+}
+
+#[test]
+fn the_context_strings_are_the_documents() {
+    use flagpost_core::auth::*;
+    for context in [
+        PROOF_CONTEXT,
+        ACCEPT_CONTEXT,
+        BROKER_NONCE_CONTEXT,
+        LISTENER_NONCE_CONTEXT,
+    ] {
+        let text = std::str::from_utf8(context).unwrap();
+        assert!(
+            DOC.contains(&format!("\"{text}\"")),
+            "{text} in PROTOCOL.md"
+        );
     }
 }
 

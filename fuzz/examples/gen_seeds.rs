@@ -108,6 +108,24 @@ fn frames(dir: &Path) {
             "stat",
             "46 50 01 17 00 0c 00 02 00 00 00 00 00 00 00 00 01 02",
         ),
+        // listener authentication (version 2), with PROTOCOL.md's test key
+        (
+            "hello-v2-gsm1-status",
+            "46 50 02 10 00 08 03 04 00 1e 67 73 6d 31",
+        ),
+        (
+            "challenge",
+            "46 50 02 18 00 10 b0 b1 b2 b3 b4 b5 b6 b7 b8 b9 ba bb bc bd be bf",
+        ),
+        (
+            "proof",
+            "46 50 02 19 00 20 c0 c1 c2 c3 c4 c5 c6 c7 c8 c9 ca cb cc cd ce cf \
+             ca 56 19 d7 9e 05 4b e3 3e 93 5a 7f 04 87 43 1c",
+        ),
+        (
+            "accept",
+            "46 50 02 1a 00 10 be 79 81 d6 01 e2 d7 bd 71 6c fd 2a bc 00 62 7a",
+        ),
     ];
     for (name, bytes) in vectors {
         write(dir, name, &hex(bytes));
@@ -309,9 +327,10 @@ fn broker_seeds() -> Vec<(&'static str, Input)> {
                             channel: 1,
                             keepalive_secs: 0,
                         },
+                        // version 3: nobody speaks it
                         corrupt: Corrupt {
                             at: 2,
-                            xor: 3,
+                            xor: 2,
                             cut: 0,
                         },
                     },
@@ -333,6 +352,27 @@ fn broker_seeds() -> Vec<(&'static str, Input)> {
                     Op::Frame {
                         listener: 0,
                         frame: FrameSpec::Ping { nonce: 9 },
+                    },
+                    // listener authentication to this keyless broker: a
+                    // version-2 hello and stats request are refused, a
+                    // proof is unexpected
+                    Op::Open,
+                    Op::Frame {
+                        listener: 6,
+                        frame: FrameSpec::HelloV2 {
+                            interest: 0x0f,
+                            channel: 1,
+                        },
+                    },
+                    Op::Open,
+                    Op::Frame {
+                        listener: 7,
+                        frame: FrameSpec::StatsRequestV2,
+                    },
+                    Op::Open,
+                    Op::Frame {
+                        listener: 8,
+                        frame: FrameSpec::Proof { fill: 0xc0 },
                     },
                 ],
             },

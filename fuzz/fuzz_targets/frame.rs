@@ -1,13 +1,46 @@
 //! TCP frame decoding on arbitrary bytes: `frame_len` on the whole buffer and
 //! as a stream splitter (take `frame_len` of what remains, parse each complete
-//! frame, repeat), `Frame` and its accessors, `FrameRepr::parse_bytes`, and
-//! the canonical round trip of whatever parses: emit reproduces the frame byte
-//! for byte and parses back to the same repr.
+//! frame, repeat), `Frame` and its accessors, `Framed::parse` (either
+//! version) and `FrameRepr::parse_bytes`, and the canonical round trip of
+//! whatever parses: emit in its version reproduces the frame byte for byte
+//! and parses back to the same repr. A proof or accept also goes through the
+//! handshake's tag checks, which must refuse it (the fuzzer does not hold
+//! the key).
 #![no_main]
 
+use flagpost_core::auth::{Key, Keyring, Transcript};
 use flagpost_core::wire::frame::HEADER_LEN;
-use flagpost_core::wire::{frame_len, BufferTooSmall, Error, Frame, FrameRepr, MAX_FRAME_LEN};
+use flagpost_core::wire::{
+    frame_len, BufferTooSmall, Error, Frame, FrameRepr, Framed, MAX_FRAME_LEN,
+};
 use libfuzzer_sys::fuzz_target;
+
+/// A transcript no input can hold a valid tag for: the stats request of
+/// version 2 and fixed nonces, keyed with a key the fuzzer does not see.
+fn check_tags(frame: &FrameRepr) {
+    let key = Key::new(&[0x6b; 32]).expect("a 32-byte key");
+    let first = [0x46, 0x50, 0x02, 0x16, 0x00, 0x00];
+    let broker_nonce = [0xb0; 16];
+    match frame {
+        FrameRepr::Proof(p) => {
+            let t = Transcript {
+                first: &first,
+                broker_nonce: &broker_nonce,
+                listener_nonce: &p.nonce,
+            };
+            assert_eq!(t.verify_proof(&Keyring::new(key), &p.tag), None);
+        }
+        FrameRepr::Accept(tag) => {
+            let t = Transcript {
+                first: &first,
+                broker_nonce: &broker_nonce,
+                listener_nonce: &[0xc0; 16],
+            };
+            assert!(!t.verify_accept(&key, tag));
+        }
+        _ => {}
+    }
+}
 
 fn check_error(e: Error) {
     assert!(e.index() < Error::COUNT);
@@ -35,32 +68,38 @@ fn check_frame(frame: &[u8]) {
         }
         Err(e) => assert!(matches!(e, Error::UnsupportedVersion(_)), "{e:?}"),
     }
-    let repr = match FrameRepr::parse_bytes(frame) {
-        Ok(repr) => repr,
+    let framed = match Framed::parse(frame) {
+        Ok(framed) => framed,
         Err(e) => {
             check_error(e);
+            assert_eq!(FrameRepr::parse_bytes(frame), Err(e));
             return;
         }
     };
+    let repr = framed.frame;
+    assert_eq!(framed.version, view.version());
     assert_eq!(FrameRepr::parse(&view), Ok(repr));
-    assert_eq!(repr.buffer_len(), frame.len(), "{repr:?}");
+    assert_eq!(FrameRepr::parse_bytes(frame), Ok(repr));
+    assert!(repr.min_version() <= framed.version);
+    assert_eq!(framed.buffer_len(), frame.len(), "{repr:?}");
     let mut out = [0u8; MAX_FRAME_LEN];
-    let n = repr.emit(&mut out).expect("fits MAX_FRAME_LEN");
+    let n = framed.emit(&mut out).expect("fits MAX_FRAME_LEN");
     assert_eq!(
         &out[..n],
         frame,
-        "frame re-emit differs from input: {repr:?}"
+        "frame re-emit differs from input: {framed:?}"
     );
-    assert_eq!(FrameRepr::parse_bytes(&out[..n]), Ok(repr));
+    assert_eq!(Framed::parse(&out[..n]), Ok(framed));
     assert_eq!(
-        repr.emit(&mut out[..n - 1]),
+        framed.emit(&mut out[..n - 1]),
         Err(BufferTooSmall { needed: n })
     );
+    check_tags(&repr);
 }
 
 fuzz_target!(|data: &[u8]| {
     // The whole input as one frame (exercises LengthMismatch and friends).
-    match FrameRepr::parse_bytes(data) {
+    match Framed::parse(data) {
         Ok(_) => check_frame(data),
         Err(e) => check_error(e),
     }

@@ -126,7 +126,7 @@ impl Encode for NotifySpec {
 
 impl Encode for FrameSpec {
     fn encode(&self, out: &mut Vec<u8>) {
-        const N: u32 = 8;
+        const N: u32 = 11;
         match self {
             FrameSpec::Hello {
                 interest,
@@ -164,6 +164,16 @@ impl Encode for FrameSpec {
                 variant(out, 7, N);
                 index.encode(out);
                 value.encode(out);
+            }
+            FrameSpec::HelloV2 { interest, channel } => {
+                variant(out, 8, N);
+                interest.encode(out);
+                channel.encode(out);
+            }
+            FrameSpec::StatsRequestV2 => variant(out, 9, N),
+            FrameSpec::Proof { fill } => {
+                variant(out, 10, N);
+                fill.encode(out);
             }
         }
     }

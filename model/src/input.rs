@@ -15,7 +15,8 @@ use flagpost_core::flags::FlagSet;
 use flagpost_core::notify::{Kind, Notification};
 use flagpost_core::time::Duration;
 use flagpost_core::wire::{
-    CloseReason, CloseRepr, FlagsRepr, FrameRepr, HelloRepr, StatRepr, WelcomeRepr,
+    CloseReason, CloseRepr, FlagsRepr, FrameRepr, Framed, HelloRepr, ProofRepr, StatRepr,
+    WelcomeRepr, AUTH_VERSION,
 };
 
 /// Listener-table sizes [`Setup::listeners`] picks from (the first is the
@@ -341,6 +342,21 @@ pub enum FrameSpec {
         /// Value.
         value: u64,
     },
+    /// A version-2 hello (listener authentication; the broker under test
+    /// has no key, so it refuses it).
+    HelloV2 {
+        /// Interest bits.
+        interest: u8,
+        /// Channel choice.
+        channel: u8,
+    },
+    /// A version-2 stats request (refused likewise).
+    StatsRequestV2,
+    /// A proof (version 2; never expected by a keyless broker).
+    Proof {
+        /// Fills the nonce and the tag.
+        fill: u8,
+    },
 }
 
 impl FrameSpec {
@@ -368,8 +384,27 @@ impl FrameSpec {
                 keepalive_secs: 30,
                 broker_id: 7,
             }),
-            FrameSpec::StatsRequest => FrameRepr::StatsRequest,
+            FrameSpec::StatsRequest | FrameSpec::StatsRequestV2 => FrameRepr::StatsRequest,
             FrameSpec::Stat { index, value } => FrameRepr::Stat(StatRepr { index, value }),
+            FrameSpec::HelloV2 { interest, channel } => FrameRepr::Hello(HelloRepr {
+                interest: FlagSet::from_bits_truncate(interest),
+                channel: channel_choice(channel),
+                keepalive_secs: 0,
+            }),
+            FrameSpec::Proof { fill } => FrameRepr::Proof(ProofRepr {
+                nonce: [fill; 16],
+                tag: [fill; 16],
+            }),
+        }
+    }
+
+    /// The frame with the version its header carries.
+    pub fn framed(&self) -> Framed {
+        match self {
+            FrameSpec::HelloV2 { .. } | FrameSpec::StatsRequestV2 => {
+                Framed::new(AUTH_VERSION, self.repr())
+            }
+            _ => Framed::v1(self.repr()),
         }
     }
 }

@@ -38,9 +38,12 @@
 //!   `Full`; after `shutdown` it refuses with `ShuttingDown`);
 //! * every frame outcome: `handle_frame`'s result, the state change, the
 //!   close reason and `send_close` (malformed: `ProtocolError` or
-//!   `UnsupportedVersion`; unexpected in the state: `ProtocolError`; a
-//!   peer's close: its reason, no close sent back), the keep-alive clamped
-//!   to `[min_keepalive, max_keepalive]` (0: the default);
+//!   `UnsupportedVersion`; unexpected in the state, or in another version
+//!   than the session's: `ProtocolError`; a version-2 hello or stats
+//!   request to this keyless broker: `Unauthorized`, counted in
+//!   `listeners_unauthorized`; a peer's close, in either version: its
+//!   reason, no close sent back), the keep-alive clamped to
+//!   `[min_keepalive, max_keepalive]` (0: the default);
 //! * every datagram: rejected ones counted by reason; each verdict equals
 //!   the gap model's (serial arithmetic through wrap-around, the 64-number
 //!   window, least-recently-seen eviction, zero slots) and
@@ -74,7 +77,8 @@
 //!   listener with output has been yielded (no lost wake-up);
 //! * `poll_event` reports exactly the connections the model is closing, in
 //!   the order they started closing (a shutdown and a housekeeping pass
-//!   close in slot order), with the predicted reason and `send_close`, or
+//!   close in slot order), with the predicted reason, `send_close` and
+//!   session version, or
 //!   their stats request, and frees their slots; a stats request's answer (every `stat` frame, then
 //!   a close) emits, and a client rebuilding `Stats` from it with
 //!   `Stats::set` gets them all back;

@@ -106,6 +106,11 @@ impl Expected {
         self.counters.frames_unexpected += 1;
     }
 
+    /// A hello or stats request refused for authentication.
+    pub fn unauthorized(&mut self) {
+        self.counters.listeners_unauthorized += 1;
+    }
+
     /// `poll_frame` handed `frame` to the transport.
     pub fn written(&mut self, frame: &FrameRepr) {
         self.counters.frames_written += 1;

@@ -46,6 +46,9 @@ pub enum St {
 pub struct Conn {
     /// Its state.
     pub st: St,
+    /// The version its frames carry: its hello's or stats request's (1
+    /// before one).
+    pub version: u8,
     /// When it opened, or when its last frame arrived.
     pub last_rx: Instant,
     /// A welcome is pending.
@@ -74,6 +77,7 @@ impl Conn {
     pub fn new(now: Instant) -> Self {
         Conn {
             st: St::AwaitingHello,
+            version: 1,
             last_rx: now,
             welcome: false,
             flags: FlagSet::EMPTY,

@@ -6,15 +6,19 @@
 //! every frame is emitted, split with a `FrameReader` and parsed as on TCP), and a
 //! lossy datagram path for senders. Time moves only through
 //! [`Sim::advance`], which jumps from deadline to deadline exactly as a
-//! transport sleeping on `poll_timeout` would.
+//! transport sleeping on `poll_timeout` would. The broker may hold keys
+//! ([`Sim::set_keys`]) and listeners may authenticate
+//! ([`Sim::add_keyed_listener`]): frames then carry each session's version.
 
 use std::collections::VecDeque;
 
+use flagpost_core::auth::{Key, Keyring};
 use flagpost_core::broker::{BrokerState, Config, Event, ListenerId, ListenerSlot};
 use flagpost_core::listener::{ListenerConfig, ListenerSession, ListenerState, Raise};
 use flagpost_core::loss::SenderSlot;
 use flagpost_core::wire::{
-    CloseRepr, FrameReader, FrameRepr, NotifyRepr, SenderId, Seq, MAX_DATAGRAM_LEN, MAX_FRAME_LEN,
+    CloseRepr, FrameReader, FrameRepr, Framed, NotifyRepr, SenderId, Seq, MAX_DATAGRAM_LEN,
+    MAX_FRAME_LEN,
 };
 use flagpost_core::{ChannelId, Duration, FlagSet, Flags, Instant, Notification};
 
@@ -92,6 +96,8 @@ pub struct Sim {
     pub broker: Option<SimBroker>,
     /// The broker's configuration (reused on restart).
     pub config: Config,
+    /// The broker's keys (reused on restart).
+    keys: Option<Keyring>,
     capacity: usize,
     /// The listeners.
     pub listeners: Vec<SimListener>,
@@ -113,6 +119,7 @@ impl Sim {
         let mut sim = Sim {
             broker: None,
             config,
+            keys: None,
             capacity,
             listeners: Vec::new(),
             now: Instant::ZERO,
@@ -125,11 +132,21 @@ impl Sim {
 
     /// Starts (or restarts) the broker with empty state.
     pub fn start_broker(&mut self) {
-        self.broker = Some(BrokerState::new(
+        let mut broker = BrokerState::new(
             self.config,
             vec![ListenerSlot::EMPTY; self.capacity].into_boxed_slice(),
             vec![SenderSlot::EMPTY; 16].into_boxed_slice(),
-        ));
+        );
+        broker.set_keys(self.keys.clone());
+        self.broker = Some(broker);
+    }
+
+    /// Gives the broker `keys` (`None`: keyless), now and after restarts.
+    pub fn set_keys(&mut self, keys: Option<Keyring>) {
+        self.keys = keys.clone();
+        if let Some(b) = &mut self.broker {
+            b.set_keys(keys);
+        }
     }
 
     /// Kills the broker: every connection breaks.
@@ -146,13 +163,38 @@ impl Sim {
     /// Adds a listener for `interest` on `channel`; it connects on the next
     /// [`step`](Self::step).
     pub fn add_listener(&mut self, channel: Option<&str>, interest: FlagSet) -> ListenerRef {
+        self.add_session(channel, interest, None)
+    }
+
+    /// Adds a listener that authenticates with `key`.
+    pub fn add_keyed_listener(
+        &mut self,
+        channel: Option<&str>,
+        interest: FlagSet,
+        key: Key,
+    ) -> ListenerRef {
+        self.add_session(channel, interest, Some(key))
+    }
+
+    fn add_session(
+        &mut self,
+        channel: Option<&str>,
+        interest: FlagSet,
+        key: Option<Key>,
+    ) -> ListenerRef {
         let channel = channel.map(|c| ChannelId::new(c).expect("valid channel"));
         let index = self.listeners.len();
+        let session = ListenerSession::new(ListenerConfig {
+            interest,
+            ..ListenerConfig::new(channel)
+        });
+        let session = match key {
+            // a seed per listener, as each process draws its own
+            Some(key) => session.with_key(key, [index as u8; 16]),
+            None => session,
+        };
         self.listeners.push(SimListener {
-            session: ListenerSession::new(ListenerConfig {
-                interest,
-                ..ListenerConfig::new(channel)
-            }),
+            session,
             flags: Flags::new(),
             reading: true,
             raised: Vec::new(),
@@ -223,8 +265,9 @@ impl Sim {
             let (Some(id), Some(b)) = (l.conn, self.broker.as_mut()) else {
                 continue;
             };
-            // The broker reads what the pipe holds, as its transport does: a
-            // hello's welcome goes out first, whatever follows it.
+            // The broker reads what the pipe holds, as its transport does:
+            // what a hello or proof made owed goes out first, whatever
+            // follows it.
             loop {
                 let took = l.broker_reader.push(l.to_broker.make_contiguous());
                 l.to_broker.drain(..took);
@@ -247,13 +290,14 @@ impl Sim {
                 listener,
                 reason,
                 send_close,
+                version,
             }) = b.poll_event()
             {
                 self.closes.push((listener, reason));
                 if let Some(l) = self.listeners.iter_mut().find(|l| l.conn == Some(listener)) {
                     if send_close && l.to_listener.len() < PIPE_LIMIT {
                         let mut buf = [0u8; MAX_FRAME_LEN];
-                        let n = FrameRepr::Close(CloseRepr::new(reason))
+                        let n = Framed::new(version, FrameRepr::Close(CloseRepr::new(reason)))
                             .emit(&mut buf)
                             .expect("buffer holds any frame");
                         l.to_listener.extend(&buf[..n]);
@@ -271,7 +315,9 @@ impl Sim {
                 let Some(id) = l.conn else { continue };
                 // "writable" while the pipe has room for a whole frame
                 while l.to_listener.len() + MAX_FRAME_LEN <= PIPE_LIMIT {
-                    let Some(frame) = b.poll_frame(id) else { break };
+                    let Some(frame) = b.poll_framed(id) else {
+                        break;
+                    };
                     let mut buf = [0u8; MAX_FRAME_LEN];
                     let n = frame.emit(&mut buf).expect("buffer holds any frame");
                     l.to_listener.extend(&buf[..n]);

@@ -245,3 +245,62 @@ fn the_service_cycle_never_polls_with_steady_traffic() {
     assert_eq!(interval_polls, 0);
     assert_eq!(woken, 2 * 2000);
 }
+
+#[test]
+fn with_a_key_only_keyed_listeners_listen_and_the_others_back_off() {
+    use flagpost_core::auth::{Key, Keyring};
+    use flagpost_core::listener::AuthError;
+    let key = |b: u8| Key::new(&[b; 32]).unwrap();
+    let mut s = sim();
+    s.set_keys(Some(Keyring::new(key(1))));
+    let keyed = s.add_keyed_listener(Some("gsm1"), FlagSet::ALL, key(1));
+    let keyless = s.add_listener(Some("gsm1"), FlagSet::ALL);
+    let wrong = s.add_keyed_listener(Some("gsm1"), FlagSet::ALL, key(2));
+    s.step();
+    assert!(s.listener(keyed).is_listening());
+    assert_eq!(
+        s.listener(keyless).session.auth_failure(),
+        Some(AuthError::KeyRequired)
+    );
+    assert_eq!(
+        s.listener(wrong).session.auth_failure(),
+        Some(AuthError::Refused)
+    );
+    for l in &mut s.listeners {
+        l.flags.take();
+    }
+
+    // a notification (in-process: a keyed broker drops unsigned datagrams)
+    // reaches the keyed listener only
+    let now = s.now;
+    let shutdown = Notification::channel_shutdown(ch("gsm1"));
+    s.broker.as_mut().unwrap().notify(now, &shutdown, 1);
+    s.step();
+    assert_eq!(s.listener(keyed).flags.take(), FlagSet::CHANNEL_SHUTDOWN);
+    assert_eq!(s.listener(keyless).flags.take(), FlagSet::EMPTY);
+    assert_eq!(s.listener(wrong).flags.take(), FlagSet::EMPTY);
+
+    // a minute later the refused ones still back off rather than spin: the
+    // backoff grows to its 2 s cap (jittered: 1–2 s), so at most about 70
+    // attempts each
+    s.advance(Duration::from_secs(60));
+    let refused = s
+        .closes
+        .iter()
+        .filter(|(_, r)| *r == CloseReason::Unauthorized)
+        .count();
+    assert!((4..=2 * 70).contains(&refused), "{refused} refusals");
+    assert!(!s.listener(keyless).is_listening() && !s.listener(wrong).is_listening());
+
+    // a broker restart: the keyed listener authenticates again and re-checks
+    s.kill_broker();
+    s.start_broker();
+    s.advance(Duration::from_secs(10));
+    let l = s.listener(keyed);
+    assert!(l.is_listening());
+    assert_eq!(l.session.welcomes(), 2);
+    assert_eq!(l.flags.take(), FlagSet::RECHECK);
+    let stats = s.broker.as_ref().unwrap().stats();
+    assert_eq!(stats.listening, 1);
+    assert!(stats.listeners_unauthorized > 0);
+}

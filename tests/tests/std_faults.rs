@@ -64,11 +64,17 @@ fn read_until_eof(stream: &mut TcpStream) -> Vec<FrameRepr> {
     frames
 }
 
-/// A hello in protocol version 2.
+/// A hello in protocol version 3, which nobody speaks yet.
 fn future_hello_frame() -> Vec<u8> {
     let mut bytes = hello(0);
-    bytes[2] = 2;
+    bytes[2] = 3;
     bytes
+}
+
+/// `frame` in protocol version 2 (a session with a key).
+fn v2(mut frame: Vec<u8>) -> Vec<u8> {
+    frame[2] = 2;
+    frame
 }
 
 fn close(reason: CloseReason) -> FrameRepr {
@@ -247,6 +253,8 @@ fn every_malformed_stream_class_closes_only_its_connection() {
             CloseReason::ProtocolError,
         ),
         (future_hello, CloseReason::UnsupportedVersion),
+        // a keyed listener's hello: this broker has no key
+        (v2(hello(0)), CloseReason::Unauthorized),
         (frame(FrameRepr::Ping(1)), CloseReason::ProtocolError),
         (frame(FrameRepr::Pong(1)), CloseReason::ProtocolError),
         (
@@ -276,6 +284,11 @@ fn every_malformed_stream_class_closes_only_its_connection() {
             [hello(0), future_hello_frame()].concat(),
             CloseReason::UnsupportedVersion,
         ),
+        // a version-2 frame in a version-1 session
+        (
+            [hello(0), v2(frame(FrameRepr::Ping(1)))].concat(),
+            CloseReason::ProtocolError,
+        ),
     ];
     for (bytes, reason) in cases.iter().chain(&after_hello) {
         let mut s = TcpStream::connect(addr).unwrap();
@@ -290,7 +303,8 @@ fn every_malformed_stream_class_closes_only_its_connection() {
     }
     let s = broker.stats().unwrap();
     assert_eq!(s.frame_rejects.iter().sum::<u64>(), 4 + 4);
-    assert_eq!(s.frames_unexpected, 3);
+    assert_eq!(s.frames_unexpected, 4);
+    assert_eq!(s.listeners_unauthorized, 1);
     assert_eq!(s.frame_rejects[Error::UnknownType(0).index()], 1);
     assert_eq!(s.frame_rejects[Error::BadMagic.index()], 2);
     assert_eq!(s.frame_rejects[Error::TooLong.index()], 2);

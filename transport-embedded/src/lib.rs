@@ -14,8 +14,9 @@
 //! All protocol logic is `flagpost-core`'s: the notifier wraps
 //! [`flagpost_core::notifier::NotifierSession`] (burst coalescing within a hold-off,
 //! sequence numbers, tail-loss probe, confirmed sends, the tag hook) and the
-//! listener wraps [`flagpost_core::listener::ListenerSession`] (hello,
-//! keep-alive, reconnect with backoff, the reconnect raise on every welcome).
+//! listener wraps [`flagpost_core::listener::ListenerSession`] (hello, with a
+//! key the handshake of listener authentication, keep-alive, reconnect with
+//! backoff, the reconnect raise on every welcome).
 //!
 //! ## Buffers (supplied by the caller)
 //!
@@ -25,7 +26,7 @@
 //! | notifier UDP | tx payload | ≥ 72 × *N* | one datagram per pending notification kind/channel |
 //! | notifier UDP | metadata | 2 rx, *N* tx | |
 //! | listener TCP | rx | ≥ 70 (256 recommended) | one frame is ≤ 70 bytes |
-//! | listener TCP | tx | ≥ 70 (128 recommended) | hello ≤ 42, ping 10, close 10 |
+//! | listener TCP | tx | ≥ 70 (128 recommended) | hello ≤ 42, proof 38, ping 10, close 10 |
 #![no_std]
 #![deny(missing_docs)]
 #![deny(unsafe_code)]

@@ -5,6 +5,12 @@
 //! exponential backoff) and the reconnect raise on each welcome (status,
 //! non-status and channel update; never channel shutdown), which the handle
 //! marks ([`EmbassyListener::check_reconnect`]).
+//!
+//! With a key ([`ListenerRunner::with_key`]) every connection authenticates
+//! (`PROTOCOL.md`, *Listener authentication*); the board supplies the nonce
+//! seed from its RNG at boot. A refusal is retried at the backoff's pace, as
+//! any other loss, and the handle says why
+//! ([`EmbassyListener::auth_error`]).
 
 use core::cell::{Cell, RefCell};
 
@@ -15,8 +21,9 @@ use embassy_sync::blocking_mutex::raw::CriticalSectionRawMutex;
 use embassy_sync::blocking_mutex::Mutex;
 use embassy_sync::signal::Signal;
 use embassy_time::Timer;
+use flagpost_core::auth::Key;
 use flagpost_core::flags::Flags;
-pub use flagpost_core::listener::{ListenerConfig, ListenerState, Raise};
+pub use flagpost_core::listener::{AuthError, ListenerConfig, ListenerState, Raise};
 use flagpost_core::listener::{ListenerSession, SessionError};
 use flagpost_core::wire::{FrameReader, MAX_FRAME_LEN};
 use flagpost_core::FlagSet;
@@ -34,6 +41,7 @@ struct Raised {
 pub struct EmbassyListenerShared {
     raised: Mutex<CriticalSectionRawMutex, RefCell<Raised>>,
     state: Mutex<CriticalSectionRawMutex, Cell<ListenerState>>,
+    auth: Mutex<CriticalSectionRawMutex, Cell<Option<AuthError>>>,
     signal: Signal<CriticalSectionRawMutex, ()>,
 }
 
@@ -52,6 +60,7 @@ impl EmbassyListenerShared {
                 reconnect: false,
             })),
             state: Mutex::new(Cell::new(ListenerState::Connecting)),
+            auth: Mutex::new(Cell::new(None)),
             signal: Signal::new(),
         }
     }
@@ -72,6 +81,10 @@ impl EmbassyListenerShared {
 
     fn set_state(&self, state: ListenerState) {
         self.state.lock(|s| s.set(state));
+    }
+
+    fn set_auth(&self, auth: Option<AuthError>) {
+        self.auth.lock(|a| a.set(auth));
     }
 }
 
@@ -142,6 +155,12 @@ impl<'a> EmbassyListener<'a> {
     pub fn state(&self) -> ListenerState {
         self.shared.state.lock(Cell::get)
     }
+
+    /// Why the latest connection failed to authenticate, until one
+    /// succeeds (`None`: it did not fail so). The runner keeps retrying.
+    pub fn auth_error(&self) -> Option<AuthError> {
+        self.shared.auth.lock(Cell::get)
+    }
 }
 
 /// The task that owns the TCP socket.
@@ -174,6 +193,14 @@ impl<'a, 'd> ListenerRunner<'a, 'd> {
         }
     }
 
+    /// The same runner authenticating with `key`; `seed` is 16 bytes from
+    /// the board's RNG, drawn at every boot (a seed used twice repeats the
+    /// handshake's nonces).
+    pub fn with_key(mut self, key: Key, seed: [u8; 16]) -> Self {
+        self.session = self.session.with_key(key, seed);
+        self
+    }
+
     /// Connects, listens, reconnects when the session says — forever.
     pub async fn run(mut self) -> ! {
         loop {
@@ -193,6 +220,7 @@ impl<'a, 'd> ListenerRunner<'a, 'd> {
                         self.session.connected(now());
                         self.reader.clear();
                         let _ended = self.serve().await;
+                        self.shared.set_auth(self.session.auth_failure());
                     }
                     self.socket.abort();
                     let _ = self.socket.flush().await;
@@ -235,6 +263,10 @@ impl<'a, 'd> ListenerRunner<'a, 'd> {
                     .map_err(|_| ())?;
                 self.shared.raise(raise);
                 self.shared.set_state(self.session.state());
+                if raise.reconnect {
+                    // welcomed: any earlier refusal is over
+                    self.shared.set_auth(None);
+                }
             }
             self.session.handle_timeout(t).map_err(|_| ())?;
             if self.session.state() == ListenerState::Closed {

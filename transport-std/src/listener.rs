@@ -17,6 +17,16 @@
 //! a mutex neither holds while blocked). The kernel thus wakes the waiter
 //! directly, as it would wake a thread blocked in `read`.
 //!
+//! With a key ([`ListenerBuilder::key`]) each connection authenticates
+//! (`PROTOCOL.md`, *Listener authentication*). A refusal either way — the
+//! broker requires a key, has none, holds another, or does not prove it
+//! holds ours — is not retried any faster than any other loss: the session
+//! backs off as usual (capped at 5 s by default), so a key file corrected
+//! on either side heals the listener without a restart. It is not silent
+//! either: [`Listener::auth_error`] says why, [`Listener::wait_listening`]
+//! returns early when an attempt is refused, and each new kind of refusal
+//! is logged as a warning.
+//!
 //! The connection's receive buffer is the smallest the kernel allows
 //! ([`RECV_BUFFER`]): frames are at most 70 bytes and read at once, so it
 //! costs nothing while the process runs, and when the process is frozen
@@ -24,22 +34,26 @@
 //! broker sees it stuck within a second instead of after filling a large
 //! buffer.
 
-use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::io;
+use std::net::ToSocketAddrs;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use flagpost_core::auth::Key;
 use flagpost_core::broker::{ListenerId, OpenError};
-use flagpost_core::listener::{ListenerConfig, ListenerSession, Raise, SessionError};
+use flagpost_core::listener::{AuthError, ListenerConfig, ListenerSession, Raise};
 use flagpost_core::wire::{FrameReader, MAX_FRAME_LEN};
 use flagpost_core::{ChannelId, FlagSet};
-use tracing::debug;
 
 use crate::clock::Clock;
 use crate::server::{BrokerGone, BrokerHandle};
 use crate::shared::{ListenerState, Shared};
+
+mod task;
+
+use task::{Control, Io, Task};
 
 /// Why a listener could not be started.
 #[derive(Debug, thiserror::Error)]
@@ -56,6 +70,13 @@ pub enum ListenError {
     /// The in-process broker refused (full or shutting down).
     #[error("the broker refused the listener: {0}")]
     Refused(OpenError),
+    /// The broker and this listener could not authenticate each other
+    /// (see [`Listener::auth_error`]).
+    #[error("{0}")]
+    Auth(AuthError),
+    /// No random seed for the handshake's nonces could be drawn.
+    #[error("cannot draw a random seed for the key's nonces: {0}")]
+    Random(getrandom::Error),
 }
 
 /// Settings for a [`Listener`].
@@ -67,6 +88,7 @@ pub struct ListenerBuilder {
     backoff_initial: Duration,
     backoff_max: Duration,
     connect_timeout: Duration,
+    key: Option<Key>,
 }
 
 impl Default for ListenerBuilder {
@@ -78,6 +100,7 @@ impl Default for ListenerBuilder {
             backoff_initial: ListenerConfig::BACKOFF_INITIAL.into(),
             backoff_max: ListenerConfig::BACKOFF_MAX.into(),
             connect_timeout: Duration::from_secs(5),
+            key: None,
         }
     }
 }
@@ -98,6 +121,16 @@ impl ListenerBuilder {
     /// The keep-alive timeout to ask for (default: the broker's, 30 s).
     pub fn keepalive(mut self, keepalive: Duration) -> Self {
         self.keepalive = keepalive;
+        self
+    }
+
+    /// Authenticate with `key` (the broker's, from its key file): every
+    /// connection then runs the handshake of `PROTOCOL.md` and speaks
+    /// protocol version 2. Without it the listener speaks version 1 and a
+    /// broker with a key refuses it. An in-process listener
+    /// ([`local`](Self::local)) needs no key.
+    pub fn key(mut self, key: Key) -> Self {
+        self.key = Some(key);
         self
     }
 
@@ -123,14 +156,22 @@ impl ListenerBuilder {
         let control = Arc::new(Control::default());
         let keepalive_secs = u16::try_from(self.keepalive.as_secs()).unwrap_or(u16::MAX);
         let clock = Clock::new();
+        let mut session = ListenerSession::new(ListenerConfig {
+            interest: self.interest,
+            channel: self.channel,
+            keepalive_secs,
+            backoff_initial: self.backoff_initial.into(),
+            backoff_max: self.backoff_max.into(),
+        });
+        if let Some(key) = self.key {
+            // fresh per listener, so that its nonces never repeat
+            let mut seed = [0u8; 16];
+            getrandom::fill(&mut seed).map_err(ListenError::Random)?;
+            session = session.with_key(key, seed);
+        }
         let io = Arc::new(Mutex::new(Io {
-            session: ListenerSession::new(ListenerConfig {
-                interest: self.interest,
-                channel: self.channel,
-                keepalive_secs,
-                backoff_initial: self.backoff_initial.into(),
-                backoff_max: self.backoff_max.into(),
-            }),
+            session,
+            auth_failed: None,
             stream: None,
             reader: Box::new(FrameReader::new()),
             failed: false,
@@ -390,7 +431,10 @@ impl Listener {
         self.shared.state()
     }
 
-    /// Blocks until the listener is listening (true) or `timeout` passes.
+    /// Blocks until the listener is listening (true), or `timeout` passes,
+    /// or a connection attempt made meanwhile is refused authentication
+    /// (false; [`auth_error`](Self::auth_error) says why, and the listener
+    /// keeps retrying with its backoff).
     pub fn wait_listening(&self, timeout: Duration) -> bool {
         let deadline = std::time::Instant::now() + timeout;
         let backend = match &self.backend {
@@ -398,10 +442,12 @@ impl Listener {
             Backend::Local { .. } => return self.state() == ListenerState::Listening,
         };
         let mut guard = backend.lock.lock().unwrap_or_else(|p| p.into_inner());
+        let refusals = guard.auth_refusals;
         loop {
             match self.state() {
                 ListenerState::Listening => return true,
                 ListenerState::Closed => return false,
+                _ if guard.auth_refusals != refusals => return false,
                 _ => {}
             }
             let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) else {
@@ -411,6 +457,17 @@ impl Listener {
                 Ok((g, _)) => g,
                 Err(p) => p.into_inner().0,
             };
+        }
+    }
+
+    /// Why the latest connection attempt failed to authenticate
+    /// ([`ListenError::Auth`]), until a connection succeeds; `None` when it
+    /// did not fail so (or for an in-process listener). The listener keeps
+    /// retrying meanwhile, at its backoff's pace.
+    pub fn auth_error(&self) -> Option<ListenError> {
+        match &self.backend {
+            Backend::Tcp { control, .. } => control.auth().map(ListenError::Auth),
+            Backend::Local { .. } => None,
         }
     }
 
@@ -457,39 +514,6 @@ impl Drop for Listener {
     }
 }
 
-/// Stop signal and state-change notification for the I/O thread.
-#[derive(Debug, Default)]
-struct Control {
-    lock: Mutex<bool>,
-    changed: Condvar,
-}
-
-impl Control {
-    fn stop(&self) {
-        *self.lock.lock().unwrap_or_else(|p| p.into_inner()) = true;
-        self.changed.notify_all();
-    }
-
-    fn stopped(&self) -> bool {
-        *self.lock.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn notify(&self) {
-        let _guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
-        self.changed.notify_all();
-    }
-
-    /// Sleeps up to `d`, returning early (true) when stopped.
-    fn sleep(&self, d: Duration) -> bool {
-        let guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
-        let (guard, _) = self
-            .changed
-            .wait_timeout_while(guard, d, |stopped| !*stopped)
-            .unwrap_or_else(|p| p.into_inner());
-        *guard
-    }
-}
-
 /// Bytes of frames that may arrive in one read.
 const RBUF: usize = 16 * MAX_FRAME_LEN;
 
@@ -498,278 +522,3 @@ const RBUF: usize = 16 * MAX_FRAME_LEN;
 /// kilobyte); other systems take it as is (still fourteen of the largest
 /// frames).
 pub const RECV_BUFFER: usize = 1024;
-
-/// Connects to the broker with a [`RECV_BUFFER`] receive buffer, set before
-/// the handshake so that the window it advertises is small from the start.
-fn connect(addr: SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
-    use socket2::{Domain, Protocol, Socket, Type};
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
-    // Only a bound on how much a frozen process absorbs; never fatal.
-    let _ = socket.set_recv_buffer_size(RECV_BUFFER);
-    socket.connect_timeout(&addr.into(), timeout)?;
-    Ok(socket.into())
-}
-
-/// One connection's protocol state, shared by the I/O thread and waiters;
-/// nobody holds it while blocked.
-#[derive(Debug)]
-struct Io {
-    session: ListenerSession,
-    /// The live connection (non-blocking); `Arc` so a poller keeps the
-    /// socket it polls alive even if the connection is replaced meanwhile.
-    stream: Option<Arc<TcpStream>>,
-    reader: Box<FrameReader<RBUF>>,
-    /// The connection must be dropped (EOF, error, protocol or session error).
-    failed: bool,
-    /// The session's state changed since the I/O thread last looked.
-    changed: bool,
-    /// Threads polling in `wait`: while there are any, they read and the
-    /// I/O thread stands aside. Changed and read only under the lock, so a
-    /// waiter either sees flags raised or is the one that reads the data.
-    pollers: usize,
-}
-
-impl Io {
-    /// Reads what arrived (without blocking), raises its flags, runs the
-    /// session's timers and writes its frames.
-    fn pump(&mut self, now: flagpost_core::Instant, shared: &Shared) {
-        let Some(stream) = self.stream.clone() else {
-            return;
-        };
-        loop {
-            match (&*stream).read(self.reader.unfilled()) {
-                Ok(0) => {
-                    self.failed = true;
-                    return;
-                }
-                Ok(n) => {
-                    self.reader.filled(n);
-                    self.process(now, shared);
-                    if self.failed {
-                        return;
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => {
-                    self.failed = true;
-                    return;
-                }
-            }
-        }
-        if self.session.handle_timeout(now).is_err() {
-            self.failed = true;
-            return;
-        }
-        self.flush(now, &stream);
-    }
-
-    /// Hands every complete frame to the session and raises what it says.
-    fn process(&mut self, now: flagpost_core::Instant, shared: &Shared) {
-        while let Some(frame) = self.reader.next_frame() {
-            let raise = frame
-                .map_err(SessionError::Malformed)
-                .and_then(|bytes| self.session.handle_frame(now, bytes));
-            // The state first: whoever a raise wakes sees it listening.
-            self.sync_state(shared);
-            match raise {
-                Ok(raise) if raise.reconnect => {
-                    if !raise.flags.is_empty() {
-                        shared.raise_reconnect(raise.flags);
-                    }
-                }
-                Ok(raise) => shared.raise(raise.flags),
-                Err(error) => {
-                    debug!(%error, "listener connection dropped");
-                    self.failed = true;
-                    return;
-                }
-            }
-        }
-    }
-
-    /// Copies the session's state to the handles.
-    fn sync_state(&mut self, shared: &Shared) {
-        let state = self.session.state();
-        if shared.state() != state && shared.state() != ListenerState::Closed {
-            shared.set_state(state);
-            self.changed = true;
-        }
-    }
-
-    /// Writes the frames the session has to send. Frames are tiny; a send
-    /// buffer too full to take one means a dead peer.
-    fn flush(&mut self, now: flagpost_core::Instant, stream: &TcpStream) {
-        let mut wbuf = [0u8; MAX_FRAME_LEN];
-        while let Some(n) = self.session.poll_transmit(now, &mut wbuf) {
-            if !wbuf
-                .get(..n)
-                .is_some_and(|bytes| write_all_nonblocking(stream, bytes))
-            {
-                self.failed = true;
-                return;
-            }
-        }
-    }
-}
-
-/// Writes all of `bytes` to a non-blocking socket, retrying briefly on a
-/// full send buffer; false when the socket fails or stays full.
-fn write_all_nonblocking(mut stream: &TcpStream, mut bytes: &[u8]) -> bool {
-    let mut full = 0;
-    while !bytes.is_empty() {
-        match stream.write(bytes) {
-            Ok(0) => return false,
-            Ok(n) => bytes = bytes.get(n..).unwrap_or(&[]),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock && full < 100 => {
-                full += 1;
-                std::thread::yield_now();
-            }
-            Err(_) => return false,
-        }
-    }
-    true
-}
-
-/// Blocks until `stream` is readable or `timeout` passes.
-#[cfg(unix)]
-fn wait_readable(stream: &TcpStream, timeout: Duration) {
-    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-    use std::os::fd::AsFd;
-    let ms = u16::try_from(timeout.as_millis().max(1)).unwrap_or(u16::MAX);
-    let mut fds = [PollFd::new(stream.as_fd(), PollFlags::POLLIN)];
-    // EINTR and errors: the caller re-checks everything anyway.
-    let _ = poll(&mut fds, PollTimeout::from(ms));
-}
-
-/// Blocks until `stream` is readable or `timeout` passes (a blocking peek;
-/// only the I/O thread touches the socket on these platforms).
-#[cfg(not(unix))]
-fn wait_readable(stream: &TcpStream, timeout: Duration) {
-    let _ = stream.set_nonblocking(false);
-    let _ = stream.set_read_timeout(Some(timeout.max(Duration::from_millis(1))));
-    let _ = stream.peek(&mut [0u8]);
-    let _ = stream.set_nonblocking(true);
-}
-
-struct Task {
-    addr: SocketAddr,
-    io: Arc<Mutex<Io>>,
-    shared: Arc<Shared>,
-    control: Arc<Control>,
-    connect_timeout: Duration,
-    clock: Clock,
-}
-
-impl Task {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Io> {
-        self.io.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Copies the session's state to the handles and wakes `wait_listening`.
-    fn sync_state(&self, io: &mut Io) {
-        io.sync_state(&self.shared);
-        if std::mem::take(&mut io.changed) {
-            self.control.notify();
-        }
-    }
-
-    /// The session decides: connect now, back off until its deadline, or
-    /// stop (closed).
-    fn run(self) {
-        while !self.control.stopped() {
-            let (state, until) = {
-                let mut io = self.lock();
-                self.sync_state(&mut io);
-                (io.session.state(), io.session.poll_timeout())
-            };
-            match state {
-                ListenerState::Closed => break,
-                ListenerState::BackingOff => {
-                    let wait = until.map_or(Duration::ZERO, |at| self.clock.until(at));
-                    if self.control.sleep(wait) {
-                        break;
-                    }
-                    let now = self.clock.now();
-                    let _ = self.lock().session.handle_timeout(now);
-                }
-                ListenerState::Connecting | ListenerState::Listening => self.connection(),
-            }
-        }
-        self.shared.set_state(ListenerState::Closed);
-        self.control.notify();
-    }
-
-    /// One connection attempt and, if it is made, the connection's life.
-    fn connection(&self) {
-        match connect(self.addr, self.connect_timeout) {
-            Ok(stream) if stream.set_nonblocking(true).is_ok() => {
-                let _ = stream.set_nodelay(true);
-                let stream = Arc::new(stream);
-                {
-                    let now = self.clock.now();
-                    let mut io = self.lock();
-                    io.stream = Some(stream.clone());
-                    io.failed = false;
-                    io.reader.clear();
-                    io.session.connected(now);
-                    io.flush(now, &stream);
-                }
-                self.serve(&stream);
-                let _ = stream.shutdown(std::net::Shutdown::Both);
-                self.lock().stream = None;
-                debug!(addr = %self.addr, "listener connection ended");
-            }
-            Ok(_) => {}
-            Err(error) => debug!(addr = %self.addr, %error, "cannot connect to broker"),
-        }
-        let now = self.clock.now();
-        let mut io = self.lock();
-        io.session
-            .disconnected(now, getrandom::u32().unwrap_or(u32::MAX / 2));
-        self.sync_state(&mut io);
-    }
-
-    /// One connection's life: returns when it ends or must end.
-    fn serve(&self, stream: &Arc<TcpStream>) {
-        loop {
-            if self.control.stopped() {
-                // StopChangeListening: tell the broker, then hang up.
-                let now = self.clock.now();
-                let mut io = self.lock();
-                io.session.close();
-                io.flush(now, stream);
-                let _ = stream.shutdown(std::net::Shutdown::Write);
-                return;
-            }
-            let timeout = {
-                let io = self.lock();
-                if io.failed {
-                    return;
-                }
-                io.session
-                    .poll_timeout()
-                    .map_or(Duration::from_secs(3600), |at| self.clock.until(at))
-            };
-            wait_readable(stream, timeout);
-            if self.control.stopped() {
-                continue;
-            }
-            let now = self.clock.now();
-            let mut io = self.lock();
-            if io.pollers > 0 {
-                // A waiter polls the same socket and reads what woke us
-                // both; let it (it is running, or about to).
-                drop(io);
-                std::thread::yield_now();
-                continue;
-            }
-            io.pump(now, &self.shared);
-            self.sync_state(&mut io);
-            if io.failed {
-                return;
-            }
-        }
-    }
-}

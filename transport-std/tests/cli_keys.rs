@@ -8,7 +8,7 @@ use std::process::Command;
 
 mod common;
 
-use common::{stats_json, Server, BIN};
+use common::{Server, BIN};
 
 fn run(args: &[&str]) -> (i32, String) {
     let out = Command::new(BIN).args(args).output().unwrap();
@@ -31,8 +31,22 @@ fn keygen(name: &str) -> PathBuf {
     path
 }
 
-fn stat(addr: &str, name: &str) -> u64 {
-    stats_json(addr)
+/// A counter of the keyed broker at `addr` (the stats need the key too).
+fn stat(addr: &str, key: &std::path::Path, name: &str) -> u64 {
+    let out = Command::new(BIN)
+        .args(["stats", "--json", "--broker", addr, "--key-file"])
+        .arg(key)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let entries: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    entries
+        .as_array()
+        .unwrap()
         .iter()
         .find(|e| e["name"] == name)
         .and_then(|e| e["value"].as_u64())
@@ -60,10 +74,13 @@ fn a_keyed_broker_acks_only_the_senders_with_its_key() {
         assert_eq!(code, 3, "{err}");
         assert!(err.contains("no acknowledgement"), "{err}");
     }
-    assert_eq!(stat(&server.addr, "flagpost_datagrams_total"), 1);
-    let unauthorized = stat(&server.addr, "flagpost_datagrams_unauthorized_total");
-    assert!(unauthorized >= 2, "every retransmission counted: {unauthorized}");
-    assert_eq!(stat(&server.addr, "flagpost_acks_total"), 1);
+    assert_eq!(stat(&server.addr, &key, "flagpost_datagrams_total"), 1);
+    let unauthorized = stat(&server.addr, &key, "flagpost_datagrams_unauthorized_total");
+    assert!(
+        unauthorized >= 2,
+        "every retransmission counted: {unauthorized}"
+    );
+    assert_eq!(stat(&server.addr, &key, "flagpost_acks_total"), 1);
 }
 
 #[test]

@@ -22,7 +22,7 @@ use super::slot::{State, NIL};
 use super::{bump, BrokerState, Event, ListenerId, Slots};
 use crate::loss::SenderSlot;
 use crate::time::Instant;
-use crate::wire::CloseReason;
+use crate::wire::{CloseReason, VERSION};
 
 impl<L, S> BrokerState<L, S>
 where
@@ -145,10 +145,14 @@ where
                 }
             }
         }
+        // The slot belongs to the newcomer now; the evicted connection's
+        // close goes out in version 1, which a peer takes in any session
+        // (PROTOCOL.md: a close is never unexpected for its version).
         Some(Event::Closed {
             listener,
             reason: CloseReason::TooManyListeners,
             send_close: true,
+            version: VERSION,
         })
     }
 }

@@ -20,6 +20,7 @@ fn closed(listener: ListenerId, reason: CloseReason) -> Option<Event> {
         listener,
         reason,
         send_close: true,
+        version: crate::wire::VERSION,
     })
 }
 

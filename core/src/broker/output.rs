@@ -1,14 +1,14 @@
 //! The broker's outputs and deadlines: the queue of listeners with frames to
-//! write, the frames themselves (coalesced from each outbox), the events
-//! that end connections, and the housekeeping timer (hello, keep-alive and
-//! stuck deadlines).
+//! write, the frames themselves (coalesced from each outbox, with the
+//! handshake's ahead of them), the events that end connections, and the
+//! housekeeping timer (hello, keep-alive and stuck deadlines).
 
 use super::slot::{State, NIL};
 use super::{BrokerState, Event, ListenerId, Slots};
 use crate::flags::FlagSet;
 use crate::loss::SenderSlot;
 use crate::time::{Duration, Instant};
-use crate::wire::{CloseReason, FlagsRepr, FrameRepr, WelcomeRepr};
+use crate::wire::{CloseReason, FlagsRepr, FrameRepr, Framed, WelcomeRepr, AUTH_VERSION};
 
 impl<L, S> BrokerState<L, S>
 where
@@ -65,7 +65,7 @@ where
             }
             slot.in_ready = false;
             slot.ready_next = NIL;
-            if slot.state == State::Listening && !slot.outbox.is_empty() {
+            if slot.has_output() {
                 return Some(ListenerId {
                     index,
                     generation: slot.generation,
@@ -75,25 +75,38 @@ where
         None
     }
 
-    /// The next frame to write to listener `id` — welcome, then the coalesced
-    /// flags, then a pong — or `None` when its outbox is empty. Call it only
-    /// when the connection can take the frame: whatever stays in the outbox
-    /// keeps coalescing.
+    /// The next frame to write to listener `id` — the handshake's challenge
+    /// or accept, the welcome, then the coalesced flags, then a pong — or
+    /// `None` when its outbox is empty. Call it only when the connection can
+    /// take the frame: whatever stays in the outbox keeps coalescing. A
+    /// transport that writes bytes takes [`poll_framed`](Self::poll_framed)
+    /// instead, which says the version to write them in.
     #[must_use]
     pub fn poll_frame(&mut self, id: ListenerId) -> Option<FrameRepr> {
         let broker_id = self.config.broker_id;
         let flags_due = self
             .slot(id)
             .filter(|s| s.state == State::Listening)
-            .is_some_and(|s| !s.outbox.welcome && !s.outbox.flags.is_empty());
+            .is_some_and(|s| !s.outbox.welcome && !s.outbox.accept && !s.outbox.flags.is_empty());
         let raises = if flags_due {
             self.drain_raises(id.index)
         } else {
             0
         };
-        let slot = self.slot_mut(id).filter(|s| s.state == State::Listening)?;
+        let slot = self
+            .slot_mut(id)
+            .filter(|s| matches!(s.state, State::Listening | State::AwaitingProof { .. }))?;
         let out = &mut slot.outbox;
-        let frame = if out.welcome {
+        let frame = if out.challenge {
+            out.challenge = false;
+            FrameRepr::Challenge(slot.auth)
+        } else if out.accept {
+            out.accept = false;
+            FrameRepr::Accept(slot.auth)
+        } else if slot.state != State::Listening {
+            slot.pending_since = None;
+            return None;
+        } else if out.welcome {
             out.welcome = false;
             FrameRepr::Welcome(WelcomeRepr {
                 interest: slot.interest,
@@ -123,6 +136,14 @@ where
         Some(frame)
     }
 
+    /// [`poll_frame`](Self::poll_frame) with the version the frame must be
+    /// written in: the session's (2 for a session with a key).
+    #[must_use]
+    pub fn poll_framed(&mut self, id: ListenerId) -> Option<Framed> {
+        let version = self.slot(id)?.version;
+        self.poll_frame(id).map(|frame| Framed::new(version, frame))
+    }
+
     /// The next connection that must end. The slot is freed as it is
     /// returned (unless the connection was evicted: its slot has a new
     /// tenant already).
@@ -142,14 +163,23 @@ where
                 index,
                 generation: slot.generation,
             };
+            let version = slot.version;
             let event = match slot.state {
                 State::Closing { reason, send } => Event::Closed {
                     listener,
                     reason,
                     send_close: send,
+                    version,
                 },
-                State::Stats => Event::StatsRequested { listener },
-                State::Free | State::AwaitingHello | State::Listening => continue,
+                State::Stats => Event::StatsRequested {
+                    listener,
+                    version,
+                    accept: (version == AUTH_VERSION).then_some(slot.auth),
+                },
+                State::Free
+                | State::AwaitingHello
+                | State::AwaitingProof { .. }
+                | State::Listening => continue,
             };
             self.free(index);
             return Some(event);
@@ -168,8 +198,8 @@ where
         }
     }
 
-    /// Closes connections whose hello, keep-alive or stuck deadline passed by
-    /// `now`. Cheap when nothing is due; a full scan at most once per
+    /// Closes connections whose hello (handshake included), keep-alive or
+    /// stuck deadline passed by `now`. Cheap when nothing is due; a full scan at most once per
     /// [`Config::housekeeping`](super::Config::housekeeping).
     pub fn handle_timeout(&mut self, now: Instant) {
         if self.next_housekeeping.is_none_or(|at| now < at) {
@@ -185,7 +215,10 @@ where
                 break;
             };
             let (expiry, reason) = match slot.state {
-                State::AwaitingHello => (slot.last_rx + hello, CloseReason::HelloTimeout),
+                // awaiting the proof, `last_rx` is still the opening
+                State::AwaitingHello | State::AwaitingProof { .. } => {
+                    (slot.last_rx + hello, CloseReason::HelloTimeout)
+                }
                 State::Listening => {
                     // keep-alive zero marks an in-process listener: it can
                     // neither go silent nor stop reading

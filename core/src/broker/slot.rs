@@ -7,7 +7,7 @@ use super::route::{Group, Member};
 use crate::channel::ChannelId;
 use crate::flags::FlagSet;
 use crate::time::{Duration, Instant};
-use crate::wire::CloseReason;
+use crate::wire::{CloseReason, VERSION};
 
 /// "No slot": the end of every intrusive list.
 pub(super) const NIL: u32 = u32::MAX;
@@ -17,6 +17,11 @@ pub(super) const NIL: u32 = u32::MAX;
 pub(super) enum State {
     Free,
     AwaitingHello,
+    /// Challenged: the hello (or, with `stats`, a stats request) is held
+    /// until the proof arrives (`handshake`).
+    AwaitingProof {
+        stats: bool,
+    },
     Listening,
     Closing {
         reason: CloseReason,
@@ -46,6 +51,10 @@ impl State {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub(super) struct Outbox {
+    /// The challenge, its nonce in the slot's `auth`.
+    pub(super) challenge: bool,
+    /// The accept, its tag in the slot's `auth`.
+    pub(super) accept: bool,
     pub(super) welcome: bool,
     pub(super) flags: FlagSet,
     pub(super) pong: Option<u32>,
@@ -53,13 +62,19 @@ pub(super) struct Outbox {
 
 impl Outbox {
     pub(super) const EMPTY: Outbox = Outbox {
+        challenge: false,
+        accept: false,
         welcome: false,
         flags: FlagSet::EMPTY,
         pong: None,
     };
 
     pub(super) fn is_empty(&self) -> bool {
-        !self.welcome && self.flags.is_empty() && self.pong.is_none()
+        !self.challenge
+            && !self.accept
+            && !self.welcome
+            && self.flags.is_empty()
+            && self.pong.is_none()
     }
 }
 
@@ -69,9 +84,17 @@ impl Outbox {
 pub struct ListenerSlot {
     pub(super) state: State,
     pub(super) generation: u32,
+    /// The version the session's frames carry: its first frame's (1 until
+    /// one is read).
+    pub(super) version: u8,
     pub(super) channel: Option<ChannelId>,
     pub(super) interest: FlagSet,
+    /// The keep-alive in force; while awaiting the proof, the one the
+    /// hello asked for (its bytes are part of the transcript).
     pub(super) keepalive: Duration,
+    /// The handshake's 16 bytes: the broker nonce until the proof, then the
+    /// accept tag until it is written.
+    pub(super) auth: [u8; 16],
     /// When the connection opened, or when its last frame arrived.
     pub(super) last_rx: Instant,
     pub(super) outbox: Outbox,
@@ -102,9 +125,11 @@ impl ListenerSlot {
     pub const EMPTY: ListenerSlot = ListenerSlot {
         state: State::Free,
         generation: 0,
+        version: VERSION,
         channel: None,
         interest: FlagSet::EMPTY,
         keepalive: Duration::ZERO,
+        auth: [0; 16],
         last_rx: Instant::ZERO,
         outbox: Outbox::EMPTY,
         pending_since: None,
@@ -121,6 +146,20 @@ impl ListenerSlot {
 
     /// Size in bytes of one slot, for sizing caller storage.
     pub const SIZE: usize = core::mem::size_of::<ListenerSlot>();
+
+    /// Whether the connection completed its hello (and, with a key, the
+    /// handshake) and listens. A connection still awaiting its hello or
+    /// proof is not established: it has proven nothing yet.
+    pub(super) fn is_established(&self) -> bool {
+        self.state.is_established()
+    }
+
+    /// Whether the connection has frames to write: a listener with
+    /// something in its outbox, or a challenge waiting.
+    pub(super) fn has_output(&self) -> bool {
+        matches!(self.state, State::Listening | State::AwaitingProof { .. })
+            && !self.outbox.is_empty()
+    }
 
     /// The slot a new connection takes: everything but what outlives a
     /// connection (the generation, a stale place in the ready queue, and

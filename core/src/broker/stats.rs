@@ -62,7 +62,7 @@ pub struct Stats {
     pub closes: [u64; CloseReason::COUNT],
     /// Connections that went away without a close (transport disconnect).
     pub disconnects: u64,
-    /// Gauge: connections awaiting hello.
+    /// Gauge: connections awaiting hello, or (with a key) their proof.
     pub awaiting_hello: u64,
     /// Gauge: listening connections.
     pub listening: u64,
@@ -80,7 +80,9 @@ pub struct Stats {
     /// made with no key the broker accepts.
     pub datagrams_unauthorized: u64,
     /// Listener and stats connections whose proof of the key failed (or that
-    /// could not give one: a version-1 hello to a broker with a key).
+    /// could not give one: a version-1 hello or stats request to a broker
+    /// with a key, a version-2 one to a broker without), each closed with
+    /// reason *unauthorized*.
     pub listeners_unauthorized: u64,
     /// Connections that had not completed their hello (or its proof), closed
     /// to make room for a new one when the table was full.

@@ -320,7 +320,8 @@ fn bad_frames_close_with_a_reason() {
         Some(Event::Closed {
             listener: id,
             reason: CloseReason::ProtocolError,
-            send_close: true
+            send_close: true,
+            version: 1
         })
     );
     assert_eq!(b.state(id), None);
@@ -336,10 +337,10 @@ fn bad_frames_close_with_a_reason() {
         channel: None,
         keepalive_secs: 0,
     }));
-    f[2] = 2;
+    f[2] = 3;
     assert_eq!(
         b.handle_frame(t, id, &f[..n]),
-        Err(FrameError::Wire(WireError::UnsupportedVersion(2)))
+        Err(FrameError::Wire(WireError::UnsupportedVersion(3)))
     );
     assert!(matches!(
         b.poll_event(),
@@ -372,7 +373,8 @@ fn listener_close_frees_without_reply() {
         Some(Event::Closed {
             listener: id,
             reason: CloseReason::Normal,
-            send_close: false
+            send_close: false,
+            version: 1
         })
     );
     assert_eq!(b.notify(t, &Notification::status(None), 1), 0);
@@ -406,7 +408,8 @@ fn hello_timeout() {
         Some(Event::Closed {
             listener: id,
             reason: CloseReason::HelloTimeout,
-            send_close: true
+            send_close: true,
+            version: 1
         })
     );
     assert_eq!(b.poll_timeout(), None);
@@ -468,7 +471,8 @@ fn stuck_listener_costs_a_constant_and_is_closed() {
                 Event::Closed {
                     listener: stuck,
                     reason: CloseReason::Stuck,
-                    send_close: true
+                    send_close: true,
+                    version: 1
                 }
             );
             // the first pending raise was at t=0; stuck_timeout is 60 s,
@@ -521,7 +525,14 @@ fn stats_request_instead_of_hello() {
     let t = Instant::ZERO;
     let id = b.open(t).unwrap();
     send(&mut b, t, id, FrameRepr::StatsRequest).unwrap();
-    assert_eq!(b.poll_event(), Some(Event::StatsRequested { listener: id }));
+    assert_eq!(
+        b.poll_event(),
+        Some(Event::StatsRequested {
+            listener: id,
+            version: 1,
+            accept: None
+        })
+    );
     assert_eq!(b.state(id), None);
     let s = b.stats();
     assert_eq!((s.stats_requests, s.awaiting_hello, s.listening), (1, 0, 0));
@@ -566,7 +577,8 @@ fn transport_close_sends_a_reason() {
         Some(Event::Closed {
             listener: id,
             reason: CloseReason::TooManyFromAddress,
-            send_close: true
+            send_close: true,
+            version: 1
         })
     );
     assert_eq!(b.poll_event(), None);
@@ -615,7 +627,10 @@ fn hello_then(tail: &[u8]) -> (Vec<FrameRepr>, Result<(), FrameError>, Option<Ev
     assert_eq!(reader.push(&hello[..n]), n);
     assert_eq!(reader.push(tail), tail.len());
     let mut written = Vec::new();
-    let result = b.handle_frames(Instant::ZERO, id, &mut reader, |f| written.push(f));
+    let result = b.handle_frames(Instant::ZERO, id, &mut reader, |f| {
+        assert_eq!(f.version, 1);
+        written.push(f.frame)
+    });
     (written, result, b.poll_event(), b.stats())
 }
 
@@ -720,6 +735,12 @@ fn handle_frames_stops_at_the_close_and_waits_for_whole_frames() {
         Ok(())
     );
     assert_eq!(b.state(id), Some(SlotState::Listening));
-    assert!(matches!(written[..], [FrameRepr::Welcome(_)]));
+    assert!(matches!(
+        written[..],
+        [Framed {
+            version: 1,
+            frame: FrameRepr::Welcome(_)
+        }]
+    ));
     assert_eq!(b.poll_ready(), None, "the welcome was handed over already");
 }

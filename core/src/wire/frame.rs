@@ -1,5 +1,6 @@
-//! TCP frames of the listener stream: hello, welcome, flags, ping, pong and
-//! close.
+//! TCP frames of the listener stream: hello, welcome, flags, ping, pong,
+//! close, the stats request and stat, and (version 2) the handshake's
+//! challenge, proof and accept (laid out in [`handshake`]).
 //!
 //! Every frame is a 6-byte header and a body of at most
 //! [`MAX_BODY_LEN`] bytes. The header layout is the same in every protocol
@@ -9,7 +10,7 @@
 //! ```text
 //! header                      bodies (big-endian)
 //!  0 magic "FP"   2           hello   0x10  interest 1, channel len n 1, keep-alive s 2, channel n
-//!  2 version = 1  1           welcome 0x11  interest 1, reserved 1, keep-alive s 2, broker id 8
+//!  2 version 1|2  1           welcome 0x11  interest 1, reserved 1, keep-alive s 2, broker id 8
 //!  3 type         1           flags   0x12  flags 1, reserved 3, raises 4
 //!  4 body length  2           ping    0x13  nonce 4
 //!  6 body         n           pong    0x14  nonce 4
@@ -20,8 +21,9 @@
 
 use core::fmt;
 
+use super::handshake::{self, Nonce, ProofRepr};
 use super::{get_u16, get_u32, get_u64, get_u8, put, put_u8, BufferTooSmall, Error, Field};
-use super::{MAGIC, VERSION};
+use super::{Tag, AUTH_VERSION, MAGIC, VERSION};
 use crate::channel::ChannelId;
 use crate::flags::FlagSet;
 use crate::time::Duration;
@@ -67,6 +69,12 @@ pub mod kind {
     pub const STATS_REQUEST: u8 = 0x16;
     /// Broker → client: one counter (then a close ends the list).
     pub const STAT: u8 = 0x17;
+    /// Broker → listener, version 2: the broker's nonce.
+    pub const CHALLENGE: u8 = 0x18;
+    /// Listener → broker, version 2: the listener's nonce and proof tag.
+    pub const PROOF: u8 = 0x19;
+    /// Broker → listener, version 2: the broker's tag.
+    pub const ACCEPT: u8 = 0x1a;
 }
 
 /// How long a complete frame at the front of a stream buffer is.
@@ -113,7 +121,7 @@ impl<T: AsRef<[u8]>> Frame<T> {
     /// Checks, in this order: magic ([`Error::BadMagic`], as soon as a byte
     /// of it is wrong), a whole header ([`Error::Truncated`]), the body bound
     /// ([`Error::TooLong`]), a whole body ([`Error::Truncated`]), nothing
-    /// after it ([`Error::LengthMismatch`]), then the version
+    /// after it ([`Error::LengthMismatch`]), then the version, 1 or 2
     /// ([`Error::UnsupportedVersion`]): the header layout is the same in
     /// every version, so a stream splits before its version is looked at.
     pub fn check_len(&self) -> Result<(), Error> {
@@ -121,7 +129,9 @@ impl<T: AsRef<[u8]>> Frame<T> {
         match frame_len(buf)? {
             None => Err(Error::Truncated),
             Some(n) if n != buf.len() => Err(Error::LengthMismatch),
-            Some(_) if self.version() != VERSION => Err(Error::UnsupportedVersion(self.version())),
+            Some(_) if !(VERSION..=AUTH_VERSION).contains(&self.version()) => {
+                Err(Error::UnsupportedVersion(self.version()))
+            }
             Some(_) => Ok(()),
         }
     }
@@ -285,11 +295,12 @@ pub struct CloseRepr {
 }
 
 impl CloseRepr {
-    /// A close for `reason` from this version of the protocol.
+    /// A close for `reason` from this end, which speaks up to
+    /// [`AUTH_VERSION`] (the body's version, whatever the header's).
     pub const fn new(reason: CloseReason) -> Self {
         CloseRepr {
             reason,
-            version: VERSION,
+            version: AUTH_VERSION,
         }
     }
 }
@@ -315,6 +326,12 @@ pub enum FrameRepr {
     /// Broker → client: one counter, by its index in the broker's stats
     /// table (`broker::Stats::visit`).
     Stat(StatRepr),
+    /// Broker → listener, version 2: the broker's nonce (`Nb`).
+    Challenge(Nonce),
+    /// Listener → broker, version 2: the listener's nonce and proof.
+    Proof(ProofRepr),
+    /// Broker → listener, version 2: the broker's tag (`T_B`).
+    Accept(Tag),
 }
 
 /// One counter or gauge of the broker's stats table.
@@ -344,15 +361,28 @@ fn exact(body: &[u8], len: usize) -> Result<(), Error> {
 }
 
 impl FrameRepr {
-    /// Parses one frame, checking in the order `PROTOCOL.md` documents (the
-    /// first check that fails names the error): the header as
-    /// [`Frame::check_len`] checks it (magic, length bounds, version), then
-    /// the type ([`Error::UnknownType`]), then the body: a hello's channel
-    /// length above 32 ([`Error::TooLong`]), the body's exact length for its
-    /// type ([`Error::LengthMismatch`]), then its fields in byte order.
+    /// Parses one frame of either version, checking in the order
+    /// `PROTOCOL.md` documents (the first check that fails names the
+    /// error): the header as [`Frame::check_len`] checks it (magic, length
+    /// bounds, version), then the type in that version
+    /// ([`Error::UnknownType`]: the handshake's types exist in version 2
+    /// only), then the body: a hello's channel length above 32
+    /// ([`Error::TooLong`]), the body's exact length for its type
+    /// ([`Error::LengthMismatch`]), then its fields in byte order.
+    ///
+    /// The version is not returned: a session that must check it parses
+    /// with [`Framed::parse`](super::Framed::parse).
     pub fn parse<T: AsRef<[u8]>>(frame: &Frame<T>) -> Result<Self, Error> {
         frame.check_len()?;
         let b = frame.body();
+        if let Some(len) = handshake::body_len(frame.frame_type()) {
+            if frame.version() < AUTH_VERSION {
+                return Err(Error::UnknownType(frame.frame_type()));
+            }
+            exact(b, len)?;
+            return handshake::parse_body(frame.frame_type(), b)
+                .ok_or(Error::UnknownType(frame.frame_type()));
+        }
         match frame.frame_type() {
             kind::HELLO => {
                 let n = usize::from(get_u8(b, 1));
@@ -451,6 +481,18 @@ impl FrameRepr {
             FrameRepr::Close(_) => kind::CLOSE,
             FrameRepr::StatsRequest => kind::STATS_REQUEST,
             FrameRepr::Stat(_) => kind::STAT,
+            FrameRepr::Challenge(_) => kind::CHALLENGE,
+            FrameRepr::Proof(_) => kind::PROOF,
+            FrameRepr::Accept(_) => kind::ACCEPT,
+        }
+    }
+
+    /// The first version that has this frame's type: 2 for the
+    /// handshake's, 1 for the others.
+    pub const fn min_version(&self) -> u8 {
+        match self {
+            FrameRepr::Challenge(_) | FrameRepr::Proof(_) | FrameRepr::Accept(_) => AUTH_VERSION,
+            _ => VERSION,
         }
     }
 
@@ -462,6 +504,9 @@ impl FrameRepr {
             FrameRepr::Ping(_) | FrameRepr::Pong(_) | FrameRepr::Close(_) => 4,
             FrameRepr::StatsRequest => 0,
             FrameRepr::Stat(_) => 12,
+            FrameRepr::Challenge(_) | FrameRepr::Proof(_) | FrameRepr::Accept(_) => {
+                handshake::body_len(self.frame_type()).unwrap_or(0)
+            }
         }
     }
 
@@ -470,13 +515,26 @@ impl FrameRepr {
         HEADER_LEN + self.body_len()
     }
 
-    /// Writes the frame into the front of `buf`; returns its length.
+    /// Writes the frame into the front of `buf` in the first version that
+    /// has its type ([`min_version`](Self::min_version)); returns its
+    /// length. A session writes its frames in its own version with
+    /// [`Framed::emit`](super::Framed::emit).
     pub fn emit(&self, buf: &mut [u8]) -> Result<usize, BufferTooSmall> {
+        self.emit_version(self.min_version(), buf)
+    }
+
+    /// Writes the frame with version byte `version` (see
+    /// [`Framed::new`](super::Framed::new) for the versions that make sense).
+    pub(super) fn emit_version(
+        &self,
+        version: u8,
+        buf: &mut [u8],
+    ) -> Result<usize, BufferTooSmall> {
         let len = self.buffer_len();
         let out = buf.get_mut(..len).ok_or(BufferTooSmall { needed: len })?;
         out.fill(0);
         put(out, field::MAGIC, &MAGIC);
-        put_u8(out, field::VERSION, VERSION);
+        put_u8(out, field::VERSION, version);
         put_u8(out, field::TYPE, self.frame_type());
         let body_len = u16::try_from(self.body_len()).unwrap_or(u16::MAX);
         put(out, field::BODY_LEN, &body_len.to_be_bytes());
@@ -507,6 +565,9 @@ impl FrameRepr {
             FrameRepr::Stat(s) => {
                 put(body, 0..2, &s.index.to_be_bytes());
                 put(body, 4..12, &s.value.to_be_bytes());
+            }
+            FrameRepr::Challenge(_) | FrameRepr::Proof(_) | FrameRepr::Accept(_) => {
+                handshake::emit_body(self, body);
             }
         }
         Ok(len)
@@ -580,7 +641,7 @@ mod tests {
         );
         round_trip(
             FrameRepr::Close(CloseRepr::new(CloseReason::Stuck)),
-            &[0x46, 0x50, 0x01, 0x15, 0x00, 0x04, 0x08, 0x01, 0, 0],
+            &[0x46, 0x50, 0x01, 0x15, 0x00, 0x04, 0x08, 0x02, 0, 0],
         );
     }
 
@@ -605,10 +666,15 @@ mod tests {
     fn typed_errors() {
         let ping = [0x46, 0x50, 0x01, 0x13, 0x00, 0x04, 0, 0, 0, 7];
         let mut b = ping;
-        b[2] = 2;
+        b[2] = 3;
         assert_eq!(
             FrameRepr::parse_bytes(&b),
-            Err(Error::UnsupportedVersion(2))
+            Err(Error::UnsupportedVersion(3))
+        );
+        b[2] = 0;
+        assert_eq!(
+            FrameRepr::parse_bytes(&b),
+            Err(Error::UnsupportedVersion(0))
         );
         b = ping;
         b[3] = 0x42;

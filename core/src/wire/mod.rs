@@ -1,5 +1,5 @@
-//! The Flagpost wire protocol, version 1: byte layouts, checked parsing and
-//! emitting, kept apart from every state machine.
+//! The Flagpost wire protocol, versions 1 and 2: byte layouts, checked
+//! parsing and emitting, kept apart from every state machine.
 //!
 //! Two transports carry it, both on port 16725 ([`PORT`]):
 //!
@@ -7,9 +7,13 @@
 //!   broker and, only when asked for, the broker's [`AckRepr`] back. An ack is
 //!   never larger than the notification it answers.
 //! * **TCP frames** ([`frame`]): the listener's stream — hello, welcome,
-//!   flags, ping/pong and close, each a 6-byte header plus a bounded body.
+//!   flags, ping/pong and close, each a 6-byte header plus a bounded body;
+//!   in a session with a key (version 2) also the [`handshake`]'s
+//!   challenge, proof and accept.
 //!
-//! Every datagram and frame starts with the magic `"FP"` and the version.
+//! Every datagram and frame starts with the magic `"FP"` and the version:
+//! [`VERSION`] for datagrams and keyless sessions, [`AUTH_VERSION`] for
+//! sessions with a key.
 //! Each type has a `Packet`-style view over a byte buffer (`Datagram<T>`,
 //! `Frame<T>`, with named `field` ranges) and a `Repr` that is parsed from it
 //! or emitted into it. **No-panic contract:** the accessors read through
@@ -22,6 +26,7 @@
 
 pub mod datagram;
 pub mod frame;
+pub mod handshake;
 pub mod reader;
 
 use core::fmt;
@@ -33,6 +38,7 @@ pub use frame::{
     frame_len, CloseReason, CloseRepr, FlagsRepr, Frame, FrameRepr, HelloRepr, StatRepr,
     WelcomeRepr, MAX_FRAME_LEN,
 };
+pub use handshake::{Framed, Nonce, ProofRepr, NONCE_LEN};
 pub use reader::FrameReader;
 
 /// The port both transports use: UDP for notifications, TCP for listeners.
@@ -41,8 +47,14 @@ pub const PORT: u16 = 16725;
 /// The two magic bytes that open every datagram and frame: `"FP"`.
 pub const MAGIC: [u8; 2] = *b"FP";
 
-/// The protocol version this crate speaks.
+/// The base protocol version: every datagram carries it, and so do the
+/// frames of a listener session without a key.
 pub const VERSION: u8 = 1;
+
+/// The version of a listener session with a key (`PROTOCOL.md`, *Listener
+/// authentication*): version 1 plus the handshake's frames. The highest
+/// version this crate speaks.
+pub const AUTH_VERSION: u8 = 2;
 
 /// Length of the optional authentication tag (a truncated MAC, see
 /// `PROTOCOL.md`).
@@ -149,12 +161,7 @@ impl fmt::Display for Error {
         match self {
             Error::Truncated => f.write_str("truncated: shorter than its declared length"),
             Error::BadMagic => f.write_str("not a Flagpost message (bad magic)"),
-            Error::UnsupportedVersion(v) => {
-                write!(
-                    f,
-                    "unsupported protocol version {v} (this end speaks {VERSION})"
-                )
-            }
+            Error::UnsupportedVersion(v) => write!(f, "unsupported protocol version {v}"),
             Error::UnknownType(t) => write!(f, "unknown or unexpected message type {t:#04x}"),
             Error::UnknownKind(k) => write!(f, "unknown notification kind {k}"),
             Error::UnknownFlags(b) => write!(f, "undefined flag bits {b:#04x}"),

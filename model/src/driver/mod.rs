@@ -19,7 +19,7 @@ use flagpost_core::channel::ChannelId;
 use flagpost_core::flags::FlagSet;
 use flagpost_core::loss::SenderSlot;
 use flagpost_core::time::{Duration, Instant};
-use flagpost_core::wire::{CloseReason, Error as WireError, FrameRepr, MAX_FRAME_LEN};
+use flagpost_core::wire::{CloseReason, Error as WireError, FrameRepr, Framed, MAX_FRAME_LEN};
 
 use crate::input::{channel_choice, notification, reason_choice, Op, Setup, REPEATS};
 use crate::loss::GapModel;
@@ -120,7 +120,7 @@ impl Harness {
             Op::Open => self.open(),
             Op::Frame { listener, frame } => {
                 if let Some(id) = self.pick(*listener) {
-                    self.frame(id, &emit_frame(&frame.repr()));
+                    self.frame(id, &emit_frame(&frame.framed()));
                 }
             }
             Op::CorruptFrame {
@@ -129,7 +129,7 @@ impl Harness {
                 corrupt,
             } => {
                 if let Some(id) = self.pick(*listener) {
-                    let mut bytes = emit_frame(&frame.repr());
+                    let mut bytes = emit_frame(&frame.framed());
                     corrupt.apply(&mut bytes);
                     self.frame(id, &bytes);
                 }
@@ -409,8 +409,8 @@ impl Harness {
                 conn.st
             }
         };
-        let repr = match FrameRepr::parse_bytes(bytes) {
-            Ok(repr) => repr,
+        let Framed { version, frame } = match Framed::parse(bytes) {
+            Ok(framed) => framed,
             Err(e) => {
                 assert_eq!(result, Err(FrameError::Wire(e)), "malformed frame to {id}");
                 self.expect.frame_rejected(e);
@@ -424,7 +424,40 @@ impl Harness {
         };
         self.expect.frame();
         let conn = self.table.get_mut(id).expect("live");
-        match (st, repr) {
+        if let FrameRepr::Close(close) = frame {
+            // The peer is leaving, in either version: its reason is
+            // counted, it is told nothing.
+            assert_eq!(result, Ok(()), "close from {id}");
+            self.close(id, close.reason, false);
+            return;
+        }
+        let first = matches!(frame, FrameRepr::Hello(_) | FrameRepr::StatsRequest);
+        if st == St::AwaitingHello && first {
+            // a hello or stats request sets the session's version; without
+            // a key the broker serves version 1 only
+            conn.version = version;
+            if version != 1 {
+                assert_eq!(
+                    result,
+                    Err(FrameError::Unauthorized),
+                    "v{version} from {id}"
+                );
+                self.expect.unauthorized();
+                self.close(id, CloseReason::Unauthorized, true);
+                return;
+            }
+        } else if version != conn.version {
+            assert_eq!(
+                result,
+                Err(FrameError::Unexpected(frame.frame_type())),
+                "v{version} {frame:?} from {id} in a v{} session",
+                conn.version
+            );
+            self.expect.frame_unexpected();
+            self.close(id, CloseReason::ProtocolError, true);
+            return;
+        }
+        match (st, frame) {
             (St::AwaitingHello, FrameRepr::Hello(hello)) => {
                 assert_eq!(result, Ok(()), "hello from {id}");
                 let keepalive = match hello.keepalive_secs {
@@ -451,12 +484,6 @@ impl Harness {
                 assert_eq!(result, Ok(()), "ping from {id}");
                 conn.pong = Some(nonce);
                 conn.mark_pending(now);
-            }
-            (_, FrameRepr::Close(close)) => {
-                // The peer is leaving: its reason is counted, it is told
-                // nothing.
-                assert_eq!(result, Ok(()), "close from {id}");
-                self.close(id, close.reason, false);
             }
             (_, other) => {
                 assert_eq!(
@@ -515,7 +542,7 @@ pub fn run(input: &crate::input::Input) -> Report {
 }
 
 /// The bytes of a well-formed frame.
-fn emit_frame(frame: &FrameRepr) -> Vec<u8> {
+fn emit_frame(frame: &Framed) -> Vec<u8> {
     let mut buf = [0u8; MAX_FRAME_LEN];
     let n = frame.emit(&mut buf).expect("frames fit MAX_FRAME_LEN");
     buf[..n].to_vec()

@@ -137,11 +137,12 @@ impl Harness {
             events += 1;
             // a slot may have an evicted connection's event and its own
             assert!(events <= 2 * self.capacity, "poll_event does not run dry");
-            let (listener, st) = match event {
+            let (listener, st, version) = match event {
                 Event::Closed {
                     listener,
                     reason,
                     send_close,
+                    version,
                 } => {
                     if send_close {
                         check_emit(&FrameRepr::Close(CloseRepr::new(reason)));
@@ -150,11 +151,16 @@ impl Harness {
                         reason,
                         send: send_close,
                     };
-                    (listener, st)
+                    (listener, st, version)
                 }
-                Event::StatsRequested { listener } => {
+                Event::StatsRequested {
+                    listener,
+                    version,
+                    accept,
+                } => {
+                    assert_eq!(accept, None, "a keyless broker has nothing to accept");
                     check_stats_exchange(&self.broker.stats());
-                    (listener, St::Stats)
+                    (listener, St::Stats, version)
                 }
                 other => panic!("unknown event {other:?}"),
             };
@@ -164,6 +170,7 @@ impl Harness {
                 .unwrap_or_else(|| panic!("poll_event ended {listener}, which is not closing"));
             assert_eq!(listener, due, "poll_event out of order");
             assert_eq!(conn.st, st, "event of {listener}");
+            assert_eq!(conn.version, version, "the version of {listener}'s session");
             assert_eq!(
                 self.broker.state(listener),
                 None,

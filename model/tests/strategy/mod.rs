@@ -85,6 +85,10 @@ fn frame_spec() -> impl Strategy<Value = FrameSpec> {
         1 => any::<u8>().prop_map(|interest| FrameSpec::Welcome { interest }),
         1 => Just(FrameSpec::StatsRequest),
         1 => (any::<u16>(), any::<u64>()).prop_map(|(index, value)| FrameSpec::Stat { index, value }),
+        // listener authentication (version 2): a keyless broker refuses it
+        1 => (1u8..16, channel()).prop_map(|(interest, channel)| FrameSpec::HelloV2 { interest, channel }),
+        1 => Just(FrameSpec::StatsRequestV2),
+        1 => any::<u8>().prop_map(|fill| FrameSpec::Proof { fill }),
     ]
 }
 

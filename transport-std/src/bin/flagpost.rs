@@ -12,7 +12,8 @@ use std::time::Duration;
 
 use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use flagpost_std::core::broker::Stats;
-use flagpost_std::core::wire::{FrameReader, FrameRepr, MAX_FRAME_LEN};
+use flagpost_std::core::listener::{AuthError, SessionError, StatsClient};
+use flagpost_std::core::wire::{FrameReader, MAX_FRAME_LEN};
 use flagpost_std::core::{ChannelId, FlagSet, Kind, Notification};
 use flagpost_std::{
     Broker, BrokerConfig, ConfigError, Listener, ListenerState, MetricsServer, Notifier,
@@ -154,6 +155,10 @@ struct ListenArgs {
     /// Give up (exit 6) if nothing arrives within this time.
     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
     timeout: Option<Duration>,
+    /// Authenticate with the broker's key (see `flagpost keygen`); needed
+    /// when the broker has one.
+    #[arg(long, value_name = "FILE")]
+    key_file: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -183,6 +188,10 @@ struct StatsArgs {
     /// Print JSON.
     #[arg(long)]
     json: bool,
+    /// Authenticate with the broker's key (see `flagpost keygen`); needed
+    /// when the broker has one.
+    #[arg(long, value_name = "FILE")]
+    key_file: Option<PathBuf>,
 }
 
 /// A failure with its exit code.
@@ -367,8 +376,43 @@ fn notify_failure(e: NotifyError) -> Failure {
     Failure::new(code, e)
 }
 
+/// The key in `--key-file`, if given.
+fn key_arg(
+    path: Option<&std::path::Path>,
+) -> Result<Option<flagpost_std::core::auth::Key>, Failure> {
+    path.map(flagpost_std::keyfile::read_key_file)
+        .transpose()
+        .map_err(|e| Failure::new(EXIT_CONFIG, e))
+}
+
+/// What a failed handshake means for the user of `listen` or `stats`.
+fn auth_failure(e: AuthError) -> Failure {
+    let message = match e {
+        AuthError::KeyRequired => {
+            "refused: unauthorized (the broker has a key; pass --key-file)".to_owned()
+        }
+        AuthError::BrokerHasNoKey => {
+            "the broker has no key: it cannot authenticate (drop --key-file, or give the broker key_file)".to_owned()
+        }
+        AuthError::BrokerTooOld => {
+            "the broker speaks protocol version 1 only: it cannot authenticate (upgrade it, or drop --key-file)".to_owned()
+        }
+        AuthError::Refused => {
+            "refused: unauthorized (the broker's key is not the one in --key-file)".to_owned()
+        }
+        AuthError::BrokerNotAuthenticated => {
+            "the broker did not prove it holds the key in --key-file (another key on the broker, or not the broker)".to_owned()
+        }
+        other => other.to_string(),
+    };
+    Failure::new(EXIT_CONFIG, message)
+}
+
 fn listen(args: ListenArgs) -> Result<(), Failure> {
     let mut builder = Listener::builder();
+    if let Some(key) = key_arg(args.key_file.as_deref())? {
+        builder = builder.key(key);
+    }
     if let Some(c) = args.channel {
         builder = builder.channel(c);
     }
@@ -393,6 +437,10 @@ fn listen(args: ListenArgs) -> Result<(), Failure> {
     // after that are printed and marked: something may have been missed.
     let mut warned = false;
     while !listener.wait_listening(Duration::from_millis(500).min(left())) {
+        // refused either way: a key to fix, not a broker to wait for
+        if let Some(flagpost_std::ListenError::Auth(e)) = listener.auth_error() {
+            return Err(auth_failure(e));
+        }
         if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
             return Err(Failure::new(
                 EXIT_UNREACHABLE,
@@ -455,6 +503,13 @@ fn stats(args: StatsArgs) -> Result<(), Failure> {
         .ok()
         .and_then(|mut a| a.next())
         .ok_or_else(|| Failure::new(EXIT_CONFIG, format!("cannot resolve {}", args.broker)))?;
+    let mut client = StatsClient::new();
+    if let Some(key) = key_arg(args.key_file.as_deref())? {
+        let mut seed = [0u8; 16];
+        getrandom::fill(&mut seed)
+            .map_err(|e| Failure::new(EXIT_OTHER, format!("no random seed: {e}")))?;
+        client = client.with_key(key, seed);
+    }
     let unreachable = |e: io::Error| {
         Failure::new(
             EXIT_UNREACHABLE,
@@ -466,15 +521,14 @@ fn stats(args: StatsArgs) -> Result<(), Failure> {
     stream
         .set_read_timeout(Some(Duration::from_secs(5)))
         .map_err(unreachable)?;
-    let mut buf = [0u8; MAX_FRAME_LEN];
-    let n = FrameRepr::StatsRequest
-        .emit(&mut buf)
-        .map_err(|e| Failure::new(EXIT_OTHER, e))?;
-    stream.write_all(&buf[..n]).map_err(unreachable)?;
     let mut stats = Stats::default();
-    let mut complete = false;
     let mut reader = FrameReader::<MAX_FRAME_LEN>::new();
+    let mut buf = [0u8; MAX_FRAME_LEN];
     'read: loop {
+        // the request, then (with a key) the proof
+        while let Some(n) = client.poll_transmit(&mut buf) {
+            stream.write_all(&buf[..n]).map_err(unreachable)?;
+        }
         let n = match stream.read(reader.unfilled()) {
             Ok(0) => break,
             Ok(n) => n,
@@ -483,12 +537,22 @@ fn stats(args: StatsArgs) -> Result<(), Failure> {
         };
         reader.filled(n);
         while let Some(frame) = reader.next_frame() {
-            match frame.and_then(FrameRepr::parse_bytes) {
-                Ok(FrameRepr::Stat(s)) => {
+            match frame
+                .map_err(SessionError::Malformed)
+                .and_then(|f| client.handle_frame(f))
+            {
+                Ok(Some(s)) => {
                     stats.set(s.index, s.value);
                 }
-                Ok(FrameRepr::Close(_)) => complete = true,
-                Ok(_) => {}
+                Ok(None) if client.is_done() => break 'read,
+                Ok(None) => {}
+                Err(SessionError::Auth(e)) => return Err(auth_failure(e)),
+                Err(SessionError::Closed(reason)) => {
+                    return Err(Failure::new(
+                        EXIT_OTHER,
+                        format!("the broker closed the connection: {reason}"),
+                    ))
+                }
                 Err(e) => {
                     return Err(Failure::new(
                         EXIT_OTHER,
@@ -496,12 +560,9 @@ fn stats(args: StatsArgs) -> Result<(), Failure> {
                     ))
                 }
             }
-            if complete {
-                break 'read;
-            }
         }
     }
-    if !complete {
+    if !client.is_done() {
         return Err(Failure::new(
             EXIT_OTHER,
             "the broker's stats reply was cut short",

@@ -22,7 +22,7 @@ use std::sync::Arc;
 
 use flagpost_core::broker::ListenerId;
 use flagpost_core::broker::SlotState;
-use flagpost_core::wire::{CloseReason, CloseRepr, FrameReader, FrameRepr, MAX_FRAME_LEN};
+use flagpost_core::wire::{CloseReason, CloseRepr, FrameReader, FrameRepr, Framed, MAX_FRAME_LEN};
 use flagpost_core::Instant;
 use mio::net::TcpStream;
 use tracing::warn;
@@ -154,9 +154,10 @@ impl TcpConn {
     }
 
     /// Reads until the socket would block, handing complete frames to the
-    /// core. A malformed stream is the core's to count and close; a hello's
-    /// welcome is queued (and sent, if the socket is known writable) before
-    /// the next frame, so that a close caused by that frame follows it.
+    /// core. A malformed stream is the core's to count and close; the
+    /// frames a hello or proof made owed (challenge; accept and welcome)
+    /// are queued (and sent, if the socket is known writable) before the
+    /// next frame, so that a close caused by that frame follows them.
     pub(crate) fn read(
         &mut self,
         core: &mut HeapBroker,
@@ -178,7 +179,8 @@ impl TcpConn {
             self.reader.filled(n);
             let (wbuf, wend) = (&mut self.wbuf, &mut self.wend);
             let result = core.handle_frames(now, self.id, &mut self.reader, |frame| {
-                // Nothing is written before the welcome: there is room.
+                // Nothing but these is written before the welcome: challenge,
+                // accept and welcome take 62 bytes, there is room.
                 let at = usize::from(*wend);
                 let n = wbuf.get_mut(at..).map_or(0, |b| frame.emit(b).unwrap_or(0));
                 *wend += n as u16;
@@ -189,7 +191,9 @@ impl TcpConn {
                 }
             }
             match core.state(self.id) {
-                Some(SlotState::Listening | SlotState::AwaitingHello) => {}
+                Some(
+                    SlotState::Listening | SlotState::AwaitingHello | SlotState::AwaitingProof,
+                ) => {}
                 // closing: read nothing more (the close goes after what the
                 // write buffer holds)
                 _ => {
@@ -212,7 +216,7 @@ impl TcpConn {
                 self.wend = 0;
             }
             while WBUF - usize::from(self.wend) >= MAX_FRAME_LEN {
-                let Some(frame) = core.poll_frame(self.id) else {
+                let Some(frame) = core.poll_framed(self.id) else {
                     break;
                 };
                 // Cannot fail: MAX_FRAME_LEN bytes are free.
@@ -244,18 +248,18 @@ impl TcpConn {
     /// Writes `frames` after whatever is pending, without waiting: what the
     /// socket does not take is dropped (the connection is ending). Returns
     /// the bytes written.
-    pub(crate) fn write_final(&mut self, frames: &[FrameRepr]) -> usize {
+    pub(crate) fn write_final(&mut self, frames: &[Framed]) -> usize {
         self.write_final_inner(frames)
     }
 
     /// [`write_final`](Self::write_final) for a reply that must arrive
     /// whole (the stats table): the send buffer is enlarged first.
-    pub(crate) fn write_reply(&mut self, frames: &[FrameRepr]) -> usize {
+    pub(crate) fn write_reply(&mut self, frames: &[Framed]) -> usize {
         relax(&self.stream);
         self.write_final_inner(frames)
     }
 
-    fn write_final_inner(&mut self, frames: &[FrameRepr]) -> usize {
+    fn write_final_inner(&mut self, frames: &[Framed]) -> usize {
         let pending = &self.wbuf[usize::from(self.wstart)..usize::from(self.wend)];
         let mut out = Vec::with_capacity(pending.len() + frames.len() * MAX_FRAME_LEN);
         out.extend_from_slice(pending);

@@ -43,7 +43,7 @@ use flagpost_core::broker::{
     BrokerState, Config as CoreConfig, Event, ListenerId, ListenerSlot, OpenError, Stats,
 };
 use flagpost_core::loss::SenderSlot;
-use flagpost_core::wire::{CloseReason, CloseRepr, FrameRepr, StatRepr};
+use flagpost_core::wire::{CloseReason, CloseRepr, FrameRepr, Framed, StatRepr};
 use flagpost_core::{ChannelId, FlagSet, Instant, Notification};
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token, Waker};
@@ -721,10 +721,12 @@ impl Server {
                     listener,
                     reason,
                     send_close,
+                    version,
                 } => match self.take_conn(listener) {
                     Some(Conn::Tcp(mut tcp)) => {
                         if send_close {
-                            tcp.write_final(&[FrameRepr::Close(CloseRepr::new(reason))]);
+                            let close = FrameRepr::Close(CloseRepr::new(reason));
+                            tcp.write_final(&[Framed::new(version, close)]);
                         }
                         let _ = self.poll.registry().deregister(&mut tcp.stream);
                         debug!(%listener, %reason, "connection closed");
@@ -732,13 +734,22 @@ impl Server {
                     Some(Conn::Local { shared, .. }) => shared.set_state(ListenerState::Closed),
                     None => {}
                 },
-                Event::StatsRequested { listener } => {
+                Event::StatsRequested {
+                    listener,
+                    version,
+                    accept,
+                } => {
                     if let Some(Conn::Tcp(mut tcp)) = self.take_conn(listener) {
-                        let mut frames = Vec::with_capacity(Stats::len() + 1);
+                        // the accept (version 2) first, then the table and a close
+                        let mut frames = Vec::with_capacity(Stats::len() + 2);
+                        frames
+                            .extend(accept.map(|tag| Framed::new(version, FrameRepr::Accept(tag))));
                         self.core.stats().visit(|index, _, value| {
-                            frames.push(FrameRepr::Stat(StatRepr { index, value }));
+                            let stat = FrameRepr::Stat(StatRepr { index, value });
+                            frames.push(Framed::new(version, stat));
                         });
-                        frames.push(FrameRepr::Close(CloseRepr::new(CloseReason::Normal)));
+                        let close = FrameRepr::Close(CloseRepr::new(CloseReason::Normal));
+                        frames.push(Framed::new(version, close));
                         let written = tcp.write_reply(&frames);
                         self.core.transport_stats().bytes_out += written as u64;
                         let _ = self.poll.registry().deregister(&mut tcp.stream);
