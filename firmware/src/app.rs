@@ -323,6 +323,19 @@ async fn serve(
         },
         env.random,
     );
+    // The same key proves this gateway to the broker's listener handshake
+    // (and the broker to it); the nonce seed is fresh per connection epoch.
+    #[cfg(feature = "sign")]
+    let lis_runner = match &key {
+        Some(key) => {
+            let mut seed = [0u8; 16];
+            for chunk in seed.chunks_exact_mut(4) {
+                chunk.copy_from_slice(&(env.random)().to_le_bytes());
+            }
+            lis_runner.with_key(key.clone(), seed)
+        }
+        None => lis_runner,
+    };
     let control_loop = control_loop(EmbassyListener::new(listener), notifier, control, env);
     match select3(pub_runner.run(), lis_runner.run(), control_loop).await {
         embassy_futures::select::Either3::Third(()) => {}
