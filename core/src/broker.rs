@@ -109,7 +109,10 @@ pub struct Config {
     /// The shortest time between two raises of everyone for a possible loss
     /// (default 100 ms): a possible loss within it after one is folded into
     /// a single raise at its end, so that forged or replayed datagrams
-    /// cannot wake every listener at the rate they are sent.
+    /// cannot wake every listener at the rate they are sent, and a real loss
+    /// is delayed by at most this much, never dropped. The deferred raise is
+    /// due at [`BrokerState::poll_timeout`]. Zero: every possible loss
+    /// raises everyone at once.
     pub loss_interval: Duration,
     /// Random per broker run; sent in every welcome.
     pub broker_id: u64,
@@ -271,6 +274,11 @@ pub struct BrokerState<L, S> {
     close_tail: u32,
     next_housekeeping: Option<Instant>,
     last_housekeeping: Instant,
+    /// Until when a possible loss is folded rather than raised: the end of
+    /// the [`Config::loss_interval`] after the last raise of everyone.
+    loss_quiet_until: Option<Instant>,
+    /// A possible loss was folded: raise everyone at `loss_quiet_until`.
+    loss_pending: bool,
     shutting_down: bool,
     stats: Stats,
     keys: Option<Keyring>,
@@ -305,6 +313,8 @@ where
             close_tail: NIL,
             next_housekeeping: None,
             last_housekeeping: Instant::ZERO,
+            loss_quiet_until: None,
+            loss_pending: false,
             shutting_down: false,
             stats: Stats::default(),
             keys: None,
@@ -518,9 +528,11 @@ where
     }
 
     /// Closes every connection with [`CloseReason::Shutdown`] and refuses new
-    /// ones. Drain [`poll_event`](Self::poll_event) afterwards.
+    /// ones (a possible-loss raise still pending is dropped: nobody is left
+    /// to raise). Drain [`poll_event`](Self::poll_event) afterwards.
     pub fn shutdown(&mut self) {
         self.shutting_down = true;
+        self.loss_pending = false;
         for i in 0..self.high_water {
             self.close_slot(i, CloseReason::Shutdown, true);
         }
@@ -696,6 +708,8 @@ pub use stats::{Metric, Stats, TransportStats};
 
 #[cfg(test)]
 mod auth_tests;
+#[cfg(test)]
+mod loss_tests;
 #[cfg(test)]
 mod route_tests;
 #[cfg(test)]
