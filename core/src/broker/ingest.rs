@@ -69,7 +69,12 @@ where
     /// Sets the keys datagrams and listeners must be signed with (`None`:
     /// none, the default). Takes effect for the next datagram and hello, so
     /// a key rotation needs no restart.
+    ///
+    /// With a key, a sender's window is never rewound after a far jump
+    /// (`loss::SenderTable::set_rewind`): its numbers cannot be forged, and
+    /// a replayed datagram must stay stale.
     pub fn set_keys(&mut self, keys: Option<Keyring>) {
+        self.senders.set_rewind(keys.is_none());
         self.keys = keys;
     }
 
@@ -128,6 +133,7 @@ where
             Verdict::Restart => self.stats.restarts += 1,
             Verdict::Reordered => self.stats.reordered += 1,
             Verdict::Duplicate => self.stats.duplicates += 1,
+            Verdict::Rewound => self.stats.senders_rewound += 1,
             Verdict::Stale => self.stats.stale += 1,
         }
         if verdict.possible_loss() {

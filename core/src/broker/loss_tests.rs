@@ -8,7 +8,7 @@ use std::vec::Vec;
 use super::tests::{broker, datagram, drain_ready, flags_of, listen};
 use super::*;
 use crate::loss::Verdict;
-use crate::wire::FlagsRepr;
+use crate::wire::{AckResult, FlagsRepr};
 
 fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
@@ -242,4 +242,52 @@ fn a_deferred_raise_is_due_with_no_connection_open_and_dropped_on_shutdown() {
     assert_eq!(b.poll_timeout(), None);
     b.handle_timeout(t + ms(200));
     assert_eq!(b.stats().possible_losses, 2);
+}
+
+#[test]
+fn a_forged_far_jump_cannot_silence_a_senders_confirmed_sends() {
+    let mut b = broker();
+    let t = Instant::ZERO;
+    let [all, status, _] = three(&mut b, t);
+    let send = |b: &mut tests::TestBroker, n: Notification, seq: u32| {
+        let (d, len) = datagram(n, 7, seq, true);
+        let r = b.handle_datagram(t, &d[..len]).unwrap();
+        (r.verdict, r.ack.map(|a| a.result))
+    };
+    let update = Notification::status(Some(ch("gsm1")));
+    for seq in 1..=3 {
+        assert_eq!(send(&mut b, update, seq).0, Verdict::InOrder);
+    }
+    let _ = frames(&mut b);
+    // a neighbour forges the sender's id far ahead: delivered, a possible loss
+    let forged = send(&mut b, Notification::channel_shutdown(ch("zz")), 1_000_000);
+    assert_eq!(forged.0, Verdict::Gap { missing: 999_996 });
+    assert_eq!(frames(&mut b).len(), 2);
+    // the sender's next confirmed send is delivered and acked as such, not
+    // stale: its retries are not cut short
+    assert_eq!(
+        send(&mut b, update, 4),
+        (Verdict::Rewound, Some(AckResult::Delivered))
+    );
+    let raised = |flags| FlagsRepr { flags, raises: 1 };
+    assert_eq!(
+        frames(&mut b),
+        [
+            (all, raised(FlagSet::STATUS | FlagSet::NON_STATUS)),
+            (status, raised(FlagSet::STATUS))
+        ]
+    );
+    // its retry is a duplicate, its next in order
+    assert_eq!(
+        send(&mut b, update, 4),
+        (Verdict::Duplicate, Some(AckResult::Duplicate))
+    );
+    assert_eq!(send(&mut b, update, 5).0, Verdict::InOrder);
+    let s = b.stats();
+    assert_eq!((s.senders_rewound, s.stale), (1, 0));
+    // the jump raised everyone at once; the rewind, also a possible loss,
+    // waits for the end of the interval
+    assert_eq!((s.possible_losses, s.possible_losses_coalesced), (1, 1));
+    b.handle_timeout(t + ms(100));
+    assert_eq!(frames(&mut b).iter().filter(|f| f.0 == all).count(), 1);
 }

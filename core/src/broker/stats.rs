@@ -95,7 +95,10 @@ pub struct Stats {
     /// here, or in `possible_losses` when it raised at once; the folded ones
     /// of an interval then add one raise to `possible_losses`.
     pub possible_losses_coalesced: u64,
-    /// Senders whose window was moved back after a jump too far ahead.
+    /// Datagrams that moved their sender's window back to the track it had
+    /// before a far jump (`loss::Verdict::Rewound`: a forged far-ahead
+    /// number, or a real loss of that many in a row); each is delivered and
+    /// is a possible loss.
     pub senders_rewound: u64,
     /// Counters only the transport can see.
     pub transport: TransportStats,
