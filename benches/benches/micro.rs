@@ -195,9 +195,12 @@ fn bench_datagram<L, S>(
     });
 }
 
+/// A broker over heap storage, as on a server.
+type HeapBroker = BrokerState<Box<[ListenerSlot]>, Box<[SenderSlot]>>;
+
 /// A broker with 10,000 listeners that said hello (their welcomes taken),
 /// 10 on each of channels `c0`..`c999`, none on `gsm1`.
-fn ten_thousand() -> BrokerState<Box<[ListenerSlot]>, Box<[SenderSlot]>> {
+fn ten_thousand() -> HeapBroker {
     let mut broker = BrokerState::new(
         Config {
             hash_key: 7,
@@ -270,11 +273,7 @@ fn routing(c: &mut Criterion) {
 
 /// A broker with a 4,096-slot sender table (the std broker's default) and no
 /// listener, and a datagram to send through it.
-fn sender_broker() -> (
-    BrokerState<Box<[ListenerSlot]>, Box<[SenderSlot]>>,
-    [u8; MAX_DATAGRAM_LEN],
-    usize,
-) {
+fn sender_broker() -> (HeapBroker, [u8; MAX_DATAGRAM_LEN], usize) {
     let broker = BrokerState::new(
         Config {
             hash_key: 11,

@@ -117,7 +117,8 @@ pub struct Config {
     /// Random per broker run; sent in every welcome.
     pub broker_id: u64,
     /// Random per broker run, and secret: keys the hash of channel names in
-    /// the routing index, so that clients cannot pick names that collide.
+    /// the routing index and of sender ids in the loss detector's table, so
+    /// that clients cannot pick names or ids that collide.
     pub hash_key: u64,
 }
 
@@ -303,7 +304,7 @@ where
         BrokerState {
             config,
             slots: listeners,
-            senders: SenderTable::new(senders),
+            senders: SenderTable::new(senders, config.hash_key),
             index: Index::new(config.hash_key),
             high_water: 0,
             free_head: NIL,

@@ -14,7 +14,6 @@
 use std::collections::BTreeSet;
 
 use flagpost_core::loss::{Verdict, FAR_JUMP, WINDOW};
-use flagpost_core::time::Instant;
 use flagpost_core::wire::{AckResult, SenderId, Seq};
 
 /// Whether a datagram with this verdict reaches listeners: all but
@@ -110,18 +109,19 @@ struct Tracked {
     /// The first number of the farthest jump since the anchor was set.
     jump_to: u32,
     first_seen_late: bool,
-    seen_at: Instant,
+    /// Second chances left before eviction.
+    credit: u8,
 }
 
 impl Tracked {
-    fn new(sender: SenderId, seq: Seq, now: Instant) -> Self {
+    fn new(sender: SenderId, seq: Seq) -> Self {
         Tracked {
             sender,
             track: Seen::only(seq.0),
             anchor: None,
             jump_to: 0,
             first_seen_late: seq != Seq::FIRST,
-            seen_at: now,
+            credit: 0,
         }
     }
 
@@ -218,20 +218,27 @@ impl Tracked {
 
 /// The sender table as the `loss` docs describe it: per sender the newest
 /// number and the set of numbers seen in the window behind it (and an
-/// anchor), in `capacity` slots, evicting the least recently seen sender
-/// (the first such slot on a tie) when full; with no slots every sender is
-/// unknown every time.
+/// anchor), in `capacity` slots filled in order; when full, a clock hand
+/// goes round the slots from the first, taking a second chance from each
+/// sender that has one (a sender earns one per datagram after its first,
+/// at most three) and evicting the first that has none, the hand stopping
+/// just past it. With no slots every sender is unknown every time.
 #[derive(Clone, Debug)]
 pub struct GapModel {
     slots: Vec<Option<Tracked>>,
+    hand: usize,
     evictions: u64,
 }
+
+/// The most second chances a sender saves up.
+const MAX_CREDIT: u8 = 3;
 
 impl GapModel {
     /// An empty table of `capacity` slots.
     pub fn new(capacity: usize) -> Self {
         GapModel {
             slots: vec![None; capacity],
+            hand: 0,
             evictions: 0,
         }
     }
@@ -256,35 +263,37 @@ impl GapModel {
         self.evictions
     }
 
-    /// The verdict on datagram `seq` from `sender` at `now`, recorded.
-    pub fn observe(&mut self, now: Instant, sender: SenderId, seq: Seq) -> Verdict {
+    /// The verdict on datagram `seq` from `sender`, recorded.
+    pub fn observe(&mut self, sender: SenderId, seq: Seq) -> Verdict {
         let Some(t) = self.slots.iter_mut().flatten().find(|t| t.sender == sender) else {
-            self.insert(now, sender, seq);
+            self.insert(sender, seq);
             return if seq == Seq::FIRST {
                 Verdict::InOrder
             } else {
                 Verdict::FirstSeenLate
             };
         };
-        t.seen_at = now;
+        t.credit = (t.credit + 1).min(MAX_CREDIT);
         t.observe(seq.0)
     }
 
-    fn insert(&mut self, now: Instant, sender: SenderId, seq: Seq) {
+    fn insert(&mut self, sender: SenderId, seq: Seq) {
+        if self.slots.is_empty() {
+            return;
+        }
         let i = match self.slots.iter().position(Option::is_none) {
             Some(free) => free,
-            None => {
-                let oldest = self.slots.iter().flatten().map(|t| t.seen_at).min();
-                let Some(oldest) = oldest else {
-                    return; // no slots at all
-                };
-                self.evictions += 1;
-                self.slots
-                    .iter()
-                    .position(|t| t.as_ref().is_some_and(|t| t.seen_at == oldest))
-                    .expect("the oldest entry is in the table")
-            }
+            None => loop {
+                let i = self.hand;
+                self.hand = (i + 1) % self.slots.len();
+                let t = self.slots[i].as_mut().expect("a full table");
+                if t.credit == 0 {
+                    self.evictions += 1;
+                    break i;
+                }
+                t.credit -= 1;
+            },
         };
-        self.slots[i] = Some(Tracked::new(sender, seq, now));
+        self.slots[i] = Some(Tracked::new(sender, seq));
     }
 }

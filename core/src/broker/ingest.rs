@@ -122,7 +122,7 @@ where
             &mut self.stats.datagrams_by_kind,
             usize::from(kind.code()) - 1,
         );
-        let verdict = self.senders.observe(now, notify.sender, notify.seq);
+        let verdict = self.senders.observe(notify.sender, notify.seq);
         match verdict {
             Verdict::InOrder => {}
             Verdict::Gap { missing } => {

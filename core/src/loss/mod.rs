@@ -52,10 +52,12 @@
 //! key turns rewinding off ([`SenderTable::set_rewind`]): its senders'
 //! numbers cannot be forged, and a replayed datagram must stay stale.
 
-use crate::time::Instant;
 use crate::wire::{SenderId, Seq};
 use track::Track;
 
+pub use table::SenderTable;
+
+mod table;
 mod track;
 
 /// How many sequence numbers behind the newest are remembered.
@@ -118,57 +120,90 @@ impl Verdict {
 }
 
 /// One sender's entry; allocate them with [`SenderSlot::EMPTY`].
+///
+/// Slot *i* also holds bucket *i* of the table's hash index (the head of
+/// its chain), whoever its sender is, so the index needs no storage of its
+/// own.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct SenderSlot {
-    sender: Option<SenderId>,
+    sender: SenderId,
     /// The window of `last`: bit `k` set, number `last - k` was seen.
     window: u64,
-    /// The anchor's window (when `anchored`).
+    /// The anchor's window (when anchored).
     anchor_window: u64,
-    seen_at: Instant,
     last: Seq,
-    /// The anchor's newest number (when `anchored`).
+    /// The anchor's newest number (when anchored).
     anchor_last: Seq,
     /// The first number of the farthest jump since the anchor was set.
     jump_to: Seq,
-    anchored: bool,
-    /// The anchor is not known to be the sender's track: the next far jump
-    /// replaces it.
-    anchor_weak: bool,
-    /// First seen at a number other than 1, and nothing far behind it
-    /// judged since.
-    first_seen_late: bool,
+    /// Hash bucket *i*: the first entry of its chain ([`NIL`]: none).
+    head: u32,
+    /// The next entry in this entry's chain.
+    next: u32,
+    /// Second chances left before eviction (see [`SenderTable`]).
+    credit: u8,
+    /// [`ANCHORED`], [`ANCHOR_WEAK`], [`FIRST_SEEN_LATE`].
+    flags: u8,
 }
+
+/// No entry (an index past any table).
+const NIL: u32 = u32::MAX;
+/// The slot's sender has an anchor.
+const ANCHORED: u8 = 1 << 1;
+/// The anchor is not known to be the sender's track: the next far jump
+/// replaces it.
+const ANCHOR_WEAK: u8 = 1 << 2;
+/// First seen at a number other than 1, and nothing far behind it judged
+/// since.
+const FIRST_SEEN_LATE: u8 = 1 << 3;
 
 impl SenderSlot {
     /// An unused slot.
     pub const EMPTY: SenderSlot = SenderSlot {
-        sender: None,
+        sender: SenderId(0),
         window: 0,
         anchor_window: 0,
-        seen_at: Instant::ZERO,
         last: Seq(0),
         anchor_last: Seq(0),
         jump_to: Seq(0),
-        anchored: false,
-        anchor_weak: false,
-        first_seen_late: false,
+        head: NIL,
+        next: NIL,
+        credit: 0,
+        flags: 0,
     };
 
-    /// Size in bytes of one slot, for sizing caller storage.
+    /// Size in bytes of one slot, for sizing caller storage (48).
     pub const SIZE: usize = core::mem::size_of::<SenderSlot>();
 
-    /// A slot for `sender`, whose first number seen is `seq`.
-    fn first(sender: SenderId, seq: Seq, now: Instant) -> SenderSlot {
-        let mut slot = SenderSlot {
-            sender: Some(sender),
-            seen_at: now,
-            first_seen_late: seq != Seq::FIRST,
-            ..SenderSlot::EMPTY
+    /// This slot's entry for `sender`, whose first number seen is `seq`,
+    /// keeping the slot's hash bucket.
+    fn occupied(&self, sender: SenderId, seq: Seq) -> SenderSlot {
+        let late = if seq == Seq::FIRST {
+            0
+        } else {
+            FIRST_SEEN_LATE
         };
-        slot.set_main(Track::new(seq));
-        slot
+        SenderSlot {
+            sender,
+            window: 1,
+            last: seq,
+            head: self.head,
+            flags: late,
+            ..SenderSlot::EMPTY
+        }
+    }
+
+    fn has(&self, flag: u8) -> bool {
+        self.flags & flag != 0
+    }
+
+    fn set(&mut self, flag: u8, on: bool) {
+        if on {
+            self.flags |= flag;
+        } else {
+            self.flags &= !flag;
+        }
     }
 
     fn main(&self) -> Track {
@@ -184,7 +219,7 @@ impl SenderSlot {
     }
 
     fn anchor(&self) -> Option<Track> {
-        self.anchored.then_some(Track {
+        self.has(ANCHORED).then_some(Track {
             last: self.anchor_last,
             window: self.anchor_window,
         })
@@ -192,8 +227,10 @@ impl SenderSlot {
 
     /// Sets or drops the anchor (dropping it drops its weakness too).
     fn set_anchor(&mut self, anchor: Option<Track>) {
-        self.anchored = anchor.is_some();
-        self.anchor_weak &= self.anchored;
+        self.set(ANCHORED, anchor.is_some());
+        if anchor.is_none() {
+            self.set(ANCHOR_WEAK, false);
+        }
         let track = anchor.unwrap_or(Track {
             last: Seq(0),
             window: 0,
@@ -206,123 +243,6 @@ impl SenderSlot {
 impl Default for SenderSlot {
     fn default() -> Self {
         Self::EMPTY
-    }
-}
-
-/// Per-sender sequence tracking in caller-supplied slots.
-///
-/// ```
-/// use flagpost_core::loss::{SenderSlot, SenderTable, Verdict};
-/// use flagpost_core::time::Instant;
-/// use flagpost_core::wire::{SenderId, Seq};
-///
-/// let mut table = SenderTable::new([SenderSlot::EMPTY; 4]);
-/// let (a, now) = (SenderId(0xa), Instant::ZERO);
-/// assert_eq!(table.observe(now, a, Seq(1)), Verdict::InOrder);
-/// assert_eq!(table.observe(now, a, Seq(4)), Verdict::Gap { missing: 2 });
-/// assert_eq!(table.observe(now, a, Seq(2)), Verdict::Reordered);
-/// assert_eq!(table.observe(now, a, Seq(2)), Verdict::Duplicate);
-/// ```
-#[derive(Clone, Debug)]
-pub struct SenderTable<S> {
-    slots: S,
-    hint: usize,
-    evictions: u64,
-    rewind: bool,
-}
-
-impl<S: AsRef<[SenderSlot]> + AsMut<[SenderSlot]>> SenderTable<S> {
-    /// A table over `slots` (all should be [`SenderSlot::EMPTY`]). With zero
-    /// slots every sender is unknown every time.
-    pub fn new(slots: S) -> Self {
-        SenderTable {
-            slots,
-            hint: 0,
-            evictions: 0,
-            rewind: true,
-        }
-    }
-
-    /// Whether a far jump keeps an anchor to rewind to (the default: on).
-    /// Turn it off when every sender's datagrams are authenticated: numbers
-    /// cannot be forged then, and a replayed datagram must stay stale.
-    pub fn set_rewind(&mut self, on: bool) {
-        self.rewind = on;
-    }
-
-    /// How many senders the table can track.
-    pub fn capacity(&self) -> usize {
-        self.slots.as_ref().len()
-    }
-
-    /// How many senders it tracks now.
-    pub fn len(&self) -> usize {
-        self.slots
-            .as_ref()
-            .iter()
-            .filter(|s| s.sender.is_some())
-            .count()
-    }
-
-    /// Whether it tracks no sender.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// How many senders were evicted to make room.
-    pub fn evictions(&self) -> u64 {
-        self.evictions
-    }
-
-    fn find(&mut self, sender: SenderId) -> Option<usize> {
-        let slots = self.slots.as_ref();
-        if slots
-            .get(self.hint)
-            .is_some_and(|s| s.sender == Some(sender))
-        {
-            return Some(self.hint);
-        }
-        let i = slots.iter().position(|s| s.sender == Some(sender))?;
-        self.hint = i;
-        Some(i)
-    }
-
-    /// Classifies datagram `seq` from `sender`, received at `now`, and
-    /// records it.
-    pub fn observe(&mut self, now: Instant, sender: SenderId, seq: Seq) -> Verdict {
-        let Some(i) = self.find(sender) else {
-            self.insert(now, sender, seq);
-            return if seq == Seq::FIRST {
-                Verdict::InOrder
-            } else {
-                Verdict::FirstSeenLate
-            };
-        };
-        let rewind = self.rewind;
-        let Some(slot) = self.slots.as_mut().get_mut(i) else {
-            return Verdict::FirstSeenLate;
-        };
-        slot.seen_at = now;
-        slot.judge(seq, rewind)
-    }
-
-    fn insert(&mut self, now: Instant, sender: SenderId, seq: Seq) {
-        let slots = self.slots.as_mut();
-        let free = slots.iter().position(|s| s.sender.is_none());
-        let i = match free {
-            Some(i) => i,
-            None => {
-                let Some((i, _)) = slots.iter().enumerate().min_by_key(|(_, s)| s.seen_at) else {
-                    return; // zero capacity
-                };
-                self.evictions += 1;
-                i
-            }
-        };
-        if let Some(slot) = slots.get_mut(i) {
-            *slot = SenderSlot::first(sender, seq, now);
-            self.hint = i;
-        }
     }
 }
 

@@ -1,26 +1,25 @@
 //! Verdicts of the sender table: the window, wrap-around, far jumps and
-//! rewinds, eviction and zero capacity.
+//! rewinds; the hash index and clock eviction; zero capacity.
 
 use super::*;
 
 const A: SenderId = SenderId(1);
-const NOW: Instant = Instant::ZERO;
 
 fn table() -> SenderTable<[SenderSlot; 2]> {
-    SenderTable::new([SenderSlot::EMPTY; 2])
+    SenderTable::new([SenderSlot::EMPTY; 2], 7)
 }
 
 /// A table that has seen `1..=n` from sender `A`.
 fn sent(n: u32) -> SenderTable<[SenderSlot; 2]> {
     let mut t = table();
     for s in 1..=n {
-        assert_eq!(t.observe(NOW, A, Seq(s)), Verdict::InOrder);
+        assert_eq!(t.observe(A, Seq(s)), Verdict::InOrder);
     }
     t
 }
 
 fn see(t: &mut SenderTable<[SenderSlot; 2]>, seq: u32) -> Verdict {
-    t.observe(NOW, A, Seq(seq))
+    t.observe(A, Seq(seq))
 }
 
 #[test]
@@ -167,33 +166,71 @@ fn with_rewind_off_a_far_jump_leaves_the_old_numbers_stale() {
 }
 
 #[test]
-fn evicts_least_recently_seen() {
-    let mut t = table();
-    t.observe(Instant::from_secs(1), SenderId(1), Seq(1));
-    t.observe(Instant::from_secs(2), SenderId(2), Seq(1));
-    t.observe(Instant::from_secs(3), SenderId(1), Seq(2));
-    // sender 2 is the least recently seen
-    assert_eq!(
-        t.observe(Instant::from_secs(4), SenderId(3), Seq(1)),
-        Verdict::InOrder
-    );
-    assert_eq!(t.evictions(), 1);
-    assert_eq!(
-        t.observe(Instant::from_secs(5), SenderId(1), Seq(3)),
-        Verdict::InOrder
-    );
-    assert_eq!(
-        t.observe(Instant::from_secs(6), SenderId(2), Seq(2)),
-        Verdict::FirstSeenLate
-    );
-    assert_eq!(t.len(), 2);
+fn a_churn_of_new_ids_evicts_them_and_idle_senders_never_active_ones() {
+    let mut t = SenderTable::new([SenderSlot::EMPTY; 8], 7);
+    let active = [101, 102, 103, 104].map(SenderId);
+    let idle = [201, 202, 203, 204].map(SenderId);
+    for id in idle {
+        assert_eq!(t.observe(id, Seq(1)), Verdict::InOrder);
+    }
+    for id in active {
+        assert_eq!(t.observe(id, Seq(1)), Verdict::InOrder);
+        assert_eq!(t.observe(id, Seq(2)), Verdict::InOrder);
+    }
+    assert_eq!((t.len(), t.evictions()), (8, 0));
+    // a thousand one-off ids; the active senders send after every four
+    let mut next = [3u32; 4];
+    for k in 0..1000u64 {
+        assert_eq!(
+            t.observe(SenderId(0x1_0000 + k), Seq(9)),
+            Verdict::FirstSeenLate
+        );
+        if k % 4 == 3 {
+            for (id, seq) in active.iter().zip(&mut next) {
+                assert_eq!(t.observe(*id, Seq(*seq)), Verdict::InOrder, "{id}");
+                *seq += 1;
+            }
+        }
+    }
+    assert_eq!((t.len(), t.evictions()), (8, 1000));
+    // the idle ones were evicted: they come back unknown
+    for id in idle {
+        assert_eq!(t.observe(id, Seq(2)), Verdict::FirstSeenLate);
+    }
+}
+
+#[test]
+fn a_new_sender_is_found_at_once_whatever_it_evicts() {
+    let mut t = SenderTable::new([SenderSlot::EMPTY; 64], 0);
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    for n in 0..10_000u64 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let id = SenderId(x % 512); // repeats: some are known
+        let first = t.observe(id, Seq(1));
+        assert!(matches!(
+            first,
+            Verdict::InOrder | Verdict::Restart | Verdict::Duplicate
+        ));
+        assert_eq!(t.observe(id, Seq(1)), Verdict::Duplicate, "{n}: {id}");
+        assert!(t.len() <= 64);
+    }
+    assert_eq!(t.len(), 64);
+    assert!(t.evictions() > 5000);
 }
 
 #[test]
 fn zero_capacity_never_panics() {
-    let mut t = SenderTable::new([SenderSlot::EMPTY; 0]);
-    assert_eq!(t.observe(NOW, A, Seq(1)), Verdict::InOrder);
-    assert_eq!(t.observe(NOW, A, Seq(2)), Verdict::FirstSeenLate);
+    let mut t = SenderTable::new([SenderSlot::EMPTY; 0], 7);
+    assert_eq!(t.observe(A, Seq(1)), Verdict::InOrder);
+    assert_eq!(t.observe(A, Seq(2)), Verdict::FirstSeenLate);
+    assert_eq!((t.len(), t.capacity(), t.evictions()), (0, 0, 0));
+}
+
+#[test]
+fn a_slot_is_small() {
+    assert_eq!(SenderSlot::SIZE, 48);
 }
 
 #[test]

@@ -3,7 +3,7 @@
 //! *anchor*, where the sender was before, so that a forged far-ahead number
 //! cannot make the real sender's next datagrams stale.
 
-use super::{SenderSlot, Verdict, FAR_JUMP, WINDOW};
+use super::{SenderSlot, Verdict, ANCHOR_WEAK, FAR_JUMP, FIRST_SEEN_LATE, WINDOW};
 use crate::wire::Seq;
 
 /// Half the sequence space: a number this far or farther ahead is behind.
@@ -88,16 +88,16 @@ impl SenderSlot {
             self.set_main(main);
             return verdict;
         }
-        if rewind && self.first_seen_late {
+        if rewind && self.has(FIRST_SEEN_LATE) {
             // nothing was ever seen behind the sender's first number: no
             // telling which track is its own. Follow this one, and keep the
             // other as a weak anchor, which the next far jump replaces.
-            self.first_seen_late = false;
-            if !self.anchored {
+            self.set(FIRST_SEEN_LATE, false);
+            if self.anchor().is_none() {
                 self.set_anchor(Some(main));
                 self.jump_to = seq;
             }
-            self.anchor_weak = true;
+            self.set(ANCHOR_WEAK, true);
             self.set_main(Track::new(seq));
             return match seq {
                 Seq::FIRST => Verdict::Restart,
@@ -156,7 +156,7 @@ impl SenderSlot {
     /// weak, and the farthest jump since the anchor is remembered.
     fn jumped(&mut self, main: Track, seq: Seq) {
         match self.anchor() {
-            Some(anchor) if !self.anchor_weak => {
+            Some(anchor) if !self.has(ANCHOR_WEAK) => {
                 let from = anchor.last.0;
                 if seq.0.wrapping_sub(from) > self.jump_to.0.wrapping_sub(from) {
                     self.jump_to = seq;
@@ -164,7 +164,7 @@ impl SenderSlot {
             }
             _ => {
                 self.set_anchor(Some(main));
-                self.anchor_weak = false;
+                self.set(ANCHOR_WEAK, false);
                 self.jump_to = seq;
             }
         }
