@@ -1,8 +1,9 @@
 //! Micro-benchmarks of the hot paths (criterion): a check when clear and
 //! when raised, a raise, a scheduler step, datagram decode, broker fan-out
 //! per listener, routing with 10,000 listeners the datagram does not reach
-//! or has already raised, frame encode, and a `notify_*` call on the std
-//! notifier.
+//! or has already raised, the sender table (a steady set of senders, and a
+//! churn of one-off ids through a full table), frame encode, and a
+//! `notify_*` call on the std notifier.
 //!
 //! `cargo bench -p flagpost-benches --bench micro` (full);
 //! `cargo bench -p flagpost-benches --bench micro -- --quick` is what CI runs.
@@ -194,14 +195,20 @@ fn bench_datagram<L, S>(
     });
 }
 
+/// A broker over heap storage, as on a server.
+type HeapBroker = BrokerState<Box<[ListenerSlot]>, Box<[SenderSlot]>>;
+
 /// A broker with 10,000 listeners that said hello (their welcomes taken),
 /// 10 on each of channels `c0`..`c999`, none on `gsm1`.
-fn ten_thousand() -> BrokerState<Box<[ListenerSlot]>, Box<[SenderSlot]>> {
+fn ten_thousand() -> HeapBroker {
     let mut broker = BrokerState::new(
         Config {
             hash_key: 7,
             // the housekeeping bench's clock runs a second per iteration
             keepalive: Duration::from_secs(10 * 365 * 86_400),
+            // the possible-loss bench measures the raise itself, not its
+            // folding into the next one
+            loss_interval: Duration::ZERO,
             ..Config::default()
         },
         vec![ListenerSlot::EMPTY; 10_001].into_boxed_slice(),
@@ -267,6 +274,71 @@ fn routing(c: &mut Criterion) {
     g.finish();
 }
 
+/// A broker with a 4,096-slot sender table (the std broker's default) and no
+/// listener, and a datagram to send through it.
+fn sender_broker() -> (HeapBroker, [u8; MAX_DATAGRAM_LEN], usize) {
+    let broker = BrokerState::new(
+        Config {
+            hash_key: 11,
+            ..Config::default()
+        },
+        vec![ListenerSlot::EMPTY; 1].into_boxed_slice(),
+        vec![SenderSlot::EMPTY; 4096].into_boxed_slice(),
+    );
+    let (d, n) = datagram();
+    (broker, d, n)
+}
+
+/// Writes sender `id` and sequence `seq` into datagram `d`.
+fn stamp(d: &mut [u8; MAX_DATAGRAM_LEN], id: u64, seq: u32) {
+    d[8..16].copy_from_slice(&id.to_be_bytes());
+    d[16..20].copy_from_slice(&seq.to_be_bytes());
+}
+
+/// The loss detector's table: what a datagram costs when 1,000 known senders
+/// take turns (each in order), and when every datagram comes from an id
+/// never seen before into a full table (a churn of one-off ids, as forged
+/// datagrams would be: each one evicts an entry).
+fn senders(c: &mut Criterion) {
+    let mut g = c.benchmark_group("senders");
+    let (mut broker, mut d, n) = sender_broker();
+    let steady = 1_000u64;
+    let mut turn = 0u64;
+    g.bench_function("steady_1000_of_4096", |b| {
+        b.iter(|| {
+            let id = turn % steady;
+            let seq = u32::try_from(turn / steady + 1).unwrap_or(u32::MAX);
+            turn += 1;
+            stamp(&mut d, 0x5000 + id, seq);
+            broker
+                .handle_datagram(Instant::ZERO, black_box(&d[..n]))
+                .map(|r| r.verdict)
+        })
+    });
+    let (mut broker, mut d, n) = sender_broker();
+    // a full table first, then one-off ids (xorshift: no pattern to exploit)
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    for _ in 0..4096 {
+        stamp(&mut d, next(), 1);
+        broker.handle_datagram(Instant::ZERO, &d[..n]).unwrap();
+    }
+    g.bench_function("churn_new_ids_4096_full", |b| {
+        b.iter(|| {
+            stamp(&mut d, next(), 1);
+            broker
+                .handle_datagram(Instant::ZERO, black_box(&d[..n]))
+                .map(|r| r.verdict)
+        })
+    });
+    g.finish();
+}
+
 fn notifier(c: &mut Criterion) {
     // a sink nobody reads: the call cost is what is measured, not the send
     let sink = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -282,6 +354,6 @@ fn notifier(c: &mut Criterion) {
 criterion_group! {
     name = benches;
     config = Criterion::default().warm_up_time(StdDuration::from_millis(500)).measurement_time(StdDuration::from_secs(2));
-    targets = flags, scheduler, wire, fan_out, routing, notifier
+    targets = flags, scheduler, wire, fan_out, routing, senders, notifier
 }
 criterion_main!(benches);

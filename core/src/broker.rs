@@ -129,15 +129,19 @@ pub struct Config {
     /// The shortest time between two raises of everyone for a possible loss
     /// (default 100 ms): a possible loss within it after one is folded into
     /// a single raise at its end, so that forged or replayed datagrams
-    /// cannot wake every listener at the rate they are sent.
+    /// cannot wake every listener at the rate they are sent, and a real loss
+    /// is delayed by at most this much, never dropped. The deferred raise is
+    /// due at [`BrokerState::poll_timeout`]. Zero: every possible loss
+    /// raises everyone at once.
     pub loss_interval: Duration,
     /// Random per broker run; sent in every welcome, and seeds the
     /// challenge nonces of listener authentication.
     pub broker_id: u64,
     /// Random per broker run, and secret: keys the hash of channel names in
-    /// the routing index, so that clients cannot pick names that collide,
-    /// and seeds the challenge nonces (with a key set, a fixed value makes
-    /// a restarted broker repeat its challenges).
+    /// the routing index and of sender ids in the loss detector's table, so
+    /// that clients cannot pick names or ids that collide, and seeds the
+    /// challenge nonces (with a key set, a fixed value makes a restarted
+    /// broker repeat its challenges).
     pub hash_key: u64,
 }
 
@@ -328,6 +332,11 @@ pub struct BrokerState<L, S> {
     wait_tail: u32,
     next_housekeeping: Option<Instant>,
     last_housekeeping: Instant,
+    /// Until when a possible loss is folded rather than raised: the end of
+    /// the [`Config::loss_interval`] after the last raise of everyone.
+    loss_quiet_until: Option<Instant>,
+    /// A possible loss was folded: raise everyone at `loss_quiet_until`.
+    loss_pending: bool,
     shutting_down: bool,
     stats: Stats,
     keys: Option<Keyring>,
@@ -353,7 +362,7 @@ where
         BrokerState {
             config,
             slots: listeners,
-            senders: SenderTable::new(senders),
+            senders: SenderTable::new(senders, config.hash_key),
             index: Index::new(config.hash_key),
             high_water: 0,
             free_head: NIL,
@@ -365,6 +374,8 @@ where
             wait_tail: NIL,
             next_housekeeping: None,
             last_housekeeping: Instant::ZERO,
+            loss_quiet_until: None,
+            loss_pending: false,
             shutting_down: false,
             stats: Stats::default(),
             keys: None,
@@ -617,9 +628,11 @@ where
     }
 
     /// Closes every connection with [`CloseReason::Shutdown`] and refuses new
-    /// ones. Drain [`poll_event`](Self::poll_event) afterwards.
+    /// ones (a possible-loss raise still pending is dropped: nobody is left
+    /// to raise). Drain [`poll_event`](Self::poll_event) afterwards.
     pub fn shutdown(&mut self) {
         self.shutting_down = true;
+        self.loss_pending = false;
         for i in 0..self.high_water {
             self.close_slot(i, CloseReason::Shutdown, true);
         }
@@ -787,6 +800,8 @@ mod auth_tests;
 mod evict_tests;
 #[cfg(test)]
 mod handshake_tests;
+#[cfg(test)]
+mod loss_tests;
 #[cfg(test)]
 mod route_tests;
 #[cfg(test)]

@@ -46,9 +46,9 @@
 //!   `[min_keepalive, max_keepalive]` (0: the default);
 //! * every datagram: rejected ones counted by reason; each verdict equals
 //!   the gap model's (serial arithmetic through wrap-around, the 64-number
-//!   window, least-recently-seen eviction, zero slots) and
+//!   window, far jumps and rewinds, clock eviction, zero slots) and
 //!   `Verdict::deliver`/`possible_loss` follow the verdict table; a
-//!   possible loss (gap, first seen late, restart, kernel drops) raises
+//!   possible loss (gap, first seen late, restart, rewind, kernel drops) raises
 //!   [`routing::LOSS_FLAGS`] on every listening listener it intersects; a
 //!   delivered notification raises [`routing::kind_flags`] on every
 //!   listening listener [`routing::reaches`] finds, within its interest;

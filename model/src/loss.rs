@@ -13,8 +13,7 @@
 
 use std::collections::BTreeSet;
 
-use flagpost_core::loss::{Verdict, WINDOW};
-use flagpost_core::time::Instant;
+use flagpost_core::loss::{Verdict, FAR_JUMP, WINDOW};
 use flagpost_core::wire::{AckResult, SenderId, Seq};
 
 /// Whether a datagram with this verdict reaches listeners: all but
@@ -25,16 +24,17 @@ pub fn delivers(verdict: Verdict) -> bool {
         | Verdict::Gap { .. }
         | Verdict::FirstSeenLate
         | Verdict::Restart
-        | Verdict::Reordered => true,
+        | Verdict::Reordered
+        | Verdict::Rewound => true,
         Verdict::Duplicate | Verdict::Stale => false,
     }
 }
 
 /// Whether datagrams may have been lost before one with this verdict: a
-/// gap, an unknown sender past its first number, a restart.
+/// gap, an unknown sender past its first number, a restart, a rewind.
 pub fn possible_loss(verdict: Verdict) -> bool {
     match verdict {
-        Verdict::Gap { .. } | Verdict::FirstSeenLate | Verdict::Restart => true,
+        Verdict::Gap { .. } | Verdict::FirstSeenLate | Verdict::Restart | Verdict::Rewound => true,
         Verdict::InOrder | Verdict::Reordered | Verdict::Duplicate | Verdict::Stale => false,
     }
 }
@@ -60,32 +60,185 @@ pub fn serial_distance(later: Seq, earlier: Seq) -> i64 {
     }
 }
 
+/// A newest number and the numbers seen up to [`WINDOW`] behind it (the
+/// newest among them).
+#[derive(Clone, Debug)]
+struct Seen {
+    newest: u32,
+    seen: BTreeSet<u32>,
+}
+
+impl Seen {
+    fn only(seq: u32) -> Self {
+        Seen {
+            newest: seq,
+            seen: BTreeSet::from([seq]),
+        }
+    }
+
+    /// Whether `seq` is the newest or less than [`WINDOW`] behind it.
+    fn covers(&self, seq: u32) -> bool {
+        let d = serial_distance(Seq(seq), Seq(self.newest));
+        d <= 0 && -d < i64::from(WINDOW)
+    }
+
+    /// Records `seq`, which it covers: a duplicate if seen.
+    fn record(&mut self, seq: u32) -> Verdict {
+        if self.seen.insert(seq) {
+            Verdict::Reordered
+        } else {
+            Verdict::Duplicate
+        }
+    }
+
+    /// Makes `seq`, newer, the newest: what falls out of the window goes.
+    fn move_to(&mut self, seq: u32) {
+        self.newest = seq;
+        self.seen.insert(seq);
+        self.seen.retain(|s| seq.wrapping_sub(*s) < WINDOW);
+    }
+}
+
 /// One tracked sender.
 #[derive(Clone, Debug)]
 struct Tracked {
     sender: SenderId,
-    last: Seq,
-    /// Numbers seen, all within `WINDOW` behind `last` (which is in it).
-    seen: BTreeSet<u32>,
-    seen_at: Instant,
+    track: Seen,
+    /// The track left by a far jump, and whether it is weak.
+    anchor: Option<(Seen, bool)>,
+    /// The first number of the farthest jump since the anchor was set.
+    jump_to: u32,
+    first_seen_late: bool,
+    /// Second chances left before eviction.
+    credit: u8,
+}
+
+impl Tracked {
+    fn new(sender: SenderId, seq: Seq) -> Self {
+        Tracked {
+            sender,
+            track: Seen::only(seq.0),
+            anchor: None,
+            jump_to: 0,
+            first_seen_late: seq != Seq::FIRST,
+            credit: 0,
+        }
+    }
+
+    fn observe(&mut self, seq: u32) -> Verdict {
+        let d = serial_distance(Seq(seq), Seq(self.track.newest));
+        if d > 0 {
+            if d >= i64::from(FAR_JUMP) {
+                self.far_jump(seq);
+            }
+            self.track.move_to(seq);
+            return match d {
+                1 => Verdict::InOrder,
+                _ => Verdict::Gap {
+                    missing: u32::try_from(d - 1).expect("below 2^31"),
+                },
+            };
+        }
+        let in_window = self.track.covers(seq);
+        if let Some(verdict) = self.by_anchor(seq, in_window) {
+            return verdict;
+        }
+        if in_window {
+            return self.track.record(seq);
+        }
+        if self.first_seen_late {
+            self.first_seen_late = false;
+            let old = std::mem::replace(&mut self.track, Seen::only(seq));
+            match &mut self.anchor {
+                Some((_, weak)) => *weak = true,
+                None => {
+                    self.anchor = Some((old, true));
+                    self.jump_to = seq;
+                }
+            }
+            return if seq == 1 {
+                Verdict::Restart
+            } else {
+                Verdict::Rewound
+            };
+        }
+        if seq == 1 {
+            self.far_jump(seq);
+            self.track = Seen::only(1);
+            return Verdict::Restart;
+        }
+        Verdict::Stale
+    }
+
+    /// A number at or behind the newest, against the anchor.
+    fn by_anchor(&mut self, seq: u32, in_window: bool) -> Option<Verdict> {
+        let (anchor, _) = self.anchor.as_mut()?;
+        let ahead = seq.wrapping_sub(anchor.newest);
+        let reach = self.jump_to.wrapping_sub(anchor.newest).min(1 << 31);
+        let fits = 0 < ahead && ahead < reach;
+        if fits && ahead < WINDOW {
+            let (mut anchor, _) = self.anchor.take().expect("anchored");
+            anchor.move_to(seq);
+            self.track = anchor;
+            return Some(Verdict::Rewound);
+        }
+        if in_window {
+            return None;
+        }
+        if anchor.covers(seq) {
+            return Some(anchor.record(seq));
+        }
+        if !fits {
+            return None;
+        }
+        let mut track = anchor.clone();
+        track.move_to(seq);
+        self.track = track;
+        Some(Verdict::Rewound)
+    }
+
+    /// The newest moves far (a jump of `FAR_JUMP` or more, or a restart)
+    /// to `seq`: the track left becomes the anchor, unless a strong one is
+    /// held, which only learns how far the jumps went.
+    fn far_jump(&mut self, seq: u32) {
+        match &self.anchor {
+            Some((anchor, false)) => {
+                let from = anchor.newest;
+                if seq.wrapping_sub(from) > self.jump_to.wrapping_sub(from) {
+                    self.jump_to = seq;
+                }
+            }
+            _ => {
+                self.anchor = Some((self.track.clone(), false));
+                self.jump_to = seq;
+            }
+        }
+    }
 }
 
 /// The sender table as the `loss` docs describe it: per sender the newest
-/// number and the set of numbers seen in the window behind it, in
-/// `capacity` slots, evicting the least recently seen sender (the first such
-/// slot on a tie) when full; with no slots every sender is unknown every
-/// time.
+/// number and the set of numbers seen in the window behind it (and an
+/// anchor), in `capacity` slots filled in order; when full, a clock hand
+/// goes round the slots from the first, taking a second chance from each
+/// sender that has one (a sender earns one per datagram after its first,
+/// at most three) and evicting the first that has none, the hand stopping
+/// just past it. With no slots every sender is unknown every time.
 #[derive(Clone, Debug)]
 pub struct GapModel {
     slots: Vec<Option<Tracked>>,
+    hand: usize,
     evictions: u64,
 }
+
+/// The most second chances a sender saves up.
+const MAX_CREDIT: u8 = 3;
 
 impl GapModel {
     /// An empty table of `capacity` slots.
     pub fn new(capacity: usize) -> Self {
         GapModel {
             slots: vec![None; capacity],
+            hand: 0,
             evictions: 0,
         }
     }
@@ -110,64 +263,37 @@ impl GapModel {
         self.evictions
     }
 
-    /// The verdict on datagram `seq` from `sender` at `now`, recorded.
-    pub fn observe(&mut self, now: Instant, sender: SenderId, seq: Seq) -> Verdict {
+    /// The verdict on datagram `seq` from `sender`, recorded.
+    pub fn observe(&mut self, sender: SenderId, seq: Seq) -> Verdict {
         let Some(t) = self.slots.iter_mut().flatten().find(|t| t.sender == sender) else {
-            self.insert(now, sender, seq);
+            self.insert(sender, seq);
             return if seq == Seq::FIRST {
                 Verdict::InOrder
             } else {
                 Verdict::FirstSeenLate
             };
         };
-        t.seen_at = now;
-        let d = serial_distance(seq, t.last);
-        if d > 0 {
-            t.last = seq;
-            t.seen.insert(seq.0);
-            t.seen.retain(|s| seq.0.wrapping_sub(*s) < WINDOW);
-            return match d {
-                1 => Verdict::InOrder,
-                _ => Verdict::Gap {
-                    missing: u32::try_from(d - 1).expect("below 2^31"),
-                },
-            };
-        }
-        if d.unsigned_abs() < u64::from(WINDOW) {
-            return if t.seen.insert(seq.0) {
-                Verdict::Reordered
-            } else {
-                Verdict::Duplicate
-            };
-        }
-        if seq == Seq::FIRST {
-            t.last = seq;
-            t.seen = BTreeSet::from([seq.0]);
-            return Verdict::Restart;
-        }
-        Verdict::Stale
+        t.credit = (t.credit + 1).min(MAX_CREDIT);
+        t.observe(seq.0)
     }
 
-    fn insert(&mut self, now: Instant, sender: SenderId, seq: Seq) {
+    fn insert(&mut self, sender: SenderId, seq: Seq) {
+        if self.slots.is_empty() {
+            return;
+        }
         let i = match self.slots.iter().position(Option::is_none) {
             Some(free) => free,
-            None => {
-                let oldest = self.slots.iter().flatten().map(|t| t.seen_at).min();
-                let Some(oldest) = oldest else {
-                    return; // no slots at all
-                };
-                self.evictions += 1;
-                self.slots
-                    .iter()
-                    .position(|t| t.as_ref().is_some_and(|t| t.seen_at == oldest))
-                    .expect("the oldest entry is in the table")
-            }
+            None => loop {
+                let i = self.hand;
+                self.hand = (i + 1) % self.slots.len();
+                let t = self.slots[i].as_mut().expect("a full table");
+                if t.credit == 0 {
+                    self.evictions += 1;
+                    break i;
+                }
+                t.credit -= 1;
+            },
         };
-        self.slots[i] = Some(Tracked {
-            sender,
-            last: seq,
-            seen: BTreeSet::from([seq.0]),
-            seen_at: now,
-        });
+        self.slots[i] = Some(Tracked::new(sender, seq));
     }
 }

@@ -58,6 +58,7 @@ impl Expected {
             Verdict::Restart => c.restarts += 1,
             Verdict::Reordered => c.reordered += 1,
             Verdict::Duplicate => c.duplicates += 1,
+            Verdict::Rewound => c.senders_rewound += 1,
             Verdict::Stale => c.stale += 1,
         }
     }

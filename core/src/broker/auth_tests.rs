@@ -112,3 +112,30 @@ fn a_keyless_broker_carries_tags_through_and_zeroes_its_ack_tags() {
     assert_eq!(r.key, None);
     assert_eq!(r.ack.unwrap().tag, Some([0; TAG_LEN]));
 }
+
+#[test]
+fn with_a_key_a_far_jump_is_not_rewound() {
+    // a signed far jump is the sender's own (a long loss): what it skipped
+    // stays stale, so a replay of a datagram the broker lost is refused
+    let mut b = broker();
+    let t = Instant::ZERO;
+    b.set_keys(Some(Keyring::new(key(1))));
+    let status = Notification::status(None);
+    for seq in [1, 2, 1000] {
+        let (d, n) = signed(status, 7, seq, false, &key(1));
+        assert!(b.handle_datagram(t, &d[..n]).unwrap().verdict.deliver());
+    }
+    let (d, n) = signed(status, 7, 3, true, &key(1));
+    let r = b.handle_datagram(t, &d[..n]).unwrap();
+    assert_eq!(r.verdict, Verdict::Stale);
+    assert_eq!(r.ack.map(|a| a.result), Some(AckResult::Stale));
+    assert_eq!(b.stats().senders_rewound, 0);
+    // without the key again, the anchor the next far jump leaves is followed
+    b.set_keys(None);
+    let (d, n) = datagram(status, 7, 5000, false);
+    b.handle_datagram(t, &d[..n]).unwrap();
+    let (d, n) = datagram(status, 7, 1001, false);
+    let r = b.handle_datagram(t, &d[..n]).unwrap();
+    assert_eq!(r.verdict, Verdict::Rewound);
+    assert_eq!(b.stats().senders_rewound, 1);
+}

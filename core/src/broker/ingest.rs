@@ -69,7 +69,12 @@ where
     /// Sets the keys datagrams and listeners must be signed with (`None`:
     /// none, the default). Takes effect for the next datagram and hello, so
     /// a key rotation needs no restart.
+    ///
+    /// With a key, a sender's window is never rewound after a far jump
+    /// (`loss::SenderTable::set_rewind`): its numbers cannot be forged, and
+    /// a replayed datagram must stay stale.
     pub fn set_keys(&mut self, keys: Option<Keyring>) {
+        self.senders.set_rewind(keys.is_none());
         self.keys = keys;
     }
 
@@ -84,7 +89,9 @@ where
     /// key) is checked against its sender's sequence, routed to the
     /// listeners it reaches (unless duplicate or stale), and answered with
     /// an ack when asked (tagged with the key that verified it). A possible
-    /// loss raises [`LOSS_FLAGS`](super::LOSS_FLAGS) for every listener.
+    /// loss raises [`LOSS_FLAGS`](super::LOSS_FLAGS) for every listener, at
+    /// once or, within [`Config::loss_interval`](super::Config::loss_interval)
+    /// of the previous such raise, at that interval's end.
     /// Anything else is counted by reason and returned as the error; nothing
     /// else changes.
     pub fn handle_datagram(
@@ -115,7 +122,7 @@ where
             &mut self.stats.datagrams_by_kind,
             usize::from(kind.code()) - 1,
         );
-        let verdict = self.senders.observe(now, notify.sender, notify.seq);
+        let verdict = self.senders.observe(notify.sender, notify.seq);
         match verdict {
             Verdict::InOrder => {}
             Verdict::Gap { missing } => {
@@ -126,6 +133,7 @@ where
             Verdict::Restart => self.stats.restarts += 1,
             Verdict::Reordered => self.stats.reordered += 1,
             Verdict::Duplicate => self.stats.duplicates += 1,
+            Verdict::Rewound => self.stats.senders_rewound += 1,
             Verdict::Stale => self.stats.stale += 1,
         }
         if verdict.possible_loss() {
@@ -159,7 +167,8 @@ where
     }
 
     /// The kernel reported `count` datagrams dropped before they reached the
-    /// broker: treated as a sequence gap.
+    /// broker: treated as a sequence gap (one possible loss, folded like any
+    /// other within [`Config::loss_interval`](super::Config::loss_interval)).
     pub fn handle_lost(&mut self, now: Instant, count: u64) {
         if count > 0 {
             self.stats.kernel_drops += count;
@@ -167,7 +176,38 @@ where
         }
     }
 
+    /// A possible loss was detected at `now`: raise everyone at once, unless
+    /// a raise was made less than [`Config::loss_interval`](super::Config::loss_interval)
+    /// ago; then fold it into one raise at the end of that interval
+    /// ([`raise_deferred_loss`](Self::raise_deferred_loss)).
     pub(super) fn raise_possible_loss(&mut self, now: Instant) {
+        if self.loss_quiet_until.is_some_and(|until| now < until) {
+            self.loss_pending = true;
+            self.stats.possible_losses_coalesced += 1;
+        } else {
+            self.raise_loss_now(now);
+        }
+    }
+
+    /// Makes the raise that possible losses folded since the last one are
+    /// waiting for, if its interval has ended by `now`.
+    pub(super) fn raise_deferred_loss(&mut self, now: Instant) {
+        if self.loss_pending && self.loss_quiet_until.is_none_or(|until| now >= until) {
+            self.raise_loss_now(now);
+        }
+    }
+
+    /// When the folded possible losses are to be raised, if any are.
+    pub(super) fn loss_deadline(&self) -> Option<Instant> {
+        self.loss_quiet_until.filter(|_| self.loss_pending)
+    }
+
+    /// Raises [`LOSS_FLAGS`](super::LOSS_FLAGS) on everyone now (whatever
+    /// was folded goes with it) and starts a new interval.
+    fn raise_loss_now(&mut self, now: Instant) {
+        let interval = self.config.loss_interval;
+        self.loss_pending = false;
+        self.loss_quiet_until = (!interval.is_zero()).then(|| now + interval);
         self.stats.possible_losses += 1;
         self.broadcast(now, Broadcast::Loss);
     }

@@ -1,7 +1,8 @@
 //! The broker's outputs and deadlines: the queue of listeners with frames to
 //! write, the frames themselves (coalesced from each outbox, with the
 //! handshake's ahead of them), the events that end connections, and the
-//! housekeeping timer (hello, keep-alive and stuck deadlines).
+//! timers: housekeeping (hello, keep-alive and stuck deadlines) and the
+//! deferred possible-loss raise.
 
 use super::slot::{State, NIL};
 use super::{BrokerState, Event, ListenerId, Slots};
@@ -188,20 +189,32 @@ where
     }
 
     /// When [`handle_timeout`](Self::handle_timeout) next has something to
-    /// check; `None` while no connection is open. Never sooner than
-    /// [`Config::housekeeping`](super::Config::housekeeping) after the previous check.
+    /// do: a connection's deadline to check (never sooner than
+    /// [`Config::housekeeping`](super::Config::housekeeping) after the
+    /// previous check; none while no connection is open), or the raise of
+    /// possible losses folded within
+    /// [`Config::loss_interval`](super::Config::loss_interval), whichever
+    /// is first. `None`: nothing is due, ever, until the next input.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        if self.connections() == 0 {
+        let housekeeping = if self.connections() == 0 {
             None
         } else {
             self.next_housekeeping
+        };
+        match (housekeeping, self.loss_deadline()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
         }
     }
 
-    /// Closes connections whose hello (handshake included), keep-alive or
-    /// stuck deadline passed by `now`. Cheap when nothing is due; a full scan at most once per
+    /// Raises the possible losses folded within
+    /// [`Config::loss_interval`](super::Config::loss_interval) once it has
+    /// ended, and closes connections whose hello (handshake included),
+    /// keep-alive or stuck deadline passed by `now`. Cheap when nothing is
+    /// due; a full scan at most once per
     /// [`Config::housekeeping`](super::Config::housekeeping).
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.raise_deferred_loss(now);
         if self.next_housekeeping.is_none_or(|at| now < at) {
             return;
         }

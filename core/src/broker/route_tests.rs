@@ -13,6 +13,9 @@ fn broker(capacity: usize) -> Big {
     BrokerState::new(
         Config {
             hash_key: 0x5eed,
+            // every possible loss routes at once: what routing costs is
+            // measured here, not how raises are spaced (`loss_tests`)
+            loss_interval: Duration::ZERO,
             ..Config::default()
         },
         std::vec![ListenerSlot::EMPTY; capacity],

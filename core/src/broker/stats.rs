@@ -34,8 +34,11 @@ pub struct Stats {
     pub first_seen_late: u64,
     /// Datagrams the kernel reported dropping.
     pub kernel_drops: u64,
-    /// Times a possible loss raised status, non-status and channel update
-    /// for every listener.
+    /// Raises of status, non-status and channel update for every listener
+    /// for a possible loss, actually made: a possible loss detected at
+    /// once, or the one raise at the end of a
+    /// [`Config::loss_interval`](super::Config::loss_interval) for those
+    /// folded during it (see `possible_losses_coalesced`).
     pub possible_losses: u64,
     /// Acks produced.
     pub acks: u64,
@@ -87,10 +90,18 @@ pub struct Stats {
     /// Connections that had not completed their hello (or its proof), closed
     /// to make room for a new one when the table was full.
     pub connections_evicted: u64,
-    /// Possible losses folded into a raise already made within
-    /// [`Config::loss_interval`](super::Config::loss_interval).
+    /// Possible losses detected (a gap, a sender first seen late, a restart,
+    /// a rewind, kernel drops) within
+    /// [`Config::loss_interval`](super::Config::loss_interval) after a raise
+    /// for one, folded into the single raise at the end of that interval
+    /// instead of raising everyone at once. Each detection counts once:
+    /// here, or in `possible_losses` when it raised at once; the folded ones
+    /// of an interval then add one raise to `possible_losses`.
     pub possible_losses_coalesced: u64,
-    /// Senders whose window was moved back after a jump too far ahead.
+    /// Datagrams that moved their sender's window back to the track it had
+    /// before a far jump (`loss::Verdict::Rewound`: a forged far-ahead
+    /// number, or a real loss of that many in a row); each is delivered and
+    /// is a possible loss.
     pub senders_rewound: u64,
     /// Counters only the transport can see.
     pub transport: TransportStats,

@@ -8,7 +8,7 @@ use crate::wire::{
     MAX_DATAGRAM_LEN, MAX_FRAME_LEN,
 };
 
-type TestBroker = BrokerState<[ListenerSlot; 4], [SenderSlot; 4]>;
+pub(super) type TestBroker = BrokerState<[ListenerSlot; 4], [SenderSlot; 4]>;
 
 pub(super) fn broker() -> TestBroker {
     BrokerState::new(
@@ -64,7 +64,7 @@ pub(super) fn listen(
     id
 }
 
-fn drain_ready(b: &mut TestBroker) -> std::vec::Vec<ListenerId> {
+pub(super) fn drain_ready(b: &mut TestBroker) -> std::vec::Vec<ListenerId> {
     core::iter::from_fn(|| b.poll_ready()).collect()
 }
 

@@ -54,7 +54,7 @@ impl Harness {
         let verdict = received.verdict;
         assert_eq!(
             verdict,
-            self.gap.observe(self.now, notify.sender, notify.seq),
+            self.gap.observe(notify.sender, notify.seq),
             "verdict on {} {:?}",
             notify.sender,
             notify.seq
