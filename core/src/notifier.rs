@@ -632,13 +632,10 @@ impl<const N: usize> NotifierSession<N> {
     /// When [`poll_transmit`](Self::poll_transmit) (or `handle_timeout`)
     /// next has something to do.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        [
+        Instant::earliest(
             self.poll_timeout_notifications(),
             self.poll_timeout_confirm(),
-        ]
-        .into_iter()
-        .flatten()
-        .min()
+        )
     }
 
     /// When [`poll_confirm`](Self::poll_confirm) (or `handle_timeout`) next
@@ -662,7 +659,7 @@ impl<const N: usize> NotifierSession<N> {
             self.next_round()
         };
         let probe = self.probe_at.filter(|_| self.pending.is_empty());
-        [round, probe].into_iter().flatten().min()
+        Instant::earliest(round, probe)
     }
 
     /// Whether nothing is pending (no datagram, probe or confirmation).

@@ -31,6 +31,15 @@ impl Instant {
     /// The last representable instant; adding to it saturates here.
     pub const MAX: Instant = Instant { micros: u64::MAX };
 
+    /// The earlier of two optional deadlines (`None`: no deadline).
+    pub const fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+        match (a, b) {
+            (Some(a), Some(b)) if b.micros < a.micros => Some(b),
+            (Some(a), _) => Some(a),
+            (None, b) => b,
+        }
+    }
+
     /// An instant `micros` microseconds after the epoch.
     pub const fn from_micros(micros: u64) -> Self {
         Instant { micros }

@@ -160,7 +160,7 @@ impl Handshake {
             (Phase::Done, other) => Err(SessionError::Unexpected(other.frame_type())),
             (Phase::Sent, FrameRepr::Challenge(broker)) if frame.version == AUTH_VERSION => {
                 let listener = nonces.next(key);
-                let tag = transcript(first, &broker, &listener, |t| t.proof(key));
+                let tag = Owned::of(first).with(&broker, &listener).proof(key);
                 self.phase = Phase::Proved { broker, listener };
                 Ok(Step::Proof(ProofRepr {
                     nonce: listener,
@@ -169,7 +169,9 @@ impl Handshake {
             }
             (Phase::Proved { broker, listener }, FrameRepr::Accept(tag))
                 if frame.version == AUTH_VERSION
-                    && transcript(first, &broker, &listener, |t| t.verify_accept(key, &tag)) =>
+                    && Owned::of(first)
+                        .with(&broker, &listener)
+                        .verify_accept(key, &tag) =>
             {
                 self.phase = Phase::Done;
                 Ok(Step::Accepted)
@@ -203,21 +205,27 @@ impl Handshake {
     }
 }
 
-/// Runs `f` on the transcript of `first` (emitted in version 2) and the
-/// two nonces.
-fn transcript<R>(
-    first: &FrameRepr,
-    broker: &Nonce,
-    listener: &Nonce,
-    f: impl FnOnce(&Transcript<'_>) -> R,
-) -> R {
-    let mut bytes = [0u8; MAX_FRAME_LEN];
-    let len = Framed::new(AUTH_VERSION, *first)
-        .emit(&mut bytes)
-        .unwrap_or(0);
-    f(&Transcript {
-        first: bytes.get(..len).unwrap_or(&[]),
-        broker_nonce: broker,
-        listener_nonce: listener,
-    })
+/// The transcript of `first` (emitted in version 2) and the two nonces,
+/// with the buffer its bytes live in.
+struct Owned {
+    bytes: [u8; MAX_FRAME_LEN],
+    len: usize,
+}
+
+impl Owned {
+    fn of(first: &FrameRepr) -> Self {
+        let mut bytes = [0u8; MAX_FRAME_LEN];
+        let len = Framed::new(AUTH_VERSION, *first)
+            .emit(&mut bytes)
+            .unwrap_or(0);
+        Owned { bytes, len }
+    }
+
+    fn with<'a>(&'a self, broker: &'a Nonce, listener: &'a Nonce) -> Transcript<'a> {
+        Transcript {
+            first: self.bytes.get(..self.len).unwrap_or(&[]),
+            broker_nonce: broker,
+            listener_nonce: listener,
+        }
+    }
 }
