@@ -284,3 +284,112 @@ fn with_a_key_a_flood_of_forgeries_is_dropped_and_counted_and_wakes_nobody() {
         calm_p99.as_secs_f64() * 1e6,
     );
 }
+
+/// Without a key (the default, documented in SECURITY.md) anyone who can
+/// reach the port is a sender: forged datagrams are delivered. What the
+/// broker still bounds: a flood of fake losses raises everyone at most once
+/// per `loss_interval` (100 ms), and a forged far-ahead sequence number for
+/// a real sender's id does not silence it.
+#[test]
+fn without_a_key_forgeries_arrive_but_fake_losses_are_bounded_and_no_sender_is_silenced() {
+    let broker = BrokerProcess::start("127.0.0.1:0", &[]);
+    let addr: SocketAddr = broker.addr.parse().unwrap();
+    let everyone = Listener::builder().connect(addr).unwrap();
+    assert!(everyone.wait_listening(LONG));
+    assert!(everyone.wait(LONG) && everyone.take_raise().reconnect);
+    let stats = |name: &str| -> u64 {
+        let out = run(&["stats", "--json", "--broker", &broker.addr]);
+        let entries: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        entries
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["name"] == name)
+            .map(|e| e["value"].as_u64().unwrap())
+            .sum()
+    };
+
+    // 2,000 forged "first seen late" datagrams, each a possible loss
+    let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let mut rng = Rng(0x0bad_5eed);
+    let start = Instant::now();
+    for burst in 0..40 {
+        for _ in 0..50 {
+            let d = datagram(
+                Notification::non_status(None),
+                rng.next(),
+                1000 + burst,
+                None,
+                None,
+            );
+            udp.send_to(&d, addr).unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let deadline = Instant::now() + LONG;
+    while stats("flagpost_first_seen_late_total") < 2_000 {
+        assert!(
+            Instant::now() < deadline,
+            "the broker did not take the forgeries"
+        );
+    }
+    let elapsed = start.elapsed();
+    // the deferred raise at the end of the last interval
+    let deadline = Instant::now() + LONG;
+    while stats("flagpost_possible_losses_total")
+        + stats("flagpost_possible_losses_coalesced_total")
+        < 2_000
+    {
+        assert!(Instant::now() < deadline, "losses unaccounted for");
+    }
+    let raises = stats("flagpost_possible_losses_total");
+    let bound = 2 + elapsed.as_millis() as u64 / 100;
+    assert!(
+        (1..=bound).contains(&raises),
+        "{raises} raises of everyone for 2,000 fake losses in {elapsed:?} (at most {bound})"
+    );
+    assert!(
+        everyone.wait(LONG),
+        "the forgeries do wake listeners without a key"
+    );
+    assert!(everyone.take_raise().flags.contains(FlagSet::RECHECK));
+
+    // a real sender, and a forged far jump on its id: it is not silenced
+    let notifier = Notifier::new(addr).unwrap();
+    notifier.notify_channel_update(ChannelId::new("gsm1").unwrap());
+    assert!(everyone.wait(LONG));
+    everyone.take_raise();
+    let forged = datagram(
+        Notification::non_status(None),
+        notifier.sender_id().0,
+        1_000_000,
+        None,
+        None,
+    );
+    udp.send_to(&forged, addr).unwrap();
+    let delivered = stats("flagpost_delivered_total");
+    for _ in 0..3 {
+        // past the notifier's pace, so each call is its own datagram
+        std::thread::sleep(Duration::from_millis(2));
+        notifier.notify_channel_update(ChannelId::new("gsm1").unwrap());
+    }
+    assert!(notifier.flush(LONG));
+    let deadline = Instant::now() + LONG;
+    while stats("flagpost_delivered_total") < delivered + 3 {
+        assert!(
+            Instant::now() < deadline,
+            "the real sender's datagrams after the forged jump were dropped"
+        );
+    }
+    assert!(stats("flagpost_senders_rewound_total") >= 1);
+    assert_eq!(
+        stats("flagpost_stale_total"),
+        0,
+        "nothing of the real sender went stale"
+    );
+    println!(
+        "without a key: 2,000 forged possible losses in {} ms raised everyone {raises} times \
+         (loss_interval 100 ms); a forged far jump on a real sender's id was rewound",
+        elapsed.as_millis()
+    );
+}
