@@ -639,3 +639,45 @@ fn a_flags_frame_in_the_handshake_is_not_taken() {
         Err(SessionError::Auth(AuthError::BrokerNotAuthenticated))
     );
 }
+
+#[test]
+fn connections_that_never_prove_the_key_are_evicted_to_make_room() {
+    // a keyed broker's table filled with connections that sent a hello
+    // and got their challenge, but never prove the key
+    let mut b = keyed_broker(Some(1));
+    let t0 = Instant::ZERO;
+    let hello = FrameRepr::Hello(HelloRepr {
+        interest: FlagSet::ALL,
+        channel: None,
+        keepalive_secs: 0,
+    });
+    let mut buf = [0u8; MAX_FRAME_LEN];
+    let n = Framed::new(AUTH_VERSION, hello).emit(&mut buf).unwrap();
+    let stalled: Vec<ListenerId> = (0..4)
+        .map(|_| {
+            let id = b.open(t0).unwrap();
+            b.handle_frame(t0, id, &buf[..n]).unwrap();
+            assert_eq!(b.state(id), Some(SlotState::AwaitingProof));
+            id
+        })
+        .collect();
+    while b.poll_ready().is_some() {}
+    // before the minimum wait the newcomer is refused, after it the oldest
+    // unproven connection makes room
+    let early = t0 + Duration::from_millis(100);
+    assert_eq!(b.open(early), Err(OpenError::Full));
+    let later = t0 + b.config().evict_after;
+    let newcomer = b.open(later).unwrap();
+    assert_eq!(
+        b.poll_event(),
+        Some(Event::Closed {
+            listener: stalled[0],
+            reason: CloseReason::TooManyListeners,
+            send_close: true,
+            version: VERSION,
+        })
+    );
+    assert_eq!(b.stats().connections_evicted, 1);
+    assert_eq!(b.state(stalled[0]), None);
+    assert_eq!(b.state(newcomer), Some(SlotState::AwaitingHello));
+}
