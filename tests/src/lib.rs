@@ -1,8 +1,9 @@
 //! Cross-crate test support: a simulated-clock harness that drives the
 //! broker state and several protocol-level listeners with no sockets and no
 //! sleeps (see [`sim`]), and real `flagpost` processes for the fault tests
-//! (see [`process`]).
+//! (see [`process`]), and a throwaway PostgreSQL cluster (see [`postgres`]).
 #![deny(missing_docs)]
 
+pub mod postgres;
 pub mod process;
 pub mod sim;
