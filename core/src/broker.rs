@@ -775,6 +775,17 @@ where
         self.route(now, notification)
     }
 
+    /// Raises [`FlagSet::RECHECK`] (status, non-status, channel update;
+    /// never channel shutdown) on every listener, within its interest, at
+    /// `now`: what each listener's own reconnect raise does, for when the
+    /// broker itself may have missed notifications (a database source that
+    /// reconnected: PostgreSQL drops notifications while nobody listens).
+    /// Routed like a possible-loss raise, but neither counted as one nor
+    /// folded with one. Returns how many listeners it reached.
+    pub fn raise_recheck(&mut self, now: Instant) -> u32 {
+        self.broadcast(now, route::Broadcast::Loss)
+    }
+
     /// Whether [`shutdown`](Self::shutdown) was called.
     pub fn is_shutting_down(&self) -> bool {
         self.shutting_down

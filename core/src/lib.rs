@@ -14,11 +14,12 @@
 //!
 //! | layer | module | owns |
 //! |---|---|---|
-//! | values | [`time`], [`channel`], [`notify`] | instants, channel ids, the four notification kinds |
+//! | values | [`time`], [`channel`], [`notify`], [`payload`] | instants, channel ids, the four notification kinds, their text form |
 //! | wire | [`wire`] | datagram and frame layouts (versions 1 and 2), checked parse/emit |
 //! | auth | [`auth`] | HMAC-SHA-256 tags, the current and previous key, the listener handshake's tags and nonces |
 //! | flags | [`flags`] | test-and-clear flags, single-owner and atomic |
 //! | cycle | [`schedule`], [`timer`] | the service's polling scheduler |
+//! | source | [`source`] | a database source's connect, retry, keep-alive and re-check decisions |
 //! | broker | [`loss`], [`broker`] | loss detection, routing, coalescing outboxes |
 //! | listener | [`listener`] | the listener's session (hello, the handshake with a key, keep-alive, reconnect backoff), the stats client |
 //! | sender | [`notifier`] | coalescing, sequence numbers, tail-loss probe, confirmed sends |
@@ -116,7 +117,9 @@ pub mod listener;
 pub mod loss;
 pub mod notifier;
 pub mod notify;
+pub mod payload;
 pub mod schedule;
+pub mod source;
 pub mod time;
 pub mod timer;
 pub mod wire;

@@ -291,3 +291,27 @@ fn a_forged_far_jump_cannot_silence_a_senders_confirmed_sends() {
     b.handle_timeout(t + ms(100));
     assert_eq!(frames(&mut b).iter().filter(|f| f.0 == all).count(), 1);
 }
+
+#[test]
+fn a_recheck_raise_reaches_everyone_but_never_raises_shutdown() {
+    let mut b = broker();
+    let t = Instant::from_secs(1);
+    let [all, status, shutdown] = three(&mut b, t);
+    assert_eq!(
+        b.raise_recheck(t),
+        2,
+        "the shutdown-only listener is not reached"
+    );
+    let got = frames(&mut b);
+    let flags: Vec<_> = got.iter().map(|(id, f)| (*id, f.flags)).collect();
+    assert_eq!(flags, [(all, LOSS_FLAGS), (status, FlagSet::STATUS)]);
+    assert!(!got.iter().any(|(id, _)| *id == shutdown));
+    assert_eq!(
+        b.stats().possible_losses,
+        0,
+        "not counted as a possible loss"
+    );
+    // a second one right away is not folded: it raises again
+    assert_eq!(b.raise_recheck(t), 2);
+    assert_eq!(frames(&mut b).len(), 2);
+}
