@@ -87,6 +87,19 @@ pub struct BrokerConfig {
     /// (`flagpost_connections_denied_total`). Addresses match as for
     /// `allow_senders`.
     pub allow_listeners: Vec<ipnet::IpNet>,
+    /// A PostgreSQL database to `LISTEN` to (a `postgres://` URL or a
+    /// `key=value` string, without a password; default: none). Each
+    /// notification on [`postgres_channel`](Self::postgres_channel) whose
+    /// payload is a notification in text (`status:gsm1;batch=20`, see
+    /// DATABASE.md) is delivered as a datagram would be. `sslmode=require`
+    /// connects over TLS.
+    pub postgres: Option<String>,
+    /// The PostgreSQL channel to listen on (default `flagpost`): lower-case
+    /// ASCII letters, digits and `_`, at most 63 bytes.
+    pub postgres_channel: String,
+    /// A file holding the PostgreSQL password, readable by its owner only
+    /// (default: `PGPASSWORD` if set, else none).
+    pub postgres_password_file: Option<PathBuf>,
 }
 
 impl Default for BrokerConfig {
@@ -111,6 +124,9 @@ impl Default for BrokerConfig {
             previous_key_file: None,
             allow_senders: Vec::new(),
             allow_listeners: Vec::new(),
+            postgres: None,
+            postgres_channel: crate::postgres::DEFAULT_CHANNEL.to_owned(),
+            postgres_password_file: None,
         }
     }
 }
@@ -157,7 +173,7 @@ pub enum ConfigError {
 const MAX_SOCKET_BUFFER: usize = 1 << 30;
 
 /// The keys, for environment overrides (`FLAGPOST_<KEY>`).
-const KEYS: [&str; 16] = [
+const KEYS: [&str; 19] = [
     "bind",
     "metrics",
     "max_listeners",
@@ -174,6 +190,9 @@ const KEYS: [&str; 16] = [
     "previous_key_file",
     "allow_senders",
     "allow_listeners",
+    "postgres",
+    "postgres_channel",
+    "postgres_password_file",
 ];
 
 impl BrokerConfig {
@@ -269,6 +288,20 @@ impl BrokerConfig {
                 "needs key_file (the key that replaces it)",
             );
         }
+        if let Some(url) = &self.postgres {
+            if let Err(reason) = crate::postgres::check_url(url) {
+                return Err(ConfigError::Invalid {
+                    key: "postgres",
+                    reason,
+                });
+            }
+        }
+        if let Err(reason) = crate::postgres::check_channel(&self.postgres_channel) {
+            return invalid("postgres_channel", reason);
+        }
+        if self.postgres_password_file.is_some() && self.postgres.is_none() {
+            return invalid("postgres_password_file", "needs postgres (the database)");
+        }
         Ok(())
     }
 }
@@ -350,6 +383,42 @@ mod tests {
             ),
             "{e}"
         );
+    }
+
+    #[cfg(feature = "postgres")]
+    #[test]
+    fn the_postgres_keys_are_checked() {
+        let c = BrokerConfig::load(
+            None,
+            env(&[
+                ("FLAGPOST_POSTGRES", "postgres://u@127.0.0.1:5432/db"),
+                ("FLAGPOST_POSTGRES_CHANNEL", "wake_up"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(
+            c.postgres.as_deref(),
+            Some("postgres://u@127.0.0.1:5432/db")
+        );
+        assert_eq!(c.postgres_channel, "wake_up");
+        assert_eq!(BrokerConfig::default().postgres_channel, "flagpost");
+        let key = |pairs: &[(&str, &str)]| match BrokerConfig::load(None, env(pairs)) {
+            Err(ConfigError::Invalid { key, reason }) => (key, reason),
+            other => panic!("{other:?}"),
+        };
+        let (k, reason) = key(&[("FLAGPOST_POSTGRES", "postgres://u:hunter2@h/db")]);
+        assert_eq!(k, "postgres");
+        assert!(
+            reason.contains("password") && !reason.contains("hunter2"),
+            "{reason}"
+        );
+        let (k, _) = key(&[
+            ("FLAGPOST_POSTGRES", "postgres://u@h/db"),
+            ("FLAGPOST_POSTGRES_CHANNEL", "Bad-Name"),
+        ]);
+        assert_eq!(k, "postgres_channel");
+        let (k, _) = key(&[("FLAGPOST_POSTGRES_PASSWORD_FILE", "/x")]);
+        assert_eq!(k, "postgres_password_file");
     }
 
     #[test]

@@ -11,6 +11,9 @@
 //!   of system calls; `*_confirmed` variants wait for an ack.
 //! * [`Listener`] — starts listening, then `check_*` flags with a lock-free
 //!   test-and-clear, or [`Listener::wait`]s; reconnects by itself.
+//! * [`postgres`] — the broker's PostgreSQL source (`serve --postgres`):
+//!   `LISTEN`, text payloads into notifications, reconnects with a re-check
+//!   raise (`DATABASE.md`).
 //! * [`Service`] — the processing cycle: *check triggers* / *check outgoing*
 //!   callbacks woken by status updates, with polling intervals as a fallback.
 //!
@@ -37,6 +40,7 @@ pub mod keyfile;
 pub mod listener;
 pub mod metrics;
 pub mod notifier;
+pub mod postgres;
 pub mod server;
 pub mod service;
 mod shared;

@@ -1,6 +1,8 @@
 //! Metrics: the core's stats table rendered in the Prometheus text format
 //! (with `prometheus-client`), served over HTTP (`tiny_http`) at `/metrics`,
-//! with `/healthz` answering whether the broker loop responds.
+//! with `/healthz` answering whether the broker loop responds; a broker
+//! with a PostgreSQL source adds that source's counters
+//! ([`SourceMetrics`]).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -14,6 +16,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use std::sync::atomic::AtomicU64;
 
+use crate::postgres::SourceMetrics;
 use crate::server::{BrokerHandle, ServeError};
 
 type Labels = Vec<(&'static str, &'static str)>;
@@ -22,6 +25,12 @@ type Entry = (Option<(&'static str, &'static str)>, u64);
 
 /// Renders `stats` in the Prometheus text exposition format.
 pub fn render(stats: &Stats) -> String {
+    render_all(stats, None)
+}
+
+/// Renders `stats` and, if the broker has a PostgreSQL source, its
+/// counters (`flagpost_postgres_*`).
+pub fn render_all(stats: &Stats, postgres: Option<&SourceMetrics>) -> String {
     let mut registry = Registry::default();
     // Group the table's entries by metric name, keeping their order.
     let mut groups: Vec<(Metric, Vec<Entry>)> = Vec::new();
@@ -66,6 +75,9 @@ pub fn render(stats: &Stats) -> String {
             }
         }
     }
+    if let Some(source) = postgres {
+        source.register(&mut registry);
+    }
     let mut out = String::new();
     // Writing into a String cannot fail.
     let _ = encode(&mut out, &registry);
@@ -106,7 +118,7 @@ impl MetricsServer {
                             Ok(stats) => (
                                 200,
                                 "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                                render(&stats),
+                                render_all(&stats, broker.postgres_metrics()),
                             ),
                             Err(e) => (503, "text/plain", format!("{e}\n")),
                         },

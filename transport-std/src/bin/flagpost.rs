@@ -87,6 +87,18 @@ struct ServeArgs {
     /// Networks listeners may connect from, comma-separated CIDRs (default any).
     #[arg(long, value_name = "CIDR,…", value_delimiter = ',')]
     allow_listeners: Vec<ipnet::IpNet>,
+    /// A PostgreSQL database to LISTEN to: a postgres:// URL (or key=value
+    /// string) without a password; each payload on the channel, such as
+    /// `status:gsm1;batch=20`, is notified (see DATABASE.md).
+    #[arg(long, value_name = "URL")]
+    postgres: Option<String>,
+    /// The PostgreSQL channel to LISTEN on (default flagpost).
+    #[arg(long, value_name = "NAME")]
+    postgres_channel: Option<String>,
+    /// File holding the PostgreSQL password, readable by its owner only
+    /// (default: PGPASSWORD). Never put the password in the URL.
+    #[arg(long, value_name = "FILE")]
+    postgres_password_file: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -286,6 +298,18 @@ fn serve(args: ServeArgs) -> Result<(), Failure> {
     }
     if !args.allow_listeners.is_empty() {
         config.allow_listeners = args.allow_listeners;
+    }
+    if let Some(url) = args.postgres {
+        // refused before anything else: the URL is on the command line
+        flagpost_std::postgres::check_url(&url)
+            .map_err(|reason| Failure::new(EXIT_CONFIG, format!("--postgres: {reason}")))?;
+        config.postgres = Some(url);
+    }
+    if let Some(channel) = args.postgres_channel {
+        config.postgres_channel = channel;
+    }
+    if args.postgres_password_file.is_some() {
+        config.postgres_password_file = args.postgres_password_file;
     }
     config
         .validate()

@@ -52,6 +52,7 @@ use tracing::{debug, info, warn};
 use crate::clock::Clock;
 use crate::config::{BrokerConfig, ConfigError};
 use crate::keyfile::{read_keyring, KeyFileError};
+use crate::postgres::SourceMetrics;
 use crate::shared::{ListenerState, Shared};
 use allow::AllowList;
 use conn::Conn;
@@ -146,6 +147,7 @@ pub(crate) enum Command {
     },
     CloseLocal(ListenerId),
     Notify(Notification, u32),
+    RaiseRecheck,
 }
 
 /// A bound broker, ready to [`run`](Broker::run).
@@ -167,6 +169,8 @@ struct HandleInner {
     waker: Waker,
     addrs: Vec<SocketAddr>,
     thread: Mutex<Option<JoinHandle<Result<(), ServeError>>>>,
+    /// The PostgreSQL source's counters, when there is one.
+    postgres: Option<Arc<SourceMetrics>>,
 }
 
 impl Broker {
@@ -243,13 +247,25 @@ impl Broker {
             vec![SenderSlot::EMPTY; config.sender_table].into_boxed_slice(),
         );
         core.set_keys(keys);
+        let postgres_metrics = config
+            .postgres
+            .is_some()
+            .then(|| Arc::new(SourceMetrics::default()));
         let handle = BrokerHandle {
             inner: Arc::new(HandleInner {
                 tx,
                 waker,
                 addrs,
                 thread: Mutex::new(None),
+                postgres: postgres_metrics.clone(),
             }),
+        };
+        // Its thread delivers through the handle; the database being down
+        // is no error (it logs and retries), a bad password file is.
+        #[cfg(feature = "postgres")]
+        let postgres = match postgres_metrics {
+            Some(metrics) => crate::postgres::start(&config, handle.clone(), metrics)?,
+            None => None,
         };
         Ok(Broker {
             server: Server {
@@ -272,6 +288,8 @@ impl Broker {
                 reserve,
                 accept_paused: None,
                 fd_freed: false,
+                #[cfg(feature = "postgres")]
+                postgres,
             },
             handle,
         })
@@ -349,6 +367,19 @@ impl BrokerHandle {
             }),
             None => Ok(()),
         }
+    }
+
+    /// Raises status, non-status and channel update (never channel
+    /// shutdown) on every listener, within its interest, as a listener's
+    /// own reconnect raise does: for an in-process source that may have
+    /// missed notifications (the PostgreSQL source after a reconnect).
+    pub fn raise_recheck(&self) -> Result<(), BrokerGone> {
+        self.send(Command::RaiseRecheck)
+    }
+
+    /// The PostgreSQL source's counters, if the broker has a source.
+    pub fn postgres_metrics(&self) -> Option<&SourceMetrics> {
+        self.inner.postgres.as_deref()
     }
 
     /// A snapshot of the broker's counters and gauges.
@@ -487,6 +518,9 @@ struct Server {
     accept_paused: Option<std::time::Instant>,
     /// A connection's descriptor was closed since accepting paused.
     fd_freed: bool,
+    /// The PostgreSQL source; dropping it stops its thread.
+    #[cfg(feature = "postgres")]
+    postgres: Option<crate::postgres::Source>,
 }
 
 impl Server {
@@ -569,6 +603,9 @@ impl Server {
                 }
                 Command::Notify(n, batch) => {
                     self.core.notify(now, &n, batch);
+                }
+                Command::RaiseRecheck => {
+                    self.core.raise_recheck(now);
                 }
             }
         }
@@ -801,6 +838,8 @@ impl Server {
     /// Shutdown: every listener gets a close frame, then the loop ends.
     fn stop(&mut self) {
         info!("broker shutting down");
+        #[cfg(feature = "postgres")]
+        drop(self.postgres.take());
         self.core.shutdown();
         self.flush();
     }
