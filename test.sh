@@ -4,7 +4,9 @@
 # a TAP device); the lossy-link test (tests/tests/lossy_link.rs) needs root,
 # network namespaces and nftables (`nft`, for its packet loss). When not
 # root, or a device or tool is missing, they print why and pass without
-# running; a namespace that cannot be created fails them.
+# running; a namespace that cannot be created fails them. The database
+# tests need PostgreSQL's server binaries (installed below when missing) and,
+# as root, the `postgres` user the package makes.
 #
 #   ./test.sh            everything CI runs (fuzz targets FUZZ_SECS each, default 30)
 #   FUZZ_SECS=5 ./test.sh   the same with shorter fuzz runs
@@ -35,6 +37,15 @@ if ! command -v ip >/dev/null 2>&1; then
 fi
 if ! command -v nft >/dev/null 2>&1; then
     apt-get update -qq && apt-get install -y -qq nftables
+fi
+# PostgreSQL for the database tests (tests/src/postgres.rs starts throwaway
+# clusters of its own on loopback ports and stops them by PID): the server
+# binaries and pgbench, without the package's default cluster
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+    mkdir -p /etc/postgresql-common
+    [ -e /etc/postgresql-common/createcluster.conf ] ||
+        echo 'create_main_cluster = false' > /etc/postgresql-common/createcluster.conf
+    apt-get update -qq && apt-get install -y -qq postgresql
 fi
 rustc --version; cargo +nightly fuzz --version
 

@@ -12,7 +12,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-scenarios=(wake ingest fanout idle hotloop flood scale-ingest scale-quiet scale-stuck peers)
+scenarios=(wake ingest fanout idle hotloop flood scale-ingest scale-quiet scale-stuck peers database)
 if [ $# -gt 0 ]; then
     scenarios=("$@")
 else
@@ -96,6 +96,11 @@ for s in "${scenarios[@]}"; do
             "^Flagpost +$num +$num +$num +$num +[0-9]+" \
             "^Flagpost +1 +$num +$num" \
             "^Flagpost +$num *$" ;;
+        # a throwaway PostgreSQL cluster (test.sh installs PostgreSQL)
+        database) smoke database database --quick -- \
+            "^Flagpost, PostgreSQL trigger → broker +20 +$num +$num +[0-9]+ +0 +$num" \
+            "^Flagpost, Notifier after commit +20 +$num +$num +[0-9]+ +0 +$num" \
+            "^Flagpost, PostgreSQL trigger → broker, intervals 0 s +0 +0 +0/0/0/0" ;;
         *) echo "unknown scenario $s" >&2; exit 2 ;;
     esac
 done

@@ -16,6 +16,9 @@
 //!                                      under flood, stuck listeners (see `scale`)
 //! flagpost-bench peers [--quick] [--samples N] [--seconds S] [--idle N]
 //!                                      Redis, PostgreSQL, mosquitto, NATS beside Flagpost
+//! flagpost-bench database [--quick] [--samples N] [--poll-samples N] [--seconds S]
+//!                                      committed INSERT → the reference service's check
+//!                                      triggers, and its queries per minute, on PostgreSQL
 //!
 //! `--quick` gives each the smoke sizes of `all --quick` (CI runs every
 //! scenario so, without `--write`). Any of them, after its arguments:
@@ -48,7 +51,8 @@
 //! every scenario shares (a child process as a `Participant`, the bare
 //! `Relay`, reading the children's reports). Each scenario is a module of
 //! its own: `wake`, `ingest`, `fanout`, `idle`, `hotloop` (with the
-//! coalescing floor's sender in `coalescer`), `flood` and `scale`; the child
+//! coalescing floor's sender in `coalescer`), `flood`, `scale` and
+//! `database`; the child
 //! modes are in `children`, the shared latency measurement in `measure`.
 
 use std::io::{BufRead, BufReader, Write};
@@ -62,6 +66,7 @@ use flagpost_benches::report::{self, Charts, Report};
 
 mod children;
 mod coalescer;
+mod database;
 mod fanout;
 mod flood;
 mod hotloop;
@@ -285,7 +290,7 @@ fn peers(sizes: &flagpost_benches::peers::Sizes, report: &mut Report) {
 }
 
 fn usage() -> ! {
-    eprintln!("usage: flagpost-bench all [--quick] | wake [--quick] [--samples N] | ingest [--quick] [--seconds S] | fanout [--quick] [--rounds R] | idle [--quick] [--seconds S] | hotloop [--quick] [--rounds R] [--calls C] | flood [--quick] [--samples N] | scale [--quick] [--part ingest|quiet|stuck] [--sizes N,N,…] [--seconds S] [--flood-listeners N] [--samples N] [--stuck-listeners K] | peers [--quick] [--samples N] [--seconds S] [--idle N]");
+    eprintln!("usage: flagpost-bench all [--quick] | wake [--quick] [--samples N] | ingest [--quick] [--seconds S] | fanout [--quick] [--rounds R] | idle [--quick] [--seconds S] | hotloop [--quick] [--rounds R] [--calls C] | flood [--quick] [--samples N] | scale [--quick] [--part ingest|quiet|stuck] [--sizes N,N,…] [--seconds S] [--flood-listeners N] [--samples N] [--stuck-listeners K] | peers [--quick] [--samples N] [--seconds S] [--idle N] | database [--quick] [--samples N] [--poll-samples N] [--seconds S]");
     eprintln!("       each optionally followed by --write FILE [--charts DIR] [--criterion DIR]");
     std::process::exit(2)
 }
@@ -443,6 +448,12 @@ fn main() {
         Some("idle") => {
             let secs = flag_value(&args, "--seconds", if quick { 1.0 } else { 10.0 });
             idle(secs, if quick { 100 } else { 1_000 }, &mut report);
+        }
+        Some("database") => {
+            let samples = flag_value(&args, "--samples", if quick { 20 } else { 500 });
+            let poll = flag_value(&args, "--poll-samples", if quick { 3 } else { 60 });
+            let secs = flag_value(&args, "--seconds", if quick { 2.0 } else { 30.0 });
+            database::database(samples, poll, secs);
         }
         Some("hotloop") => {
             let rounds = flag_value(&args, "--rounds", if quick { 3 } else { 200 });
