@@ -3,10 +3,10 @@
 //! them in the Prometheus text format (`prometheus-client` + `tiny_http`,
 //! like the broker's `/metrics`).
 
+use flagpost_std::MetricsServer;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::thread::JoinHandle;
 
 use flagpost_core::schedule::Task;
 use prometheus_client::encoding::text::encode;
@@ -320,70 +320,22 @@ impl Counters {
     }
 }
 
-/// The HTTP endpoint: `/metrics` (Prometheus text) and `/healthz`; stops
-/// when dropped.
-pub struct MetricsEndpoint {
-    server: Arc<tiny_http::Server>,
-    thread: Option<JoinHandle<()>>,
-    addr: SocketAddr,
-}
-
-impl std::fmt::Debug for MetricsEndpoint {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MetricsEndpoint")
-            .field("addr", &self.addr)
-            .finish()
-    }
-}
+/// The HTTP endpoint: `/metrics` (Prometheus text) and `/healthz` (the
+/// broker's [`MetricsServer`] serving these counters); stops when dropped.
+#[derive(Debug)]
+pub struct MetricsEndpoint(MetricsServer);
 
 impl MetricsEndpoint {
     /// Serves `counters` on `addr` (port 0: any free port, see
     /// [`local_addr`](Self::local_addr)).
     pub fn start(addr: SocketAddr, counters: Arc<Counters>) -> std::io::Result<MetricsEndpoint> {
-        let server = tiny_http::Server::http(addr)
-            .map_err(|e| std::io::Error::other(format!("metrics on {addr}: {e}")))?;
-        let addr = server.server_addr().to_ip().unwrap_or(addr);
-        let server = Arc::new(server);
-        let worker = server.clone();
-        let thread = std::thread::Builder::new()
-            .name("flagpost-service-metrics".into())
-            .spawn(move || {
-                for request in worker.incoming_requests() {
-                    let (status, body) = match request.url() {
-                        "/metrics" => (200, counters.render()),
-                        "/healthz" => (200, "ok\n".to_owned()),
-                        _ => (404, "not found: try /metrics or /healthz\n".to_owned()),
-                    };
-                    let mut response =
-                        tiny_http::Response::from_string(body).with_status_code(status);
-                    if let Ok(h) = tiny_http::Header::from_bytes(
-                        &b"Content-Type"[..],
-                        &b"application/openmetrics-text; version=1.0.0; charset=utf-8"[..],
-                    ) {
-                        response = response.with_header(h);
-                    }
-                    let _ = request.respond(response);
-                }
-            })?;
-        Ok(MetricsEndpoint {
-            server,
-            thread: Some(thread),
-            addr,
-        })
+        let render = Box::new(move || Ok(counters.render()));
+        MetricsServer::serve(addr, "flagpost-service-metrics", render).map(MetricsEndpoint)
     }
 
     /// The bound address.
     pub fn local_addr(&self) -> SocketAddr {
-        self.addr
-    }
-}
-
-impl Drop for MetricsEndpoint {
-    fn drop(&mut self) {
-        self.server.unblock();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+        self.0.local_addr()
     }
 }
 

@@ -99,33 +99,44 @@ impl std::fmt::Debug for MetricsServer {
     }
 }
 
+/// What a metrics page answers: `Ok(text)` in the exposition format, or
+/// `Err(why)` (served as 503, and `/healthz` says it too).
+pub type Render = Box<dyn Fn() -> Result<String, String> + Send>;
+
 impl MetricsServer {
     /// Serves `/metrics` and `/healthz` for `broker` on `addr`.
     pub fn start(addr: SocketAddr, broker: BrokerHandle) -> Result<MetricsServer, ServeError> {
-        let server = tiny_http::Server::http(addr).map_err(|e| ServeError::Metrics {
+        let render: Render = Box::new(move || {
+            let stats = broker.stats().map_err(|e| e.to_string())?;
+            Ok(render_all(&stats, broker.postgres_metrics()))
+        });
+        MetricsServer::serve(addr, "flagpost-metrics", render).map_err(|e| ServeError::Metrics {
             addr,
             message: e.to_string(),
-        })?;
+        })
+    }
+
+    /// Serves whatever `render` gives at `/metrics` (OpenMetrics text), and
+    /// whether it succeeds at `/healthz`, on `addr` (port 0: any free
+    /// port), from a thread named `thread`.
+    pub fn serve(addr: SocketAddr, thread: &str, render: Render) -> std::io::Result<MetricsServer> {
+        let server = tiny_http::Server::http(addr)
+            .map_err(|e| std::io::Error::other(format!("metrics on {addr}: {e}")))?;
         let addr = server.server_addr().to_ip().unwrap_or(addr);
         let server = Arc::new(server);
         let worker = server.clone();
         let thread = std::thread::Builder::new()
-            .name("flagpost-metrics".into())
+            .name(thread.into())
             .spawn(move || {
                 for request in worker.incoming_requests() {
-                    let (status, content_type, body) = match request.url() {
-                        "/metrics" => match broker.stats() {
-                            Ok(stats) => (
-                                200,
-                                "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                                render_all(&stats, broker.postgres_metrics()),
-                            ),
-                            Err(e) => (503, "text/plain", format!("{e}\n")),
-                        },
-                        "/healthz" => match broker.stats() {
-                            Ok(_) => (200, "text/plain", "ok\n".to_owned()),
-                            Err(e) => (503, "text/plain", format!("{e}\n")),
-                        },
+                    let (status, content_type, body) = match (request.url(), render()) {
+                        ("/metrics", Ok(text)) => (
+                            200,
+                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                            text,
+                        ),
+                        ("/healthz", Ok(_)) => (200, "text/plain", "ok\n".to_owned()),
+                        ("/metrics" | "/healthz", Err(e)) => (503, "text/plain", format!("{e}\n")),
                         _ => (
                             404,
                             "text/plain",
