@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
+use flagpost_core::listener::Backoff;
 use flagpost_core::schedule::{Reason, Scheduler, Task, Work};
 use flagpost_core::time::Instant;
 use flagpost_core::{FlagSet, Kind};
@@ -250,15 +251,25 @@ impl Worker {
     }
 }
 
-/// A failed task's retry: when, and the back-off after the next failure.
-#[derive(Clone, Copy, Debug, Default)]
+/// A failed task's retry: when, and the core's back-off (1 s doubling to
+/// 30 s, jittered) for the next failure.
+#[derive(Clone, Copy, Debug)]
 struct Retry {
     at: Option<Instant>,
-    backoff: Duration,
+    backoff: Backoff,
 }
 
-const RETRY_FIRST: Duration = Duration::from_secs(1);
-const RETRY_MAX: Duration = Duration::from_secs(30);
+impl Default for Retry {
+    fn default() -> Self {
+        Retry {
+            at: None,
+            backoff: Backoff::new(
+                flagpost_core::Duration::from_secs(1),
+                flagpost_core::Duration::from_secs(30),
+            ),
+        }
+    }
+}
 /// The longest sleep with a broker configured, so that a lost or regained
 /// connection is logged (and its gauge set) within this time.
 const STATE_CHECK: Duration = Duration::from_secs(2);
@@ -420,14 +431,13 @@ impl Cycle {
                 if matches!(e, RunError::Store(_)) {
                     self.counters.error(task);
                 }
-                let backoff = if retry.backoff.is_zero() {
-                    RETRY_FIRST
-                } else {
-                    (retry.backoff * 2).min(RETRY_MAX)
-                };
-                tracing::warn!("{} failed: {e}; retrying in {backoff:?}", task.name());
-                retry.backoff = backoff;
-                retry.at = Some(self.clock.now() + backoff.into());
+                let backoff = retry.backoff.next_delay(getrandom::u32().unwrap_or(0));
+                tracing::warn!(
+                    "{} failed: {e}; retrying in {:?}",
+                    task.name(),
+                    Duration::from(backoff)
+                );
+                retry.at = Some(self.clock.now() + backoff);
             }
         }
     }
