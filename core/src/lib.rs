@@ -19,7 +19,7 @@
 //! | auth | [`auth`] | HMAC-SHA-256 tags, the current and previous key, the listener handshake's tags and nonces |
 //! | flags | [`flags`] | test-and-clear flags, single-owner and atomic |
 //! | cycle | [`schedule`], [`timer`] | the service's polling scheduler |
-//! | source | [`source`] | a database source's connect, retry, keep-alive and re-check decisions |
+//! | source | [`source`], [`changes`] | a database source's connect, retry, keep-alive and re-check decisions; committed row changes (`pgoutput`) into notifications |
 //! | broker | [`loss`], [`broker`] | loss detection, routing, coalescing outboxes |
 //! | listener | [`listener`] | the listener's session (hello, the handshake with a key, keep-alive, reconnect backoff), the stats client |
 //! | sender | [`notifier`] | coalescing, sequence numbers, tail-loss probe, confirmed sends |
@@ -111,6 +111,7 @@
 
 pub mod auth;
 pub mod broker;
+pub mod changes;
 pub mod channel;
 pub mod flags;
 pub mod listener;
