@@ -100,6 +100,18 @@ pub struct BrokerConfig {
     /// A file holding the PostgreSQL password, readable by its owner only
     /// (default: `PGPASSWORD` if set, else none).
     pub postgres_password_file: Option<PathBuf>,
+    /// Where the PostgreSQL source takes its notifications from: `notify`
+    /// (default: `LISTEN` on [`postgres_channel`](Self::postgres_channel),
+    /// fed by the triggers) or `wal` (logical replication of the messages
+    /// table through [`postgres_slot`](Self::postgres_slot) and
+    /// [`postgres_publication`](Self::postgres_publication); no trigger).
+    pub postgres_mode: crate::postgres::Mode,
+    /// WAL mode: the replication slot (default `flagpost`; created if
+    /// missing, permanent).
+    pub postgres_slot: String,
+    /// WAL mode: the publication (default `flagpost`,
+    /// `sql/postgres/flagpost-wal.sql`).
+    pub postgres_publication: String,
 }
 
 impl Default for BrokerConfig {
@@ -127,6 +139,9 @@ impl Default for BrokerConfig {
             postgres: None,
             postgres_channel: crate::postgres::DEFAULT_CHANNEL.to_owned(),
             postgres_password_file: None,
+            postgres_mode: crate::postgres::Mode::Notify,
+            postgres_slot: crate::postgres::DEFAULT_SLOT.to_owned(),
+            postgres_publication: crate::postgres::DEFAULT_PUBLICATION.to_owned(),
         }
     }
 }
@@ -173,7 +188,7 @@ pub enum ConfigError {
 const MAX_SOCKET_BUFFER: usize = 1 << 30;
 
 /// The keys, for environment overrides (`FLAGPOST_<KEY>`).
-const KEYS: [&str; 19] = [
+const KEYS: [&str; 22] = [
     "bind",
     "metrics",
     "max_listeners",
@@ -193,6 +208,9 @@ const KEYS: [&str; 19] = [
     "postgres",
     "postgres_channel",
     "postgres_password_file",
+    "postgres_mode",
+    "postgres_slot",
+    "postgres_publication",
 ];
 
 impl BrokerConfig {
@@ -289,7 +307,11 @@ impl BrokerConfig {
             );
         }
         if let Some(url) = &self.postgres {
-            if let Err(reason) = crate::postgres::check_url(url) {
+            let checked = match self.postgres_mode {
+                crate::postgres::Mode::Notify => crate::postgres::check_url(url),
+                crate::postgres::Mode::Wal => crate::postgres::check_wal_url(url),
+            };
+            if let Err(reason) = checked {
                 return Err(ConfigError::Invalid {
                     key: "postgres",
                     reason,
@@ -298,6 +320,12 @@ impl BrokerConfig {
         }
         if let Err(reason) = crate::postgres::check_channel(&self.postgres_channel) {
             return invalid("postgres_channel", reason);
+        }
+        if let Err(reason) = crate::postgres::check_channel(&self.postgres_slot) {
+            return invalid("postgres_slot", reason);
+        }
+        if let Err(reason) = crate::postgres::check_channel(&self.postgres_publication) {
+            return invalid("postgres_publication", reason);
         }
         if self.postgres_password_file.is_some() && self.postgres.is_none() {
             return invalid("postgres_password_file", "needs postgres (the database)");
@@ -419,6 +447,42 @@ mod tests {
         assert_eq!(k, "postgres_channel");
         let (k, _) = key(&[("FLAGPOST_POSTGRES_PASSWORD_FILE", "/x")]);
         assert_eq!(k, "postgres_password_file");
+        // the WAL source's keys
+        let c = BrokerConfig::load(
+            None,
+            env(&[
+                ("FLAGPOST_POSTGRES", "postgres://u@h/db"),
+                ("FLAGPOST_POSTGRES_MODE", "wal"),
+                ("FLAGPOST_POSTGRES_SLOT", "broker_1"),
+                ("FLAGPOST_POSTGRES_PUBLICATION", "msgs"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.postgres_mode, crate::postgres::Mode::Wal);
+        assert_eq!(
+            (c.postgres_slot.as_str(), c.postgres_publication.as_str()),
+            ("broker_1", "msgs")
+        );
+        let d = BrokerConfig::default();
+        assert_eq!(d.postgres_mode, crate::postgres::Mode::Notify);
+        assert_eq!(
+            (d.postgres_slot.as_str(), d.postgres_publication.as_str()),
+            ("flagpost", "flagpost")
+        );
+        assert!(matches!(
+            BrokerConfig::load(None, env(&[("FLAGPOST_POSTGRES_MODE", "trigger")])),
+            Err(ConfigError::Env { .. })
+        ));
+        let (k, reason) = key(&[
+            ("FLAGPOST_POSTGRES", "postgres://u@h/db?sslmode=require"),
+            ("FLAGPOST_POSTGRES_MODE", "wal"),
+        ]);
+        assert_eq!(k, "postgres");
+        assert!(reason.contains("sslmode=require"), "{reason}");
+        let (k, _) = key(&[("FLAGPOST_POSTGRES_SLOT", "Bad Slot")]);
+        assert_eq!(k, "postgres_slot");
+        let (k, _) = key(&[("FLAGPOST_POSTGRES_PUBLICATION", "x;drop")]);
+        assert_eq!(k, "postgres_publication");
     }
 
     #[test]

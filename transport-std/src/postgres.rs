@@ -44,10 +44,61 @@ use prometheus_client::registry::Registry;
 #[cfg(feature = "postgres")]
 mod source;
 #[cfg(feature = "postgres")]
-pub(crate) use source::{start, Source};
+mod wal;
+
+/// Where the source takes its notifications from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// `LISTEN` to the payloads the triggers (or anyone) send with `NOTIFY`.
+    #[default]
+    Notify,
+    /// Logical replication of the messages table's WAL through a
+    /// replication slot: no trigger, nothing added to the commits.
+    Wal,
+}
+
+impl std::str::FromStr for Mode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "notify" => Ok(Mode::Notify),
+            "wal" => Ok(Mode::Wal),
+            _ => Err(format!("`{s}`: must be notify or wal")),
+        }
+    }
+}
+
+/// The running source, of either mode; dropping it stops its thread.
+#[cfg(feature = "postgres")]
+#[derive(Debug)]
+pub(crate) enum Source {
+    Notify(#[allow(dead_code)] source::Source),
+    Wal(#[allow(dead_code)] wal::Source),
+}
+
+/// Starts the source the configuration asks for, if any.
+#[cfg(feature = "postgres")]
+pub(crate) fn start(
+    config: &crate::config::BrokerConfig,
+    broker: crate::server::BrokerHandle,
+    metrics: std::sync::Arc<SourceMetrics>,
+) -> Result<Option<Source>, crate::server::ServeError> {
+    Ok(match config.postgres_mode {
+        Mode::Notify => source::start(config, broker, metrics)?.map(Source::Notify),
+        Mode::Wal => wal::start(config, broker, metrics)?.map(Source::Wal),
+    })
+}
 
 /// The channel the source listens on unless told otherwise.
 pub const DEFAULT_CHANNEL: &str = "flagpost";
+
+/// The WAL source's replication slot unless told otherwise.
+pub const DEFAULT_SLOT: &str = "flagpost";
+
+/// The WAL source's publication unless told otherwise.
+pub const DEFAULT_PUBLICATION: &str = "flagpost";
 
 /// Checks a channel name: a PostgreSQL identifier of 1 to 63 bytes made of
 /// lower-case ASCII letters, digits and `_`, not starting with a digit. (The
@@ -96,6 +147,28 @@ pub fn check_url(url: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Checks what the WAL mode adds to [`check_url`]: its replication client
+/// has no TLS, so `sslmode=require` is refused rather than ignored.
+#[cfg(feature = "postgres")]
+pub fn check_wal_url(url: &str) -> Result<(), String> {
+    check_url(url)?;
+    let config: postgres::Config = url
+        .parse()
+        .map_err(|e| format!("not a PostgreSQL connection URL: {e}"))?;
+    if config.get_ssl_mode() == postgres::config::SslMode::Require {
+        return Err("sslmode=require: postgres_mode = \"wal\" has no TLS yet \
+             (connect over a Unix socket or a network you trust, or use postgres_mode = \"notify\")"
+            .to_owned());
+    }
+    Ok(())
+}
+
+/// Without the `postgres` feature there is no source.
+#[cfg(not(feature = "postgres"))]
+pub fn check_wal_url(url: &str) -> Result<(), String> {
+    check_url(url)
+}
+
 /// Without the `postgres` feature there is no source.
 #[cfg(not(feature = "postgres"))]
 pub fn check_url(_url: &str) -> Result<(), String> {
@@ -120,6 +193,14 @@ pub struct SourceMetrics {
     pub connect_failures: AtomicU64,
     /// 1 while connected and listening, else 0.
     pub connected: AtomicU64,
+    /// WAL mode: committed transactions read from the stream (those that
+    /// touched the messages table).
+    pub wal_transactions: AtomicU64,
+    /// WAL mode: row changes of the messages table read.
+    pub wal_changes: AtomicU64,
+    /// WAL mode: changes that could not be read (each notified as an
+    /// untargeted status).
+    pub wal_undecodable: AtomicU64,
 }
 
 impl SourceMetrics {
@@ -186,6 +267,24 @@ impl SourceMetrics {
             "flagpost_postgres_connect_failures",
             "Connection attempts to PostgreSQL that failed",
             load(&self.connect_failures),
+        );
+        counter(
+            registry,
+            "flagpost_postgres_wal_transactions",
+            "WAL mode: committed transactions of the messages table read from the replication stream",
+            load(&self.wal_transactions),
+        );
+        counter(
+            registry,
+            "flagpost_postgres_wal_changes",
+            "WAL mode: row changes of the messages table read from the replication stream",
+            load(&self.wal_changes),
+        );
+        counter(
+            registry,
+            "flagpost_postgres_wal_undecodable",
+            "WAL mode: changes that could not be read, each notified as an untargeted status",
+            load(&self.wal_undecodable),
         );
         let g = Gauge::<u64, AtomicU64>::default();
         g.set(load(&self.connected));

@@ -36,7 +36,7 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run the broker (UDP notifications and TCP listeners on one port).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Send one notification.
     Notify(NotifyArgs),
     /// Listen and print one line per raised flag.
@@ -99,6 +99,17 @@ struct ServeArgs {
     /// (default: PGPASSWORD). Never put the password in the URL.
     #[arg(long, value_name = "FILE")]
     postgres_password_file: Option<PathBuf>,
+    /// Where the notifications come from: notify (LISTEN, fed by the
+    /// triggers; the default) or wal (logical replication of the messages
+    /// table through a slot; no trigger needed; see DATABASE.md).
+    #[arg(long, value_name = "notify|wal")]
+    postgres_mode: Option<flagpost_std::postgres::Mode>,
+    /// WAL mode: the replication slot (default flagpost; created if missing).
+    #[arg(long, value_name = "NAME")]
+    postgres_slot: Option<String>,
+    /// WAL mode: the publication (default flagpost; sql/postgres/flagpost-wal.sql).
+    #[arg(long, value_name = "NAME")]
+    postgres_publication: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -242,7 +253,7 @@ fn main() -> ExitCode {
         .with_ansi(io::stderr().is_terminal())
         .init();
     let result = match cli.command {
-        Command::Serve(args) => serve(args),
+        Command::Serve(args) => serve(*args),
         Command::Notify(args) => notify(args),
         Command::Listen(args) => listen(args),
         Command::Stats(args) => stats(args),
@@ -310,6 +321,15 @@ fn serve(args: ServeArgs) -> Result<(), Failure> {
     }
     if args.postgres_password_file.is_some() {
         config.postgres_password_file = args.postgres_password_file;
+    }
+    if let Some(mode) = args.postgres_mode {
+        config.postgres_mode = mode;
+    }
+    if let Some(slot) = args.postgres_slot {
+        config.postgres_slot = slot;
+    }
+    if let Some(publication) = args.postgres_publication {
+        config.postgres_publication = publication;
     }
     config
         .validate()

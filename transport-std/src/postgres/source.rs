@@ -102,7 +102,7 @@ pub(crate) fn start(
 
 /// The password in `path`: the file must be readable by its owner only
 /// (as a key file); one trailing line break is not part of it.
-fn read_password_file(path: &Path) -> Result<String, String> {
+pub(super) fn read_password_file(path: &Path) -> Result<String, String> {
     let shown = path.display();
     #[cfg(unix)]
     {
