@@ -9,94 +9,15 @@
 //! in, anything sent before it is too). `/metrics` is polled until a value
 //! is reached; every wait is bounded and says what it waited for.
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
-use flagpost_std::core::{ChannelId, FlagSet};
+use flagpost_std::core::FlagSet;
 use flagpost_std::{Listener, Notifier};
 use flagpost_tests::postgres::PgCluster;
+
+mod common;
+use common::*;
 use flagpost_tests::process::{run, BrokerProcess};
-
-/// Bounds a failure only.
-const LONG: Duration = Duration::from_secs(30);
-
-const S: FlagSet = FlagSet::STATUS;
-const N: FlagSet = FlagSet::NON_STATUS;
-const CU: FlagSet = FlagSet::CHANNEL_UPDATE;
-const CS: FlagSet = FlagSet::CHANNEL_SHUTDOWN;
-const NONE: FlagSet = FlagSet::EMPTY;
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .unwrap()
-        .port()
-}
-
-fn ch(name: &str) -> ChannelId {
-    ChannelId::new(name).unwrap()
-}
-
-/// The `/metrics` text.
-fn scrape(port: u16) -> String {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("metrics endpoint");
-    s.write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
-        .unwrap();
-    let mut text = String::new();
-    s.read_to_string(&mut text).unwrap();
-    text
-}
-
-/// The value of the sample `name` (with its labels, if any).
-fn sample(text: &str, name: &str) -> Option<u64> {
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
-}
-
-/// Polls `/metrics` until `ok(value of name)`; panics after [`LONG`].
-fn wait_metric(port: u16, name: &str, ok: impl Fn(u64) -> bool) -> u64 {
-    let deadline = Instant::now() + LONG;
-    loop {
-        let text = scrape(port);
-        if let Some(v) = sample(&text, name).filter(|v| ok(*v)) {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{name} never reached the expected value:\n{text}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// A listener that is listening and has consumed its first welcome's raise.
-fn ready(listener: Listener) -> Listener {
-    assert!(listener.wait_listening(LONG), "no welcome");
-    assert!(listener.wait(LONG), "no first re-check");
-    assert!(listener.take_raise().reconnect);
-    listener
-}
-
-/// Waits until `l` has received at least `want`; returns everything it
-/// received meanwhile and whether any of it was a reconnect raise.
-fn collect(l: &Listener, want: FlagSet, what: &str) -> (FlagSet, bool) {
-    let deadline = Instant::now() + LONG;
-    let (mut got, mut reconnect) = (FlagSet::EMPTY, false);
-    while !got.contains(want) {
-        let left = deadline.saturating_duration_since(Instant::now());
-        assert!(
-            !left.is_zero(),
-            "{what}: waited for {want:?}, got only {got:?}"
-        );
-        if l.wait(left.min(Duration::from_millis(200))) {
-            let raise = l.take_raise();
-            got |= raise.flags;
-            reconnect |= raise.reconnect;
-        }
-    }
-    (got, reconnect)
-}
 
 fn pg_notify(client: &mut postgres::Client, payload: &str) {
     client
