@@ -211,6 +211,27 @@ impl SourceMetrics {
             .map_or(0, |c| c.load(Ordering::Relaxed))
     }
 
+    /// Counts a connection made at `now`, tells `session`, and after a
+    /// reconnect raises the re-check on every listener through `broker`
+    /// (what was sent while nobody listened is gone). Returns whether it
+    /// was a reconnect.
+    #[cfg(feature = "postgres")]
+    pub(crate) fn connected(
+        &self,
+        session: &mut flagpost_core::source::SourceSession,
+        now: flagpost_core::Instant,
+        broker: &crate::BrokerHandle,
+    ) -> Result<bool, crate::BrokerGone> {
+        self.connects.fetch_add(1, Ordering::Relaxed);
+        self.connected.store(1, Ordering::Relaxed);
+        let again = session.handle_connected(now);
+        if again {
+            self.reconnects.fetch_add(1, Ordering::Relaxed);
+            broker.raise_recheck()?;
+        }
+        Ok(again)
+    }
+
     /// Counts one payload rejected for `reason`.
     pub fn reject(&self, reason: PayloadError) {
         if let Some(c) = self.rejected.get(reason.index()) {

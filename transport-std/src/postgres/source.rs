@@ -226,14 +226,9 @@ impl Thread {
         let attempt = attempt.and_then(|mut c| c.batch_execute(&self.listen).map(|()| c));
         match attempt {
             Ok(c) => {
-                let m = &self.metrics;
-                m.connects.fetch_add(1, Ordering::Relaxed);
-                m.connected.store(1, Ordering::Relaxed);
                 *client = Some(c);
-                if session.handle_connected(clock.now()) {
-                    // notifications sent while nobody listened are gone
-                    m.reconnects.fetch_add(1, Ordering::Relaxed);
-                    self.broker.raise_recheck().map_err(|_| Stop)?;
+                let again = self.metrics.connected(session, clock.now(), &self.broker);
+                if again.map_err(|_| Stop)? {
                     info!(channel = %self.channel, "reconnected to PostgreSQL; raised a re-check on every listener");
                 } else {
                     info!(channel = %self.channel, "connected to PostgreSQL, listening");

@@ -281,12 +281,8 @@ impl Thread {
         };
         match attempt {
             Ok(client) => {
-                let m = &self.metrics;
-                m.connects.fetch_add(1, Ordering::Relaxed);
-                m.connected.store(1, Ordering::Relaxed);
-                if session.handle_connected(clock.now()) {
-                    m.reconnects.fetch_add(1, Ordering::Relaxed);
-                    self.broker.raise_recheck().map_err(|_| Stop)?;
+                let again = self.metrics.connected(session, clock.now(), &self.broker);
+                if again.map_err(|_| Stop)? {
                     info!(slot = %self.slot, "reconnected to PostgreSQL's WAL; raised a re-check on every listener");
                 } else {
                     info!(slot = %self.slot, publication = %self.publication, "streaming PostgreSQL's WAL");
