@@ -100,6 +100,7 @@ for s in "${scenarios[@]}"; do
         database) smoke database database --quick -- \
             "^Flagpost, PostgreSQL trigger → broker +20 +$num +$num +[0-9]+ +0 +$num" \
             "^Flagpost, Notifier after commit +20 +$num +$num +[0-9]+ +0 +$num" \
+            "^Flagpost, \`flagpost notify\` after commit +20 +$num +$num +[0-9]+ +0 +$num" \
             "^Flagpost, PostgreSQL trigger → broker, intervals 0 s +0 +0 +0/0/0/0" ;;
         *) echo "unknown scenario $s" >&2; exit 2 ;;
     esac

@@ -26,6 +26,9 @@ enum Mode {
     Trigger,
     /// The writer's `Notifier::notify_status_update` after its commit.
     NotifyAfterCommit,
+    /// The writer runs `flagpost notify status --channel …` after its
+    /// commit (a script's way: a process per notification).
+    CommandAfterCommit,
     /// No notification: the service polls on this interval.
     Poll(Duration),
 }
@@ -35,6 +38,7 @@ impl Mode {
         match self {
             Mode::Trigger => "Flagpost, PostgreSQL trigger → broker".into(),
             Mode::NotifyAfterCommit => "Flagpost, Notifier after commit".into(),
+            Mode::CommandAfterCommit => "Flagpost, `flagpost notify` after commit".into(),
             Mode::Poll(d) => format!("polling alone every {} ms", d.as_millis()),
         }
     }
@@ -45,6 +49,8 @@ impl Mode {
 struct Rig {
     _broker: Option<BrokerHandle>,
     notifier: Option<Notifier>,
+    /// `flagpost notify … --broker ADDR` (CommandAfterCommit).
+    command: Option<std::process::Command>,
     stop: Stop,
     service: Option<std::thread::JoinHandle<()>>,
     counters: Arc<flagpost_service::Counters>,
@@ -89,6 +95,17 @@ impl Rig {
             }
             _ => None,
         };
+        let command = match (&broker, mode) {
+            (Some(b), Mode::CommandAfterCommit) => {
+                let mut c = std::process::Command::new(flagpost_bin());
+                c.args(["notify", "status", "--channel", "bench", "--broker"])
+                    .arg(b.local_addr().to_string())
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::null());
+                Some(c)
+            }
+            _ => None,
+        };
         let mut config = ServiceConfig::new(Database::Postgres {
             url: cluster.url(),
             password: Some(cluster.password.clone()),
@@ -111,6 +128,7 @@ impl Rig {
         let rig = Rig {
             _broker: broker,
             notifier,
+            command,
             stop,
             service: Some(service),
             counters,
@@ -169,6 +187,20 @@ impl Drop for Rig {
     }
 }
 
+/// The `flagpost` binary beside this one (`cargo build -p flagpost-std
+/// --bins` in the same profile).
+fn flagpost_bin() -> std::path::PathBuf {
+    let bin = std::env::current_exe()
+        .expect("own path")
+        .with_file_name("flagpost");
+    assert!(
+        bin.exists(),
+        "{} is missing: cargo build -p flagpost-std --bins (same profile)",
+        bin.display()
+    );
+    bin
+}
+
 fn admin(cluster: &PgCluster) -> postgres::Client {
     postgres::Client::connect(&cluster.url_with_password(), postgres::NoTls).expect("connect")
 }
@@ -200,7 +232,7 @@ fn latency(cluster: &PgCluster, mode: Mode, samples: u32) -> (Latency, Latency, 
         Mode::Poll(d) => d,
         _ => Duration::ZERO,
     };
-    let rig = Rig::start(cluster, mode, interval, epoch);
+    let mut rig = Rig::start(cluster, mode, interval, epoch);
     let mut writer = admin(cluster);
     let insert = writer
         .prepare("INSERT INTO messages (channel, status_id, body) VALUES ('bench', 1, 'x')")
@@ -220,6 +252,10 @@ fn latency(cluster: &PgCluster, mode: Mode, samples: u32) -> (Latency, Latency, 
         if let Some(n) = &rig.notifier {
             n.notify_status_update(channel);
         }
+        let child = rig
+            .command
+            .as_mut()
+            .map(|c| c.spawn().expect("flagpost notify"));
         round_trips.push(committed - sent);
         match rig.start_after(sent, interval + GIVE_UP) {
             Some(t) if t < committed => {
@@ -228,6 +264,9 @@ fn latency(cluster: &PgCluster, mode: Mode, samples: u32) -> (Latency, Latency, 
             }
             Some(t) => after.push(t - committed),
             None => lost += 1,
+        }
+        if let Some(mut c) = child {
+            assert!(c.wait().expect("flagpost notify").success());
         }
     }
     (
@@ -302,6 +341,7 @@ pub(crate) fn database(samples: u32, poll_samples: u32, secs: f64) {
     for mode in [
         Mode::Trigger,
         Mode::NotifyAfterCommit,
+        Mode::CommandAfterCommit,
         Mode::Poll(Duration::from_millis(100)),
         Mode::Poll(Duration::from_secs(1)),
     ] {
