@@ -316,7 +316,7 @@ impl<const N: usize> NotifierSession<N> {
     /// Records a notification standing for `batch` changes (at least 1).
     pub fn notify(&mut self, now: Instant, notification: Notification, batch: u32) {
         self.stats.calls += 1;
-        self.pacing.last_call = now;
+        self.pacing.last_call = self.pacing.last_call.max(now);
         if self.pending_since.is_none() {
             self.pending_since = Some(now);
         }
@@ -342,6 +342,14 @@ impl<const N: usize> NotifierSession<N> {
             self.stats.overflows += 1;
             self.fold_into_status(batch);
         }
+    }
+
+    /// Calls came at `now` that the transport gathers itself and records
+    /// with [`notify`](Self::notify) before its next poll (the std
+    /// `Notifier` counts them lock-free): the burst goes on, so its pace
+    /// does not end early yet.
+    pub fn calls_seen(&mut self, now: Instant) {
+        self.pacing.last_call = self.pacing.last_call.max(now);
     }
 
     fn fold_into_status(&mut self, batch: u32) {

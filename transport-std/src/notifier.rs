@@ -16,9 +16,10 @@
 //!   the burst to the thread;
 //! * otherwise the thread, busy with a burst, merges the call into its next
 //!   round. Between two rounds it watches the call counter (yielding its CPU
-//!   between looks), feeding the calls it sees to the core, which ends a
-//!   pace early once calls stop: a burst's last calls go out microseconds
-//!   after them rather than after a timer wake-up.
+//!   between looks, and moving off a CPU it finds a busy caller on),
+//!   feeding the calls it sees to the core, which ends a pace early once
+//!   calls stop: a burst's last calls go out microseconds after them rather
+//!   than after a timer wake-up.
 //!   [`NotifierBuilder::spin_in_bursts`] makes it sleep out the paces
 //!   instead, using no CPU while a burst lasts.
 //!
@@ -38,6 +39,8 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::{JoinHandle, Thread};
 use std::time::Duration;
+
+use placement::Placement;
 
 use flagpost_core::auth::Key;
 use flagpost_core::notifier::{NotifierConfig, NotifierEvent, NotifierSession, Signer};
@@ -97,6 +100,9 @@ pub struct NotifierStats {
     /// together to send one by one. Each starts again from the shortest
     /// pace.
     pub bursts: u64,
+    /// Times the sender thread, watching a burst, left a CPU that a busy
+    /// thread (typically the callers' hot loop) shared with it (Linux).
+    pub cpu_moves: u64,
     /// Tail-loss probes sent.
     pub probes: u64,
     /// Confirmed-mode retransmissions.
@@ -199,6 +205,7 @@ impl NotifierBuilder {
             confirm: Mutex::new(None),
             inline: AtomicU64::new(0),
             bursts: AtomicU64::new(0),
+            cpu_moves: AtomicU64::new(0),
             send_errors: AtomicU64::new(0),
             key: self.key,
         });
@@ -278,6 +285,7 @@ struct Front {
     confirm: Mutex<Option<UdpSocket>>,
     inline: AtomicU64,
     bursts: AtomicU64,
+    cpu_moves: AtomicU64,
     send_errors: AtomicU64,
     /// Signs datagrams and checks acks, when the broker has a key.
     key: Option<Key>,
@@ -334,6 +342,7 @@ impl Notifier {
             datagrams: core.datagrams - core.probes - core.retransmissions,
             inline: c.inline.load(Ordering::Relaxed),
             bursts: c.bursts.load(Ordering::Relaxed),
+            cpu_moves: c.cpu_moves.load(Ordering::Relaxed),
             probes: core.probes,
             retransmissions: core.retransmissions,
             send_errors: c.send_errors.load(Ordering::Relaxed),
@@ -492,10 +501,16 @@ impl Front {
 
     /// Drains the calls into the core and takes what it says is due:
     /// whether more is pending, and when to look again.
-    fn take_due(&self, out: &mut Out) -> (bool, Option<flagpost_core::Instant>) {
+    /// `calls_at`: when the calls not yet drained were last seen coming
+    /// (by the thread's watch), if earlier than now.
+    fn take_due(
+        &self,
+        out: &mut Out,
+        calls_at: Option<flagpost_core::Instant>,
+    ) -> (bool, Option<flagpost_core::Instant>) {
         let now = self.clock.now();
         let mut state = self.lock();
-        self.drain(&mut state, now);
+        self.drain(&mut state, calls_at.unwrap_or(now).min(now));
         let mut buf = [0u8; MAX_DATAGRAM_LEN];
         while out.len() < OUT_BATCH {
             match state.poll_notifications_signed(now, &mut buf, self.signer()) {
@@ -549,7 +564,7 @@ impl Front {
         }
         self.busy.store(true, Ordering::SeqCst);
         let mut out = Vec::new();
-        let (more, next) = self.take_due(&mut out);
+        let (more, next) = self.take_due(&mut out, None);
         let sent = self.send_all(&mut out);
         self.inline.fetch_add(sent, Ordering::Relaxed);
         if !more {
@@ -582,29 +597,54 @@ impl Front {
     }
 
     /// Waits until the core's next round of a burst is due (`next`):
-    /// watching the call counter and feeding what it sees to the core, so
+    /// watching the call counter and telling the core when it moved, so
     /// that the pace ends early once calls stop; or sleeping it out.
-    fn wait_for_round(&self, mut next: Option<flagpost_core::Instant>) {
+    /// Returns when calls were last seen coming (for their record).
+    fn wait_for_round(
+        &self,
+        mut next: Option<flagpost_core::Instant>,
+        placement: &mut Placement,
+    ) -> Option<flagpost_core::Instant> {
         if !self.spin {
             if let Some(at) = next {
                 std::thread::sleep(self.clock.until(at));
             }
-            return;
+            return None;
         }
+        let mut calls_at = None;
+        // Each look at the counter costs the calling thread a cache miss on
+        // its next call, so look twice per quiet period, not per yield.
+        let look_every = Duration::from_nanos(self.lock().config().quiet.as_micros() * 500);
         let mut calls = self.calls.load(Ordering::Relaxed);
+        let mut looked = std::time::Instant::now();
+        let mut before = looked;
         loop {
-            // Let the broker and listeners run if they share this CPU.
+            // Let the broker and listeners run if they share this CPU; move
+            // off it if the callers' busy thread does.
             std::thread::yield_now();
-            let now = self.clock.now();
-            let seen = self.calls.load(Ordering::Relaxed);
-            if seen != calls {
-                calls = seen;
-                let mut state = self.lock();
-                self.drain(&mut state, now);
-                next = state.poll_timeout_notifications();
+            let after = std::time::Instant::now();
+            if placement.after_yield(after - before) {
+                self.cpu_moves.fetch_add(1, Ordering::Relaxed);
             }
-            if next.is_none_or(|at| now >= at) || self.stop.load(Ordering::Relaxed) {
-                return;
+            before = after;
+            let now = self.clock.now();
+            if after - looked >= look_every {
+                looked = after;
+                let seen = self.calls.load(Ordering::Relaxed);
+                if seen != calls {
+                    // the counts stay in the front until the round takes them
+                    calls = seen;
+                    calls_at = Some(now);
+                    let mut state = self.lock();
+                    state.calls_seen(now);
+                    next = state.poll_timeout_notifications();
+                }
+                if self.stop.load(Ordering::Relaxed) {
+                    return calls_at;
+                }
+            }
+            if next.is_none_or(|at| now >= at) {
+                return calls_at;
             }
         }
     }
@@ -683,7 +723,7 @@ impl Front {
                 return false;
             }
             let mut out = Vec::new();
-            let (_, next) = self.take_due(&mut out);
+            let (_, next) = self.take_due(&mut out, None);
             self.send_all(&mut out);
             match next {
                 Some(at) => {
@@ -720,20 +760,22 @@ impl Front {
         // slack); the pacing sleep of 20 µs then lasted 70–85 µs.
         #[cfg(target_os = "linux")]
         let _ = nix::sys::prctl::set_timerslack(1_000);
+        let mut placement = Placement::of_this_thread();
         loop {
             if !self.park_until_burst() {
                 self.close();
                 return;
             }
             self.bursts.fetch_add(1, Ordering::Relaxed);
+            let mut calls_at = None;
             loop {
                 self.busy.store(true, Ordering::SeqCst);
                 let mut out = Vec::new();
-                let (more, next) = self.take_due(&mut out);
+                let (more, next) = self.take_due(&mut out, calls_at.take());
                 self.send_all(&mut out);
                 if more && !self.stop.load(Ordering::SeqCst) {
                     // paced: the next round when the core says
-                    self.wait_for_round(next);
+                    calls_at = self.wait_for_round(next, &mut placement);
                     continue;
                 }
                 // Nothing pending: hand the flag back, then re-check (pairs
@@ -753,5 +795,6 @@ impl Front {
     }
 }
 
+mod placement;
 #[cfg(test)]
 mod tests;

@@ -248,6 +248,38 @@ fn a_burst_s_last_calls_go_out_quiet_after_them() {
 }
 
 #[test]
+fn calls_seen_but_not_yet_recorded_keep_a_pace_from_ending_early() {
+    // A transport that gathers calls lock-free records their counts only
+    // when a round is due, and in between reports that calls came.
+    let mut p = host();
+    let mut buf = [0u8; MAX_DATAGRAM_LEN];
+    let at = Instant::from_micros;
+    p.notify(at(0), Notification::status(None), 1);
+    assert!(
+        p.poll_notifications(at(0), &mut buf).is_some(),
+        "the first goes at once"
+    );
+    p.notify(at(1), Notification::status(None), 1);
+    // calls keep coming (seen, not recorded) until 15 µs: no early end
+    for t in 2..=15 {
+        p.calls_seen(at(t));
+        assert!(p.poll_notifications(at(t), &mut buf).is_none(), "at {t} µs");
+    }
+    assert_eq!(
+        p.poll_timeout_notifications(),
+        Some(at(17)),
+        "quiet after the last seen"
+    );
+    // a look that comes late does not move the quiet period back
+    p.calls_seen(at(12));
+    assert_eq!(p.poll_timeout_notifications(), Some(at(17)));
+    // the counts are recorded when they were last seen coming
+    p.notify(at(15), Notification::status(None), 14);
+    let n = p.poll_notifications(at(17), &mut buf).expect("the round");
+    assert_eq!(NotifyRepr::parse_bytes(&buf[..n]).unwrap().batch, 15);
+}
+
+#[test]
 fn early_ends_are_at_most_every_other_round() {
     let mut p = host();
     // clumps of calls 5 µs apart: every pause is "quiet", but only every
