@@ -44,6 +44,8 @@ pub mod postgres;
 pub mod server;
 pub mod service;
 mod shared;
+#[cfg(windows)]
+pub mod winservice;
 
 pub use config::{BrokerConfig, ConfigError};
 pub use flagpost_core as core;

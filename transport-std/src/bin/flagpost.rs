@@ -45,6 +45,14 @@ enum Command {
     Stats(StatsArgs),
     /// Write a new random key file for `--key-file` / `key_file`.
     Keygen(KeygenArgs),
+    /// Windows service: install [SERVE FLAGS…] | uninstall | run (the SCM's entry).
+    #[cfg(windows)]
+    Service {
+        #[arg(value_parser = ["install", "uninstall", "run"])]
+        action: String,
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        serve_flags: Vec<std::ffi::OsString>,
+    },
     /// Print a shell completion script.
     Completions {
         /// The shell.
@@ -258,6 +266,11 @@ fn main() -> ExitCode {
         Command::Listen(args) => listen(args),
         Command::Stats(args) => stats(args),
         Command::Keygen(args) => keygen(args),
+        #[cfg(windows)]
+        Command::Service {
+            action,
+            serve_flags,
+        } => windows_service(&action, serve_flags),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "flagpost", &mut io::stdout());
             Ok(())
@@ -353,7 +366,26 @@ fn serve(args: ServeArgs) -> Result<(), Failure> {
         println!("listening on {addr}");
     }
     let _ = io::stdout().flush();
+    #[cfg(windows)]
+    flagpost_std::winservice::serving(&handle);
     broker.run().map_err(serve_failure)
+}
+
+/// `flagpost service …` (flagpost_std::winservice): the serve flags are
+/// checked here, so a bad one fails the install, not the service's start.
+#[cfg(windows)]
+fn windows_service(action: &str, flags: Vec<std::ffi::OsString>) -> Result<(), Failure> {
+    let argv = ["flagpost".into(), "serve".into()]
+        .into_iter()
+        .chain(flags.clone());
+    let args = match Cli::try_parse_from(argv).map_err(|e| Failure::new(EXIT_CONFIG, e))? {
+        Cli {
+            command: Command::Serve(args),
+        } => args,
+        _ => return Err(Failure::new(EXIT_CONFIG, "service: expected serve flags")),
+    };
+    flagpost_std::winservice::command(action, &flags, move || serve(*args).map_err(|f| f.message))
+        .map_err(|e| Failure::new(EXIT_OTHER, e))
 }
 
 fn keygen(args: KeygenArgs) -> Result<(), Failure> {
