@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# The Debian package, as an operator gets it: builds target/debian/flagpost_*.deb
+# with cargo-deb ([package.metadata.deb] in transport-std/Cargo.toml),
+# installs it with dpkg, checks what it installs, starts the installed
+# /usr/bin/flagpost with the packaged /etc/flagpost/flagpost.toml (directly:
+# CI has no running systemd to start the unit), checks that it answers a
+# confirmed notify and stats, then purges the package. Needs root and
+# cargo-deb (test.sh installs it). Exits non-zero on the first failure.
+#
+#   tests/deb/run.sh
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+fail() { echo "FAIL: $*" >&2; [ -s "$work/serve.err" ] && cat "$work/serve.err" >&2; exit 1; }
+ok() { echo "ok: $*"; }
+
+work=$(mktemp -d)
+serve_pid=
+installed=
+cleanup() {
+    [ -n "$serve_pid" ] && kill "$serve_pid" 2>/dev/null || true
+    [ -n "$installed" ] && dpkg --purge flagpost >/dev/null 2>&1 || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+cargo deb -p flagpost-std --locked --output "$work/"
+deb=$(ls "$work"/flagpost_*.deb)
+ok "built $(basename "$deb") ($(du -h "$deb" | cut -f1))"
+dpkg-deb --info "$deb" | sed -n 's/^ *\(Package\|Version\|Depends\):/  &/p'
+
+dpkg -i "$deb"
+installed=1
+for f in /usr/bin/flagpost /etc/flagpost/flagpost.toml \
+    /lib/systemd/system/flagpost.service /lib/systemd/system/flagpost.socket; do
+    [ -e "$f" ] || [ -e "/usr$f" ] || fail "the package did not install $f"
+done
+dpkg-query -W -f='${Conffiles}\n' flagpost | grep -q /etc/flagpost/flagpost.toml ||
+    fail "/etc/flagpost/flagpost.toml is not a conffile"
+ok "installed: /usr/bin/flagpost ($(/usr/bin/flagpost --version)), the units, the conffile"
+
+/usr/bin/flagpost serve --config /etc/flagpost/flagpost.toml --bind 127.0.0.1:0 \
+    >"$work/serve.out" 2>"$work/serve.err" &
+serve_pid=$!
+deadline=$(($(date +%s) + 30))
+until grep -q '^listening on ' "$work/serve.out"; do
+    kill -0 "$serve_pid" 2>/dev/null || fail "the installed flagpost serve exited"
+    [ "$(date +%s)" -lt "$deadline" ] || fail "the installed flagpost serve did not report its address"
+    sleep 0.1
+done
+broker=$(sed -n 's/^listening on //p' "$work/serve.out" | head -n1)
+ok "the installed broker serves on $broker"
+/usr/bin/flagpost notify status --broker "$broker" --confirm --timeout 5s ||
+    fail "notify --confirm to the installed broker"
+/usr/bin/flagpost stats --broker "$broker" >"$work/stats.out" || fail "stats from the installed broker"
+grep -Eq '^flagpost_[a-z_]*acks[a-z_]* [1-9]' "$work/stats.out" || fail "stats shows no ack"
+ok "it answers: a confirmed notify, stats ($(grep -c . "$work/stats.out") lines)"
+kill "$serve_pid"
+wait "$serve_pid" 2>/dev/null || true
+serve_pid=
+
+dpkg --purge flagpost
+installed=
+[ ! -e /usr/bin/flagpost ] || fail "/usr/bin/flagpost is still there after dpkg --purge"
+[ ! -e /etc/flagpost/flagpost.toml ] || fail "the conffile is still there after dpkg --purge"
+ok "removed (dpkg --purge)"
