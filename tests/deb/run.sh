@@ -10,6 +10,10 @@
 #   tests/deb/run.sh
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+if [ "$(id -u)" != 0 ]; then
+    echo "skipped: installing a package with dpkg needs root (CI runs as root)"
+    exit 0
+fi
 
 fail() { echo "FAIL: $*" >&2; [ -s "$work/serve.err" ] && cat "$work/serve.err" >&2; exit 1; }
 ok() { echo "ok: $*"; }
