@@ -48,8 +48,10 @@ enum Command {
     /// Windows service: install [SERVE FLAGS…] | uninstall | run (the SCM's entry).
     #[cfg(windows)]
     Service {
+        /// What to do.
         #[arg(value_parser = ["install", "uninstall", "run"])]
         action: String,
+        /// The serve flags the service runs with (install), e.g. --config FILE.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         serve_flags: Vec<std::ffi::OsString>,
     },
