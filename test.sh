@@ -107,7 +107,9 @@ timed cargo +1.88 build --locked -p flagpost-core -p flagpost-std
 
 step "supply chain: cargo deny (deny.toml)"
 command -v cargo-deny >/dev/null || cargo install --locked cargo-deny
-timed cargo deny check --hide-inclusion-graph licenses bans sources
+# errors only: the duplicate-version warnings (bans) are long; see them with
+# `cargo deny check bans`
+timed cargo deny -L error check --hide-inclusion-graph licenses bans sources
 # the RustSec database lives on GitHub: checked when it can be fetched,
 # otherwise said plainly (CI's machine reaches crates.io, not GitHub)
 if timeout 30 cargo deny fetch db >/dev/null 2>&1; then
