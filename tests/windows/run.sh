@@ -65,7 +65,9 @@ expect() {
 
 wine_start=$(date +%s)
 # the prefix is created on the first start (about 10 s)
-fp --version >"$work/version.out" 2>"$work/version.err" || fail "flagpost.exe --version"
+# (module errors shown: a missing DLL such as bcryptprimitives.dll is named)
+WINEDEBUG=err+module fp --version >"$work/version.out" 2>"$work/version.err" ||
+    fail "flagpost.exe --version exited $?"
 ok "flagpost.exe starts under $(wine --version 2>/dev/null) ($(tr -d '\r' <"$work/version.out"))"
 
 # serve on an ephemeral port; the bound address is its first stdout line
