@@ -3,7 +3,8 @@
 # mingw-w64, release) and runs the CLI end to end with it on loopback —
 # serve, listen, notify with and without --confirm, stats, the failures a
 # dead broker must report — then the Windows service mode (install, start
-# under Wine's service control manager, stats against it, stop, uninstall).
+# under Wine's service control manager, stats against it, stop, uninstall;
+# a service whose config is missing reports its failure to the SCM).
 #
 # Wine 8 (Debian 12) has no ProcessPrng in bcryptprimitives.dll, which
 # Rust's std (1.78+) imports: a shim DLL built here from processprng.c
@@ -146,6 +147,20 @@ ok "service stopped (net stop): its broker no longer answers (stats exit $rc)"
 expect 0 fp service uninstall
 if wine reg query "$key" >"$work/reg.out" 2>&1; then fail "the service is still registered after uninstall"; fi
 ok "service uninstall"
+
+# a service that cannot serve (its config file is missing) tells the SCM:
+# stopped with a service-specific error (1066), never running. (Wine's
+# `net start` says "started successfully" either way; `sc query` tells.)
+expect 0 fp service install --config 'C:\nonexistent\flagpost.toml'
+wine net start flagpost >"$work/net.out" 2>&1 || true
+deadline=$(($(date +%s) + 30))
+until wine sc query flagpost 2>/dev/null | tr -d '\r' >"$work/sc.out" && grep -q "WIN32_EXIT_CODE *: *1066" "$work/sc.out"; do
+    [ "$(date +%s)" -lt "$deadline" ] || fail "a service with a missing config did not report its failure: $(cat "$work/sc.out")"
+    sleep 0.2
+done
+grep -q "STOPPED" "$work/sc.out" || fail "a service with a missing config is not stopped"
+ok "a service with a missing config: stopped, service-specific error (sc query: $(grep -o 'SERVICE_EXIT_CODE.*' "$work/sc.out"))"
+expect 0 fp service uninstall
 
 end=$(date +%s)
 echo "windows under wine: passed (build $((built - start)) s, CLI $((cli_done - wine_start)) s, service $((end - cli_done)) s)"
