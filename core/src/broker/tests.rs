@@ -744,3 +744,20 @@ fn handle_frames_stops_at_the_close_and_waits_for_whole_frames() {
     ));
     assert_eq!(b.poll_ready(), None, "the welcome was handed over already");
 }
+
+#[test]
+fn a_lowered_limit_refuses_newcomers_and_keeps_the_connected() {
+    let mut b = broker();
+    let t = Instant::ZERO;
+    let a = listen(&mut b, t, None, FlagSet::ALL);
+    let c = listen(&mut b, t, None, FlagSet::ALL);
+    b.set_limit(2);
+    assert_eq!(b.open(t), Err(OpenError::Full));
+    assert_eq!(b.stats().refused_full, 1);
+    assert_eq!(b.connections(), 2);
+    assert!(b.state(a).is_some() && b.state(c).is_some());
+    b.disconnect(a);
+    assert!(b.open(t).is_ok());
+    b.set_limit(usize::MAX);
+    assert!(b.open(t).is_ok());
+}
