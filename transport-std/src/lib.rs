@@ -44,6 +44,7 @@ pub mod postgres;
 pub mod server;
 pub mod service;
 mod shared;
+pub mod systemd;
 
 pub use config::{BrokerConfig, ConfigError};
 pub use flagpost_core as core;

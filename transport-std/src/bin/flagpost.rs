@@ -276,7 +276,7 @@ fn serve_failure(e: ServeError) -> Failure {
     let code = match &e {
         ServeError::AddrInUse { .. } => EXIT_ADDR_IN_USE,
         ServeError::PermissionDenied { .. } => EXIT_PERMISSION,
-        ServeError::Config(_) | ServeError::Key(_) => EXIT_CONFIG,
+        ServeError::Config(_) | ServeError::Key(_) | ServeError::Activation(_) => EXIT_CONFIG,
         ServeError::Metrics { .. } | ServeError::Bind { .. } | ServeError::Io(_) => EXIT_OTHER,
     };
     Failure::new(code, e)
@@ -285,6 +285,7 @@ fn serve_failure(e: ServeError) -> Failure {
 fn serve(args: ServeArgs) -> Result<(), Failure> {
     let mut config = BrokerConfig::load(args.config.as_deref(), std::env::vars())
         .map_err(|e: ConfigError| Failure::new(EXIT_CONFIG, e))?;
+    let base = config.clone(); // SIGHUP reloads the file and environment, flags kept
     if !args.bind.is_empty() {
         config.bind = args.bind;
     }
@@ -335,7 +336,17 @@ fn serve(args: ServeArgs) -> Result<(), Failure> {
         .validate()
         .map_err(|e| Failure::new(EXIT_CONFIG, e))?;
     let metrics_addr = config.metrics;
-    let broker = Broker::bind(config).map_err(serve_failure)?;
+    let started = config.clone();
+    #[cfg(unix)] // socket activation: the service manager's sockets, if any
+    let broker = match flagpost_std::systemd::listen_fds()
+        .map_err(|e| Failure::new(EXIT_CONFIG, format!("socket activation (LISTEN_FDS): {e}")))?
+    {
+        Some(fds) => Broker::bind_activated(config, fds),
+        None => Broker::bind(config),
+    };
+    #[cfg(not(unix))]
+    let broker = Broker::bind(config);
+    let broker = broker.map_err(serve_failure)?;
     let handle = broker.handle();
     let _metrics = match metrics_addr {
         Some(addr) => {
@@ -345,9 +356,20 @@ fn serve(args: ServeArgs) -> Result<(), Failure> {
         }
         None => None,
     };
+    // SIGHUP reloads, SIGINT/SIGTERM stop; READY=1 once the loop serves
+    #[cfg(unix)]
+    flagpost_std::systemd::handle_signals(handle.clone(), move || {
+        let fresh = BrokerConfig::load(args.config.as_deref(), std::env::vars())?;
+        flagpost_std::server::with_overrides(fresh, &base, &started)
+    })
+    .map_err(|e| Failure::new(EXIT_OTHER, format!("cannot install signal handler: {e}")))?;
+    #[cfg(not(unix))]
     let on_signal = handle.clone();
+    #[cfg(not(unix))]
     ctrlc::set_handler(move || on_signal.shutdown())
         .map_err(|e| Failure::new(EXIT_OTHER, format!("cannot install signal handler: {e}")))?;
+    #[cfg(not(unix))]
+    let _ = (base, started);
     // Announce the bound addresses on stdout: scripts started with port 0 read them.
     for addr in handle.local_addrs() {
         println!("listening on {addr}");
