@@ -38,6 +38,11 @@ fi
 if ! command -v nft >/dev/null 2>&1; then
     apt-get update -qq && apt-get install -y -qq nftables
 fi
+# systemd for the service-manager tests (tests/tests/systemd.rs):
+# systemd-socket-activate and systemd-analyze (neither needs systemd running)
+if ! command -v systemd-socket-activate >/dev/null 2>&1 || ! command -v systemd-analyze >/dev/null 2>&1; then
+    apt-get update -qq && apt-get install -y -qq systemd
+fi
 # PostgreSQL for the database tests (tests/src/postgres.rs starts throwaway
 # clusters of its own on loopback ports and stops them by PID): the server
 # binaries and pgbench, without the package's default cluster
