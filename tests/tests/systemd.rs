@@ -199,6 +199,30 @@ fn both_sockets_passed_by_the_harness_are_served() {
     assert_eq!(code, Some(0), "{log}");
 }
 
+/// A broker that cannot bind (the port is taken) exits 4 and never says
+/// READY=1: readiness means serving, not started.
+#[test]
+fn no_readiness_without_the_sockets() {
+    let dir = Scratch::new("no-ready");
+    let notify = NotifySocket::bind(&dir.0);
+    let (_udp, tcp) = socket_pair();
+    let child = Command::new(flagpost_bin())
+        .args(["serve", "--bind", &tcp.local_addr().unwrap().to_string()])
+        .env("NOTIFY_SOCKET", &notify.path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (code, log) = finish(child);
+    assert_eq!(code, Some(4), "{log}");
+    notify.socket.set_nonblocking(true).unwrap();
+    let mut buf = [0u8; 4096];
+    match notify.socket.recv(&mut buf) {
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+        other => panic!("the service manager was told something: {other:?}"),
+    }
+}
+
 /// Descriptors that are not a UDP and TCP pair are refused with a reason
 /// (exit 2), never served half.
 #[test]
