@@ -65,7 +65,9 @@ impl BrokerHandle {
 /// `fresh` (the file and environment as they are now) with the values the
 /// command line gave at start-up: each key where `started` (the
 /// configuration the broker started with) differs from `base` (the file
-/// and environment then) keeps its value from `started`.
+/// and environment then) keeps its value from `started`. (A flag that
+/// repeated the file's value at start-up cannot be told from the file: that
+/// key follows the file.)
 pub fn with_overrides(
     fresh: BrokerConfig,
     base: &BrokerConfig,
@@ -161,6 +163,9 @@ impl Server {
             new.stuck_timeout.into(),
         );
         // re-read even if the paths are the same: a rotation rewrites them
+        if let Some(path) = &new.key_file {
+            info!(key_file = %path.display(), "key files read again");
+        }
         self.core.set_keys(keys);
         let limit_changed = new.max_listeners != old.max_listeners;
         self.config = new;
