@@ -101,6 +101,11 @@ pub(super) fn adopt(
             "more than 64 addresses were passed".into(),
         ));
     }
+    let addrs: Vec<SocketAddr> = groups.iter().map(|g| g.0).collect();
+    tracing::info!(
+        ?addrs,
+        "socket activation: serving on the passed sockets (`bind` is not used)"
+    );
     let mut pairs = Vec::with_capacity(groups.len());
     for (addr, udps, tcp) in groups {
         let missing = |what: &str| {
