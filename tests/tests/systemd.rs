@@ -197,6 +197,7 @@ fn both_sockets_passed_by_the_harness_are_served() {
     notify.wait_for("STOPPING=1");
     let (code, log) = finish(child);
     assert_eq!(code, Some(0), "{log}");
+    assert!(log.contains("socket activation: serving"), "{log}");
 }
 
 /// A broker that cannot bind (the port is taken) exits 4 and never says
@@ -295,6 +296,7 @@ fn socket_activation_by_systemd_socket_activate() {
     let (code, log) = finish(child);
     assert_eq!(code, Some(0), "{log}");
     assert!(log.contains("Received 1 descriptors"), "{log}");
+    assert!(log.contains("socket activation: serving"), "{log}");
 }
 
 /// SIGHUP with listeners connected and notifications flowing: nobody is
