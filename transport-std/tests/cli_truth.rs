@@ -59,7 +59,7 @@ fn read_until(err: &mut BufReader<std::process::ChildStderr>, what: &str) -> Str
 }
 
 /// Was: exit 0 and no word when nothing listened. Now refused (exit 3);
-/// a live broker gets "delivery unconfirmed" on stderr and exit 0.
+/// a live broker gets "delivery not confirmed" on stderr and exit 0.
 #[test]
 fn notify_without_confirm_tells_refused_from_unconfirmed() {
     let dead = dead_port();
@@ -73,7 +73,7 @@ fn notify_without_confirm_tells_refused_from_unconfirmed() {
     let server = Server::start(&[]);
     let (code, _, stderr) = run(&["notify", "status", "--broker", &server.addr]);
     assert_eq!(code, 0, "{stderr}");
-    assert!(stderr.contains("delivery unconfirmed"), "{stderr}");
+    assert!(stderr.contains("not confirmed"), "{stderr}");
     assert!(stderr.contains("--confirm"), "{stderr}");
 
     // a port that takes datagrams and never answers: unconfirmed, not refused
@@ -81,7 +81,7 @@ fn notify_without_confirm_tells_refused_from_unconfirmed() {
     let silent_addr = silent.local_addr().unwrap().to_string();
     let (code, _, stderr) = run(&["notify", "status", "--broker", &silent_addr]);
     assert_eq!(code, 0, "{stderr}");
-    assert!(stderr.contains("delivery unconfirmed"), "{stderr}");
+    assert!(stderr.contains("not confirmed"), "{stderr}");
 }
 
 /// Was: `--confirm` to a refused port waited its whole timeout. Now it

@@ -84,7 +84,7 @@ struct NotifyArgs {
     /// Target one channel (required for channel-update and channel-shutdown).
     #[arg(long, value_name = "ID")]
     channel: Option<ChannelId>,
-    /// The broker: HOST[:PORT] (the port defaults to 16725).
+    /// The broker: HOST or HOST:PORT (the port defaults to 16725).
     #[arg(long, value_name = "HOST[:PORT]", env = "FLAGPOST_BROKER", default_value = DEFAULT_BROKER)]
     broker: String,
     /// How many changes this notification stands for.
@@ -103,7 +103,7 @@ struct NotifyArgs {
 
 #[derive(Args, Debug)]
 struct ListenArgs {
-    /// The broker: HOST[:PORT] (the port defaults to 16725).
+    /// The broker: HOST or HOST:PORT (the port defaults to 16725).
     #[arg(long, value_name = "HOST[:PORT]", env = "FLAGPOST_BROKER", default_value = DEFAULT_BROKER)]
     broker: String,
     /// Listen for one channel only.
@@ -151,7 +151,7 @@ impl FlagName {
 
 #[derive(Args, Debug)]
 struct StatsArgs {
-    /// The broker: HOST[:PORT] (the port defaults to 16725).
+    /// The broker: HOST or HOST:PORT (the port defaults to 16725).
     #[arg(long, value_name = "HOST[:PORT]", env = "FLAGPOST_BROKER", default_value = DEFAULT_BROKER)]
     broker: String,
     /// Print JSON.
@@ -165,7 +165,7 @@ struct StatsArgs {
 
 #[derive(Args, Debug)]
 struct PingArgs {
-    /// The broker: HOST[:PORT] (the port defaults to 16725).
+    /// The broker: HOST or HOST:PORT (the port defaults to 16725).
     #[arg(long, value_name = "HOST[:PORT]", env = "FLAGPOST_BROKER", default_value = DEFAULT_BROKER)]
     broker: String,
     /// Authenticate with the broker's key (needed when the broker has one).
