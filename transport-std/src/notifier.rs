@@ -702,7 +702,13 @@ impl Front {
                             | io::ErrorKind::TimedOut
                             | io::ErrorKind::Interrupted
                     ) => {}
-                Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+                // (Windows reports the ICMP as a reset)
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::ConnectionRefused | io::ErrorKind::ConnectionReset
+                    ) =>
+                {
                     return Err(NotifyError::Unreachable {
                         broker: self.broker,
                     })

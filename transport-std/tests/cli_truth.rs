@@ -340,3 +340,17 @@ fn a_misspelled_variable_names_the_closest_key() {
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("FLAGPOST_BROKER"), "{stderr}");
 }
+
+/// `listen`'s own failures, each with its code: nothing listens (3), and
+/// nothing raised before `--timeout` (6).
+#[test]
+fn listen_tells_unreachable_from_a_quiet_broker() {
+    let dead = dead_port();
+    let (code, _, stderr) = run(&["listen", "--broker", &dead, "--timeout", "1s"]);
+    assert_eq!(code, 3, "{stderr}");
+    assert!(stderr.contains("refused: nothing listens"), "{stderr}");
+    let server = Server::start(&[]);
+    let (code, _, stderr) = run(&["listen", "--broker", &server.addr, "--timeout", "1s"]);
+    assert_eq!(code, 6, "{stderr}");
+    assert!(stderr.contains("nothing arrived in time"), "{stderr}");
+}

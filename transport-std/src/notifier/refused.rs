@@ -25,7 +25,13 @@ impl Notifier {
                 .set_read_timeout(Some(left.max(Duration::from_micros(100))))?;
             match core.socket.recv(&mut buf) {
                 Ok(_) => {} // nothing is sent to this socket; ignore strays
-                Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+                // Windows reports the ICMP as a reset (WSAECONNRESET)
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::ConnectionRefused | io::ErrorKind::ConnectionReset
+                    ) =>
+                {
                     return Err(NotifyError::Unreachable {
                         broker: core.broker,
                     })

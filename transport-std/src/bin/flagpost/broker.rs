@@ -121,7 +121,7 @@ pub(crate) fn refusal(addr: SocketAddr, reason: CloseReason) -> Failure {
     };
     Failure::new(
         EXIT_REFUSED,
-        format!("refused by the broker at {addr}: {what}"),
+        format!("refused: {what} (the broker at {addr})"),
     )
 }
 
