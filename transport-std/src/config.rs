@@ -196,10 +196,11 @@ pub enum ConfigError {
 /// `int`, and Linux doubles what it is given).
 const MAX_SOCKET_BUFFER: usize = 1 << 30;
 
-/// `FLAGPOST_*` variables that are not config keys but the command line's:
-/// `FLAGPOST_CONFIG` (`serve --config`), `FLAGPOST_BROKER` (the clients'
-/// `--broker`).
-pub const COMMAND_LINE_VARS: [&str; 2] = ["FLAGPOST_CONFIG", "FLAGPOST_BROKER"];
+/// `FLAGPOST_*` variables that are not config keys: `FLAGPOST_CONFIG`
+/// (`serve --config`), `FLAGPOST_BROKER` (the clients' `--broker`, and the
+/// firmware's build-time broker) and `FLAGPOST_CHANNEL` (the firmware's
+/// build-time channel). `FLAGPOST_TEST_*` belong to the tests.
+pub const OTHER_VARS: [&str; 3] = ["FLAGPOST_CONFIG", "FLAGPOST_BROKER", "FLAGPOST_CHANNEL"];
 
 /// Every config key, as in the file; `FLAGPOST_<KEY>` in upper case in the
 /// environment, `--key-with-dashes` on `flagpost serve`'s command line.
@@ -234,10 +235,13 @@ pub fn check_env<'a>(vars: impl IntoIterator<Item = &'a str>) -> Result<(), Conf
     let known = || {
         KEYS.iter()
             .map(|k| format!("FLAGPOST_{}", k.to_ascii_uppercase()))
-            .chain(COMMAND_LINE_VARS.iter().map(|v| (*v).to_owned()))
+            .chain(OTHER_VARS.iter().map(|v| (*v).to_owned()))
     };
     for var in vars {
-        if !var.starts_with("FLAGPOST_") || known().any(|k| k == var) {
+        if !var.starts_with("FLAGPOST_")
+            || var.starts_with("FLAGPOST_TEST_")
+            || known().any(|k| k == var)
+        {
             continue;
         }
         let upper = var.to_ascii_uppercase();
@@ -289,7 +293,7 @@ impl BrokerConfig {
             };
             let key = key.to_ascii_lowercase();
             if !KEYS.contains(&key.as_str()) {
-                continue; // FLAGPOST_CONFIG, FLAGPOST_BROKER: the command line's
+                continue; // OTHER_VARS: not the broker's
             }
             let parsed = parse_env_value(&key, &value);
             table.insert(key, parsed);
@@ -544,6 +548,8 @@ mod tests {
             env(&[
                 ("FLAGPOST_CONFIG", "/nonexistent"),
                 ("FLAGPOST_BROKER", "127.0.0.1"),
+                ("FLAGPOST_CHANNEL", "gsm1"),
+                ("FLAGPOST_TEST_ACCEPT_CHILD", "1"),
                 ("FLAGPOSTX", "1"),
             ]),
         )

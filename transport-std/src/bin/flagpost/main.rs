@@ -211,7 +211,12 @@ fn main() -> ExitCode {
         .with_writer(io::stderr)
         .with_ansi(io::stderr().is_terminal())
         .init();
-    let result = check_env().and_then(|()| match cli.command {
+    let reads_env = !matches!(
+        cli.command,
+        Command::Completions { .. } | Command::Keygen(_)
+    );
+    let checked = if reads_env { check_env() } else { Ok(()) };
+    let result = checked.and_then(|()| match cli.command {
         Command::Serve(args) => serve::serve(*args),
         Command::Notify(args) => client::notify(args),
         Command::Listen(args) => listen::listen(args),
