@@ -354,3 +354,18 @@ fn listen_tells_unreachable_from_a_quiet_broker() {
     assert_eq!(code, 6, "{stderr}");
     assert!(stderr.contains("nothing arrived in time"), "{stderr}");
 }
+
+/// The per-address limit refuses `stats` too: its reason, exit 7, no zeros.
+#[test]
+fn stats_refused_by_the_per_address_limit_prints_no_counters() {
+    let server = Server::start(&["--max-per-address", "1"]);
+    let first = common::listen(&server.addr, &["--timeout", "60s"]);
+    let _first = KillOnDrop(first);
+    let (code, stdout, stderr) = run(&["stats", "--broker", &server.addr]);
+    assert_eq!(code, 7, "{stderr}");
+    assert!(
+        stderr.contains("refused: too many listeners from this address"),
+        "{stderr}"
+    );
+    assert!(stdout.is_empty(), "counters printed: {stdout}");
+}

@@ -105,23 +105,27 @@ pub(crate) fn not_a_broker(addr: SocketAddr, why: &str) -> Failure {
 
 /// What a close reason before any answer means: a refusal by the broker.
 pub(crate) fn refusal(addr: SocketAddr, reason: CloseReason) -> Failure {
-    let what = match reason {
-        CloseReason::TooManyListeners => {
-            "too many listeners (the broker holds max_listeners connections)".to_owned()
+    let (what, why) = match reason {
+        CloseReason::TooManyListeners => ("too many listeners", "it holds max_listeners"),
+        CloseReason::TooManyFromAddress => (
+            "too many listeners from this address",
+            "it holds max_per_address from here",
+        ),
+        CloseReason::Unauthorized => (
+            "unauthorized",
+            "this address is not in its allow_listeners, or it needs a key",
+        ),
+        CloseReason::Shutdown => ("shutting down", "try again once it is back"),
+        other => {
+            return Failure::new(
+                EXIT_REFUSED,
+                format!("refused: {other} (the broker at {addr})"),
+            )
         }
-        CloseReason::TooManyFromAddress => {
-            "too many listeners from this address (the broker's max_per_address)".to_owned()
-        }
-        CloseReason::Unauthorized => {
-            "unauthorized (this address is not in the broker's allow_listeners, or a key is needed)"
-                .to_owned()
-        }
-        CloseReason::Shutdown => "the broker is shutting down".to_owned(),
-        other => other.to_string(),
     };
     Failure::new(
         EXIT_REFUSED,
-        format!("refused: {what} (the broker at {addr})"),
+        format!("refused: {what} (the broker at {addr}: {why})"),
     )
 }
 
@@ -129,7 +133,8 @@ pub(crate) fn refusal(addr: SocketAddr, reason: CloseReason) -> Failure {
 pub(crate) fn auth_failure(e: AuthError) -> Failure {
     let message = match e {
         AuthError::KeyRequired => {
-            "refused: unauthorized (the broker has a key; pass --key-file)".to_owned()
+            // an access rule (allow_listeners) refuses with the same close
+            "refused: unauthorized (the broker has a key; pass --key-file), or this address is not in the broker's allow_listeners".to_owned()
         }
         AuthError::BrokerHasNoKey => {
             "the broker has no key: it cannot authenticate (drop --key-file, or give the broker key_file)".to_owned()
