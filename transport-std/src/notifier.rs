@@ -72,8 +72,10 @@ pub enum NotifyError {
         /// Datagrams sent.
         attempts: u32,
     },
-    /// The broker's host answered that nothing listens on the port.
-    #[error("the broker at {broker} is unreachable (nothing listens on that port)")]
+    /// The broker's host answered that nothing listens on the port (ICMP
+    /// port unreachable: `ECONNREFUSED`). A confirmed send returns this at
+    /// once, without waiting out its timeout.
+    #[error("refused: nothing listens on udp {broker} (its host answered port unreachable)")]
     Unreachable {
         /// The broker.
         broker: SocketAddr,
@@ -652,7 +654,6 @@ impl Front {
     /// The confirmed send in flight: its (re)transmissions on `socket`, and
     /// the acks read from it, until the core reports the outcome.
     fn confirm_on(&self, socket: &UdpSocket, timeout: Duration) -> Result<AckResult, NotifyError> {
-        let mut refused = false;
         let mut buf = [0u8; MAX_DATAGRAM_LEN];
         loop {
             let now = self.clock.now();
@@ -668,8 +669,10 @@ impl Front {
                 match socket.send(&b[..*len]) {
                     Ok(_) => {}
                     Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
-                        refused = true;
                         self.send_errors.fetch_add(1, Ordering::Relaxed);
+                        return Err(NotifyError::Unreachable {
+                            broker: self.broker,
+                        });
                     }
                     Err(e) => return Err(e.into()),
                 }
@@ -677,16 +680,10 @@ impl Front {
             match event {
                 Some(NotifierEvent::Confirmed { result, .. }) => return Ok(result),
                 Some(NotifierEvent::TimedOut { attempts, .. }) => {
-                    return Err(if refused {
-                        NotifyError::Unreachable {
-                            broker: self.broker,
-                        }
-                    } else {
-                        NotifyError::Timeout {
-                            broker: self.broker,
-                            timeout,
-                            attempts,
-                        }
+                    return Err(NotifyError::Timeout {
+                        broker: self.broker,
+                        timeout,
+                        attempts,
                     })
                 }
                 None => {}
@@ -705,7 +702,17 @@ impl Front {
                             | io::ErrorKind::TimedOut
                             | io::ErrorKind::Interrupted
                     ) => {}
-                Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => refused = true,
+                // (Windows reports the ICMP as a reset)
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::ConnectionRefused | io::ErrorKind::ConnectionReset
+                    ) =>
+                {
+                    return Err(NotifyError::Unreachable {
+                        broker: self.broker,
+                    })
+                }
                 Err(e) => return Err(e.into()),
             }
         }
@@ -796,5 +803,6 @@ impl Front {
 }
 
 mod placement;
+mod refused;
 #[cfg(test)]
 mod tests;
