@@ -284,11 +284,22 @@ fn socket_activation_by_systemd_socket_activate() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    // The datagram that activates the broker is queued, then acked.
+    // The datagram that activates the broker is queued, then acked. Until
+    // the activator has bound the port, a send is refused at once: try
+    // again until it is bound (or the deadline passes).
     let notifier = Notifier::new(addr).unwrap();
-    notifier
-        .notify_confirmed(Notification::status(None), 1, LONG)
-        .unwrap();
+    let deadline = std::time::Instant::now() + LONG;
+    loop {
+        match notifier.notify_confirmed(Notification::status(None), 1, LONG) {
+            Ok(_) => break,
+            Err(flagpost_std::NotifyError::Unreachable { .. })
+                if std::time::Instant::now() < deadline =>
+            {
+                std::thread::yield_now()
+            }
+            Err(e) => panic!("the activating datagram: {e}"),
+        }
+    }
     notify.wait_for("READY=1");
     delivers(addr);
     signal(&child, "TERM");
