@@ -3,7 +3,9 @@
 //! into typed errors that name the key (and, for the file, the line).
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+#[cfg(feature = "config")]
+use std::path::Path;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -84,7 +86,7 @@ pub struct BrokerConfig {
     /// Networks listeners (and stats clients) may connect from (default:
     /// any). A connection from elsewhere is told *unauthorized* and closed
     /// at once, before it takes a listener slot, and counted
-    /// (`flagpost_connections_denied_total`). Addresses match as for
+    /// (`flagpost_connections_refused_total{reason="denied"}`). Addresses match as for
     /// `allow_senders`.
     pub allow_listeners: Vec<ipnet::IpNet>,
     /// A PostgreSQL database to `LISTEN` to (a `postgres://` URL or a
@@ -188,6 +190,7 @@ pub enum ConfigError {
 const MAX_SOCKET_BUFFER: usize = 1 << 30;
 
 /// The keys, for environment overrides (`FLAGPOST_<KEY>`).
+#[cfg(feature = "config")]
 const KEYS: [&str; 22] = [
     "bind",
     "metrics",
@@ -215,7 +218,8 @@ const KEYS: [&str; 22] = [
 
 impl BrokerConfig {
     /// Loads `file` (if any) over the defaults, then applies `FLAGPOST_*`
-    /// variables from `env`, then validates.
+    /// variables from `env`, then validates (feature `config`).
+    #[cfg(feature = "config")]
     pub fn load(
         file: Option<&Path>,
         env: impl IntoIterator<Item = (String, String)>,
@@ -337,6 +341,7 @@ impl BrokerConfig {
 /// An environment value as TOML: lists (comma-separated) and numbers as
 /// such, anything else as a string (so `FLAGPOST_KEEPALIVE=45s` and
 /// `FLAGPOST_BIND=[::1]:1` work).
+#[cfg(feature = "config")]
 fn parse_env_value(key: &str, value: &str) -> toml::Value {
     if matches!(key, "bind" | "allow_senders" | "allow_listeners") {
         let list = value
@@ -351,7 +356,7 @@ fn parse_env_value(key: &str, value: &str) -> toml::Value {
     toml::Value::String(value.to_owned())
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "config"))]
 mod tests {
     use super::*;
 

@@ -51,8 +51,12 @@ use crate::clock::Clock;
 use crate::server::{BrokerGone, BrokerHandle};
 use crate::shared::{ListenerState, Shared};
 
+#[cfg(feature = "tokio")]
+mod asynch;
 mod task;
 
+#[cfg(feature = "tokio")]
+pub use asynch::Raises;
 use task::{Control, Io, Task};
 
 /// Why a listener could not be started.
