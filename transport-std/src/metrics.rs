@@ -122,18 +122,17 @@ fn add(
     }
 }
 
-/// `flagpost_build_info{version, target_os, target_arch} 1`.
+/// `flagpost_build_info{version, target_os, target_arch} 1` (an OpenMetrics
+/// info metric; a gauge in the classic format).
 fn register_build_info(registry: &mut Registry) {
-    let info = Family::<Labels, Gauge<u64, AtomicU64>>::default();
-    info.get_or_create(&vec![
+    let info = prometheus_client::metrics::info::Info::new(vec![
         ("version", env!("CARGO_PKG_VERSION")),
         ("target_os", std::env::consts::OS),
         ("target_arch", std::env::consts::ARCH),
-    ])
-    .set(1);
+    ]);
     registry.register(
-        "flagpost_build_info",
-        "Flagpost build: version and platform as labels, always 1",
+        "flagpost_build",
+        "Flagpost build: version and platform as labels",
         info,
     );
 }

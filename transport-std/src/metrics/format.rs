@@ -58,14 +58,18 @@ impl Format {
 }
 
 /// OpenMetrics text to the classic format: no `# EOF` or `# UNIT` lines,
-/// and a counter family's `# HELP` and `# TYPE` name its samples'
-/// `_total` name (OpenMetrics names the family without it).
+/// a counter family's `# HELP` and `# TYPE` name its samples' `_total`
+/// name (OpenMetrics names the family without it), and an info family is a
+/// gauge named `_info`, as its sample.
 fn to_classic(openmetrics: &str) -> String {
-    let counters: HashSet<&str> = openmetrics
-        .lines()
-        .filter_map(|l| l.strip_prefix("# TYPE "))
-        .filter_map(|l| l.strip_suffix(" counter"))
-        .collect();
+    let family = |kind: &str| -> HashSet<&str> {
+        openmetrics
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .filter_map(|l| l.strip_suffix(kind))
+            .collect()
+    };
+    let (counters, infos) = (family(" counter"), family(" info"));
     let mut out = String::with_capacity(openmetrics.len());
     for line in openmetrics.lines() {
         if line == "# EOF" || line.starts_with("# UNIT ") {
@@ -79,9 +83,19 @@ fn to_classic(openmetrics: &str) -> String {
                 let (name, tail) = rest.split_once(' ').unwrap_or((rest, ""));
                 out.push_str(prefix);
                 out.push_str(name);
-                if counters.contains(name) {
+                let tail = if counters.contains(name) {
                     out.push_str("_total");
-                }
+                    tail
+                } else if infos.contains(name) {
+                    out.push_str("_info");
+                    if tail == "info" {
+                        "gauge"
+                    } else {
+                        tail
+                    }
+                } else {
+                    tail
+                };
                 out.push(' ');
                 out.push_str(tail);
             }
@@ -120,11 +134,13 @@ mod tests {
     #[test]
     fn counters_take_their_total_name_in_the_classic_text() {
         let om = "# HELP a_bytes Bytes.\n# TYPE a_bytes counter\n# UNIT a_bytes bytes\n\
-                  a_bytes_total 3\n# HELP g A gauge.\n# TYPE g gauge\ng 1\n# EOF\n";
+                  a_bytes_total 3\n# HELP g A gauge.\n# TYPE g gauge\ng 1\n\
+                  # HELP b Build.\n# TYPE b info\nb_info{v=\"1\"} 1\n# EOF\n";
         assert_eq!(
             Format::Text.convert(om.to_owned()),
             "# HELP a_bytes_total Bytes.\n# TYPE a_bytes_total counter\na_bytes_total 3\n\
-             # HELP g A gauge.\n# TYPE g gauge\ng 1\n"
+             # HELP g A gauge.\n# TYPE g gauge\ng 1\n\
+             # HELP b_info Build.\n# TYPE b_info gauge\nb_info{v=\"1\"} 1\n"
         );
         assert_eq!(Format::OpenMetrics.convert(om.to_owned()), om);
     }
