@@ -52,6 +52,11 @@ if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
         echo 'create_main_cluster = false' > /etc/postgresql-common/createcluster.conf
     apt-get update -qq && apt-get install -y -qq postgresql
 fi
+# promtool (Debian package prometheus) lints a real /metrics scrape in
+# transport-std/tests/metrics_http.rs
+if ! command -v promtool >/dev/null 2>&1; then
+    apt-get update -qq && apt-get install -y -qq --no-install-recommends prometheus
+fi
 rustc --version; cargo +nightly fuzz --version
 
 step "format"
@@ -70,6 +75,14 @@ step "tests"
 # the benchmarks (their peer clients, tokio, plotters) are the step below
 cargo build --workspace --exclude flagpost-benches --bins
 cargo test --workspace --exclude flagpost-benches
+
+step "flagpost-std features: the client API without the CLI, HTTP and config crates; the tokio face"
+cargo build -p flagpost-std --no-default-features
+heavy=$(cargo tree -p flagpost-std --no-default-features --features tokio -e normal --prefix none |
+    grep -E '^(clap|clap_complete|tracing-subscriber|serde_json|ctrlc|tiny_http|prometheus-client|toml) v' | sort -u || true)
+if [ -n "$heavy" ]; then echo "the client API pulls in: $heavy" >&2; exit 1; fi
+cargo clippy -p flagpost-std --all-targets --features tokio -- -D warnings
+cargo test -p flagpost-std --features tokio --test asynch
 
 step "gateway end to end (TAP device in a namespace; prints its latencies, or why it could not run)"
 cargo test -p flagpost-gateway-sim --test tap_e2e -- --nocapture

@@ -3,7 +3,9 @@
 //! into typed errors that name the key (and, for the file, the line).
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+#[cfg(feature = "config")]
+use std::path::Path;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -84,7 +86,7 @@ pub struct BrokerConfig {
     /// Networks listeners (and stats clients) may connect from (default:
     /// any). A connection from elsewhere is told *unauthorized* and closed
     /// at once, before it takes a listener slot, and counted
-    /// (`flagpost_connections_denied_total`). Addresses match as for
+    /// (`flagpost_connections_refused_total{reason="denied"}`). Addresses match as for
     /// `allow_senders`.
     pub allow_listeners: Vec<ipnet::IpNet>,
     /// A PostgreSQL database to `LISTEN` to (a `postgres://` URL or a
@@ -200,10 +202,12 @@ const MAX_SOCKET_BUFFER: usize = 1 << 30;
 /// (`serve --config`), `FLAGPOST_BROKER` (the clients' `--broker`, and the
 /// firmware's build-time broker) and `FLAGPOST_CHANNEL` (the firmware's
 /// build-time channel). `FLAGPOST_TEST_*` belong to the tests.
+#[cfg(feature = "config")]
 pub const OTHER_VARS: [&str; 3] = ["FLAGPOST_CONFIG", "FLAGPOST_BROKER", "FLAGPOST_CHANNEL"];
 
 /// Every config key, as in the file; `FLAGPOST_<KEY>` in upper case in the
 /// environment, `--key-with-dashes` on `flagpost serve`'s command line.
+#[cfg(feature = "config")]
 pub const KEYS: [&str; 22] = [
     "bind",
     "metrics",
@@ -231,6 +235,7 @@ pub const KEYS: [&str; 22] = [
 
 /// Checks that every `FLAGPOST_*` variable in `env` is a key's or the
 /// command line's; a misspelled one is an error naming the closest.
+#[cfg(feature = "config")]
 pub fn check_env<'a>(vars: impl IntoIterator<Item = &'a str>) -> Result<(), ConfigError> {
     let known = || {
         KEYS.iter()
@@ -261,7 +266,8 @@ pub fn check_env<'a>(vars: impl IntoIterator<Item = &'a str>) -> Result<(), Conf
 impl BrokerConfig {
     /// Loads `file` (if any) over the defaults, then applies `FLAGPOST_*`
     /// variables from `env` (an unknown one is an error, see
-    /// [`check_env`]), then validates.
+    /// [`check_env`]), then validates (feature `config`).
+    #[cfg(feature = "config")]
     pub fn load(
         file: Option<&Path>,
         env: impl IntoIterator<Item = (String, String)>,
@@ -385,6 +391,7 @@ impl BrokerConfig {
 /// An environment value as TOML: lists (comma-separated) and numbers as
 /// such, anything else as a string (so `FLAGPOST_KEEPALIVE=45s` and
 /// `FLAGPOST_BIND=[::1]:1` work).
+#[cfg(feature = "config")]
 fn parse_env_value(key: &str, value: &str) -> toml::Value {
     if matches!(key, "bind" | "allow_senders" | "allow_listeners") {
         let list = value
@@ -399,7 +406,7 @@ fn parse_env_value(key: &str, value: &str) -> toml::Value {
     toml::Value::String(value.to_owned())
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "config"))]
 mod tests {
     use super::*;
 

@@ -51,9 +51,13 @@ use crate::clock::Clock;
 use crate::server::{BrokerGone, BrokerHandle};
 use crate::shared::{ListenerState, Shared};
 
+#[cfg(feature = "tokio")]
+mod asynch;
 mod link;
 mod task;
 
+#[cfg(feature = "tokio")]
+pub use asynch::Raises;
 pub use link::{LinkError, LinkEvent};
 use task::{Control, Io, Task};
 

@@ -39,7 +39,9 @@ mod reload;
 mod udp;
 
 pub use error::ServeError;
-pub use reload::{with_overrides, ReloadError, Reloaded};
+#[cfg(feature = "config")]
+pub use reload::with_overrides;
+pub use reload::{ReloadError, Reloaded};
 
 use std::collections::HashMap;
 use std::io;

@@ -67,7 +67,8 @@ impl BrokerHandle {
 /// configuration the broker started with) differs from `base` (the file
 /// and environment then) keeps its value from `started`. (A flag that
 /// repeated the file's value at start-up cannot be told from the file: that
-/// key follows the file.)
+/// key follows the file.) Feature `config`.
+#[cfg(feature = "config")]
 pub fn with_overrides(
     fresh: BrokerConfig,
     base: &BrokerConfig,
@@ -185,7 +186,7 @@ impl Server {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "config"))]
 mod tests {
     use super::*;
 
