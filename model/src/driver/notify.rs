@@ -75,7 +75,7 @@ impl Harness {
         }
 
         self.expect.datagram(notify.notification.kind());
-        self.expect.verdict(verdict);
+        self.expect.verdict(verdict, notify.probe);
         if possible_loss(verdict) {
             self.possible_loss();
         }
