@@ -38,6 +38,11 @@ fi
 if ! command -v nft >/dev/null 2>&1; then
     apt-get update -qq && apt-get install -y -qq nftables
 fi
+# systemd for the service-manager tests (tests/tests/systemd.rs):
+# systemd-socket-activate and systemd-analyze (neither needs systemd running)
+if ! command -v systemd-socket-activate >/dev/null 2>&1 || ! command -v systemd-analyze >/dev/null 2>&1; then
+    apt-get update -qq && apt-get install -y -qq systemd
+fi
 # PostgreSQL for the database tests (tests/src/postgres.rs starts throwaway
 # clusters of its own on loopback ports and stops them by PID): the server
 # binaries and pgbench, without the package's default cluster
@@ -46,6 +51,11 @@ if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
     [ -e /etc/postgresql-common/createcluster.conf ] ||
         echo 'create_main_cluster = false' > /etc/postgresql-common/createcluster.conf
     apt-get update -qq && apt-get install -y -qq postgresql
+fi
+# promtool (Debian package prometheus) lints a real /metrics scrape in
+# transport-std/tests/metrics_http.rs
+if ! command -v promtool >/dev/null 2>&1; then
+    apt-get update -qq && apt-get install -y -qq --no-install-recommends prometheus
 fi
 rustc --version; cargo +nightly fuzz --version
 
@@ -65,6 +75,14 @@ step "tests"
 # the benchmarks (their peer clients, tokio, plotters) are the step below
 cargo build --workspace --exclude flagpost-benches --bins
 cargo test --workspace --exclude flagpost-benches
+
+step "flagpost-std features: the client API without the CLI, HTTP and config crates; the tokio face"
+cargo build -p flagpost-std --no-default-features
+heavy=$(cargo tree -p flagpost-std --no-default-features --features tokio -e normal --prefix none |
+    grep -E '^(clap|clap_complete|tracing-subscriber|serde_json|ctrlc|tiny_http|prometheus-client|toml) v' | sort -u || true)
+if [ -n "$heavy" ]; then echo "the client API pulls in: $heavy" >&2; exit 1; fi
+cargo clippy -p flagpost-std --all-targets --features tokio -- -D warnings
+cargo test -p flagpost-std --features tokio --test asynch
 
 step "gateway end to end (TAP device in a namespace; prints its latencies, or why it could not run)"
 cargo test -p flagpost-gateway-sim --test tap_e2e -- --nocapture

@@ -107,6 +107,7 @@ fn datagram() -> ([u8; MAX_DATAGRAM_LEN], usize) {
         seq: Seq(1),
         batch: 20,
         ack_requested: false,
+        probe: false,
         tag: None,
     };
     let mut buf = [0u8; MAX_DATAGRAM_LEN];

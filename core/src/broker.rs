@@ -278,6 +278,9 @@ pub struct BrokerState<L, S> {
     stats: Stats,
     keys: Option<Keyring>,
     nonces: NonceSource,
+    /// Most connections at once, at most the table's size (see
+    /// [`BrokerState::set_limit`]).
+    limit: usize,
 }
 
 type Slots = [ListenerSlot];
@@ -317,12 +320,29 @@ where
             stats: Stats::default(),
             keys: None,
             nonces: NonceSource::broker(config.broker_id, config.hash_key),
+            limit: usize::MAX,
         }
     }
 
     /// The settings.
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// Changes the timeouts at run time (a configuration reload): the
+    /// keep-alive applies to connections opened from now on, the hello and
+    /// stuck timeouts at the next housekeeping pass.
+    pub fn set_timeouts(&mut self, keepalive: Duration, hello: Duration, stuck: Duration) {
+        self.config.keepalive = keepalive;
+        self.config.hello_timeout = hello;
+        self.config.stuck_timeout = stuck;
+    }
+
+    /// Admits at most `limit` connections at once (never more than the
+    /// table holds); lowering it closes nobody, it refuses newcomers
+    /// (evicting as [`open`](Self::open) does) until enough have left.
+    pub fn set_limit(&mut self, limit: usize) {
+        self.limit = limit;
     }
 
     /// The transport's own counters, to update in place.
@@ -413,11 +433,12 @@ where
             return Err(OpenError::ShuttingDown);
         }
         let mut evicted = false;
-        let index = if self.free_head != NIL {
+        let room = self.connections() < self.limit;
+        let index = if room && self.free_head != NIL {
             let i = self.free_head;
             self.free_head = self.slots.as_ref().get(i as usize).map_or(NIL, |s| s.link);
             i
-        } else if (self.high_water as usize) < self.capacity() {
+        } else if room && (self.high_water as usize) < self.capacity() {
             self.high_water += 1;
             self.high_water - 1
         } else if let Some(i) = self.evict(now) {

@@ -84,6 +84,7 @@
 //!     seq: Seq::FIRST,
 //!     batch: 20,
 //!     ack_requested: true,
+//!     probe: false,
 //!     tag: None,
 //! };
 //! let mut datagram = [0u8; MAX_DATAGRAM_LEN];

@@ -20,8 +20,9 @@
 //!   other round). A notification that comes after a full pace of quiet
 //!   starts a new burst and goes at once.
 //! * After a burst, the last datagram is sent once more, same sequence
-//!   number, [`NotifierConfig::probe_delay`] later (the tail-loss probe): a
-//!   duplicate if the first arrived, the delivery if it was lost.
+//!   number, [`NotifierConfig::probe_delay`] later (the tail-loss probe,
+//!   marked with the *probe* flag): a duplicate if the first arrived, the
+//!   delivery if it was lost.
 //! * [`NotifierSession::notify_confirmed`] sends one notification that must be
 //!   acknowledged, retransmitting with exponential backoff until an ack
 //!   arrives ([`NotifierSession::handle_datagram`]) or the deadline passes; the
@@ -391,6 +392,7 @@ impl<const N: usize> NotifierSession<N> {
             seq: self.take_seq(),
             batch: batch.max(1),
             ack_requested: true,
+            probe: false,
             tag: None,
         };
         self.confirm = Some(Confirm {
@@ -554,6 +556,7 @@ impl<const N: usize> NotifierSession<N> {
                         seq: self.take_seq(),
                         batch: p.batch,
                         ack_requested: false,
+                        probe: false,
                         tag: None,
                     };
                     self.last = Some(repr);
@@ -569,7 +572,12 @@ impl<const N: usize> NotifierSession<N> {
             self.probe_at = None;
             if let Some(repr) = self.last {
                 self.stats.probes += 1;
-                return self.emit(&repr, buf, signer);
+                // marked, so that the broker counts it apart from duplicates
+                let probe = NotifyRepr {
+                    probe: true,
+                    ..repr
+                };
+                return self.emit(&probe, buf, signer);
             }
         }
         None

@@ -88,16 +88,17 @@ fn notify_repr() -> impl Strategy<Value = NotifyRepr> {
         any::<u64>(),
         any::<u32>(),
         prop_oneof![1u32..=3, 1u32..=u32::MAX],
-        any::<bool>(),
+        (any::<bool>(), any::<bool>()),
         tag(),
     )
         .prop_map(
-            |(notification, sender, seq, batch, ack_requested, tag)| NotifyRepr {
+            |(notification, sender, seq, batch, (ack_requested, probe), tag)| NotifyRepr {
                 notification,
                 sender: SenderId(sender),
                 seq: Seq(seq),
                 batch,
                 ack_requested,
+                probe,
                 tag,
             },
         )

@@ -116,6 +116,7 @@ fn expected() -> BTreeMap<&'static str, Expected> {
             seq: Seq(seq),
             batch,
             ack_requested: ack,
+            probe: false,
             tag,
         })
     };
@@ -141,6 +142,16 @@ fn expected() -> BTreeMap<&'static str, Expected> {
             true,
             None,
         ),
+    );
+    m.insert(
+        "notify-probe",
+        Expected::Notify(NotifyRepr {
+            probe: true,
+            ..NotifyRepr::parse_bytes(&[
+                0x46, 0x50, 1, 1, 0, 1, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 0, 0, 0, 0x2a, 0, 0, 0, 1,
+            ])
+            .unwrap()
+        }),
     );
     m.insert(
         "notify-non-status",

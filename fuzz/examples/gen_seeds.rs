@@ -80,6 +80,7 @@ fn datagrams(dir: &Path) {
         seq: Seq(u32::MAX),
         batch: u32::MAX,
         ack_requested: true,
+        probe: false,
         tag: Some([0x5a; TAG_LEN]),
     };
     let mut buf = [0u8; MAX_DATAGRAM_LEN];

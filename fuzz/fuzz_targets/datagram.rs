@@ -43,6 +43,7 @@ fn check_notify(data: &[u8], repr: &NotifyRepr) {
     assert_eq!(repr.batch, d.batch());
     assert_ne!(repr.batch, 0);
     assert_eq!(repr.ack_requested, d.flags() & 1 != 0);
+    assert_eq!(repr.probe, d.flags() & 4 != 0);
     assert_eq!(repr.tag.is_some(), d.is_tagged());
     assert_eq!(
         repr.notification.channel().map(|c| c.as_bytes()),

@@ -45,10 +45,17 @@ impl Expected {
         self.counters.datagrams_by_kind[usize::from(kind.code()) - 1] += 1;
     }
 
-    /// The loss detector's verdict on a valid datagram.
-    pub fn verdict(&mut self, verdict: Verdict) {
+    /// The loss detector's verdict on a valid datagram; a tail-loss
+    /// `probe` is counted as one (and as delivered when it delivers), never
+    /// as a duplicate.
+    pub fn verdict(&mut self, verdict: Verdict, probe: bool) {
         let c = &mut self.counters;
+        if probe {
+            c.probes += 1;
+            c.probes_delivered += u64::from(verdict.deliver());
+        }
         match verdict {
+            Verdict::Duplicate if probe => {}
             Verdict::InOrder => {}
             Verdict::Gap { missing } => {
                 c.gaps += 1;

@@ -80,6 +80,7 @@ impl SimSender {
             seq: self.next,
             batch,
             ack_requested: false,
+            probe: false,
             tag: None,
         };
         self.next = self.next.next();

@@ -94,6 +94,7 @@ fn notify_datagram(notification: Notification, seq: u32) -> Vec<u8> {
         seq: Seq(seq),
         batch: 1,
         ack_requested: true,
+        probe: false,
         tag: None,
     }
     .emit(&mut buf)

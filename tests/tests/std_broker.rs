@@ -284,7 +284,8 @@ fn metrics_endpoint_serves_prometheus_text_and_health() {
         "{text}"
     );
     assert!(
-        text.contains("flagpost_datagrams_total 1") || text.contains("flagpost_datagrams_total 2"),
+        text.contains("flagpost_datagrams_total{kind=\"status\"} 1")
+            || text.contains("flagpost_datagrams_total{kind=\"status\"} 2"),
         "{text}"
     );
     assert!(

@@ -188,6 +188,7 @@ fn every_malformed_datagram_class_is_counted_and_ignored() {
             seq: Seq(1),
             batch: 1,
             ack_requested: false,
+            probe: false,
             tag: None,
         }
         .emit(&mut buf)
@@ -588,6 +589,7 @@ fn kernel_drops_are_counted_and_raise_the_loss_flags() {
                         seq: Seq(seq),
                         batch: 1,
                         ack_requested: false,
+                        probe: false,
                         tag: None,
                     }
                     .emit(&mut buf)

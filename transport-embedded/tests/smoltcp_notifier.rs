@@ -132,8 +132,13 @@ fn a_burst_of_twenty_sms_is_one_datagram_then_a_probe() {
         Notification::status(Some(gsm1))
     );
     assert_eq!(world.received[0].batch, 20);
-    // the probe repeats it: the broker sees a duplicate and ignores it
+    // the probe repeats it, marked as a probe: the broker sees a duplicate
+    // and ignores it (counting it as a probe, not a duplicate)
     assert_eq!(world.verdicts, [Verdict::InOrder, Verdict::Duplicate]);
+    assert_eq!(
+        (world.received[0].probe, world.received[1].probe),
+        (false, true)
+    );
     assert_eq!(notifier.stats().probes, 1);
 }
 

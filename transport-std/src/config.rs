@@ -3,7 +3,9 @@
 //! into typed errors that name the key (and, for the file, the line).
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+#[cfg(feature = "config")]
+use std::path::Path;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -84,7 +86,7 @@ pub struct BrokerConfig {
     /// Networks listeners (and stats clients) may connect from (default:
     /// any). A connection from elsewhere is told *unauthorized* and closed
     /// at once, before it takes a listener slot, and counted
-    /// (`flagpost_connections_denied_total`). Addresses match as for
+    /// (`flagpost_connections_refused_total{reason="denied"}`). Addresses match as for
     /// `allow_senders`.
     pub allow_listeners: Vec<ipnet::IpNet>,
     /// A PostgreSQL database to `LISTEN` to (a `postgres://` URL or a
@@ -173,6 +175,15 @@ pub enum ConfigError {
         /// What is wrong.
         message: String,
     },
+    /// A `FLAGPOST_*` variable that names no key: a misspelling, which
+    /// would otherwise be silently ignored.
+    #[error("unknown environment variable {var}: did you mean {suggestion}? (each config key KEY is FLAGPOST_KEY)")]
+    UnknownEnv {
+        /// The variable.
+        var: String,
+        /// The closest known variable.
+        suggestion: String,
+    },
     /// A value is out of range.
     #[error("bad config value for `{key}`: {reason}")]
     Invalid {
@@ -187,8 +198,17 @@ pub enum ConfigError {
 /// `int`, and Linux doubles what it is given).
 const MAX_SOCKET_BUFFER: usize = 1 << 30;
 
-/// The keys, for environment overrides (`FLAGPOST_<KEY>`).
-const KEYS: [&str; 22] = [
+/// `FLAGPOST_*` variables that are not config keys: `FLAGPOST_CONFIG`
+/// (`serve --config`), `FLAGPOST_BROKER` (the clients' `--broker`, and the
+/// firmware's build-time broker) and `FLAGPOST_CHANNEL` (the firmware's
+/// build-time channel). `FLAGPOST_TEST_*` belong to the tests.
+#[cfg(feature = "config")]
+pub const OTHER_VARS: [&str; 3] = ["FLAGPOST_CONFIG", "FLAGPOST_BROKER", "FLAGPOST_CHANNEL"];
+
+/// Every config key, as in the file; `FLAGPOST_<KEY>` in upper case in the
+/// environment, `--key-with-dashes` on `flagpost serve`'s command line.
+#[cfg(feature = "config")]
+pub const KEYS: [&str; 22] = [
     "bind",
     "metrics",
     "max_listeners",
@@ -213,13 +233,47 @@ const KEYS: [&str; 22] = [
     "postgres_publication",
 ];
 
+/// Checks that every `FLAGPOST_*` variable in `env` is a key's or the
+/// command line's; a misspelled one is an error naming the closest.
+#[cfg(feature = "config")]
+pub fn check_env<'a>(vars: impl IntoIterator<Item = &'a str>) -> Result<(), ConfigError> {
+    let known = || {
+        KEYS.iter()
+            .map(|k| format!("FLAGPOST_{}", k.to_ascii_uppercase()))
+            .chain(OTHER_VARS.iter().map(|v| (*v).to_owned()))
+    };
+    for var in vars {
+        if !var.starts_with("FLAGPOST_")
+            || var.starts_with("FLAGPOST_TEST_")
+            || known().any(|k| k == var)
+        {
+            continue;
+        }
+        let upper = var.to_ascii_uppercase();
+        let suggestion = known()
+            .max_by(|a, b| {
+                strsim::jaro_winkler(&upper, a).total_cmp(&strsim::jaro_winkler(&upper, b))
+            })
+            .unwrap_or_default();
+        return Err(ConfigError::UnknownEnv {
+            var: var.to_owned(),
+            suggestion,
+        });
+    }
+    Ok(())
+}
+
 impl BrokerConfig {
     /// Loads `file` (if any) over the defaults, then applies `FLAGPOST_*`
-    /// variables from `env`, then validates.
+    /// variables from `env` (an unknown one is an error, see
+    /// [`check_env`]), then validates (feature `config`).
+    #[cfg(feature = "config")]
     pub fn load(
         file: Option<&Path>,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, ConfigError> {
+        let env: Vec<(String, String)> = env.into_iter().collect();
+        check_env(env.iter().map(|(k, _)| k.as_str()))?;
         let mut table = match file {
             None => toml::Table::new(),
             Some(path) => {
@@ -245,7 +299,7 @@ impl BrokerConfig {
             };
             let key = key.to_ascii_lowercase();
             if !KEYS.contains(&key.as_str()) {
-                continue; // other FLAGPOST_ variables belong to the command line
+                continue; // OTHER_VARS: not the broker's
             }
             let parsed = parse_env_value(&key, &value);
             table.insert(key, parsed);
@@ -337,6 +391,7 @@ impl BrokerConfig {
 /// An environment value as TOML: lists (comma-separated) and numbers as
 /// such, anything else as a string (so `FLAGPOST_KEEPALIVE=45s` and
 /// `FLAGPOST_BIND=[::1]:1` work).
+#[cfg(feature = "config")]
 fn parse_env_value(key: &str, value: &str) -> toml::Value {
     if matches!(key, "bind" | "allow_senders" | "allow_listeners") {
         let list = value
@@ -351,7 +406,7 @@ fn parse_env_value(key: &str, value: &str) -> toml::Value {
     toml::Value::String(value.to_owned())
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "config"))]
 mod tests {
     use super::*;
 
@@ -483,6 +538,29 @@ mod tests {
         assert_eq!(k, "postgres_slot");
         let (k, _) = key(&[("FLAGPOST_POSTGRES_PUBLICATION", "x;drop")]);
         assert_eq!(k, "postgres_publication");
+    }
+
+    #[test]
+    fn a_misspelled_variable_names_the_closest_key() {
+        let e = BrokerConfig::load(None, env(&[("FLAGPOST_MAX_LISTNERS", "5")])).unwrap_err();
+        assert!(
+            matches!(&e, ConfigError::UnknownEnv { suggestion, .. } if suggestion == "FLAGPOST_MAX_LISTENERS"),
+            "{e}"
+        );
+        let e = BrokerConfig::load(None, env(&[("FLAGPOST_KEEPALIVES", "5s")])).unwrap_err();
+        assert!(e.to_string().contains("FLAGPOST_KEEPALIVE?"), "{e}");
+        // the command line's own variables and other programs' are fine
+        BrokerConfig::load(
+            None,
+            env(&[
+                ("FLAGPOST_CONFIG", "/nonexistent"),
+                ("FLAGPOST_BROKER", "127.0.0.1"),
+                ("FLAGPOST_CHANNEL", "gsm1"),
+                ("FLAGPOST_TEST_ACCEPT_CHILD", "1"),
+                ("FLAGPOSTX", "1"),
+            ]),
+        )
+        .unwrap();
     }
 
     #[test]

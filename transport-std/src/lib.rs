@@ -32,24 +32,42 @@
 //! broker.shutdown();
 //! # Ok(()) }
 //! ```
+//!
+//! ## Features
+//!
+//! | feature | default | what it adds |
+//! |---|---|---|
+//! | `cli` | yes | the `flagpost` command's dependencies (clap, clap_complete, tracing-subscriber, serde_json, ctrlc); implies `config` |
+//! | `metrics` | yes | `MetricsServer`: `/metrics` and `/healthz` over HTTP (prometheus-client, tiny_http) |
+//! | `config` | with `cli` | `BrokerConfig::load`: the TOML file and `FLAGPOST_*` variables (toml) |
+//! | `postgres` | yes | the broker's PostgreSQL source |
+//! | `tokio` | no | `Listener::wait_async`, `Listener::next_raise` and the `Listener::raises` stream |
+//!
+//! A service that only wants the client API takes
+//! `flagpost-std = { default-features = false }` (and `features = ["tokio"]`
+//! to await wake-ups): none of the command line's, HTTP's or the config
+//! file's crates are built.
 #![deny(missing_docs)]
 
 pub mod clock;
 pub mod config;
 pub mod keyfile;
 pub mod listener;
+#[cfg(feature = "metrics")]
 pub mod metrics;
 pub mod notifier;
 pub mod postgres;
 pub mod server;
 pub mod service;
 mod shared;
-#[cfg(windows)]
+pub mod systemd;
+#[cfg(all(windows, feature = "cli"))]
 pub mod winservice;
 
 pub use config::{BrokerConfig, ConfigError};
 pub use flagpost_core as core;
 pub use listener::{ListenError, Listener, ListenerBuilder};
+#[cfg(feature = "metrics")]
 pub use metrics::MetricsServer;
 pub use notifier::{Notifier, NotifierBuilder, NotifierStats, NotifyError};
 

@@ -51,8 +51,14 @@ use crate::clock::Clock;
 use crate::server::{BrokerGone, BrokerHandle};
 use crate::shared::{ListenerState, Shared};
 
+#[cfg(feature = "tokio")]
+mod asynch;
+mod link;
 mod task;
 
+#[cfg(feature = "tokio")]
+pub use asynch::Raises;
+pub use link::{LinkError, LinkEvent};
 use task::{Control, Io, Task};
 
 /// Why a listener could not be started.
@@ -175,6 +181,7 @@ impl ListenerBuilder {
             stream: None,
             reader: Box::new(FrameReader::new()),
             failed: false,
+            error: None,
             changed: false,
             pollers: 0,
         }));
@@ -468,6 +475,16 @@ impl Listener {
         match &self.backend {
             Backend::Tcp { control, .. } => control.auth().map(ListenError::Auth),
             Backend::Local { .. } => None,
+        }
+    }
+
+    /// What happened to the connection since the last call, oldest first
+    /// (the latest 64): connecting, connected, listening, and why each
+    /// attempt or connection ended. Empty for an in-process listener.
+    pub fn take_link_events(&self) -> Vec<LinkEvent> {
+        match &self.backend {
+            Backend::Tcp { control, .. } => control.take_events(),
+            Backend::Local { .. } => Vec::new(),
         }
     }
 

@@ -1,10 +1,13 @@
-//! Metrics: the core's stats table rendered in the Prometheus text format
-//! (with `prometheus-client`), served over HTTP (`tiny_http`) at `/metrics`,
-//! with `/healthz` answering whether the broker loop responds; a broker
-//! with a PostgreSQL source adds that source's counters
+//! Metrics: the core's stats table rendered with `prometheus-client`,
+//! beside `flagpost_build_info` and the process's `process_*` metrics
+//! ([`process`]), served over HTTP (`tiny_http`) at `/metrics` in
+//! OpenMetrics or the classic text format as the scrape's `Accept` header
+//! asks ([`Format`]), with `/healthz` answering whether the broker loop
+//! responds; a broker with a PostgreSQL source adds that source's counters
 //! ([`SourceMetrics`]).
 
 use std::net::SocketAddr;
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
@@ -13,23 +16,34 @@ use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::registry::Registry;
-use std::sync::atomic::AtomicU64;
+use prometheus_client::registry::{Registry, Unit};
 
 use crate::postgres::SourceMetrics;
 use crate::server::{BrokerHandle, ServeError};
+
+mod format;
+pub mod process;
+
+pub use format::Format;
 
 type Labels = Vec<(&'static str, &'static str)>;
 /// One value of a metric, with its label if any.
 type Entry = (Option<(&'static str, &'static str)>, u64);
 
-/// Renders `stats` in the Prometheus text exposition format.
+/// Renders `stats` in the OpenMetrics text format, with
+/// `flagpost_build_info` and the process metrics.
 pub fn render(stats: &Stats) -> String {
     render_all(stats, None)
 }
 
 /// Renders `stats` and, if the broker has a PostgreSQL source, its
-/// counters (`flagpost_postgres_*`).
+/// counters (`flagpost_postgres_*`), with `flagpost_build_info` and the
+/// process metrics, in the OpenMetrics text format.
+///
+/// A table entry without a label that shares its name with labelled ones
+/// (`flagpost_datagrams_total`) is their sum, kept for the wire's `stat`
+/// frames; the page leaves it out, so that `sum()` over the family counts
+/// each datagram once.
 pub fn render_all(stats: &Stats, postgres: Option<&SourceMetrics>) -> String {
     let mut registry = Registry::default();
     // Group the table's entries by metric name, keeping their order.
@@ -40,20 +54,28 @@ pub fn render_all(stats: &Stats, postgres: Option<&SourceMetrics>) -> String {
             None => groups.push((metric, vec![(metric.label, value)])),
         },
     );
-    for (metric, entries) in groups {
-        // prometheus-client appends `_total` to counters itself.
-        let name = metric.name.strip_suffix("_total").unwrap_or(metric.name);
+    for (metric, mut entries) in groups {
         let labelled = entries.iter().any(|(l, _)| l.is_some());
+        if labelled {
+            entries.retain(|(l, _)| l.is_some());
+        }
+        // prometheus-client appends `_total` to counters and the unit to
+        // the name itself.
+        let name = metric.name.strip_suffix("_total").unwrap_or(metric.name);
+        let (name, unit) = match name.strip_suffix("_bytes") {
+            Some(stem) => (stem, Some(Unit::Bytes)),
+            None => (name, None),
+        };
         match (metric.gauge, labelled) {
             (false, false) => {
                 let c = Counter::<u64, AtomicU64>::default();
                 c.inc_by(entries.first().map_or(0, |e| e.1));
-                registry.register(name, metric.help, c);
+                add(&mut registry, name, metric.help, unit.clone(), c);
             }
             (true, false) => {
                 let g = Gauge::<u64, AtomicU64>::default();
                 g.set(entries.first().map_or(0, |e| e.1));
-                registry.register(name, metric.help, g);
+                add(&mut registry, name, metric.help, unit.clone(), g);
             }
             (false, true) => {
                 let family = Family::<Labels, Counter<u64, AtomicU64>>::default();
@@ -62,7 +84,7 @@ pub fn render_all(stats: &Stats, postgres: Option<&SourceMetrics>) -> String {
                         .get_or_create(&label.iter().copied().collect())
                         .inc_by(*value);
                 }
-                registry.register(name, metric.help, family);
+                add(&mut registry, name, metric.help, unit.clone(), family);
             }
             (true, true) => {
                 let family = Family::<Labels, Gauge<u64, AtomicU64>>::default();
@@ -71,17 +93,48 @@ pub fn render_all(stats: &Stats, postgres: Option<&SourceMetrics>) -> String {
                         .get_or_create(&label.iter().copied().collect())
                         .set(*value);
                 }
-                registry.register(name, metric.help, family);
+                add(&mut registry, name, metric.help, unit.clone(), family);
             }
         }
     }
     if let Some(source) = postgres {
         source.register(&mut registry);
     }
+    register_build_info(&mut registry);
+    process::register(&mut registry);
     let mut out = String::new();
     // Writing into a String cannot fail.
     let _ = encode(&mut out, &registry);
     out
+}
+
+/// Registers `m` under `name`, with `unit` if any.
+fn add(
+    registry: &mut Registry,
+    name: &str,
+    help: &str,
+    unit: Option<Unit>,
+    m: impl prometheus_client::registry::Metric,
+) {
+    match unit {
+        Some(u) => registry.register_with_unit(name, help, u, m),
+        None => registry.register(name, help, m),
+    }
+}
+
+/// `flagpost_build_info{version, target_os, target_arch} 1` (an OpenMetrics
+/// info metric; a gauge in the classic format).
+fn register_build_info(registry: &mut Registry) {
+    let info = prometheus_client::metrics::info::Info::new(vec![
+        ("version", env!("CARGO_PKG_VERSION")),
+        ("target_os", std::env::consts::OS),
+        ("target_arch", std::env::consts::ARCH),
+    ]);
+    registry.register(
+        "flagpost_build",
+        "Flagpost build: version and platform as labels",
+        info,
+    );
 }
 
 /// The HTTP endpoint; stops when dropped.
@@ -116,9 +169,11 @@ impl MetricsServer {
         })
     }
 
-    /// Serves whatever `render` gives at `/metrics` (OpenMetrics text), and
-    /// whether it succeeds at `/healthz`, on `addr` (port 0: any free
-    /// port), from a thread named `thread`.
+    /// Serves whatever `render` gives (OpenMetrics text, as
+    /// `prometheus-client` encodes it) at `/metrics`, in the format the
+    /// request's `Accept` header negotiates ([`Format`]), and whether it
+    /// succeeds at `/healthz`, on `addr` (port 0: any free port), from a
+    /// thread named `thread`. Query strings are ignored.
     pub fn serve(addr: SocketAddr, thread: &str, render: Render) -> std::io::Result<MetricsServer> {
         let server = tiny_http::Server::http(addr)
             .map_err(|e| std::io::Error::other(format!("metrics on {addr}: {e}")))?;
@@ -129,12 +184,18 @@ impl MetricsServer {
             .name(thread.into())
             .spawn(move || {
                 for request in worker.incoming_requests() {
-                    let (status, content_type, body) = match (request.url(), render()) {
-                        ("/metrics", Ok(text)) => (
-                            200,
-                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                            text,
-                        ),
+                    // the query string is ignored: `/metrics?x=1` is `/metrics`
+                    let path = request.url().split('?').next().unwrap_or("");
+                    let accept = request
+                        .headers()
+                        .iter()
+                        .find(|h| h.field.equiv("Accept"))
+                        .map(|h| h.value.as_str());
+                    let format = Format::negotiate(accept);
+                    let (status, content_type, body) = match (path, render()) {
+                        ("/metrics", Ok(text)) => {
+                            (200, format.content_type(), format.convert(text))
+                        }
                         ("/healthz", Ok(_)) => (200, "text/plain", "ok\n".to_owned()),
                         ("/metrics" | "/healthz", Err(e)) => (503, "text/plain", format!("{e}\n")),
                         _ => (
@@ -182,16 +243,39 @@ mod tests {
     use super::*;
 
     #[test]
-    fn accept_failures_are_rendered() {
+    fn names_follow_the_prometheus_conventions() {
         let mut stats = Stats::default();
         stats.transport.accept_no_fds = 7;
-        stats.transport.accept_errors = 2;
+        stats.transport.bytes_in = 70;
+        stats.datagrams = 3;
+        stats.datagrams_by_kind = [2, 1, 0, 0];
         let text = render(&stats);
+        for line in [
+            "# TYPE flagpost_connections_refused counter",
+            "flagpost_connections_refused_total{reason=\"no_fds\"} 7",
+            "# UNIT flagpost_received_bytes bytes",
+            "flagpost_received_bytes_total 70",
+            "flagpost_datagrams_total{kind=\"status\"} 2",
+            "flagpost_build_info{version=\"",
+        ] {
+            assert!(text.contains(line), "{line} in {text}");
+        }
+        // the unlabelled sum stays on the wire, off the page
+        assert!(!text.contains("flagpost_datagrams_total 3"), "{text}");
+        #[cfg(target_os = "linux")]
+        for name in [
+            "process_cpu_seconds_total ",
+            "process_resident_memory_bytes ",
+            "process_open_fds ",
+            "process_start_time_seconds ",
+        ] {
+            assert!(text.contains(name), "{name} in {text}");
+        }
+        let classic = Format::Text.convert(text);
         assert!(
-            text.contains("# TYPE flagpost_accept_no_fds counter"),
-            "{text}"
+            classic.contains("# TYPE flagpost_received_bytes_total counter\n"),
+            "{classic}"
         );
-        assert!(text.contains("flagpost_accept_no_fds_total 7"), "{text}");
-        assert!(text.contains("flagpost_accept_errors_total 2"), "{text}");
+        assert!(!classic.contains("# EOF") && !classic.contains("# UNIT"));
     }
 }

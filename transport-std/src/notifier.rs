@@ -43,7 +43,7 @@ use std::time::Duration;
 use placement::Placement;
 
 use flagpost_core::auth::Key;
-use flagpost_core::notifier::{NotifierConfig, NotifierEvent, NotifierSession, Signer};
+use flagpost_core::notifier::{NotifierConfig, NotifierSession, Signer};
 use flagpost_core::wire::{AckResult, SenderId, MAX_DATAGRAM_LEN};
 use flagpost_core::{ChannelId, Kind, Notification};
 
@@ -72,8 +72,10 @@ pub enum NotifyError {
         /// Datagrams sent.
         attempts: u32,
     },
-    /// The broker's host answered that nothing listens on the port.
-    #[error("the broker at {broker} is unreachable (nothing listens on that port)")]
+    /// The broker's host answered that nothing listens on the port (ICMP
+    /// port unreachable: `ECONNREFUSED`). A confirmed send returns this at
+    /// once, without waiting out its timeout.
+    #[error("refused: nothing listens on udp {broker} (its host answered port unreachable)")]
     Unreachable {
         /// The broker.
         broker: SocketAddr,
@@ -511,6 +513,24 @@ impl Front {
         let now = self.clock.now();
         let mut state = self.lock();
         self.drain(&mut state, calls_at.unwrap_or(now).min(now));
+        self.poll_due(&mut state, now, out)
+    }
+
+    /// Takes what the core says is due, without draining the front: the
+    /// parked thread's part (the calls in the front belong to the caller
+    /// that takes the send flag, which sends them inline).
+    fn take_due_parked(&self, out: &mut Out) -> Option<flagpost_core::Instant> {
+        let now = self.clock.now();
+        let mut state = self.lock();
+        self.poll_due(&mut state, now, out).1
+    }
+
+    fn poll_due(
+        &self,
+        state: &mut State,
+        now: flagpost_core::Instant,
+        out: &mut Out,
+    ) -> (bool, Option<flagpost_core::Instant>) {
         let mut buf = [0u8; MAX_DATAGRAM_LEN];
         while out.len() < OUT_BATCH {
             match state.poll_notifications_signed(now, &mut buf, self.signer()) {
@@ -649,68 +669,6 @@ impl Front {
         }
     }
 
-    /// The confirmed send in flight: its (re)transmissions on `socket`, and
-    /// the acks read from it, until the core reports the outcome.
-    fn confirm_on(&self, socket: &UdpSocket, timeout: Duration) -> Result<AckResult, NotifyError> {
-        let mut refused = false;
-        let mut buf = [0u8; MAX_DATAGRAM_LEN];
-        loop {
-            let now = self.clock.now();
-            let mut out: Out = Vec::new();
-            let (event, next) = {
-                let mut state = self.lock();
-                while let Some(n) = state.poll_confirm_signed(now, &mut buf, self.signer()) {
-                    out.push((buf, n));
-                }
-                (state.poll_event(), state.poll_timeout_confirm())
-            };
-            for (b, len) in &out {
-                match socket.send(&b[..*len]) {
-                    Ok(_) => {}
-                    Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
-                        refused = true;
-                        self.send_errors.fetch_add(1, Ordering::Relaxed);
-                    }
-                    Err(e) => return Err(e.into()),
-                }
-            }
-            match event {
-                Some(NotifierEvent::Confirmed { result, .. }) => return Ok(result),
-                Some(NotifierEvent::TimedOut { attempts, .. }) => {
-                    return Err(if refused {
-                        NotifyError::Unreachable {
-                            broker: self.broker,
-                        }
-                    } else {
-                        NotifyError::Timeout {
-                            broker: self.broker,
-                            timeout,
-                            attempts,
-                        }
-                    })
-                }
-                None => {}
-            }
-            let wait = next.map_or(Duration::from_millis(10), |at| self.clock.until(at));
-            socket.set_read_timeout(Some(wait.max(Duration::from_micros(100))))?;
-            match socket.recv(&mut buf) {
-                Ok(n) => {
-                    self.lock()
-                        .handle_datagram_signed(self.clock.now(), &buf[..n], self.signer())
-                }
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock
-                            | io::ErrorKind::TimedOut
-                            | io::ErrorKind::Interrupted
-                    ) => {}
-                Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => refused = true,
-                Err(e) => return Err(e.into()),
-            }
-        }
-    }
-
     /// Sends what is due and parks until the core's next deadline (a
     /// probe), a hand-off or the stop; returns whether a burst was handed
     /// over.
@@ -723,7 +681,7 @@ impl Front {
                 return false;
             }
             let mut out = Vec::new();
-            let (_, next) = self.take_due(&mut out, None);
+            let next = self.take_due_parked(&mut out);
             self.send_all(&mut out);
             match next {
                 Some(at) => {
@@ -795,6 +753,8 @@ impl Front {
     }
 }
 
+mod confirm;
 mod placement;
+mod refused;
 #[cfg(test)]
 mod tests;

@@ -36,9 +36,13 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use flagpost_core::payload::PayloadError;
+#[cfg(feature = "metrics")]
 use prometheus_client::metrics::counter::Counter;
+#[cfg(feature = "metrics")]
 use prometheus_client::metrics::family::Family;
+#[cfg(feature = "metrics")]
 use prometheus_client::metrics::gauge::Gauge;
+#[cfg(feature = "metrics")]
 use prometheus_client::registry::Registry;
 
 #[cfg(feature = "postgres")]
@@ -239,7 +243,9 @@ impl SourceMetrics {
         }
     }
 
-    /// Adds the source's metrics to `registry` (names in `DATABASE.md`).
+    /// Adds the source's metrics to `registry` (names in `DATABASE.md`;
+    /// feature `metrics`).
+    #[cfg(feature = "metrics")]
     pub fn register(&self, registry: &mut Registry) {
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
         let counter = |registry: &mut Registry, name: &str, help: &str, value: u64| {
@@ -352,6 +358,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "metrics")]
     fn every_reason_is_rendered() {
         let m = SourceMetrics::default();
         m.reject(PayloadError::UnknownKind);

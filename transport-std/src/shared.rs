@@ -47,6 +47,9 @@ pub(crate) struct Shared {
     cond: Condvar,
     /// Set when the owner stops listening.
     pub(crate) stop: AtomicBool,
+    /// Wakes async waiters (`listener::asynch`) with the threads.
+    #[cfg(feature = "tokio")]
+    notify: tokio::sync::Notify,
 }
 
 impl Shared {
@@ -60,6 +63,8 @@ impl Shared {
             lock: Mutex::new(()),
             cond: Condvar::new(),
             stop: AtomicBool::new(false),
+            #[cfg(feature = "tokio")]
+            notify: tokio::sync::Notify::new(),
         }
     }
 
@@ -126,8 +131,42 @@ impl Shared {
     }
 
     fn wake_all(&self) {
-        let _guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
-        self.cond.notify_all();
+        {
+            let _guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+            self.cond.notify_all();
+        }
+        #[cfg(feature = "tokio")]
+        self.notify.notify_waiters();
+    }
+
+    /// Waits, without blocking a thread, until a flag is raised (true) or
+    /// the listener is closed (false). Clears nothing. Counts as a waiter
+    /// for as long as it is pending, so a raise wakes it; cancel-safe.
+    #[cfg(feature = "tokio")]
+    pub(crate) async fn wait_async(&self) -> bool {
+        /// Unregisters the waiter however the future ends (dropped too).
+        struct Waiting<'a>(&'a AtomicUsize);
+        impl Drop for Waiting<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
+        self.waiters.fetch_add(1, Ordering::SeqCst);
+        let _waiting = Waiting(&self.waiters);
+        loop {
+            // Registered before the check: a raise after it wakes this
+            // future, one before it is seen by the check.
+            let notified = self.notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if !self.flags.peek().is_empty() {
+                return true;
+            }
+            if self.state() == ListenerState::Closed {
+                return false;
+            }
+            notified.await;
+        }
     }
 
     /// Blocks until a flag is raised, the listener is closed or interrupted,

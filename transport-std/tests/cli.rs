@@ -43,7 +43,7 @@ fn notify_listen_once_and_stats() {
     let (code, stdout, _) = run(&["stats", "--broker", &server.addr]);
     assert_eq!(code, 0);
     assert!(
-        stdout.contains("flagpost_datagrams_by_kind_total{kind=\"status\"} "),
+        stdout.contains("flagpost_datagrams_total{kind=\"status\"} "),
         "{stdout}"
     );
     assert!(stdout.contains("flagpost_changes_total 20"), "{stdout}");
@@ -200,7 +200,10 @@ fn serve_with_metrics() {
         );
         std::thread::yield_now();
     };
-    assert!(body.contains("flagpost_datagrams_total 0"), "{body}");
+    assert!(
+        body.contains("flagpost_datagrams_total{kind=\"status\"} 0"),
+        "{body}"
+    );
     assert!(server.stop().success());
 }
 

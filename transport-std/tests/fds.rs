@@ -2,7 +2,7 @@
 //! process with a low open-files limit (soft and hard, so the broker cannot
 //! raise it): connections beyond what it can hold get a close frame with
 //! reason *too many listeners* at once, the listeners it holds keep getting
-//! notifications, the refusals are counted in `flagpost_accept_no_fds_total`,
+//! notifications, the refusals are counted in `flagpost_connections_refused_total{reason="no_fds"}`,
 //! the broker does not spin, and once listeners leave new ones are accepted
 //! again.
 
@@ -130,13 +130,17 @@ fn cpu_ticks(pid: u32) -> u64 {
     f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
 }
 
-/// The value of metric `name` in `flagpost stats --json`.
-fn stat(addr: SocketAddr, name: &str) -> u64 {
+/// The value of metric `name` with label `reason` (`""`: none) in
+/// `flagpost stats --json`.
+fn stat(addr: SocketAddr, name: &str, reason: &str) -> u64 {
     common::stats_json(&addr.to_string())
         .iter()
-        .find(|e| e["name"] == name)
+        .find(|e| {
+            e["name"] == name
+                && (reason.is_empty() || e["labels"]["reason"].as_str() == Some(reason))
+        })
         .and_then(|e| e["value"].as_u64())
-        .unwrap_or_else(|| panic!("{name} missing"))
+        .unwrap_or_else(|| panic!("{name}{{reason={reason:?}}} missing"))
 }
 
 #[test]
@@ -207,9 +211,15 @@ fn out_of_descriptors_refuses_with_a_reason_and_recovers() {
         held.len()
     );
     // Every refusal counted, as refusals for want of descriptors only.
-    assert_eq!(stat(addr, "flagpost_accept_no_fds_total"), refused);
-    assert_eq!(stat(addr, "flagpost_accept_errors_total"), 0);
-    assert_eq!(stat(addr, "flagpost_connections_refused_full_total"), 0);
+    assert_eq!(
+        stat(addr, "flagpost_connections_refused_total", "no_fds"),
+        refused
+    );
+    assert_eq!(stat(addr, "flagpost_accept_errors_total", ""), 0);
+    assert_eq!(
+        stat(addr, "flagpost_connections_refused_total", "table_full"),
+        0
+    );
 
     // The limit was reported at start, with a warning: max_listeners is larger.
     let _ = server.child.kill();

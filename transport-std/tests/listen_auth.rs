@@ -60,6 +60,7 @@ fn send_signed(to: &str, secret: [u8; 32], seq: u32) {
         seq: Seq(seq),
         batch: 1,
         ack_requested: false,
+        probe: false,
         tag: None,
     }
     .emit(&mut d)

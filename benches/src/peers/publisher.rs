@@ -132,6 +132,7 @@ impl Publisher {
                         seq: Seq(*seq),
                         batch: 1,
                         ack_requested: false,
+                        probe: false,
                         tag: None,
                     }
                     .emit(&mut buf)

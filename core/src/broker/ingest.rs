@@ -132,9 +132,16 @@ where
             Verdict::FirstSeenLate => self.stats.first_seen_late += 1,
             Verdict::Restart => self.stats.restarts += 1,
             Verdict::Reordered => self.stats.reordered += 1,
+            Verdict::Duplicate if notify.probe => {}
             Verdict::Duplicate => self.stats.duplicates += 1,
             Verdict::Rewound => self.stats.senders_rewound += 1,
             Verdict::Stale => self.stats.stale += 1,
+        }
+        if notify.probe {
+            self.stats.probes += 1;
+            if verdict.deliver() {
+                self.stats.probes_delivered += 1;
+            }
         }
         if verdict.possible_loss() {
             self.raise_possible_loss(now);

@@ -18,7 +18,7 @@ pub struct Stats {
     pub delivered: u64,
     /// Sum of the batch counts of delivered notifications.
     pub changes: u64,
-    /// Duplicate datagrams ignored.
+    /// Duplicate datagrams ignored, tail-loss probes aside (`probes`).
     pub duplicates: u64,
     /// Stale datagrams ignored.
     pub stale: u64,
@@ -103,6 +103,13 @@ pub struct Stats {
     /// number, or a real loss of that many in a row); each is delivered and
     /// is a possible loss.
     pub senders_rewound: u64,
+    /// Tail-loss probes received (datagrams marked *probe*: a sender's last
+    /// datagram sent once more). A probe whose original arrived is counted
+    /// here and not in `duplicates`.
+    pub probes: u64,
+    /// Of those, probes whose original had not arrived: each delivered a
+    /// notification that was otherwise lost.
+    pub probes_delivered: u64,
     /// Counters only the transport can see.
     pub transport: TransportStats,
 }
@@ -195,6 +202,12 @@ impl Stats {
             index = index.wrapping_add(1);
         };
 
+        // connections refused, by reason (table full, per-address limit, no
+        // file descriptor, allow-list), entries appended as they came
+        let refused = counter(
+            "flagpost_connections_refused_total",
+            "Connections refused, by reason",
+        );
         emit(
             counter(
                 "flagpost_datagrams_total",
@@ -202,9 +215,11 @@ impl Stats {
             ),
             &mut self.datagrams,
         );
+        // the entries above, by kind: one family with the total (which
+        // the Prometheus page leaves out as their sum)
         let by_kind = counter(
-            "flagpost_datagrams_by_kind_total",
-            "Valid datagrams by notification kind",
+            "flagpost_datagrams_total",
+            "Valid notification datagrams received, by kind",
         );
         for (kind, v) in Kind::ALL.iter().zip(self.datagrams_by_kind.iter_mut()) {
             emit(labelled(by_kind, "kind", kind.name()), v);
@@ -234,7 +249,10 @@ impl Stats {
             &mut self.changes,
         );
         emit(
-            counter("flagpost_duplicates_total", "Duplicate datagrams ignored"),
+            counter(
+                "flagpost_duplicates_total",
+                "Duplicate datagrams ignored (tail-loss probes aside)",
+            ),
             &mut self.duplicates,
         );
         emit(
@@ -345,10 +363,7 @@ impl Stats {
             &mut self.opened,
         );
         emit(
-            counter(
-                "flagpost_connections_refused_full_total",
-                "Connections refused: listener table full",
-            ),
+            labelled(refused, "reason", "table_full"),
             &mut self.refused_full,
         );
         let closes = counter(
@@ -390,11 +405,11 @@ impl Stats {
             &mut self.stats_requests,
         );
         emit(
-            counter("flagpost_bytes_in_total", "Bytes received"),
+            counter("flagpost_received_bytes_total", "Bytes received"),
             &mut self.transport.bytes_in,
         );
         emit(
-            counter("flagpost_bytes_out_total", "Bytes sent"),
+            counter("flagpost_sent_bytes_total", "Bytes sent"),
             &mut self.transport.bytes_out,
         );
         emit(
@@ -409,10 +424,7 @@ impl Stats {
             &mut self.transport.acks_unsent,
         );
         emit(
-            counter(
-                "flagpost_connections_refused_per_address_total",
-                "Connections refused by the per-address limit",
-            ),
+            labelled(refused, "reason", "per_address"),
             &mut self.transport.refused_per_address,
         );
         emit(
@@ -430,10 +442,7 @@ impl Stats {
             &mut self.route_visits,
         );
         emit(
-            counter(
-                "flagpost_accept_no_fds_total",
-                "Connections refused: no file descriptor left",
-            ),
+            labelled(refused, "reason", "no_fds"),
             &mut self.transport.accept_no_fds,
         );
         emit(
@@ -483,11 +492,22 @@ impl Stats {
             &mut self.transport.datagrams_denied,
         );
         emit(
-            counter(
-                "flagpost_connections_denied_total",
-                "Connections refused: source not in the listeners' allow-list",
-            ),
+            labelled(refused, "reason", "denied"),
             &mut self.transport.connections_denied,
+        );
+        emit(
+            counter(
+                "flagpost_probes_total",
+                "Tail-loss probes received (not counted as duplicates)",
+            ),
+            &mut self.probes,
+        );
+        emit(
+            counter(
+                "flagpost_probes_delivered_total",
+                "Tail-loss probes that delivered a notification whose datagram was lost",
+            ),
+            &mut self.probes_delivered,
         );
     }
 
@@ -539,10 +559,7 @@ mod tests {
         assert_eq!(count, Stats::len());
         original.visit(|i, _, v| assert_eq!(v, 1000 + u64::from(i)));
         assert!(!original.set(count as u16, 1));
-        assert_eq!(
-            original.transport.connections_denied,
-            1000 + count as u64 - 1
-        );
+        assert_eq!(original.probes_delivered, 1000 + count as u64 - 1);
     }
 
     #[test]
@@ -552,6 +569,12 @@ mod tests {
             assert_eq!(m.gauge, !m.name.ends_with("_total"), "{}", m.name);
             assert!(m.name.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'));
             assert_eq!(Stats::metric(i), Some(m));
+            // units are suffixes (before `_total`), never folded elsewhere
+            let stem = m.name.strip_suffix("_total").unwrap_or(m.name);
+            for unit in ["bytes", "seconds"] {
+                assert!(!m.name.contains(unit) || stem.ends_with(unit), "{}", m.name);
+            }
+            assert!(!m.name.contains("_by_"), "{}: a label, not a name", m.name);
         });
     }
 }

@@ -91,6 +91,7 @@ pub(super) fn datagram(
         seq: Seq(seq),
         batch: 1,
         ack_requested: ack,
+        probe: false,
         tag: None,
     };
     let mut buf = [0; MAX_DATAGRAM_LEN];
@@ -250,6 +251,43 @@ fn datagrams_are_sequence_checked_and_acked() {
     );
     assert_eq!(s.possible_losses, 1);
     assert_eq!(s.senders, 1);
+}
+
+#[test]
+fn probes_are_counted_apart_from_duplicates() {
+    let mut b = broker();
+    let t = Instant::ZERO;
+    let id = listen(&mut b, t, None, FlagSet::ALL);
+    let probe = |seq| {
+        let (mut d, _) = datagram(Notification::status(None), 9, seq, false);
+        let mut repr = NotifyRepr::parse_bytes(&d[..24]).unwrap();
+        repr.probe = true;
+        let n = repr.emit(&mut d).unwrap();
+        (d, n)
+    };
+    // seq 1, then its probe: the probe finds its original, not a duplicate
+    let (d, n) = datagram(Notification::status(None), 9, 1, false);
+    b.handle_datagram(t, &d[..n]).unwrap();
+    assert_eq!(drain_ready(&mut b), [id]);
+    flags_of(&mut b, id);
+    let (d, n) = probe(1);
+    assert_eq!(
+        b.handle_datagram(t, &d[..n]).unwrap().verdict,
+        Verdict::Duplicate
+    );
+    assert_eq!(drain_ready(&mut b), []);
+    // seq 2 lost, its probe delivers it
+    let (d, n) = probe(2);
+    let r = b.handle_datagram(t, &d[..n]).unwrap();
+    assert_eq!((r.verdict, r.reached), (Verdict::InOrder, 1));
+    // a genuine duplicate (the same datagram unmarked) is still one
+    let (d, n) = datagram(Notification::status(None), 9, 2, false);
+    b.handle_datagram(t, &d[..n]).unwrap();
+    let s = b.stats();
+    assert_eq!(
+        (s.datagrams, s.duplicates, s.probes, s.probes_delivered),
+        (4, 1, 2, 1)
+    );
 }
 
 #[test]
@@ -743,4 +781,21 @@ fn handle_frames_stops_at_the_close_and_waits_for_whole_frames() {
         }]
     ));
     assert_eq!(b.poll_ready(), None, "the welcome was handed over already");
+}
+
+#[test]
+fn a_lowered_limit_refuses_newcomers_and_keeps_the_connected() {
+    let mut b = broker();
+    let t = Instant::ZERO;
+    let a = listen(&mut b, t, None, FlagSet::ALL);
+    let c = listen(&mut b, t, None, FlagSet::ALL);
+    b.set_limit(2);
+    assert_eq!(b.open(t), Err(OpenError::Full));
+    assert_eq!(b.stats().refused_full, 1);
+    assert_eq!(b.connections(), 2);
+    assert!(b.state(a).is_some() && b.state(c).is_some());
+    b.disconnect(a);
+    assert!(b.open(t).is_ok());
+    b.set_limit(usize::MAX);
+    assert!(b.open(t).is_ok());
 }

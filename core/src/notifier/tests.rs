@@ -31,10 +31,17 @@ fn a_burst_becomes_one_datagram_per_kind_and_channel() {
     assert_eq!(sent.len(), 2);
     assert_eq!((sent[0].seq, sent[0].batch), (Seq(1), 20));
     assert_eq!((sent[1].seq, sent[1].batch), (Seq(2), 3));
-    // then the probe repeats the last one, same sequence number
+    // then the probe repeats the last one, same sequence number, marked
+    assert!(!sent[1].probe);
     let t2 = p.poll_timeout().unwrap();
     assert_eq!(t2, Instant::from_millis(10));
-    assert_eq!(drain(&mut p, t2), [sent[1]]);
+    assert_eq!(
+        drain(&mut p, t2),
+        [NotifyRepr {
+            probe: true,
+            ..sent[1]
+        }]
+    );
     assert!(p.is_idle());
     assert_eq!(p.stats().probes, 1);
 }
@@ -345,7 +352,13 @@ fn close_sends_what_is_pending_and_the_probe_at_once() {
     let last = NotifyRepr::parse_bytes(&buf[..n]).unwrap();
     assert_eq!(last.notification, Notification::non_status(None));
     let n = p.poll_notifications(t, &mut buf).unwrap();
-    assert_eq!(NotifyRepr::parse_bytes(&buf[..n]).unwrap(), last);
+    assert_eq!(
+        NotifyRepr::parse_bytes(&buf[..n]).unwrap(),
+        NotifyRepr {
+            probe: true,
+            ..last
+        }
+    );
     assert_eq!(p.stats().probes, 1);
     assert!(p.is_idle());
 }

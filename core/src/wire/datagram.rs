@@ -6,7 +6,8 @@
 //!  0  magic "FP"          2                      0  magic "FP"      2
 //!  2  version = 1         1                      2  version = 1     1
 //!  3  type = 0x01         1                      3  type = 0x02     1
-//!  4  flags               1  b0 ack, b1 tagged   4  flags           1  b1 tagged
+//!  4  flags               1  b0 ack, b1 tagged,  4  flags           1  b1 tagged
+//!                            b2 probe
 //!  5  kind                1  1..=4               5  result          1  0..=2
 //!  6  channel length n    1  0..=32              6  reserved = 0    2
 //!  7  reserved = 0        1                      8  sender id       8
@@ -64,6 +65,9 @@ pub const TYPE_ACK: u8 = 0x02;
 pub const FLAG_ACK_REQUESTED: u8 = 0b01;
 /// Flag bit: a [`TAG_LEN`]-byte authentication tag ends the datagram.
 pub const FLAG_TAGGED: u8 = 0b10;
+/// Flag bit (notify only): a tail-loss probe, the sender's last datagram
+/// sent once more with the same sequence number.
+pub const FLAG_PROBE: u8 = 0b100;
 
 /// Length of a notification without channel or tag.
 pub const NOTIFY_HEADER_LEN: usize = 24;
@@ -311,6 +315,10 @@ pub struct NotifyRepr {
     pub batch: u32,
     /// Whether the sender asks for an [`AckRepr`].
     pub ack_requested: bool,
+    /// Whether this is a tail-loss probe (a repeat of the sender's last
+    /// datagram): the broker counts a probe that finds its original apart
+    /// from a genuine duplicate.
+    pub probe: bool,
     /// The authentication tag, if the datagram carries one.
     pub tag: Option<Tag>,
 }
@@ -323,7 +331,7 @@ impl NotifyRepr {
             return Err(Error::UnknownType(d.msg_type()));
         }
         // Then the fields in byte order, then what combines them.
-        let unknown = d.flags() & !(FLAG_ACK_REQUESTED | FLAG_TAGGED);
+        let unknown = d.flags() & !(FLAG_ACK_REQUESTED | FLAG_TAGGED | FLAG_PROBE);
         if unknown != 0 {
             return Err(Error::UnknownFlags(unknown));
         }
@@ -349,6 +357,7 @@ impl NotifyRepr {
             seq: d.seq(),
             batch: d.batch(),
             ack_requested: d.flags() & FLAG_ACK_REQUESTED != 0,
+            probe: d.flags() & FLAG_PROBE != 0,
             tag,
         })
     }
@@ -375,6 +384,9 @@ impl NotifyRepr {
         }
         if self.tag.is_some() {
             flags |= FLAG_TAGGED;
+        }
+        if self.probe {
+            flags |= FLAG_PROBE;
         }
         let channel = self
             .notification
@@ -547,6 +559,7 @@ mod tests {
             seq: Seq(u32::MAX),
             batch: 20,
             ack_requested: true,
+            probe: false,
             tag: Some([0xaa; TAG_LEN]),
         };
         let mut out = [0u8; MAX_DATAGRAM_LEN];
@@ -638,6 +651,7 @@ mod tests {
                 seq: Seq(1),
                 batch: 1,
                 ack_requested: true,
+                probe: false,
                 tag,
             };
             let ack = AckRepr::answering(&notify, AckResult::Delivered);

@@ -23,6 +23,7 @@ impl Harness {
             seq: Seq(seq),
             batch: u32::from(spec.batch).max(1),
             ack_requested: spec.ack,
+            probe: false,
             tag: spec.tagged.then_some([0xa5; TAG_LEN]),
         };
         let mut buf = [0u8; MAX_DATAGRAM_LEN];
@@ -74,7 +75,7 @@ impl Harness {
         }
 
         self.expect.datagram(notify.notification.kind());
-        self.expect.verdict(verdict);
+        self.expect.verdict(verdict, notify.probe);
         if possible_loss(verdict) {
             self.possible_loss();
         }

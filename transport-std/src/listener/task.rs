@@ -12,6 +12,7 @@ use flagpost_core::listener::{AuthError, ListenerSession, SessionError};
 use flagpost_core::wire::{FrameReader, MAX_FRAME_LEN};
 use tracing::{debug, info, warn};
 
+use super::link::{Events, LinkError, LinkEvent};
 use super::{RBUF, RECV_BUFFER};
 use crate::clock::Clock;
 use crate::shared::{ListenerState, Shared};
@@ -31,6 +32,8 @@ pub(super) struct ControlState {
     pub(super) auth: Option<AuthError>,
     /// Attempts refused authentication so far.
     pub(super) auth_refusals: u64,
+    /// What happened to the connection, for `take_link_events`.
+    pub(super) events: Events,
 }
 
 impl Control {
@@ -54,6 +57,16 @@ impl Control {
 
     pub(super) fn auth(&self) -> Option<AuthError> {
         self.state().auth
+    }
+
+    /// Records what happened to the connection and wakes waiters.
+    fn event(&self, event: LinkEvent) {
+        self.state().events.push(event);
+        self.changed.notify_all();
+    }
+
+    pub(super) fn take_events(&self) -> Vec<LinkEvent> {
+        self.state().events.take()
     }
 
     /// An attempt was refused authentication (`Some`), or a connection
@@ -112,6 +125,8 @@ pub(super) struct Io {
     pub(super) reader: Box<FrameReader<RBUF>>,
     /// The connection must be dropped (EOF, error, protocol or session error).
     pub(super) failed: bool,
+    /// The session error that failed the live connection, if one did.
+    pub(super) error: Option<SessionError>,
     /// The session's state changed since the I/O thread last looked.
     pub(super) changed: bool,
     /// Threads polling in `wait`: while there are any, they read and the
@@ -148,7 +163,8 @@ impl Io {
                 }
             }
         }
-        if self.session.handle_timeout(now).is_err() {
+        if let Err(error) = self.session.handle_timeout(now) {
+            self.error = Some(error);
             self.failed = true;
             return;
         }
@@ -177,6 +193,7 @@ impl Io {
                 }
                 Err(error) => {
                     debug!(%error, "listener connection dropped");
+                    self.error = Some(error);
                     self.failed = true;
                     return;
                 }
@@ -270,6 +287,7 @@ impl Task {
             if self.shared.state() == ListenerState::Listening {
                 // authenticated (or keyless): any earlier refusal is over
                 self.control.set_auth(None, self.addr);
+                self.control.event(LinkEvent::Listening);
             }
             self.control.notify();
         }
@@ -303,27 +321,49 @@ impl Task {
 
     /// One connection attempt and, if it is made, the connection's life.
     fn connection(&self) {
+        self.control.event(LinkEvent::Connecting);
+        let mut lost = None;
         match connect(self.addr, self.connect_timeout) {
             Ok(stream) if stream.set_nonblocking(true).is_ok() => {
                 let _ = stream.set_nodelay(true);
                 let stream = Arc::new(stream);
-                {
+                self.control.event(LinkEvent::Connected);
+                let welcomes = {
                     let now = self.clock.now();
                     let mut io = self.lock();
                     io.stream = Some(stream.clone());
                     io.failed = false;
+                    io.error = None;
                     io.auth_failed = None;
                     io.reader.clear();
                     io.session.connected(now);
                     io.flush(now, &stream);
-                }
+                    io.session.welcomes()
+                };
                 self.serve(&stream);
                 let _ = stream.shutdown(std::net::Shutdown::Both);
-                self.lock().stream = None;
+                let mut io = self.lock();
+                io.stream = None;
+                let welcomed = io.session.welcomes() != welcomes;
+                lost = match (io.auth_failed, io.error.take()) {
+                    (Some(e), _) => Some(LinkError::Auth(e)),
+                    (None, Some(e)) => Some(LinkError::from_session(e, welcomed)),
+                    (None, None) if self.control.stopped() => None,
+                    (None, None) => Some(LinkError::Lost),
+                };
                 debug!(addr = %self.addr, "listener connection ended");
             }
             Ok(_) => {}
-            Err(error) => debug!(addr = %self.addr, %error, "cannot connect to broker"),
+            Err(error) => {
+                debug!(addr = %self.addr, %error, "cannot connect to broker");
+                lost = Some(LinkError::Connect {
+                    kind: error.kind(),
+                    message: error.to_string(),
+                });
+            }
+        }
+        if let Some(error) = lost {
+            self.control.event(LinkEvent::Lost(error));
         }
         let now = self.clock.now();
         let mut io = self.lock();

@@ -27,11 +27,21 @@
 //! it allows.
 
 mod accept;
+#[cfg(unix)]
+mod activate;
 mod allow;
 mod bind;
 mod conn;
+mod error;
 mod fds;
+mod ratelimit;
+mod reload;
 mod udp;
+
+pub use error::ServeError;
+#[cfg(feature = "config")]
+pub use reload::with_overrides;
+pub use reload::{ReloadError, Reloaded};
 
 use std::collections::HashMap;
 use std::io;
@@ -51,12 +61,13 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use tracing::{debug, info, warn};
 
 use crate::clock::Clock;
-use crate::config::{BrokerConfig, ConfigError};
-use crate::keyfile::{read_keyring, KeyFileError};
+use crate::config::BrokerConfig;
+use crate::keyfile::read_keyring;
 use crate::postgres::SourceMetrics;
 use crate::shared::{ListenerState, Shared};
 use allow::AllowList;
 use conn::Conn;
+use ratelimit::RateLimit;
 use udp::UdpRx;
 
 const WAKER: Token = Token(0);
@@ -80,58 +91,6 @@ const WRITES_BETWEEN_READS: usize = 64;
 /// timers are served during a long fan-out.
 const WRITES_PER_TURN: usize = 4096;
 
-/// Why the broker could not start or stopped.
-#[derive(Debug, thiserror::Error)]
-pub enum ServeError {
-    /// Another process holds the port.
-    #[error("cannot bind {addr}: address already in use (is another broker running?)")]
-    AddrInUse {
-        /// The address.
-        addr: SocketAddr,
-    },
-    /// The process may not bind there.
-    #[error("cannot bind {addr}: permission denied (ports below 1024 need privileges)")]
-    PermissionDenied {
-        /// The address.
-        addr: SocketAddr,
-    },
-    /// Another bind failure (address not available on this host, …).
-    #[error("cannot bind {addr}: {source}")]
-    Bind {
-        /// The address.
-        addr: SocketAddr,
-        /// Why.
-        source: io::Error,
-    },
-    /// The metrics endpoint could not start.
-    #[error("cannot serve metrics on {addr}: {message}")]
-    Metrics {
-        /// The address.
-        addr: SocketAddr,
-        /// Why.
-        message: String,
-    },
-    /// The configuration is invalid.
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-    /// The key file cannot be used.
-    #[error(transparent)]
-    Key(#[from] KeyFileError),
-    /// The event loop failed.
-    #[error("broker I/O error: {0}")]
-    Io(#[from] io::Error),
-}
-
-impl ServeError {
-    fn bind(addr: SocketAddr, source: io::Error) -> Self {
-        match source.kind() {
-            io::ErrorKind::AddrInUse => ServeError::AddrInUse { addr },
-            io::ErrorKind::PermissionDenied => ServeError::PermissionDenied { addr },
-            _ => ServeError::Bind { addr, source },
-        }
-    }
-}
-
 /// The broker has stopped; the handle cannot reach it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("the broker has stopped")]
@@ -149,6 +108,11 @@ pub(crate) enum Command {
     CloseLocal(ListenerId),
     Notify(Notification, u32),
     RaiseRecheck,
+    /// A validated configuration and its keys.
+    Reload(
+        Box<(BrokerConfig, Option<flagpost_core::auth::Keyring>)>,
+        Sender<Reloaded>,
+    ),
 }
 
 /// A bound broker, ready to [`run`](Broker::run).
@@ -184,6 +148,27 @@ impl Broker {
     /// with a warning when `max_listeners` is larger (connections beyond
     /// the limit are refused with *too many listeners*).
     pub fn bind(config: BrokerConfig) -> Result<Broker, ServeError> {
+        Self::bind_with(config, None)
+    }
+
+    /// Serves on the sockets a service manager bound (socket activation,
+    /// see [`crate::systemd::listen_fds`]) instead of `config.bind`: for
+    /// each address a listening TCP socket and one or more UDP sockets.
+    /// Descriptors of another kind, or an address without both, are a
+    /// [`ServeError::Activation`]. Otherwise as [`bind`](Self::bind).
+    #[cfg(unix)]
+    pub fn bind_activated(
+        config: BrokerConfig,
+        fds: Vec<std::os::fd::OwnedFd>,
+    ) -> Result<Broker, ServeError> {
+        Self::bind_with(config, Some(fds))
+    }
+
+    fn bind_with(
+        config: BrokerConfig,
+        #[cfg(unix)] passed: Option<Vec<std::os::fd::OwnedFd>>,
+        #[cfg(not(unix))] passed: Option<()>,
+    ) -> Result<Broker, ServeError> {
         config.validate()?;
         // the key first: a bad key file must not leave a keyless broker bound
         let keys = match &config.key_file {
@@ -196,8 +181,18 @@ impl Broker {
         let mut udps = Vec::new();
         let mut tcps = Vec::new();
         let mut addrs = Vec::new();
-        for &addr in &config.bind {
-            let (group, tcp) = bind::bind_pair(addr, &config)?;
+        let pairs = match passed {
+            #[cfg(unix)]
+            Some(fds) => activate::adopt(fds, &config)?,
+            #[cfg(not(unix))]
+            Some(()) => Vec::new(),
+            None => config
+                .bind
+                .iter()
+                .map(|&addr| bind::bind_pair(addr, &config))
+                .collect::<Result<_, _>>()?,
+        };
+        for (group, tcp) in pairs {
             let local = tcp.local_addr()?;
             let granted = group.first().map_or(0, |u| u.recv_buffer);
             if config.udp_recv_buffer > 0 && granted < config.udp_recv_buffer {
@@ -417,31 +412,6 @@ impl BrokerHandle {
     }
 }
 
-/// At most one log line per second per kind of event, with a count of what
-/// was suppressed.
-#[derive(Debug, Default)]
-struct RateLimit {
-    last: Option<std::time::Instant>,
-    suppressed: u64,
-}
-
-impl RateLimit {
-    /// `Some(suppressed since the last line)` when a line may be logged now.
-    fn allow(&mut self) -> Option<u64> {
-        let now = std::time::Instant::now();
-        match self.last {
-            Some(at) if now.duration_since(at) < std::time::Duration::from_secs(1) => {
-                self.suppressed += 1;
-                None
-            }
-            _ => {
-                self.last = Some(now);
-                Some(std::mem::take(&mut self.suppressed))
-            }
-        }
-    }
-}
-
 /// The core's broker state over tables on the heap.
 type HeapBroker = BrokerState<Box<[ListenerSlot]>, Box<[SenderSlot]>>;
 
@@ -563,6 +533,10 @@ impl Server {
                 }
                 Command::RaiseRecheck => {
                     self.core.raise_recheck(now);
+                }
+                Command::Reload(new, reply) => {
+                    let (config, keys) = *new;
+                    let _ = reply.send(self.reload(config, keys));
                 }
             }
         }

@@ -70,6 +70,14 @@ impl UdpRx {
         }
         #[cfg(not(target_os = "linux"))]
         let _ = shared;
+        socket.bind(&addr.into())?;
+        Self::adopt(socket, recv_buffer)
+    }
+
+    /// Takes a UDP socket bound elsewhere (socket activation): asks for a
+    /// receive buffer of `recv_buffer` bytes, turns on the drop counter and
+    /// non-blocking mode.
+    pub(crate) fn adopt(socket: Socket, recv_buffer: usize) -> io::Result<Self> {
         if recv_buffer > 0 {
             // The kernel may clamp this (net.core.rmem_max); we report what we got.
             let _ = socket.set_recv_buffer_size(recv_buffer);
@@ -80,7 +88,6 @@ impl UdpRx {
             setsockopt(&socket, RxqOvfl, &1).map_err(io::Error::from)?;
         }
         socket.set_nonblocking(true)?;
-        socket.bind(&addr.into())?;
         let granted = socket.recv_buffer_size().unwrap_or(0);
         let std_socket: std::net::UdpSocket = socket.into();
         Ok(UdpRx {

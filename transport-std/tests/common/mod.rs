@@ -94,6 +94,7 @@ pub(crate) fn send_notify(
         seq: Seq(seq),
         batch: 1,
         ack_requested: false,
+        probe: false,
         tag: None,
     }
     .emit(&mut d)

@@ -61,6 +61,7 @@ impl BareCoalescer {
                                 seq: Seq(seq),
                                 batch: u32::try_from(count).unwrap_or(u32::MAX),
                                 ack_requested: false,
+                                probe: false,
                                 tag: None,
                             }
                             .emit(&mut buf)

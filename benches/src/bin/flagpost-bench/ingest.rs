@@ -29,6 +29,7 @@ pub(crate) fn send_notify(
         seq: Seq(seq),
         batch: 1,
         ack_requested: false,
+        probe: false,
         tag: None,
     }
     .emit(&mut buf)
@@ -242,6 +243,7 @@ fn signed_pool(key: &Key, sender: u64, n: u64) -> Vec<[u8; SIGNED_LEN]> {
                 seq: Seq(seq),
                 batch: 1,
                 ack_requested: false,
+                probe: false,
                 tag: Some([0; TAG_LEN]),
             }
             .emit(&mut buf)

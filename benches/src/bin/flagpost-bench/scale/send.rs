@@ -81,6 +81,7 @@ impl Sender {
             seq: Seq(self.seq),
             batch: 1,
             ack_requested: false,
+            probe: false,
             tag: None,
         })
         .emit(&mut self.buf) else {
