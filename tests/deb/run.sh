@@ -63,6 +63,60 @@ kill "$serve_pid"
 wait "$serve_pid" 2>/dev/null || true
 serve_pid=
 
+# As the socket unit starts it (CI has no running systemd): systemd-socket-
+# activate passes the UDP and the TCP socket (LISTEN_FDS) to the installed
+# broker, which starts on the first datagram and connection; then, as the
+# README's walkthrough: a listener, a notification, a metrics scrape.
+if command -v systemd-socket-activate >/dev/null; then
+    port=$((20000 + RANDOM % 20000))
+    addr=127.0.0.1:$port
+    metrics_port=$((port + 1))
+    systemd-socket-activate --datagram -l "$addr" -- \
+        systemd-socket-activate -l "$addr" -- \
+        /usr/bin/flagpost serve --config /etc/flagpost/flagpost.toml \
+        --metrics "127.0.0.1:$metrics_port" >"$work/act.out" 2>"$work/serve.err" &
+    serve_pid=$!
+    deadline=$(($(date +%s) + 30))
+    until grep -q "^Listening on $addr" "$work/serve.err"; do
+        kill -0 "$serve_pid" 2>/dev/null || fail "systemd-socket-activate exited"
+        [ "$(date +%s)" -lt "$deadline" ] || fail "systemd-socket-activate did not bind $addr"
+        sleep 0.1
+    done
+    # the first datagram activates the UDP stage, the listener's
+    # connection the TCP stage and the broker, which then acks the datagram
+    /usr/bin/flagpost notify status --broker "$addr" --confirm --timeout 20s \
+        >"$work/first.out" 2>&1 &
+    first_pid=$!
+    /usr/bin/flagpost listen --broker "$addr" --once --json --timeout 30s \
+        >"$work/listen.out" 2>"$work/listen.err" &
+    listen_pid=$!
+    deadline=$(($(date +%s) + 30))
+    until grep -q "listening on $addr" "$work/listen.err"; do
+        kill -0 "$listen_pid" 2>/dev/null || fail "listen exited: $(cat "$work/listen.err")"
+        [ "$(date +%s)" -lt "$deadline" ] || fail "the activated broker never took the listener: $(cat "$work/listen.err"; cat "$work/first.out")"
+        sleep 0.1
+    done
+    wait "$first_pid" || fail "the activating notify was not acked: $(cat "$work/first.out")"
+    /usr/bin/flagpost notify status --broker "$addr" --confirm --timeout 5s ||
+        fail "notify --confirm to the activated broker"
+    wait "$listen_pid" || fail "listen --once: $(cat "$work/listen.err")"
+    grep -q '"flag":"status"' "$work/listen.out" || fail "the listener saw no status: $(cat "$work/listen.out")"
+    grep -q "socket activation" "$work/serve.err" || fail "the broker did not serve the passed sockets"
+    ok "socket-activated: the listener woke on the status update"
+    exec 3<>"/dev/tcp/127.0.0.1/$metrics_port" || fail "metrics port"
+    printf 'GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n' >&3
+    cat <&3 >"$work/metrics.txt"
+    exec 3<&-
+    grep -q '^flagpost_build_info{' "$work/metrics.txt" || fail "no flagpost_build_info in the scrape"
+    grep -Eq '^flagpost_acks_total [1-9]' "$work/metrics.txt" || fail "the scrape shows no ack"
+    ok "metrics scraped ($(grep -c '^flagpost_' "$work/metrics.txt") flagpost_ samples)"
+    kill "$serve_pid"
+    wait "$serve_pid" 2>/dev/null || true
+    serve_pid=
+else
+    echo "systemd-socket-activate missing (Debian package systemd): the activated walkthrough is not run"
+fi
+
 dpkg --purge flagpost
 installed=
 [ ! -e /usr/bin/flagpost ] || fail "/usr/bin/flagpost is still there after dpkg --purge"
