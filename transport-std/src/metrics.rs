@@ -163,10 +163,8 @@ impl MetricsServer {
             let stats = broker.stats().map_err(|e| e.to_string())?;
             Ok(render_all(&stats, broker.postgres_metrics()))
         });
-        MetricsServer::serve(addr, "flagpost-metrics", render).map_err(|e| ServeError::Metrics {
-            addr,
-            message: e.to_string(),
-        })
+        MetricsServer::serve(addr, "flagpost-metrics", render)
+            .map_err(|source| ServeError::Metrics { addr, source })
     }
 
     /// Serves whatever `render` gives (OpenMetrics text, as
@@ -175,7 +173,9 @@ impl MetricsServer {
     /// succeeds at `/healthz`, on `addr` (port 0: any free port), from a
     /// thread named `thread`. Query strings are ignored.
     pub fn serve(addr: SocketAddr, thread: &str, render: Render) -> std::io::Result<MetricsServer> {
-        let server = tiny_http::Server::http(addr)
+        // bound here, so that a port in use keeps its error kind
+        let listener = std::net::TcpListener::bind(addr)?;
+        let server = tiny_http::Server::from_listener(listener, None)
             .map_err(|e| std::io::Error::other(format!("metrics on {addr}: {e}")))?;
         let addr = server.server_addr().to_ip().unwrap_or(addr);
         let server = Arc::new(server);

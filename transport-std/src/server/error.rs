@@ -30,12 +30,12 @@ pub enum ServeError {
         source: io::Error,
     },
     /// The metrics endpoint could not start.
-    #[error("cannot serve metrics on {addr}: {message}")]
+    #[error("cannot serve metrics on {addr}: {source}")]
     Metrics {
         /// The address.
         addr: SocketAddr,
-        /// Why.
-        message: String,
+        /// Why (its kind tells a port in use or a permission).
+        source: io::Error,
     },
     /// The configuration is invalid.
     #[error(transparent)]

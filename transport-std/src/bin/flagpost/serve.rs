@@ -168,28 +168,14 @@ fn serve_failure(e: ServeError) -> Failure {
         ServeError::AddrInUse { .. } => EXIT_ADDR_IN_USE,
         ServeError::PermissionDenied { .. } => EXIT_PERMISSION,
         ServeError::Config(_) | ServeError::Key(_) | ServeError::Activation(_) => EXIT_CONFIG,
-        ServeError::Metrics { .. } | ServeError::Bind { .. } | ServeError::Io(_) => EXIT_OTHER,
+        ServeError::Metrics { source, .. } => match source.kind() {
+            io::ErrorKind::AddrInUse => EXIT_ADDR_IN_USE,
+            io::ErrorKind::PermissionDenied => EXIT_PERMISSION,
+            _ => EXIT_OTHER,
+        },
+        ServeError::Bind { .. } | ServeError::Io(_) => EXIT_OTHER,
     };
     Failure::new(code, e)
-}
-
-/// Whether the metrics address can be bound, by kind: the metrics server's
-/// error keeps only a message, so a port in use is seen here first.
-fn probe_metrics(addr: SocketAddr) -> Result<(), Failure> {
-    match std::net::TcpListener::bind(addr) {
-        Ok(_) => Ok(()),
-        Err(e) => {
-            let code = match e.kind() {
-                io::ErrorKind::AddrInUse => EXIT_ADDR_IN_USE,
-                io::ErrorKind::PermissionDenied => EXIT_PERMISSION,
-                _ => EXIT_OTHER,
-            };
-            Err(Failure::new(
-                code,
-                format!("cannot serve metrics on {addr}: {e}"),
-            ))
-        }
-    }
 }
 
 pub(crate) fn serve(args: ServeArgs) -> Result<(), Failure> {
@@ -211,9 +197,6 @@ pub(crate) fn serve(args: ServeArgs) -> Result<(), Failure> {
         return Ok(());
     }
     let metrics_addr = config.metrics;
-    if let Some(addr) = metrics_addr {
-        probe_metrics(addr)?;
-    }
     let started = config.clone();
     #[cfg(unix)] // socket activation: the service manager's sockets, if any
     let broker = match flagpost_std::systemd::listen_fds()
