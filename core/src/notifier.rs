@@ -317,7 +317,7 @@ impl<const N: usize> NotifierSession<N> {
     /// Records a notification standing for `batch` changes (at least 1).
     pub fn notify(&mut self, now: Instant, notification: Notification, batch: u32) {
         self.stats.calls += 1;
-        self.pacing.last_call = self.pacing.last_call.max(now);
+        self.pacing.last_call = now;
         if self.pending_since.is_none() {
             self.pending_since = Some(now);
         }
@@ -570,14 +570,11 @@ impl<const N: usize> NotifierSession<N> {
         let probe_due = self.probe_at.is_some_and(|at| now >= at || self.closing);
         if self.pending.is_empty() && probe_due {
             self.probe_at = None;
-            if let Some(repr) = self.last {
+            if let Some(mut repr) = self.last {
                 self.stats.probes += 1;
                 // marked, so that the broker counts it apart from duplicates
-                let probe = NotifyRepr {
-                    probe: true,
-                    ..repr
-                };
-                return self.emit(&probe, buf, signer);
+                repr.probe = true;
+                return self.emit(&repr, buf, signer);
             }
         }
         None
