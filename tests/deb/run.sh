@@ -17,6 +17,16 @@ fi
 
 fail() { echo "FAIL: $*" >&2; [ -s "$work/serve.err" ] && cat "$work/serve.err" >&2; exit 1; }
 ok() { echo "ok: $*"; }
+# wait_for FILE PATTERN PID WHAT: until grep finds PATTERN in FILE, for at
+# most 30 s, failing with WHAT if it does not or process PID exits first
+wait_for() {
+    local deadline=$(($(date +%s) + 30))
+    until grep -q "$2" "$1"; do
+        kill -0 "$3" 2>/dev/null || fail "$4: the process exited ($(tail -n 3 "$1"))"
+        [ "$(date +%s)" -lt "$deadline" ] || fail "$4 ($(tail -n 3 "$1"))"
+        sleep 0.1
+    done
+}
 
 work=$(mktemp -d)
 serve_pid=
@@ -46,12 +56,8 @@ ok "installed: /usr/bin/flagpost ($(/usr/bin/flagpost --version)), the units, th
 /usr/bin/flagpost serve --config /etc/flagpost/flagpost.toml --bind 127.0.0.1:0 \
     >"$work/serve.out" 2>"$work/serve.err" &
 serve_pid=$!
-deadline=$(($(date +%s) + 30))
-until grep -q '^listening on ' "$work/serve.out"; do
-    kill -0 "$serve_pid" 2>/dev/null || fail "the installed flagpost serve exited"
-    [ "$(date +%s)" -lt "$deadline" ] || fail "the installed flagpost serve did not report its address"
-    sleep 0.1
-done
+wait_for "$work/serve.out" '^listening on ' "$serve_pid" \
+    "the installed flagpost serve did not report its address"
 broker=$(sed -n 's/^listening on //p' "$work/serve.out" | head -n1)
 ok "the installed broker serves on $broker"
 /usr/bin/flagpost notify status --broker "$broker" --confirm --timeout 5s ||
@@ -76,12 +82,8 @@ if command -v systemd-socket-activate >/dev/null; then
         /usr/bin/flagpost serve --config /etc/flagpost/flagpost.toml \
         --metrics "127.0.0.1:$metrics_port" >"$work/act.out" 2>"$work/serve.err" &
     serve_pid=$!
-    deadline=$(($(date +%s) + 30))
-    until grep -q "^Listening on $addr" "$work/serve.err"; do
-        kill -0 "$serve_pid" 2>/dev/null || fail "systemd-socket-activate exited"
-        [ "$(date +%s)" -lt "$deadline" ] || fail "systemd-socket-activate did not bind $addr"
-        sleep 0.1
-    done
+    wait_for "$work/serve.err" "^Listening on $addr" "$serve_pid" \
+        "systemd-socket-activate did not bind $addr"
     # the first datagram activates the UDP stage, the listener's
     # connection the TCP stage and the broker, which then acks the datagram
     /usr/bin/flagpost notify status --broker "$addr" --confirm --timeout 20s \
@@ -90,12 +92,8 @@ if command -v systemd-socket-activate >/dev/null; then
     /usr/bin/flagpost listen --broker "$addr" --once --json --timeout 30s \
         >"$work/listen.out" 2>"$work/listen.err" &
     listen_pid=$!
-    deadline=$(($(date +%s) + 30))
-    until grep -q "listening on $addr" "$work/listen.err"; do
-        kill -0 "$listen_pid" 2>/dev/null || fail "listen exited: $(cat "$work/listen.err")"
-        [ "$(date +%s)" -lt "$deadline" ] || fail "the activated broker never took the listener: $(cat "$work/listen.err"; cat "$work/first.out")"
-        sleep 0.1
-    done
+    wait_for "$work/listen.err" "listening on $addr" "$listen_pid" \
+        "the activated broker never took the listener"
     wait "$first_pid" || fail "the activating notify was not acked: $(cat "$work/first.out")"
     /usr/bin/flagpost notify status --broker "$addr" --confirm --timeout 5s ||
         fail "notify --confirm to the activated broker"

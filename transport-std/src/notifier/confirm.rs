@@ -10,6 +10,7 @@ use std::time::Duration;
 use flagpost_core::notifier::NotifierEvent;
 use flagpost_core::wire::{AckResult, MAX_DATAGRAM_LEN};
 
+use super::refused::is_refused;
 use super::{Front, NotifyError, Out};
 
 impl Front {
@@ -34,7 +35,7 @@ impl Front {
             for (b, len) in &out {
                 match socket.send(&b[..*len]) {
                     Ok(_) => {}
-                    Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+                    Err(e) if is_refused(&e) => {
                         self.send_errors.fetch_add(1, Ordering::Relaxed);
                         return Err(NotifyError::Unreachable {
                             broker: self.broker,
@@ -68,13 +69,7 @@ impl Front {
                             | io::ErrorKind::TimedOut
                             | io::ErrorKind::Interrupted
                     ) => {}
-                // (Windows reports the ICMP as a reset)
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::ConnectionRefused | io::ErrorKind::ConnectionReset
-                    ) =>
-                {
+                Err(e) if is_refused(&e) => {
                     return Err(NotifyError::Unreachable {
                         broker: self.broker,
                     })

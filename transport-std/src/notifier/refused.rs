@@ -9,6 +9,15 @@ use flagpost_core::wire::MAX_DATAGRAM_LEN;
 
 use super::{Notifier, NotifyError};
 
+/// Whether a connected UDP socket's error is the ICMP port unreachable of
+/// the broker's host (Windows reports it as a reset, WSAECONNRESET).
+pub(super) fn is_refused(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionRefused | io::ErrorKind::ConnectionReset
+    )
+}
+
 impl Notifier {
     /// Waits up to `within` for the broker's host to answer a datagram sent
     /// so far with ICMP port unreachable, which a connected socket reports
@@ -25,13 +34,7 @@ impl Notifier {
                 .set_read_timeout(Some(left.max(Duration::from_micros(100))))?;
             match core.socket.recv(&mut buf) {
                 Ok(_) => {} // nothing is sent to this socket; ignore strays
-                // Windows reports the ICMP as a reset (WSAECONNRESET)
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::ConnectionRefused | io::ErrorKind::ConnectionReset
-                    ) =>
-                {
+                Err(e) if is_refused(&e) => {
                     return Err(NotifyError::Unreachable {
                         broker: core.broker,
                     })
