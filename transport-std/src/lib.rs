@@ -66,7 +66,7 @@ pub mod winservice;
 
 pub use config::{BrokerConfig, ConfigError};
 pub use flagpost_core as core;
-pub use listener::{ListenError, Listener, ListenerBuilder};
+pub use listener::{ListenError, Listener, ListenerBuilder, RaiseHook};
 #[cfg(feature = "metrics")]
 pub use metrics::MetricsServer;
 pub use notifier::{Notifier, NotifierBuilder, NotifierStats, NotifyError};

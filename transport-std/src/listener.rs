@@ -49,6 +49,7 @@ use flagpost_core::{ChannelId, FlagSet};
 
 use crate::clock::Clock;
 use crate::server::{BrokerGone, BrokerHandle};
+pub use crate::shared::RaiseHook;
 use crate::shared::{ListenerState, Shared};
 
 #[cfg(feature = "tokio")]
@@ -95,6 +96,7 @@ pub struct ListenerBuilder {
     backoff_max: Duration,
     connect_timeout: Duration,
     key: Option<Key>,
+    hook: Option<RaiseHook>,
 }
 
 impl Default for ListenerBuilder {
@@ -107,6 +109,7 @@ impl Default for ListenerBuilder {
             backoff_max: ListenerConfig::BACKOFF_MAX.into(),
             connect_timeout: Duration::from_secs(5),
             key: None,
+            hook: None,
         }
     }
 }
@@ -140,6 +143,15 @@ impl ListenerBuilder {
         self
     }
 
+    /// Calls `hook` after each raise of this listener's flags and when it
+    /// closes, on the thread that raised (see [`RaiseHook`]): for callers
+    /// that wait in an event loop of their own rather than in
+    /// [`Listener::wait`].
+    pub fn on_raise(mut self, hook: RaiseHook) -> Self {
+        self.hook = Some(hook);
+        self
+    }
+
     /// Reconnect backoff: first delay and cap (default 100 ms, 2 s).
     pub fn backoff(mut self, initial: Duration, max: Duration) -> Self {
         self.backoff_initial = initial;
@@ -158,7 +170,7 @@ impl ListenerBuilder {
             .ok()
             .and_then(|mut a| a.next())
             .ok_or_else(|| ListenError::Resolve(format!("{addr:?}")))?;
-        let shared = Arc::new(Shared::new(ListenerState::Connecting));
+        let shared = Arc::new(Shared::with_hook(ListenerState::Connecting, self.hook));
         let control = Arc::new(Control::default());
         let keepalive_secs = u16::try_from(self.keepalive.as_secs()).unwrap_or(u16::MAX);
         let clock = Clock::new();
@@ -216,7 +228,7 @@ impl ListenerBuilder {
     /// Starts listening inside the process that runs `broker`: no TCP, same
     /// API. The start is a reconnect raise, as over TCP.
     pub fn local(self, broker: &BrokerHandle) -> Result<Listener, ListenError> {
-        let shared = Arc::new(Shared::new(ListenerState::Listening));
+        let shared = Arc::new(Shared::with_hook(ListenerState::Listening, self.hook));
         let interest = if self.interest.is_empty() {
             FlagSet::ALL
         } else {

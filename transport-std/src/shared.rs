@@ -5,10 +5,13 @@
 //! Checks are lock-free test-and-clear reads of an [`AtomicFlags`]. Waiting
 //! uses a mutex and condvar, but a raise only touches them when some thread
 //! is actually waiting (a `waiters` count, ordered with `SeqCst` against the
-//! flags), so raising with nobody waiting costs one atomic add.
+//! flags), so raising with nobody waiting costs one atomic add. A
+//! [`RaiseHook`], if the owner gave one, is called after each raise and at
+//! the close: the way callers outside Rust's threads (a C callback, an
+//! `asyncio` loop, the broker's event stream) learn of a raise.
 
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
-use std::sync::{Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use flagpost_core::flags::AtomicFlags;
@@ -34,6 +37,32 @@ fn state_to_u8(state: ListenerState) -> u8 {
     }
 }
 
+/// A function called after each raise of a listener's flags and when the
+/// listener closes, on the thread that raised: the listener's connection
+/// thread, or the broker's loop for an in-process listener. It must be
+/// short and must not block (set a flag, write to a pipe, wake a poll):
+/// that thread serves the connection. It may be called with nothing left
+/// to take (a check already took the flags): callers re-check.
+#[derive(Clone)]
+pub struct RaiseHook(Arc<dyn Fn() + Send + Sync>);
+
+impl RaiseHook {
+    /// Wraps `f`.
+    pub fn new(f: impl Fn() + Send + Sync + 'static) -> Self {
+        RaiseHook(Arc::new(f))
+    }
+
+    fn call(&self) {
+        (self.0)()
+    }
+}
+
+impl std::fmt::Debug for RaiseHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RaiseHook")
+    }
+}
+
 /// Flags, state and the wait machinery of one listener.
 #[derive(Debug)]
 pub(crate) struct Shared {
@@ -50,10 +79,18 @@ pub(crate) struct Shared {
     /// Wakes async waiters (`listener::asynch`) with the threads.
     #[cfg(feature = "tokio")]
     notify: tokio::sync::Notify,
+    /// Called after each raise and at the close.
+    hook: Option<RaiseHook>,
 }
 
 impl Shared {
+    #[cfg(test)]
     pub(crate) fn new(state: ListenerState) -> Self {
+        Shared::with_hook(state, None)
+    }
+
+    /// A listener's shared state whose raises also call `hook`.
+    pub(crate) fn with_hook(state: ListenerState, hook: Option<RaiseHook>) -> Self {
         Shared {
             flags: AtomicFlags::new(),
             reconnect: AtomicBool::new(false),
@@ -65,6 +102,7 @@ impl Shared {
             stop: AtomicBool::new(false),
             #[cfg(feature = "tokio")]
             notify: tokio::sync::Notify::new(),
+            hook,
         }
     }
 
@@ -80,6 +118,9 @@ impl Shared {
         self.state.store(state_to_u8(state), Ordering::Release);
         if state == ListenerState::Closed {
             self.wake_all();
+            if let Some(hook) = &self.hook {
+                hook.call();
+            }
         }
     }
 
@@ -115,6 +156,9 @@ impl Shared {
         std::sync::atomic::fence(Ordering::SeqCst);
         if self.waiters.load(Ordering::SeqCst) > 0 {
             self.wake_all();
+        }
+        if let Some(hook) = &self.hook {
+            hook.call();
         }
     }
 
@@ -229,6 +273,26 @@ mod tests {
         assert!(shared.wait_since(shared.interrupts(), Duration::from_secs(30)));
         assert!(shared.flags().check_status());
         raiser.join().unwrap();
+    }
+
+    #[test]
+    fn the_hook_runs_after_each_raise_and_at_the_close() {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let seen = calls.clone();
+        let shared = Shared::with_hook(
+            ListenerState::Listening,
+            Some(RaiseHook::new(move || {
+                seen.fetch_add(1, Ordering::SeqCst);
+            })),
+        );
+        shared.raise(FlagSet::EMPTY);
+        assert_eq!(calls.load(Ordering::SeqCst), 0, "nothing raised");
+        shared.raise(FlagSet::STATUS);
+        assert!(shared.flags().check_status(), "raised before the call");
+        shared.raise_reconnect(FlagSet::RECHECK);
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+        shared.set_state(ListenerState::Closed);
+        assert_eq!(calls.load(Ordering::SeqCst), 3);
     }
 
     /// An interrupt between taking the epoch and waiting is not lost: the
