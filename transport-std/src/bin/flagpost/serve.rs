@@ -235,6 +235,9 @@ pub(crate) fn serve(args: ServeArgs) -> Result<(), Failure> {
     for addr in handle.local_addrs() {
         println!("listening on {addr}");
     }
+    if let Some(server) = &_metrics {
+        println!("http on http://{}/", server.local_addr());
+    }
     let _ = io::stdout().flush();
     #[cfg(windows)]
     flagpost_std::winservice::serving(&handle);
