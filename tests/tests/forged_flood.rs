@@ -5,7 +5,6 @@
 //! same measurement without it.
 
 use std::net::{SocketAddr, UdpSocket};
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -24,11 +23,10 @@ const PER_KIND: u64 = 5_000;
 /// Real notifications timed, with and without the flood.
 const SAMPLES: usize = 200;
 
-fn key_file(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("flagpost-flood-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(name);
-    let _ = std::fs::remove_file(&path);
+/// A fresh key file, removed when dropped.
+fn key_file() -> tempfile::TempPath {
+    let path = tempfile::NamedTempFile::new().unwrap().into_temp_path();
+    std::fs::remove_file(&path).unwrap();
     generate_key_file(&path).unwrap();
     path
 }
@@ -140,7 +138,7 @@ fn time_real(notifier: &Notifier, listener: &Listener, phase: &str) -> (Duration
 
 #[test]
 fn with_a_key_a_flood_of_forgeries_is_dropped_and_counted_and_wakes_nobody() {
-    let path = key_file("key");
+    let path = key_file();
     let key = read_key_file(&path).unwrap();
     let broker = BrokerProcess::start("127.0.0.1:0", &["--key-file", path.to_str().unwrap()]);
     let addr: SocketAddr = broker.addr.parse().unwrap();

@@ -130,11 +130,10 @@ pub fn generate_key_file(path: &Path) -> Result<(), KeyFileError> {
 mod tests {
     use super::*;
 
-    fn temp(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("flagpost-keyfile-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join(name);
-        let _ = std::fs::remove_file(&path);
+    /// A fresh path in the temp directory, removed when dropped.
+    fn temp(_name: &str) -> tempfile::TempPath {
+        let path = tempfile::NamedTempFile::new().unwrap().into_temp_path();
+        std::fs::remove_file(&path).unwrap();
         path
     }
 

@@ -3,7 +3,6 @@
 //! wrong one or none — with the broker's counters as the witness.
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::PathBuf;
 use std::process::Command;
 
 mod common;
@@ -18,12 +17,10 @@ fn run(args: &[&str]) -> (i32, String) {
     )
 }
 
-/// A fresh key file written by `flagpost keygen`.
-fn keygen(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("flagpost-cli-keys-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(name);
-    let _ = std::fs::remove_file(&path);
+/// A fresh key file written by `flagpost keygen`, removed when dropped.
+fn keygen() -> tempfile::TempPath {
+    let path = tempfile::NamedTempFile::new().unwrap().into_temp_path();
+    std::fs::remove_file(&path).unwrap();
     let (code, err) = run(&["keygen", path.to_str().unwrap()]);
     assert_eq!(code, 0, "{err}");
     let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
@@ -55,8 +52,8 @@ fn stat(addr: &str, key: &std::path::Path, name: &str) -> u64 {
 
 #[test]
 fn a_keyed_broker_acks_only_the_senders_with_its_key() {
-    let key = keygen("right");
-    let wrong = keygen("wrong");
+    let key = keygen();
+    let wrong = keygen();
     let server = Server::start(&["--key-file", key.to_str().unwrap()]);
     let notify = |extra: &[&str]| {
         let mut args = vec!["notify", "status", "--broker", &server.addr, "--confirm"];
@@ -86,7 +83,7 @@ fn a_keyed_broker_acks_only_the_senders_with_its_key() {
 
 #[test]
 fn a_bad_key_file_stops_the_broker_before_it_binds() {
-    let key = keygen("exposed");
+    let key = keygen();
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
     let out = Command::new(BIN)
         .args(["serve", "--bind", "127.0.0.1:0", "--key-file"])

@@ -6,9 +6,7 @@
 //! it), since a keyed broker drops unsigned datagrams.
 
 use std::net::UdpSocket;
-use std::path::PathBuf;
 use std::process::Command;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use flagpost_std::core::auth::Key;
@@ -24,12 +22,10 @@ use common::{Server, BIN};
 const LONG: Duration = Duration::from_secs(10);
 
 /// A key file holding `secret` (owner-only, as the broker requires), in a
-/// directory of this test process's own.
-fn key_file(secret: [u8; 32]) -> PathBuf {
-    static N: AtomicU32 = AtomicU32::new(0);
-    let dir = std::env::temp_dir().join(format!("flagpost-listen-auth-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(format!("key-{}", N.fetch_add(1, Ordering::Relaxed)));
+/// fresh temporary file removed when dropped.
+fn key_file(secret: [u8; 32]) -> tempfile::TempPath {
+    let path = tempfile::NamedTempFile::new().unwrap().into_temp_path();
+    std::fs::remove_file(&path).unwrap();
     let hex: String = secret.iter().map(|b| format!("{b:02x}")).collect();
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);

@@ -65,7 +65,10 @@ pub(crate) fn ingest(secs: f64, report: &mut Report) {
     for threads in [1u64, 2] {
         let mut sink = Participant::spawn("_udp_sink", &[]);
         let mut broker = Participant::spawn("_broker", &[]);
-        let mut keyed = Participant::spawn("_broker", &["--key-file".into(), key_file.clone()]);
+        let mut keyed = Participant::spawn(
+            "_broker",
+            &["--key-file".into(), key_file.display().to_string()],
+        );
         fn broker_count(b: &mut Participant) -> u64 {
             b.query("stats")
                 .split(' ')
@@ -218,13 +221,16 @@ pub(crate) fn blast_until(
         .collect()
 }
 
-/// A random key, and a private key file holding it for the keyed broker.
-fn bench_key() -> (Key, String) {
-    let path = std::env::temp_dir().join(format!("flagpost-bench-key-{}", std::process::id()));
+/// A random key, and a private key file holding it for the keyed broker
+/// (removed when dropped).
+fn bench_key() -> (Key, tempfile::TempPath) {
+    let path = tempfile::NamedTempFile::new()
+        .expect("a temporary file for the bench key")
+        .into_temp_path();
     let _ = std::fs::remove_file(&path);
     flagpost_std::keyfile::generate_key_file(&path).expect("write the bench key file");
     let key = flagpost_std::keyfile::read_key_file(&path).expect("read the bench key file");
-    (key, path.display().to_string())
+    (key, path)
 }
 
 /// The longest a tagged untargeted notify is.
