@@ -161,8 +161,11 @@ typedef void (*FlagpostRaiseCallback)(void *user);
 /**
  * Settings for `flagpost_listener_new`. Fill it with
  * `flagpost_listener_options_init(&opts, sizeof opts)` first, then set
- * the fields wanted: later versions only append fields, and the library
- * reads only the `size` bytes the caller's version has.
+ * the fields wanted. ABI rule: later versions only append fields; the
+ * library reads the fields within `size` (those of a newer header that it
+ * does not know are ignored; those an older header lacks take their
+ * defaults), and refuses a `size` that is no version's `sizeof`
+ * (`FLAGPOST_E_INVALID`).
  */
 typedef struct {
   /**
@@ -223,8 +226,11 @@ typedef struct {
 /**
  * Settings for `flagpost_notifier_new`. Fill it with
  * `flagpost_notifier_options_init(&opts, sizeof opts)` first, then set
- * the fields wanted: later versions only append fields, and the library
- * reads only the `size` bytes the caller's version has.
+ * the fields wanted. ABI rule: later versions only append fields; the
+ * library reads the fields within `size` (those of a newer header that it
+ * does not know are ignored; those an older header lacks take their
+ * defaults), and refuses a `size` that is no version's `sizeof`
+ * (`FLAGPOST_E_INVALID`).
  */
 typedef struct {
   /**
@@ -261,7 +267,8 @@ typedef struct {
 
 /**
  * A notifier's counters (`flagpost_notifier_stats`). Set `size` to
- * `sizeof` the struct before the call.
+ * `sizeof` the struct before the call; the library writes the fields
+ * within it (the same ABI rule as the options structs).
  */
 typedef struct {
   /**

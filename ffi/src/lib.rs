@@ -278,19 +278,41 @@ pub(crate) fn ms(v: u32) -> std::time::Duration {
 }
 
 /// An options or stats struct whose first field is its `size`: the ABI
-/// rule that lets fields be appended without breaking older callers.
+/// rule that lets fields be appended without breaking older callers. A
+/// `size` is that of this library's struct or larger (a newer caller's:
+/// the fields it does not know are ignored), or that of an older release
+/// of the struct (the fields after it take their defaults); any other is
+/// refused, so that no field is read in part.
 ///
 /// # Safety
 /// Implementors are `#[repr(C)]`, start with a `usize` field, and are
 /// valid for any bytes a C caller may write into their fields.
-pub(crate) unsafe trait Versioned {
+pub(crate) unsafe trait Versioned: Sized {
+    /// The sizes of the struct's older releases (none yet).
+    const OLDER_SIZES: &'static [usize] = &[];
+
     /// The defaults.
     fn defaults() -> Self;
 }
 
+/// How many bytes of a `T` whose `size` field says `size` to copy.
+fn prefix<T: Versioned>(size: usize, what: &str) -> Result<usize> {
+    let own = std::mem::size_of::<T>();
+    if size >= own {
+        Ok(own)
+    } else if T::OLDER_SIZES.contains(&size) {
+        Ok(size)
+    } else {
+        Err(Error::new(
+            FLAGPOST_E_INVALID,
+            format!("{what}: size {size} is not sizeof any version of the struct (this library's is {own}): fill it with its _init function, passing sizeof"),
+        ))
+    }
+}
+
 /// Fills `*p`, of `size` bytes as the caller knows it, with the defaults
-/// (the fields this library knows and that fit), and sets its `size` to
-/// what was filled.
+/// (the fields this library knows), and sets its `size` to what was
+/// filled.
 ///
 /// # Safety
 /// `p` is NULL or points to `size` writable bytes.
@@ -302,13 +324,7 @@ pub(crate) unsafe fn init_versioned<T: Versioned>(
     if p.is_null() {
         return Err(Error::new(FLAGPOST_E_NULL, format!("{what} is NULL")));
     }
-    if size < std::mem::size_of::<usize>() {
-        return Err(Error::new(
-            FLAGPOST_E_INVALID,
-            format!("{what}: size {size} is too small"),
-        ));
-    }
-    let n = size.min(std::mem::size_of::<T>());
+    let n = prefix::<T>(size, what)?;
     let defaults = T::defaults();
     // SAFETY: `p` has `size` ≥ `n` writable bytes; `defaults` has `n`
     // readable ones; they do not overlap. Then its first field, `size`.
@@ -332,16 +348,11 @@ pub(crate) unsafe fn read_versioned<T: Versioned>(p: *const T, what: &str) -> Re
     }
     // SAFETY: a non-NULL `p` starts with its `size` field.
     let size = unsafe { p.cast::<usize>().read_unaligned() };
-    if size < std::mem::size_of::<usize>() {
-        return Err(Error::new(
-            FLAGPOST_E_INVALID,
-            format!("{what}.size is {size}: fill the struct with its _init function first"),
-        ));
-    }
-    let n = size.min(std::mem::size_of::<T>());
+    let n = prefix::<T>(size, what)?;
     // SAFETY: the caller's struct has `size` ≥ `n` readable bytes; `value`
-    // has `n` writable ones; every byte pattern a C caller writes into the
-    // fields is a valid `T` (`Versioned`'s contract).
+    // has `n` writable ones; `n` ends on a field boundary, and every byte
+    // pattern a C caller writes into the fields is a valid `T`
+    // (`Versioned`'s contract).
     unsafe {
         std::ptr::copy_nonoverlapping(p.cast::<u8>(), (&mut value as *mut T).cast::<u8>(), n);
     }
@@ -349,7 +360,7 @@ pub(crate) unsafe fn read_versioned<T: Versioned>(p: *const T, what: &str) -> Re
 }
 
 /// Writes `value` into `*out`, as many bytes as its `size` (set by the
-/// caller) allows.
+/// caller) allows, and sets `size` to that.
 ///
 /// # Safety
 /// `out` is NULL or points to at least `out->size` writable bytes.
@@ -363,13 +374,7 @@ pub(crate) unsafe fn write_versioned<T: Versioned>(
     }
     // SAFETY: a non-NULL `out` starts with its `size` field.
     let size = unsafe { out.cast::<usize>().read_unaligned() };
-    if size < std::mem::size_of::<usize>() {
-        return Err(Error::new(
-            FLAGPOST_E_INVALID,
-            format!("{what}.size is {size}: set it to sizeof the struct"),
-        ));
-    }
-    let n = size.min(std::mem::size_of::<T>());
+    let n = prefix::<T>(size, what)?;
     // SAFETY: `out` has `size` ≥ `n` writable bytes, `value` `n` readable
     // ones; then the `size` actually written.
     unsafe {

@@ -27,8 +27,11 @@ pub type FlagpostRaiseCallback = Option<unsafe extern "C" fn(user: *mut c_void)>
 
 /// Settings for `flagpost_listener_new`. Fill it with
 /// `flagpost_listener_options_init(&opts, sizeof opts)` first, then set
-/// the fields wanted: later versions only append fields, and the library
-/// reads only the `size` bytes the caller's version has.
+/// the fields wanted. ABI rule: later versions only append fields; the
+/// library reads the fields within `size` (those of a newer header that it
+/// does not know are ignored; those an older header lacks take their
+/// defaults), and refuses a `size` that is no version's `sizeof`
+/// (`FLAGPOST_E_INVALID`).
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct FlagpostListenerOptions {

@@ -133,13 +133,25 @@ fn options_are_read_within_their_size() {
     assert_eq!(o.size, std::mem::size_of_val(&o));
     assert_eq!((o.probe_delay_ms, o.spin_in_bursts), (5, 1));
 
-    // an older caller's shorter struct: the fields past its size are defaults
-    o.sender_id = 7;
-    o.probe_delay_ms = 99;
-    o.size = std::mem::offset_of!(FlagpostNotifierOptions, probe_delay_ms);
-    // SAFETY: a live struct, larger than its size says.
-    let read = unsafe { read_versioned(&o, "opts") }.unwrap();
+    // a newer caller's longer struct: the fields this library knows
+    #[repr(C)]
+    #[derive(Clone, Copy)]
+    struct Newer {
+        known: FlagpostNotifierOptions,
+        added: u64,
+    }
+    let mut newer = Newer { known: o, added: 1 };
+    newer.known.size = std::mem::size_of::<Newer>();
+    newer.known.sender_id = 7;
+    // SAFETY: a live struct of its size.
+    let read = unsafe { read_versioned(&newer.known, "opts") }.unwrap();
     assert_eq!((read.sender_id, read.probe_delay_ms), (7, 5));
+
+    // a size that ends inside a field is refused, not read in part
+    o.size = std::mem::offset_of!(FlagpostNotifierOptions, broker) + 4;
+    // SAFETY: a live struct, larger than its size says.
+    let e = unsafe { read_versioned(&o, "opts") }.unwrap_err();
+    assert_eq!(e.status, FlagpostStatus::FLAGPOST_E_INVALID);
 
     // a struct never initialised
     o.size = 0;
