@@ -350,7 +350,9 @@ int flagpost_test_panic(const char *message);
  * `flagpost serve`; stores it in `*out` (untouched on failure). Returns
  * `FLAGPOST_OK`, `FLAGPOST_E_NULL` (`bind`, `out`), `FLAGPOST_E_UTF8`,
  * `FLAGPOST_E_ADDRESS`, `FLAGPOST_E_KEY_FILE`, or `FLAGPOST_E_IO` (the
- * address is taken, …). Free it with `flagpost_broker_free`.
+ * address is taken, …). Free it with `flagpost_broker_free`. Like
+ * `flagpost serve`, it raises the process's soft open-files limit to the
+ * hard limit (each listener holds a descriptor).
  *
  * Thread-safety: any thread.
  *
