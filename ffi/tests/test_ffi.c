@@ -407,6 +407,30 @@ static void notify_from_many_threads(void) {
     flagpost_broker_free(b);
 }
 
+/* The broker restarts on the same address: the listener reconnects by
+ * itself (within its backoff) and marks the raise as a reconnect. */
+static void a_listener_reconnects_with_a_reconnect_raise(void) {
+    char addr[64];
+    FlagpostBroker *b = spawn_broker(addr, sizeof addr);
+    CHECK(b != NULL);
+    FlagpostListenerOptions o;
+    FlagpostListener *l = NULL;
+    flagpost_listener_options_init(&o, sizeof o);
+    o.broker = addr;
+    o.backoff_initial_ms = 20;
+    o.backoff_max_ms = 100;
+    EQ(flagpost_listener_new(&o, &l), FLAGPOST_OK);
+    CHECK(listening(l));
+    flagpost_broker_free(b); /* close frame: reason shutdown */
+    EQ(flagpost_broker_spawn(addr, NULL, &b), FLAGPOST_OK);
+    EQ(flagpost_listener_wait(l, LONG), 1);
+    EQ(flagpost_listener_check_reconnect(l), 1);
+    EQ(flagpost_listener_check_status_update(l), 1); /* re-check: work may have been missed */
+    EQ(flagpost_listener_state(l), FLAGPOST_LISTENING);
+    flagpost_listener_free(l);
+    flagpost_broker_free(b);
+}
+
 static void *wait_long(void *arg) {
     return (void *)(long)flagpost_listener_wait(arg, 60000);
 }
@@ -470,6 +494,7 @@ int main(void) {
     RUN(the_raise_callback_fires);
     RUN(notify_from_many_threads);
     RUN(stop_wakes_a_waiting_thread);
+    RUN(a_listener_reconnects_with_a_reconnect_raise);
     RUN(a_real_broker_with_a_key);
 #if defined(FLAGPOST_TEST_HOOKS)
     RUN(a_panic_becomes_a_code);
