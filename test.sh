@@ -84,6 +84,9 @@ if [ -n "$heavy" ]; then echo "the client API pulls in: $heavy" >&2; exit 1; fi
 cargo clippy -p flagpost-std --all-targets --features tokio -- -D warnings
 cargo test -p flagpost-std --features tokio --test asynch
 
+step "C ABI (flagpost-ffi): the header matches the code; C tests with gcc, under valgrind and ASan"
+bash ffi/test.sh
+
 step "gateway end to end (TAP device in a namespace; prints its latencies, or why it could not run)"
 cargo test -p flagpost-gateway-sim --test tap_e2e -- --nocapture
 
