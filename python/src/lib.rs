@@ -1,0 +1,24 @@
+//! `flagpost._native`: the Python extension module (PyO3) over
+//! `flagpost-std`'s client API. It owns the two classes the Python package
+//! `flagpost` subclasses — [`notifier::PyNotifier`] and
+//! [`listener::PyListener`] — and the translation of Rust errors and bad
+//! arguments into the package's typed exceptions (`flagpost._errors`), so
+//! that nothing panics across the boundary.
+
+mod bench;
+mod errors;
+mod listener;
+mod notifier;
+
+use pyo3::prelude::*;
+
+/// The native module; `flagpost/__init__.py` re-exports what callers use.
+#[pymodule]
+#[pyo3(name = "_native")]
+fn native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<notifier::PyNotifier>()?;
+    m.add_class::<listener::PyListener>()?;
+    m.add_class::<bench::RustLatency>()?;
+    m.add("DEFAULT_BROKER", "127.0.0.1:16725")?;
+    Ok(())
+}
