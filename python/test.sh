@@ -2,8 +2,9 @@
 # The Python package's tests (issue 17, point 2): builds the `flagpost`
 # binary (the brokers the tests start) and an abi3 wheel of python/ (debug
 # build: the tests check behaviour, not speed), installs it into the shared
-# venv ${CARGO_TARGET_DIR:-target}/venv with maturin and pytest (pinned), and
-# runs python/tests. Idempotent; exits non-zero on any failure.
+# venv ${CARGO_TARGET_DIR:-target}/venv with maturin, pytest and mypy (pinned),
+# type-checks (mypy --strict) and runs python/tests. Idempotent; exits
+# non-zero on any failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -22,7 +23,7 @@ if [ ! -x "$venv/bin/python" ]; then
     fi
 fi
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
-    "maturin==1.16.0" "pytest==9.2.0"
+    "maturin==1.16.0" "pytest==9.2.0" "mypy==2.4.1"
 
 cargo build -p flagpost-std --bin flagpost
 wheels=$target/wheels-py
@@ -32,6 +33,8 @@ rm -rf "$wheels"
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
     --force-reinstall --no-deps "$wheels"/flagpost-*.whl
 
+# the stubs: the package, its tests, examples and benchmark type-check
+(cd python && "$venv/bin/mypy" --strict --no-incremental flagpost tests examples bench)
 FLAGPOST_BIN=$target/debug/flagpost "$venv/bin/python" -m pytest -q \
     -p no:cacheprovider python/tests
 echo "python/test.sh: passed in $((SECONDS - started)) s"

@@ -5,6 +5,7 @@ from os import PathLike
 from typing import Dict, Literal, Optional, Tuple, Union
 
 DEFAULT_BROKER: str
+DEBUG_BUILD: bool
 
 _Ack = Literal["delivered", "duplicate", "stale"]
 

@@ -20,5 +20,7 @@ fn native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<listener::PyListener>()?;
     m.add_class::<bench::RustLatency>()?;
     m.add("DEFAULT_BROKER", "127.0.0.1:16725")?;
+    // the benchmark refuses to report figures of a debug build
+    m.add("DEBUG_BUILD", cfg!(debug_assertions))?;
     Ok(())
 }

@@ -1,0 +1,137 @@
+"""Notify→wake latency of a Python notifier+listener beside a Rust one,
+through one real broker in one run (python/bench/run.sh builds and runs it).
+
+Each pair has the same shape: the notifier on the measuring thread, the
+listener blocked in ``wait`` on a thread of its own, which stamps the time
+it woke, takes the flags and hands the stamp back. The Python pair is the
+``flagpost`` package (the listener's thread needs the GIL back after its
+wait before it can stamp); the Rust pair is flagpost-std's ``Notifier`` and
+``Listener`` in the native module, measured without Python. Rounds
+alternate between the pairs (and which goes first), so both see the same
+machine state. Prints p50/p90/p99 per pair and the ratios Python/Rust.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from typing import List, Optional
+
+import flagpost
+from flagpost import _native
+
+
+class PythonPair:
+    def __init__(self, broker: str) -> None:
+        self.notifier = flagpost.Notifier(broker)
+        self.listener = flagpost.Listener(broker)
+        if not self.listener.wait_listening(5.0):
+            raise SystemExit("the Python listener did not connect")
+        self.woke_at = 0
+        self.woke = threading.Event()
+        self.thread = threading.Thread(target=self._listen, daemon=True)
+        self.thread.start()
+
+    def _listen(self) -> None:
+        listener = self.listener
+        while True:
+            if listener.wait(None):
+                at = time.perf_counter_ns()
+                listener.take()
+                self.woke_at = at
+                self.woke.set()
+            elif listener.state is flagpost.ListenerState.CLOSED:
+                return
+
+    def drain(self) -> None:
+        while self.woke.wait(0.05):
+            self.woke.clear()
+
+    def round(self, timeout: float) -> Optional[int]:
+        self.woke.clear()
+        start = time.perf_counter_ns()
+        self.notifier.notify_status_update()
+        if not self.woke.wait(timeout):
+            return None
+        return self.woke_at - start
+
+    def close(self) -> None:
+        self.listener.stop()
+        self.thread.join(5.0)
+        self.notifier.close()
+
+
+def pct(xs: List[int], p: float) -> float:
+    s = sorted(xs)
+    return s[min(len(s) - 1, int(p / 100.0 * len(s)))] / 1000.0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--broker", help="an existing broker (default: start one)")
+    ap.add_argument("--flagpost", default="target/release/flagpost", help="broker binary")
+    ap.add_argument("--rounds", type=int, default=5000)
+    ap.add_argument("--warmup", type=int, default=200)
+    ap.add_argument("--gap-us", type=int, default=200, help="pause between rounds")
+    args = ap.parse_args()
+    if _native.DEBUG_BUILD:
+        print("warning: the native module is a debug build; use python/bench/run.sh", file=sys.stderr)
+
+    proc = None
+    broker = args.broker
+    if broker is None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("FLAGPOST_")}
+        proc = subprocess.Popen(
+            [args.flagpost, "serve", "--bind", "127.0.0.1:0"],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, text=True,
+        )
+        assert proc.stdout is not None
+        line = proc.stdout.readline().strip()
+        if not line.startswith("listening on "):
+            raise SystemExit(f"the broker did not start: {line!r}")
+        broker = line.split()[-1]
+    try:
+        py = PythonPair(broker)
+        rust = _native._RustLatency(broker)
+        py.drain()
+        rust.drain()
+        times = {"python": [], "rust": []}  # type: dict[str, List[int]]
+        lost = {"python": 0, "rust": 0}
+        gap = args.gap_us / 1e6
+        for i in range(args.warmup + args.rounds):
+            order = (("python", py.round), ("rust", rust.round))
+            for name, run in order if i % 2 == 0 else order[::-1]:
+                time.sleep(gap)
+                ns = run(1.0)
+                if ns is None:
+                    lost[name] += 1
+                elif i >= args.warmup:
+                    times[name].append(ns)
+        py.close()
+        rust.close()
+    finally:
+        if proc is not None:
+            proc.kill()
+            proc.wait()
+
+    print(f"notify→wake latency, {args.rounds} interleaved rounds each "
+          f"(after {args.warmup} warm-up), broker {broker}")
+    print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, {platform.platform()}, "
+          f"Python {platform.python_version()}")
+    print(f"{'pair':8} {'p50 µs':>8} {'p90 µs':>8} {'p99 µs':>8} {'mean µs':>8} {'lost':>5}")
+    for name in ("rust", "python"):
+        xs = times[name]
+        print(f"{name:8} {pct(xs, 50):8.1f} {pct(xs, 90):8.1f} {pct(xs, 99):8.1f} "
+              f"{statistics.mean(xs) / 1000:8.1f} {lost[name]:5}")
+    for p in (50, 90, 99):
+        print(f"ratio python/rust p{p}: {pct(times['python'], p) / pct(times['rust'], p):.2f}")
+
+
+if __name__ == "__main__":
+    main()
