@@ -1,7 +1,7 @@
 """Notify→wake latency of a Python notifier+listener beside a Rust one,
 through one real broker in one run (python/bench/run.sh builds and runs it).
 
-Each pair has the same shape: the notifier on the measuring thread, the
+Each pair has a channel of its own and the same shape: the notifier on the measuring thread, the
 listener blocked in ``wait`` on a thread of its own, which stamps the time
 it woke, takes the flags and hands the stamp back. The Python pair is the
 ``flagpost`` package (the listener's thread needs the GIL back after its
@@ -28,9 +28,10 @@ from flagpost import _native
 
 
 class PythonPair:
-    def __init__(self, broker: str) -> None:
+    def __init__(self, broker: str, channel: str) -> None:
+        self.channel = channel
         self.notifier = flagpost.Notifier(broker)
-        self.listener = flagpost.Listener(broker)
+        self.listener = flagpost.Listener(broker, channel=channel)
         if not self.listener.wait_listening(5.0):
             raise SystemExit("the Python listener did not connect")
         self.woke_at = 0
@@ -56,7 +57,7 @@ class PythonPair:
     def round(self, timeout: float) -> Optional[int]:
         self.woke.clear()
         start = time.perf_counter_ns()
-        self.notifier.notify_status_update()
+        self.notifier.notify_status_update(self.channel)
         if not self.woke.wait(timeout):
             return None
         return self.woke_at - start
@@ -97,8 +98,9 @@ def main() -> None:
             raise SystemExit(f"the broker did not start: {line!r}")
         broker = line.split()[-1]
     try:
-        py = PythonPair(broker)
-        rust = _native._RustLatency(broker)
+        # a channel each: neither listener is woken by the other's rounds
+        py = PythonPair(broker, "bench-python")
+        rust = _native._RustLatency(broker, "bench-rust")
         py.drain()
         rust.drain()
         times = {"python": [], "rust": []}  # type: dict[str, List[int]]

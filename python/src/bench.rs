@@ -8,15 +8,18 @@ use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use flagpost_std::core::ChannelId;
 use flagpost_std::{Listener, Notifier};
 use pyo3::prelude::*;
 
-use crate::errors::{error, notify_error};
+use crate::errors::{channel, error, notify_error};
 
-/// A Rust notifier and listener thread; `round()` is one notify→wake.
+/// A Rust notifier and listener thread on one channel of their own;
+/// `round()` is one notify→wake.
 #[pyclass(name = "_RustLatency", module = "flagpost._native", frozen)]
 pub(crate) struct RustLatency {
     notifier: Notifier,
+    channel: ChannelId,
     listener: std::sync::Arc<Listener>,
     woke: std::sync::Mutex<mpsc::Receiver<Instant>>,
     thread: std::sync::Mutex<Option<JoinHandle<()>>>,
@@ -25,10 +28,14 @@ pub(crate) struct RustLatency {
 #[pymethods]
 impl RustLatency {
     #[new]
-    fn new(py: Python<'_>, broker: &str) -> PyResult<Self> {
+    fn new(py: Python<'_>, broker: &str, channel_name: &str) -> PyResult<Self> {
+        let channel = channel(py, channel_name)?;
         let notifier = Notifier::new(broker).map_err(|e| notify_error(py, e))?;
         let listener = std::sync::Arc::new(
-            Listener::connect(broker).map_err(|e| crate::errors::listen_error(py, e))?,
+            Listener::builder()
+                .channel(channel)
+                .connect(broker)
+                .map_err(|e| crate::errors::listen_error(py, e))?,
         );
         let ready = {
             let l = listener.clone();
@@ -57,6 +64,7 @@ impl RustLatency {
         });
         Ok(RustLatency {
             notifier,
+            channel,
             listener,
             woke: std::sync::Mutex::new(rx),
             thread: std::sync::Mutex::new(Some(thread)),
@@ -76,10 +84,12 @@ impl RustLatency {
         let mut guard = self.woke.lock().unwrap_or_else(|p| p.into_inner());
         let rx: &mut mpsc::Receiver<Instant> = &mut guard;
         let notifier = &self.notifier;
+        let channel = self.channel;
         let timeout = Duration::try_from_secs_f64(timeout).unwrap_or(Duration::from_secs(1));
         py.detach(move || {
+            while rx.try_recv().is_ok() {}
             let start = Instant::now();
-            notifier.notify_status_update(None);
+            notifier.notify_status_update(Some(channel));
             let woke = rx.recv_timeout(timeout).ok()?;
             u64::try_from(woke.saturating_duration_since(start).as_nanos()).ok()
         })
