@@ -18,7 +18,7 @@ if [ ! -x "$venv/bin/python" ]; then
     if ! python3 -m venv "$venv"; then
         # Debian: the venv module is its own package
         rm -rf "$venv"
-        apt-get install -y python3-venv
+        apt-get update -qq && apt-get install -y -qq python3-venv
         python3 -m venv "$venv"
     fi
 fi

@@ -1,7 +1,7 @@
 //! `flagpost._native`: the Python extension module (PyO3) over
 //! `flagpost-std`'s client API. It owns the two classes the Python package
-//! `flagpost` subclasses — [`notifier::PyNotifier`] and
-//! [`listener::PyListener`] — and the translation of Rust errors and bad
+//! `flagpost` subclasses — `Notifier` and `Listener` (`notifier.rs`,
+//! `listener.rs`) — and the translation of Rust errors and bad
 //! arguments into the package's typed exceptions (`flagpost._errors`), so
 //! that nothing panics across the boundary.
 
