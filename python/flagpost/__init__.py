@@ -223,8 +223,8 @@ class Listener(_native.Listener):
                     if left <= 0:
                         return False
                     timer = loop.call_later(left, _set_done, fut)
-                self._add_waiter(loop, fut)
                 try:
+                    self._add_waiter(loop, fut)
                     await fut
                 finally:
                     if timer is not None:
