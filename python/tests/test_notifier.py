@@ -116,7 +116,8 @@ def test_bad_arguments(broker: str) -> None:
             listener.wait(-0.5)
         with pytest.raises(flagpost.InvalidArgument):
             listener.wait(float("nan"))
-    for where in ("no-port", "256.1.1.1:16725", "127.0.0.1:99999"):
+    # none of these needs a DNS lookup to fail
+    for where in ("no-port", "127.0.0.1:99999", "127.0.0.1:-1"):
         with pytest.raises(flagpost.ConnectError):
             Notifier(where)
         with pytest.raises(flagpost.ConnectError):
