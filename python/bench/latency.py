@@ -1,19 +1,23 @@
-"""Notify→wake latency of a Python notifier+listener beside a Rust one,
-through one real broker in one run (python/bench/run.sh builds and runs it).
+"""Notify→wake latency of Python notifier+listener pairs (blocking and
+asyncio) beside a Rust pair, through one real broker in one run
+(python/bench/run.sh builds and runs it).
 
-Each pair has a channel of its own and the same shape: the notifier on the measuring thread, the
-listener blocked in ``wait`` on a thread of its own, which stamps the time
-it woke, takes the flags and hands the stamp back. The Python pair is the
-``flagpost`` package (the listener's thread needs the GIL back after its
-wait before it can stamp); the Rust pair is flagpost-std's ``Notifier`` and
-``Listener`` in the native module, measured without Python. Rounds
-alternate between the pairs (and which goes first), so both see the same
-machine state. Prints p50/p90/p99 per pair and the ratios Python/Rust.
+Each pair has a channel of its own and the same shape: the notifier on the
+measuring thread stamps the time and notifies; the listener, on a thread of
+its own, stamps the time it woke, takes the flags and hands the stamp back.
+The "python" pair is the ``flagpost`` package blocked in ``Listener.wait``
+(its thread needs the GIL back before it can stamp); "asyncio" awaits
+``Listener.wait_async`` in an event loop on that thread (woken through the
+raise hook's socket); "rust" is flagpost-std's ``Notifier`` and
+``Listener`` in the native module, measured without Python. Rounds rotate
+between the pairs (and which goes first), so all see the same machine
+state. Prints p50/p90/p99 per pair and the ratios to Rust.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import platform
 import select
@@ -22,13 +26,21 @@ import subprocess
 import sys
 import threading
 import time
-from typing import List, Optional
+from typing import Dict, List, Optional, Protocol
 
 import flagpost
 from flagpost import _native
 
 
+class Pair(Protocol):
+    def drain(self) -> None: ...
+    def round(self, timeout: float) -> Optional[int]: ...
+    def close(self) -> None: ...
+
+
 class PythonPair:
+    """The blocking form: a thread blocked in ``Listener.wait``."""
+
     def __init__(self, broker: str, channel: str) -> None:
         self.channel = channel
         self.notifier = flagpost.Notifier(broker)
@@ -47,12 +59,14 @@ class PythonPair:
         listener = self.listener
         while True:
             if listener.wait(None):
-                at = time.perf_counter_ns()
-                listener.take()
-                self.woke_at = at
-                os.write(self.tx, b"w")
+                self._woke(time.perf_counter_ns())
             elif listener.state is flagpost.ListenerState.CLOSED:
                 return
+
+    def _woke(self, at: int) -> None:
+        self.listener.take()
+        self.woke_at = at
+        os.write(self.tx, b"w")
 
     def drain(self) -> None:
         while select.select([self.rx], [], [], 0.05)[0]:
@@ -72,6 +86,19 @@ class PythonPair:
         self.notifier.close()
         os.close(self.rx)
         os.close(self.tx)
+
+
+class AsyncioPair(PythonPair):
+    """The asyncio form: an event loop (on a thread of its own) awaiting
+    ``Listener.wait_async``, woken through the raise hook's socket."""
+
+    def _listen(self) -> None:
+        asyncio.run(self._listen_async())
+
+    async def _listen_async(self) -> None:
+        listener = self.listener
+        while await listener.wait_async():
+            self._woke(time.perf_counter_ns())
 
 
 def pct(xs: List[int], p: float) -> float:
@@ -104,25 +131,29 @@ def main() -> None:
             raise SystemExit(f"the broker did not start: {line!r}")
         broker = line.split()[-1]
     try:
-        # a channel each: neither listener is woken by the other's rounds
-        py = PythonPair(broker, "bench-python")
-        rust = _native._RustLatency(broker, "bench-rust")
-        py.drain()
-        rust.drain()
-        times = {"python": [], "rust": []}  # type: dict[str, List[int]]
-        lost = {"python": 0, "rust": 0}
+        # a channel each: no listener is woken by another pair's rounds
+        pairs: Dict[str, Pair] = {
+            "rust": _native._RustLatency(broker, "bench-rust"),
+            "python": PythonPair(broker, "bench-python"),
+            "asyncio": AsyncioPair(broker, "bench-asyncio"),
+        }
+        for pair in pairs.values():
+            pair.drain()
+        times: Dict[str, List[int]] = {name: [] for name in pairs}
+        lost = {name: 0 for name in pairs}
         gap = args.gap_us / 1e6
+        names = list(pairs)
         for i in range(args.warmup + args.rounds):
-            order = (("python", py.round), ("rust", rust.round))
-            for name, run in order if i % 2 == 0 else order[::-1]:
+            k = i % len(names)
+            for name in names[k:] + names[:k]:
                 time.sleep(gap)
-                ns = run(1.0)
+                ns = pairs[name].round(1.0)
                 if ns is None:
                     lost[name] += 1
                 elif i >= args.warmup:
                     times[name].append(ns)
-        py.close()
-        rust.close()
+        for pair in pairs.values():
+            pair.close()
     finally:
         if proc is not None:
             proc.kill()
@@ -133,12 +164,15 @@ def main() -> None:
     print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, {platform.platform()}, "
           f"Python {platform.python_version()}")
     print(f"{'pair':8} {'p50 µs':>8} {'p90 µs':>8} {'p99 µs':>8} {'mean µs':>8} {'lost':>5}")
-    for name in ("rust", "python"):
+    for name in names:
         xs = times[name]
         print(f"{name:8} {pct(xs, 50):8.1f} {pct(xs, 90):8.1f} {pct(xs, 99):8.1f} "
               f"{statistics.mean(xs) / 1000:8.1f} {lost[name]:5}")
-    for p in (50, 90, 99):
-        print(f"ratio python/rust p{p}: {pct(times['python'], p) / pct(times['rust'], p):.2f}")
+    for name in ("python", "asyncio"):
+        ratios = ", ".join(
+            f"p{p} {pct(times[name], p) / pct(times['rust'], p):.2f}" for p in (50, 90, 99)
+        )
+        print(f"ratio {name}/rust: {ratios}")
 
 
 if __name__ == "__main__":
