@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Same-run notify→wake latency, Python vs Rust (python/bench/latency.py):
+# builds the release `flagpost` binary and a release wheel, installs it into
+# the shared venv ${CARGO_TARGET_DIR:-target}/venv (python/test.sh puts its
+# debug wheel back) and runs the benchmark. Arguments go to latency.py
+# (e.g. --rounds 20000).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+root=$PWD
+target=${CARGO_TARGET_DIR:-$root/target}
+case $target in /*) ;; *) target=$root/$target ;; esac
+export CARGO_TARGET_DIR=$target
+venv=$target/venv
+[ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+"$venv/bin/python" -m pip install --quiet --disable-pip-version-check "maturin==1.16.0"
+cargo build --release -p flagpost-std --bin flagpost
+wheels=$target/wheels-py-release
+rm -rf "$wheels"
+"$venv/bin/maturin" build --release --manifest-path python/Cargo.toml \
+    --interpreter "$venv/bin/python" --out "$wheels"
+"$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
+    --force-reinstall --no-deps "$wheels"/flagpost-*.whl
+exec "$venv/bin/python" python/bench/latency.py --flagpost "$target/release/flagpost" "$@"
