@@ -87,6 +87,9 @@ cargo test -p flagpost-std --features tokio --test asynch
 step "C ABI (flagpost-ffi): the header matches the code; C tests with gcc, under valgrind and ASan"
 bash ffi/test.sh
 
+step "Python package (flagpost-py): abi3 wheel, mypy --strict, pytest against real brokers"
+bash python/test.sh
+
 step "gateway end to end (TAP device in a namespace; prints its latencies, or why it could not run)"
 cargo test -p flagpost-gateway-sim --test tap_e2e -- --nocapture
 
