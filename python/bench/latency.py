@@ -114,6 +114,8 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=200)
     ap.add_argument("--gap-us", type=int, default=200, help="pause between rounds")
     args = ap.parse_args()
+    if not hasattr(_native, "_RustLatency"):
+        raise SystemExit("the native module was built without the `bench` feature: use python/bench/run.sh")
     if _native.DEBUG_BUILD:
         print("warning: the native module is a debug build; use python/bench/run.sh", file=sys.stderr)
 

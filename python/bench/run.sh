@@ -16,7 +16,7 @@ venv=$target/venv
 cargo build --release -p flagpost-std --bin flagpost
 wheels=$target/wheels-py-release
 rm -rf "$wheels"
-"$venv/bin/maturin" build --release --manifest-path python/Cargo.toml \
+"$venv/bin/maturin" build --release --features bench --manifest-path python/Cargo.toml \
     --interpreter "$venv/bin/python" --out "$wheels"
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
     --force-reinstall --no-deps "$wheels"/flagpost-*.whl

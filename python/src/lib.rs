@@ -5,6 +5,7 @@
 //! arguments into the package's typed exceptions (`flagpost._errors`), so
 //! that nothing panics across the boundary.
 
+#[cfg(feature = "bench")]
 mod bench;
 mod errors;
 mod listener;
@@ -18,6 +19,7 @@ use pyo3::prelude::*;
 fn native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<notifier::PyNotifier>()?;
     m.add_class::<listener::PyListener>()?;
+    #[cfg(feature = "bench")]
     m.add_class::<bench::RustLatency>()?;
     m.add("DEFAULT_BROKER", "127.0.0.1:16725")?;
     // the benchmark refuses to report figures of a debug build
