@@ -62,7 +62,7 @@ impl HttpKeys {
 
 /// Hex digits into bytes (`None` if they are not).
 fn decode(hex: &str) -> Option<Vec<u8>> {
-    if hex.len() % 2 != 0 || hex.len() > 128 {
+    if !hex.len().is_multiple_of(2) || hex.len() > 128 {
         return None;
     }
     (0..hex.len())

@@ -64,12 +64,6 @@ impl Conn {
         &mut self.stream
     }
 
-    /// Bytes written by the server and not yet taken by the kernel.
-    #[cfg(test)]
-    pub(crate) fn pending(&self) -> usize {
-        self.out.len() - self.sent
-    }
-
     /// Readiness (either way; the loop is edge-triggered).
     pub(crate) fn on_event(&mut self, options: &Options, ready: &Arc<Ready>, index: usize) -> Step {
         if let Phase::Head = self.phase {

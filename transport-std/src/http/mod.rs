@@ -16,10 +16,43 @@
 //! closed: slowloris), answered, and the connection closed (`Connection:
 //! close`; no keep-alive, no request body). Only `GET` and `HEAD` are
 //! served (405 otherwise). At most [`MAX_CONNECTIONS`] connections are
-//! held; past that a new one gets a 503 and is closed. An `/events`
-//! connection stays open: see [`sse`]. Nothing here blocks the broker: an
-//! SSE client is an in-process listener whose raise hook only queues it
-//! and wakes this loop.
+//! held; past that a new one gets a 503 and is closed.
+//!
+//! `GET /events?channel=NAME&interest=status,non_status,channel_update,channel_shutdown`
+//! (both optional: all channels, all four flags; a bad value is a 400
+//! saying why) opens an event stream. Each client is an in-process
+//! listener of the broker, counted in its listener table (full: 503 with
+//! the broker's reason); its raise hook only queues the client and wakes
+//! this loop, so nothing here blocks the broker. The stream starts with
+//! `retry: 1000`, then one event per raise:
+//!
+//! ```text
+//! id: 1
+//! event: raise
+//! data: {"status":true,"non_status":true,"channel_update":true,"channel_shutdown":false,"reconnect":true}
+//! ```
+//!
+//! The first event of every connection is a reconnect raise (`reconnect`
+//! true, the re-check flags of the interest), as a TCP listener's welcome:
+//! a browser that reconnects, with or without `Last-Event-ID`, re-checks,
+//! so nothing raised while it was away is lost; ids go on from its
+//! `Last-Event-ID`. The flags are taken (test-and-clear) only once the
+//! socket has taken the previous event, so raises coalesce while a client
+//! is slow: the server holds its flags and at most one event for it, the
+//! kernel a socket buffer of `listener_send_buffer`. A client whose socket
+//! takes nothing for the broker's `stuck_timeout` is closed; after 15 s of
+//! silence a `: keep-alive` comment is sent. When the broker or this
+//! server stops, every stream is closed.
+//!
+//! `GET /stats.json` is the core's stats table, fresh per request:
+//! `{"time_ms": <Unix time in ms>, "metrics": [{"name": "flagpost_datagrams_total",
+//! "label": ["kind", "status"], "gauge": false, "value": 5}, …]}` (`label`
+//! absent when the entry has none; an unlabelled entry beside labelled ones
+//! of its name is their sum).
+//!
+//! With a key ([`HttpKeys`]) `/events` and `/stats.json` need its
+//! [`token`] as `Authorization: Bearer TOKEN` or `?token=TOKEN`, else 401
+//! with `WWW-Authenticate: Bearer`.
 
 mod auth;
 mod conn;
