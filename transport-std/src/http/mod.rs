@@ -84,6 +84,9 @@ pub const MAX_CONNECTIONS: usize = 16 * 1024;
 /// A comment line is sent to an SSE client after this much silence.
 pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
+/// How soon accepting is tried again after it failed.
+const ACCEPT_RETRY: Duration = Duration::from_millis(100);
+
 const WAKER: Token = Token(0);
 const LISTEN: Token = Token(1);
 const BASE: usize = 2;
@@ -111,12 +114,18 @@ pub(crate) struct Ready {
 
 impl Ready {
     /// Queues connection `index` and wakes the loop (from the raise hook).
+    /// Only the push onto an empty queue wakes it: a queue that is not
+    /// empty has been woken for and not yet taken, so a fan-out to many
+    /// clients costs one wake-up, not one system call each.
     pub(crate) fn push(&self, index: usize) {
-        self.queue
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(index);
-        let _ = self.waker.wake();
+        let first = {
+            let mut queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+            queue.push(index);
+            queue.len() == 1
+        };
+        if first {
+            let _ = self.waker.wake();
+        }
     }
 }
 
@@ -150,6 +159,7 @@ impl Server {
             conns: Vec::new(),
             free: Vec::new(),
             live: 0,
+            accept_retry: None,
             ready: ready.clone(),
             stop: stop.clone(),
             options,
@@ -186,6 +196,9 @@ struct Loop {
     conns: Vec<Option<Conn>>,
     free: Vec<usize>,
     live: usize,
+    /// Accepting failed (out of descriptors): try again at this time, as
+    /// no new readiness may come for the connections already queued.
+    accept_retry: Option<Instant>,
     ready: Arc<Ready>,
     stop: Arc<AtomicBool>,
     options: Options,
@@ -202,6 +215,7 @@ impl Loop {
                 .iter()
                 .flatten()
                 .filter_map(|c| c.deadline(&self.options))
+                .chain(self.accept_retry)
                 .min()
                 .map(|at| at.saturating_duration_since(now));
             if let Err(e) = self.poll.poll(&mut events, timeout) {
@@ -232,6 +246,10 @@ impl Loop {
                 self.step(index, |c, o, _| c.on_raise(o));
             }
             let now = Instant::now();
+            if self.accept_retry.is_some_and(|at| at <= now) {
+                self.accept_retry = None;
+                self.accept();
+            }
             for index in 0..self.conns.len() {
                 self.step(index, |c, o, _| c.on_time(o, now));
             }
@@ -265,8 +283,9 @@ impl Loop {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
                     // out of descriptors, or a connection reset before its
-                    // accept: the listener stays registered, try later
+                    // accept: try again shortly
                     tracing::debug!(error = %e, "HTTP accept failed");
+                    self.accept_retry = Some(Instant::now() + ACCEPT_RETRY);
                     return;
                 }
             };
