@@ -26,7 +26,8 @@ pub(crate) struct ServeArgs {
     /// TOML configuration file.
     #[arg(long, value_name = "FILE", env = "FLAGPOST_CONFIG")]
     config: Option<PathBuf>,
-    /// Serve Prometheus metrics and /healthz over HTTP on this address.
+    /// Serve HTTP on this address: /metrics (Prometheus), /healthz, /events
+    /// (Server-Sent Events of raises), /stats.json and the dashboard at /.
     #[arg(long, value_name = "ADDR")]
     metrics: Option<SocketAddr>,
     /// Most listener connections at once.
