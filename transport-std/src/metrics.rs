@@ -199,6 +199,8 @@ impl MetricsServer {
             keys: keys.clone(),
             stuck_timeout: config.stuck_timeout,
             send_buffer: config.listener_send_buffer,
+            started: std::time::Instant::now(),
+            keep_alive: crate::http::KEEP_ALIVE,
         };
         let server = crate::http::Server::start(addr, "flagpost-http", options)
             .map_err(|source| ServeError::Metrics { addr, source })?;
@@ -219,6 +221,8 @@ impl MetricsServer {
             keys: keys.clone(),
             stuck_timeout: std::time::Duration::ZERO,
             send_buffer: 0,
+            started: std::time::Instant::now(),
+            keep_alive: crate::http::KEEP_ALIVE,
         };
         let server = crate::http::Server::start(addr, thread, options)?;
         Ok(MetricsServer { server, keys })

@@ -398,6 +398,7 @@ fn stats_json_counts_a_notification() {
         assert!(head.contains("application/json"), "{head}");
         let v: serde_json::Value = serde_json::from_str(&body).unwrap();
         assert!(v["time_ms"].as_u64().unwrap() > 0);
+        assert!(v["uptime_ms"].as_u64().is_some(), "{body}");
         let metrics = v["metrics"].as_array().unwrap();
         let value = |name: &str, label: serde_json::Value| {
             metrics

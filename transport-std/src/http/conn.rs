@@ -11,7 +11,7 @@ use mio::net::TcpStream;
 
 use super::routes::{self, Reply};
 use super::sse::Client;
-use super::{Options, Ready, HEAD_TIMEOUT, KEEP_ALIVE, MAX_HEAD};
+use super::{Options, Ready, HEAD_TIMEOUT, MAX_HEAD};
 
 /// How long a client may take to read a whole (non-SSE) response.
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -126,7 +126,7 @@ impl Conn {
             Phase::Sse(_) => match self.blocked_since {
                 Some(_) if options.stuck_timeout.is_zero() => None,
                 Some(since) => Some(since + options.stuck_timeout),
-                None => Some(self.last_write + KEEP_ALIVE),
+                None => Some(self.last_write + options.keep_alive),
             },
         }
     }

@@ -45,7 +45,8 @@
 //! server stops, every stream is closed.
 //!
 //! `GET /stats.json` is the core's stats table, fresh per request:
-//! `{"time_ms": <Unix time in ms>, "metrics": [{"name": "flagpost_datagrams_total",
+//! `{"time_ms": <Unix time in ms>, "uptime_ms": <since the HTTP server
+//! started>, "metrics": [{"name": "flagpost_datagrams_total",
 //! "label": ["kind", "status"], "gauge": false, "value": 5}, …]}` (`label`
 //! absent when the entry has none; an unlabelled entry beside labelled ones
 //! of its name is their sum).
@@ -58,6 +59,8 @@ mod auth;
 mod conn;
 mod routes;
 mod sse;
+#[cfg(test)]
+mod tests;
 
 pub use auth::{token, HttpKeys, TOKEN_CONTEXT};
 
@@ -104,6 +107,10 @@ pub(crate) struct Options {
     pub stuck_timeout: Duration,
     /// Kernel send buffer of an SSE connection (0: the system's default).
     pub send_buffer: usize,
+    /// When the server started (`/stats.json`'s `uptime_ms`).
+    pub started: Instant,
+    /// Silence after which an SSE client gets a comment ([`KEEP_ALIVE`]).
+    pub keep_alive: Duration,
 }
 
 /// SSE clients whose listener raised, for the loop to serve.

@@ -4,6 +4,7 @@
 //! formatted.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use flagpost_core::{ChannelId, FlagSet};
 
@@ -103,7 +104,11 @@ pub(crate) fn handle(head: &[u8], options: &Options, ready: &Arc<Ready>, index: 
             }
             if path == "/stats.json" {
                 return match broker.stats() {
-                    Ok(stats) => reply(200, "application/json", stats_json(&stats).as_bytes()),
+                    Ok(stats) => reply(
+                        200,
+                        "application/json",
+                        stats_json(&stats, options.started.elapsed()).as_bytes(),
+                    ),
                     Err(e) => reply(503, "text/plain", format!("{e}\n").as_bytes()),
                 };
             }
@@ -166,11 +171,12 @@ pub(crate) fn events_query(query: &str) -> Result<(Option<ChannelId>, FlagSet), 
     Ok((channel, interest.unwrap_or(FlagSet::ALL)))
 }
 
-/// `/stats.json`: `{"time_ms": <Unix time in ms>, "metrics": [{"name":
+/// `/stats.json`: `{"time_ms": <Unix time in ms>, "uptime_ms": <ms since
+/// the HTTP server started>, "metrics": [{"name":
 /// "flagpost_…", "label": ["kind", "status"], "gauge": false, "value": 5},
 /// …]}`, one object per entry of the core's stats table in its order
 /// (`label` absent for an unlabelled entry).
-pub(crate) fn stats_json(stats: &flagpost_core::broker::Stats) -> String {
+pub(crate) fn stats_json(stats: &flagpost_core::broker::Stats, uptime: Duration) -> String {
     let mut metrics = Vec::new();
     stats.visit(|_, metric, value| {
         let mut entry = serde_json::json!({
@@ -186,7 +192,12 @@ pub(crate) fn stats_json(stats: &flagpost_core::broker::Stats) -> String {
     let time_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64);
-    serde_json::json!({ "time_ms": time_ms, "metrics": metrics }).to_string()
+    serde_json::json!({
+        "time_ms": time_ms,
+        "uptime_ms": uptime.as_millis() as u64,
+        "metrics": metrics,
+    })
+    .to_string()
 }
 
 fn sse_head() -> Vec<u8> {
