@@ -257,7 +257,7 @@ pub(crate) fn serve(args: ServeArgs) -> Result<(), Failure> {
     ctrlc::set_handler(move || on_signal.shutdown())
         .map_err(|e| Failure::new(EXIT_OTHER, format!("cannot install signal handler: {e}")))?;
     #[cfg(not(unix))]
-    let _ = (base, &started, config_file);
+    let _ = (base, &started, config_file, &metrics);
     // Announce the bound addresses on stdout: scripts started with port 0 read them.
     for addr in handle.local_addrs() {
         println!("listening on {addr}");
