@@ -2,7 +2,8 @@
 //! (Server-Sent Events of flag raises, with the reconnect raise, the
 //! channel and interest filters and coalescing for a client that does not
 //! read), `/stats.json`, the token when the broker has a key, and the
-//! server's answers to bad input (400, 405, 431, 503, a slow head closed).
+//! server's answers to bad input (400, 405, 431, 503, a slow head closed),
+//! and `flagpost serve` taking a key rotated by `SIGHUP` for its token.
 //! Every client is raw TCP on loopback; every wait has a deadline.
 
 use std::io::{Read, Write};
@@ -449,7 +450,12 @@ fn stats_json_counts_a_notification() {
 
 /// A key file in a fresh directory of its own.
 fn key_file() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("flagpost-sse-{}", std::process::id()));
+    key_file_in("token")
+}
+
+/// A key file in a fresh directory `name` of this process.
+fn key_file_in(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("flagpost-sse-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("key");
@@ -506,6 +512,7 @@ fn with_a_key_events_and_stats_need_the_token() {
     assert_eq!(get(addr, "/stats.json", &bearer(&token)).0, 401);
     let new = flagpost_std::http::token(&other);
     assert_eq!(get(addr, "/stats.json", &bearer(&new)).0, 200);
+    let _ = std::fs::remove_dir_all(path.parent().unwrap());
 }
 
 #[test]
@@ -515,4 +522,47 @@ fn dropping_the_server_closes_its_streams() {
     assert!(events.next().unwrap().has("reconnect"));
     drop(http);
     assert!(events.next().is_none());
+}
+
+#[cfg(unix)]
+#[test]
+fn flagpost_serve_takes_the_token_of_a_key_rotated_by_sighup() {
+    let path = key_file_in("hup");
+    // a free port for --metrics (serve announces only the broker's)
+    let http = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let server = common::Server::start(&[
+        "--metrics",
+        &http.to_string(),
+        "--key-file",
+        path.to_str().unwrap(),
+    ]);
+    let token = |path: &PathBuf| {
+        flagpost_std::http::token(&flagpost_std::keyfile::read_key_file(path).unwrap())
+    };
+    let bearer = |t: &str| format!("Authorization: Bearer {t}\r\n");
+    let old = token(&path);
+    // serve announces its address once the HTTP server is up
+    assert_eq!(get(http, "/stats.json", &bearer(&old)).0, 200);
+    assert_eq!(get(http, "/stats.json", "").0, 401);
+
+    let fresh = path.with_extension("new");
+    flagpost_std::keyfile::generate_key_file(&fresh).unwrap();
+    std::fs::rename(&fresh, &path).unwrap();
+    let new = token(&path);
+    let hup = std::process::Command::new("kill")
+        .args(["-HUP", &server.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(hup.success());
+    let deadline = Instant::now() + LONG;
+    while get(http, "/stats.json", &bearer(&new)).0 != 200 {
+        assert!(Instant::now() < deadline, "the new key's token is refused");
+        std::thread::yield_now();
+    }
+    assert_eq!(get(http, "/stats.json", &bearer(&old)).0, 401);
+    assert!(server.stop().success());
+    let _ = std::fs::remove_dir_all(path.parent().unwrap());
 }
