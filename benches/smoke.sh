@@ -12,7 +12,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-scenarios=(wake ingest fanout idle hotloop flood scale-ingest scale-quiet scale-stuck peers database)
+scenarios=(wake ingest fanout idle hotloop flood scale-ingest scale-quiet scale-stuck peers database sse)
 if [ $# -gt 0 ]; then
     scenarios=("$@")
 else
@@ -102,6 +102,10 @@ for s in "${scenarios[@]}"; do
             "^Flagpost, Notifier after commit +20 +$num +$num +[0-9]+ +0 +$num" \
             "^Flagpost, \`flagpost notify\` after commit +20 +$num +$num +[0-9]+ +0 +$num" \
             "^Flagpost, PostgreSQL trigger → broker, intervals 0 s +0 +0 +0/0/0/0" ;;
+        # 10 SSE clients of the broker's /events beside a TCP listener
+        sse) smoke sse sse --quick -- \
+            "^sse: 10 clients connected: broker RSS $num KiB → $num KiB, $num bytes per SSE client" \
+            "^sse ratio to the TCP listener \(p50/p99\): first SSE client $num/$num, last SSE client $num/$num" ;;
         *) echo "unknown scenario $s" >&2; exit 2 ;;
     esac
 done

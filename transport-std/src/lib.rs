@@ -38,7 +38,7 @@
 //! | feature | default | what it adds |
 //! |---|---|---|
 //! | `cli` | yes | the `flagpost` command's dependencies (clap, clap_complete, tracing-subscriber, serde_json, ctrlc); implies `config` |
-//! | `metrics` | yes | `MetricsServer`: `/metrics` and `/healthz` over HTTP (prometheus-client, tiny_http) |
+//! | `metrics` | yes | `MetricsServer`: `/metrics`, `/healthz`, `/events` (SSE), `/stats.json` and the dashboard over HTTP (prometheus-client, httparse; [`http`]) |
 //! | `config` | with `cli` | `BrokerConfig::load`: the TOML file and `FLAGPOST_*` variables (toml) |
 //! | `postgres` | yes | the broker's PostgreSQL source |
 //! | `tokio` | no | `Listener::wait_async`, `Listener::next_raise` and the `Listener::raises` stream |
@@ -51,6 +51,8 @@
 
 pub mod clock;
 pub mod config;
+#[cfg(feature = "metrics")]
+pub mod http;
 pub mod keyfile;
 pub mod listener;
 #[cfg(feature = "metrics")]

@@ -1,15 +1,14 @@
 //! Metrics: the core's stats table rendered with `prometheus-client`,
 //! beside `flagpost_build_info` and the process's `process_*` metrics
-//! ([`process`]), served over HTTP (`tiny_http`) at `/metrics` in
-//! OpenMetrics or the classic text format as the scrape's `Accept` header
-//! asks ([`Format`]), with `/healthz` answering whether the broker loop
-//! responds; a broker with a PostgreSQL source adds that source's counters
-//! ([`SourceMetrics`]).
+//! ([`process`]), served over HTTP (the server of [`crate::http`]) at
+//! `/metrics` in OpenMetrics or the classic text format as the scrape's
+//! `Accept` header asks ([`Format`]), with `/healthz` answering whether the
+//! broker loop responds; a broker with a PostgreSQL source adds that
+//! source's counters ([`SourceMetrics`]). [`MetricsServer`] is that
+//! endpoint, which also serves the broker's events, stats and dashboard.
 
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicU64;
-use std::sync::Arc;
-use std::thread::JoinHandle;
 
 use flagpost_core::broker::{Metric, Stats};
 use prometheus_client::encoding::text::encode;
@@ -18,6 +17,9 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::{Registry, Unit};
 
+use crate::config::BrokerConfig;
+use crate::http::{HttpKeys, Options};
+use crate::keyfile::read_keyring;
 use crate::postgres::SourceMetrics;
 use crate::server::{BrokerHandle, ServeError};
 
@@ -137,17 +139,17 @@ fn register_build_info(registry: &mut Registry) {
     );
 }
 
-/// The HTTP endpoint; stops when dropped.
+/// The HTTP endpoint (the server of [`crate::http`]); stops when dropped,
+/// closing every connection.
 pub struct MetricsServer {
-    server: Arc<tiny_http::Server>,
-    thread: Option<JoinHandle<()>>,
-    addr: SocketAddr,
+    server: crate::http::Server,
+    keys: HttpKeys,
 }
 
 impl std::fmt::Debug for MetricsServer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MetricsServer")
-            .field("addr", &self.addr)
+            .field("addr", &self.server.local_addr())
             .finish()
     }
 }
@@ -157,84 +159,85 @@ impl std::fmt::Debug for MetricsServer {
 pub type Render = Box<dyn Fn() -> Result<String, String> + Send>;
 
 impl MetricsServer {
-    /// Serves `/metrics` and `/healthz` for `broker` on `addr`.
+    /// Serves `/metrics`, `/healthz`, `/events`, `/stats.json` and the
+    /// dashboard for `broker` on `addr`, without a key (`/events` and
+    /// `/stats.json` are open: see [`start_config`](Self::start_config)).
     pub fn start(addr: SocketAddr, broker: BrokerHandle) -> Result<MetricsServer, ServeError> {
+        MetricsServer::start_with(addr, broker, HttpKeys::default(), &BrokerConfig::default())
+    }
+
+    /// [`start`](Self::start) as `config` asks: with its key files read
+    /// (`/events` and `/stats.json` then need the token, see
+    /// [`crate::http::token`]), its `stuck_timeout` for SSE clients that
+    /// stop reading and its `listener_send_buffer` for their sockets.
+    pub fn start_config(
+        addr: SocketAddr,
+        broker: BrokerHandle,
+        config: &BrokerConfig,
+    ) -> Result<MetricsServer, ServeError> {
+        let keys = match &config.key_file {
+            Some(path) => Some(read_keyring(path, config.previous_key_file.as_deref())?),
+            None => None,
+        };
+        MetricsServer::start_with(addr, broker, HttpKeys::new(keys), config)
+    }
+
+    fn start_with(
+        addr: SocketAddr,
+        broker: BrokerHandle,
+        keys: HttpKeys,
+        config: &BrokerConfig,
+    ) -> Result<MetricsServer, ServeError> {
+        let page = broker.clone();
         let render: Render = Box::new(move || {
-            let stats = broker.stats().map_err(|e| e.to_string())?;
-            Ok(render_all(&stats, broker.postgres_metrics()))
+            let stats = page.stats().map_err(|e| e.to_string())?;
+            Ok(render_all(&stats, page.postgres_metrics()))
         });
-        MetricsServer::serve(addr, "flagpost-metrics", render)
-            .map_err(|source| ServeError::Metrics { addr, source })
+        let options = Options {
+            render,
+            broker: Some(broker),
+            keys: keys.clone(),
+            stuck_timeout: config.stuck_timeout,
+            send_buffer: config.listener_send_buffer,
+            started: std::time::Instant::now(),
+            keep_alive: crate::http::KEEP_ALIVE,
+        };
+        let server = crate::http::Server::start(addr, "flagpost-http", options)
+            .map_err(|source| ServeError::Metrics { addr, source })?;
+        Ok(MetricsServer { server, keys })
     }
 
     /// Serves whatever `render` gives (OpenMetrics text, as
     /// `prometheus-client` encodes it) at `/metrics`, in the format the
     /// request's `Accept` header negotiates ([`Format`]), and whether it
     /// succeeds at `/healthz`, on `addr` (port 0: any free port), from a
-    /// thread named `thread`. Query strings are ignored.
+    /// thread named `thread`. Query strings are ignored. (`/events` and
+    /// `/stats.json` answer 404: there is no broker.)
     pub fn serve(addr: SocketAddr, thread: &str, render: Render) -> std::io::Result<MetricsServer> {
-        // bound here, so that a port in use keeps its error kind
-        let listener = std::net::TcpListener::bind(addr)?;
-        let server = tiny_http::Server::from_listener(listener, None)
-            .map_err(|e| std::io::Error::other(format!("metrics on {addr}: {e}")))?;
-        let addr = server.server_addr().to_ip().unwrap_or(addr);
-        let server = Arc::new(server);
-        let worker = server.clone();
-        let thread = std::thread::Builder::new()
-            .name(thread.into())
-            .spawn(move || {
-                for request in worker.incoming_requests() {
-                    // the query string is ignored: `/metrics?x=1` is `/metrics`
-                    let path = request.url().split('?').next().unwrap_or("");
-                    let accept = request
-                        .headers()
-                        .iter()
-                        .find(|h| h.field.equiv("Accept"))
-                        .map(|h| h.value.as_str());
-                    let format = Format::negotiate(accept);
-                    let (status, content_type, body) = match (path, render()) {
-                        ("/metrics", Ok(text)) => {
-                            (200, format.content_type(), format.convert(text))
-                        }
-                        ("/healthz", Ok(_)) => (200, "text/plain", "ok\n".to_owned()),
-                        ("/metrics" | "/healthz", Err(e)) => (503, "text/plain", format!("{e}\n")),
-                        _ => (
-                            404,
-                            "text/plain",
-                            "not found: try /metrics or /healthz\n".to_owned(),
-                        ),
-                    };
-                    let header = tiny_http::Header::from_bytes(
-                        &b"Content-Type"[..],
-                        content_type.as_bytes(),
-                    );
-                    let mut response =
-                        tiny_http::Response::from_string(body).with_status_code(status);
-                    if let Ok(h) = header {
-                        response = response.with_header(h);
-                    }
-                    let _ = request.respond(response);
-                }
-            })?;
-        Ok(MetricsServer {
-            server,
-            thread: Some(thread),
-            addr,
-        })
+        let keys = HttpKeys::default();
+        let options = Options {
+            render,
+            broker: None,
+            keys: keys.clone(),
+            stuck_timeout: std::time::Duration::ZERO,
+            send_buffer: 0,
+            started: std::time::Instant::now(),
+            keep_alive: crate::http::KEEP_ALIVE,
+        };
+        let server = crate::http::Server::start(addr, thread, options)?;
+        Ok(MetricsServer { server, keys })
     }
 
     /// The bound address.
     pub fn local_addr(&self) -> SocketAddr {
-        self.addr
+        self.server.local_addr()
     }
-}
 
-impl Drop for MetricsServer {
-    fn drop(&mut self) {
-        self.server.unblock();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+    /// The keys whose tokens `/events` and `/stats.json` take: replace
+    /// them (after a `SIGHUP` re-read the key files) with
+    /// [`HttpKeys::set`]; requests that come next use the new ones.
+    pub fn keys(&self) -> HttpKeys {
+        self.keys.clone()
     }
 }
 

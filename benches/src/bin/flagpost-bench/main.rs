@@ -19,6 +19,10 @@
 //! flagpost-bench database [--quick] [--samples N] [--poll-samples N] [--seconds S]
 //!                                      committed INSERT → the reference service's check
 //!                                      triggers, and its queries per minute, on PostgreSQL
+//! flagpost-bench sse [--quick] [--clients N] [--rounds R]
+//!                                      N SSE clients of /events (--quick: 10) beside a
+//!                                      TCP listener: RSS per client, wake latency (not
+//!                                      in `all` or the written report yet)
 //!
 //! `--quick` gives each the smoke sizes of `all --quick` (CI runs every
 //! scenario so, without `--write`). Any of them, after its arguments:
@@ -74,6 +78,7 @@ mod idle;
 mod ingest;
 mod measure;
 mod scale;
+mod sse;
 mod wake;
 
 use children::{
@@ -290,7 +295,7 @@ fn peers(sizes: &flagpost_benches::peers::Sizes, report: &mut Report) {
 }
 
 fn usage() -> ! {
-    eprintln!("usage: flagpost-bench all [--quick] | wake [--quick] [--samples N] | ingest [--quick] [--seconds S] | fanout [--quick] [--rounds R] | idle [--quick] [--seconds S] | hotloop [--quick] [--rounds R] [--calls C] | flood [--quick] [--samples N] | scale [--quick] [--part ingest|quiet|stuck] [--sizes N,N,…] [--seconds S] [--flood-listeners N] [--samples N] [--stuck-listeners K] | peers [--quick] [--samples N] [--seconds S] [--idle N] | database [--quick] [--samples N] [--poll-samples N] [--seconds S]");
+    eprintln!("usage: flagpost-bench all [--quick] | wake [--quick] [--samples N] | ingest [--quick] [--seconds S] | fanout [--quick] [--rounds R] | idle [--quick] [--seconds S] | hotloop [--quick] [--rounds R] [--calls C] | flood [--quick] [--samples N] | scale [--quick] [--part ingest|quiet|stuck] [--sizes N,N,…] [--seconds S] [--flood-listeners N] [--samples N] [--stuck-listeners K] | peers [--quick] [--samples N] [--seconds S] [--idle N] | database [--quick] [--samples N] [--poll-samples N] [--seconds S] | sse [--quick] [--clients N] [--rounds R]");
     eprintln!("       each optionally followed by --write FILE [--charts DIR] [--criterion DIR]");
     std::process::exit(2)
 }
@@ -426,6 +431,7 @@ fn main() {
         Some("_farm") => child_farm(arg(1), arg(2), arg(3), args.get(4).map(String::as_str)),
         Some("_scale_farm") => scale::child_scale_farm(&args[1..]),
         Some("_ingest_floor") => scale::child_ingest_floor(),
+        Some("_sse_broker") => sse::child_sse_broker(),
         Some("_peer_sub") => flagpost_benches::peers::child_subscriber(&args[1..]),
         // `--quick`: the smoke sizes of `all --quick`, one scenario at a time
         Some("wake") => {
@@ -454,6 +460,11 @@ fn main() {
             let poll = flag_value(&args, "--poll-samples", if quick { 3 } else { 60 });
             let secs = flag_value(&args, "--seconds", if quick { 2.0 } else { 30.0 });
             database::database(samples, poll, secs);
+        }
+        Some("sse") => {
+            let clients = flag_value(&args, "--clients", if quick { 10 } else { 1_000 });
+            let rounds = flag_value(&args, "--rounds", if quick { 5 } else { 200 });
+            sse::sse(clients, rounds);
         }
         Some("hotloop") => {
             let rounds = flag_value(&args, "--rounds", if quick { 3 } else { 200 });

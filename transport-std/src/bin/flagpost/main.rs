@@ -51,6 +51,10 @@ enum Command {
     Ping(PingArgs),
     /// Write a new random key file for `--key-file` / `key_file`.
     Keygen(KeygenArgs),
+    /// Print the HTTP token of a key file: what `/events` and `/stats.json`
+    /// of `serve --metrics` take (`Authorization: Bearer TOKEN` or
+    /// `?token=TOKEN`) when the broker has that key.
+    HttpToken(HttpTokenArgs),
     /// Windows service: install [SERVE FLAGS…] | uninstall | run (the SCM's entry).
     #[cfg(windows)]
     Service {
@@ -73,6 +77,13 @@ struct KeygenArgs {
     /// Where to write the key (must not exist; created readable by its owner only).
     #[arg(value_name = "FILE")]
     file: PathBuf,
+}
+
+#[derive(Args, Debug)]
+struct HttpTokenArgs {
+    /// The broker's key file.
+    #[arg(long, value_name = "FILE")]
+    key_file: PathBuf,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -223,7 +234,7 @@ fn main() -> ExitCode {
         .init();
     let reads_env = !matches!(
         cli.command,
-        Command::Completions { .. } | Command::Keygen(_)
+        Command::Completions { .. } | Command::Keygen(_) | Command::HttpToken(_)
     );
     let checked = if reads_env { check_env() } else { Ok(()) };
     let result = checked.and_then(|()| match cli.command {
@@ -233,6 +244,12 @@ fn main() -> ExitCode {
         Command::Stats(args) => client::stats(args),
         Command::Ping(args) => client::ping(args),
         Command::Keygen(args) => keygen(args),
+        Command::HttpToken(args) => {
+            let key = key_arg(Some(&args.key_file))?
+                .ok_or_else(|| Failure::new(EXIT_CONFIG, "--key-file: no key"))?;
+            println!("{}", flagpost_std::http::token(&key));
+            Ok(())
+        }
         #[cfg(windows)]
         Command::Service {
             action,

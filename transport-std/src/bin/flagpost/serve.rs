@@ -26,7 +26,8 @@ pub(crate) struct ServeArgs {
     /// TOML configuration file.
     #[arg(long, value_name = "FILE", env = "FLAGPOST_CONFIG")]
     config: Option<PathBuf>,
-    /// Serve Prometheus metrics and /healthz over HTTP on this address.
+    /// Serve HTTP on this address: /metrics (Prometheus), /healthz, /events
+    /// (Server-Sent Events of raises), /stats.json and the dashboard at /.
     #[arg(long, value_name = "ADDR")]
     metrics: Option<SocketAddr>,
     /// Most listener connections at once.
@@ -209,28 +210,54 @@ pub(crate) fn serve(args: ServeArgs) -> Result<(), Failure> {
     let broker = Broker::bind(config);
     let broker = broker.map_err(serve_failure)?;
     let handle = broker.handle();
-    let _metrics = match metrics_addr {
+    let metrics = match metrics_addr {
         Some(addr) => {
-            let server = MetricsServer::start(addr, handle.clone()).map_err(serve_failure)?;
-            tracing::info!(addr = %server.local_addr(), "metrics on /metrics and /healthz");
+            let server = MetricsServer::start_config(addr, handle.clone(), &started)
+                .map_err(serve_failure)?;
+            tracing::info!(
+                addr = %server.local_addr(),
+                "HTTP on / (dashboard), /metrics, /healthz, /events and /stats.json"
+            );
             Some(server)
         }
         None => None,
     };
-    // SIGHUP reloads, SIGINT/SIGTERM stop; READY=1 once the loop serves
+    // SIGHUP reloads (the HTTP token's keys too), SIGINT/SIGTERM stop;
+    // READY=1 once the loop serves
     #[cfg(unix)]
-    flagpost_std::systemd::handle_signals(handle.clone(), move || {
-        let fresh = BrokerConfig::load(config_file.as_deref(), std::env::vars())?;
-        flagpost_std::server::with_overrides(fresh, &base, &started)
-    })
-    .map_err(|e| Failure::new(EXIT_OTHER, format!("cannot install signal handler: {e}")))?;
+    {
+        let http_keys = metrics.as_ref().map(MetricsServer::keys);
+        flagpost_std::systemd::handle_signals(handle.clone(), move || {
+            let fresh = BrokerConfig::load(config_file.as_deref(), std::env::vars())
+                .map_err(|e| e.to_string())?;
+            let config = flagpost_std::server::with_overrides(fresh, &base, &started)
+                .map_err(|e| e.to_string())?;
+            // the keys of new HTTP requests; a key file that cannot be read
+            // fails the reload (the broker reads it again) and changes nothing
+            if let Some(keys) = &http_keys {
+                let ring = match &config.key_file {
+                    Some(path) => Some(
+                        flagpost_std::keyfile::read_keyring(
+                            path,
+                            config.previous_key_file.as_deref(),
+                        )
+                        .map_err(|e| e.to_string())?,
+                    ),
+                    None => None,
+                };
+                keys.set(ring);
+            }
+            Ok::<_, String>(config)
+        })
+        .map_err(|e| Failure::new(EXIT_OTHER, format!("cannot install signal handler: {e}")))?;
+    }
     #[cfg(not(unix))]
     let on_signal = handle.clone();
     #[cfg(not(unix))]
     ctrlc::set_handler(move || on_signal.shutdown())
         .map_err(|e| Failure::new(EXIT_OTHER, format!("cannot install signal handler: {e}")))?;
     #[cfg(not(unix))]
-    let _ = (base, started, config_file);
+    let _ = (base, &started, config_file, &metrics);
     // Announce the bound addresses on stdout: scripts started with port 0 read them.
     for addr in handle.local_addrs() {
         println!("listening on {addr}");
