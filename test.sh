@@ -79,7 +79,7 @@ cargo test --workspace --exclude flagpost-benches
 step "flagpost-std features: the client API without the CLI, HTTP and config crates; the tokio face"
 cargo build -p flagpost-std --no-default-features
 heavy=$(cargo tree -p flagpost-std --no-default-features --features tokio -e normal --prefix none |
-    grep -E '^(clap|clap_complete|tracing-subscriber|serde_json|ctrlc|tiny_http|prometheus-client|toml) v' | sort -u || true)
+    grep -E '^(clap|clap_complete|tracing-subscriber|serde_json|ctrlc|httparse|form_urlencoded|prometheus-client|toml) v' | sort -u || true)
 if [ -n "$heavy" ]; then echo "the client API pulls in: $heavy" >&2; exit 1; fi
 cargo clippy -p flagpost-std --all-targets --features tokio -- -D warnings
 cargo test -p flagpost-std --features tokio --test asynch
@@ -89,6 +89,9 @@ bash ffi/test.sh
 
 step "Python package (flagpost-py): abi3 wheel, mypy --strict, pytest against real brokers"
 bash python/test.sh
+
+step "the dashboard in a real browser (headless Chromium over WebDriver, Selenium)"
+bash tests/browser/run.sh
 
 step "gateway end to end (TAP device in a namespace; prints its latencies, or why it could not run)"
 cargo test -p flagpost-gateway-sim --test tap_e2e -- --nocapture

@@ -262,7 +262,7 @@ pub(crate) fn serve(args: ServeArgs) -> Result<(), Failure> {
     for addr in handle.local_addrs() {
         println!("listening on {addr}");
     }
-    if let Some(server) = &_metrics {
+    if let Some(server) = &metrics {
         println!("http on http://{}/", server.local_addr());
     }
     let _ = io::stdout().flush();
