@@ -26,7 +26,8 @@ pub struct BrokerConfig {
     /// TCP listener (listeners) on the same port. Default `127.0.0.1:16725`
     /// only: other interfaces are an explicit choice.
     pub bind: Vec<SocketAddr>,
-    /// Serve Prometheus metrics (`/metrics`) and `/healthz` over HTTP here.
+    /// The HTTP address: the dashboard (`/`), event streams (`/events`),
+    /// `/stats.json`, Prometheus metrics (`/metrics`) and `/healthz`.
     pub metrics: Option<SocketAddr>,
     /// Most listener connections at once (default 100,000).
     pub max_listeners: usize,

@@ -179,7 +179,9 @@ impl MetricsServer {
             Some(path) => Some(read_keyring(path, config.previous_key_file.as_deref())?),
             None => None,
         };
-        MetricsServer::start_with(addr, broker, HttpKeys::new(keys), config)
+        let keys = HttpKeys::new(keys);
+        keys.set_allow_listeners(&config.allow_listeners);
+        MetricsServer::start_with(addr, broker, keys, config)
     }
 
     fn start_with(

@@ -342,6 +342,28 @@ fn bad_values_get_400_with_a_reason() {
 }
 
 #[test]
+fn reads_from_outside_allow_listeners_are_403() {
+    let (_broker, http) = broker_with(BrokerConfig {
+        allow_listeners: vec!["10.0.0.0/8".parse().unwrap()],
+        ..BrokerConfig::default()
+    });
+    for path in ["/events", "/stats.json"] {
+        let (code, _, body) = get(http.local_addr(), path, "");
+        assert_eq!(code, 403, "{path}: {body}");
+        assert!(body.contains("allow_listeners"), "{body}");
+    }
+    // the page, the metrics and the health check stay open, as /metrics was
+    for path in ["/", "/metrics", "/healthz"] {
+        assert_eq!(get(http.local_addr(), path, "").0, 200, "{path}");
+    }
+    let (_broker, http) = broker_with(BrokerConfig {
+        allow_listeners: vec!["127.0.0.0/8".parse().unwrap()],
+        ..BrokerConfig::default()
+    });
+    assert_eq!(get(http.local_addr(), "/stats.json", "").0, 200);
+}
+
+#[test]
 fn a_full_listener_table_is_503_with_the_reason() {
     let (_broker, http) = broker_with(BrokerConfig {
         max_listeners: 1,
@@ -448,24 +470,18 @@ fn stats_json_counts_a_notification() {
     }
 }
 
-/// A key file in a fresh directory of its own.
-fn key_file() -> PathBuf {
-    key_file_in("token")
-}
-
-/// A key file in a fresh directory `name` of this process.
-fn key_file_in(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("flagpost-sse-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("key");
+/// A key file in a fresh directory of its own, removed with the
+/// directory when it is dropped.
+fn key_file() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("key");
     flagpost_std::keyfile::generate_key_file(&path).unwrap();
-    path
+    (dir, path)
 }
 
 #[test]
 fn with_a_key_events_and_stats_need_the_token() {
-    let path = key_file();
+    let (_dir, path) = key_file();
     let (_broker, http) = broker_with(BrokerConfig {
         key_file: Some(path.clone()),
         ..BrokerConfig::default()
@@ -527,7 +543,7 @@ fn dropping_the_server_closes_its_streams() {
 #[cfg(unix)]
 #[test]
 fn flagpost_serve_takes_the_token_of_a_key_rotated_by_sighup() {
-    let path = key_file_in("hup");
+    let (_dir, path) = key_file();
     // a free port for --metrics (serve announces only the broker's)
     let http = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -564,5 +580,4 @@ fn flagpost_serve_takes_the_token_of_a_key_rotated_by_sighup() {
     }
     assert_eq!(get(http, "/stats.json", &bearer(&old)).0, 401);
     assert!(server.stop().success());
-    let _ = std::fs::remove_dir_all(path.parent().unwrap());
 }

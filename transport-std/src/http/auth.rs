@@ -6,10 +6,16 @@
 //! token that leaks (URLs end up in logs) gives HTTP reads, not the right
 //! to notify or to listen over TCP. Checked in constant time by the core's
 //! `Key::verify`; during a rotation the previous key's token works too.
+//! The broker's `allow_listeners` applies to the same reads: an event
+//! stream is a listener, and the stats are what `allow_listeners` guards
+//! on port 16725.
 
+use std::net::IpAddr;
 use std::sync::{Arc, RwLock};
 
 use flagpost_core::auth::{Key, Keyring};
+
+use crate::server::AllowList;
 
 /// What the token is the tag of.
 pub const TOKEN_CONTEXT: &[u8] = b"flagpost http token v1";
@@ -22,20 +28,33 @@ pub fn token(key: &Key) -> String {
         .collect()
 }
 
-/// The keys whose tokens the HTTP server takes, shared with whoever
-/// reloads them (`SIGHUP`): no keys, no token needed.
+/// The keys whose tokens the HTTP server takes and the networks its
+/// reads may come from, shared with whoever reloads them (`SIGHUP`): no
+/// keys, no token needed; an empty allow-list, any address.
 #[derive(Clone, Debug, Default)]
-pub struct HttpKeys(Arc<RwLock<Option<Keyring>>>);
+pub struct HttpKeys(Arc<RwLock<Option<Keyring>>>, Arc<RwLock<AllowList>>);
 
 impl HttpKeys {
     /// Keys to start with.
     pub fn new(keys: Option<Keyring>) -> HttpKeys {
-        HttpKeys(Arc::new(RwLock::new(keys)))
+        HttpKeys(Arc::new(RwLock::new(keys)), Arc::default())
     }
 
     /// Replaces the keys (for the requests that come next).
     pub fn set(&self, keys: Option<Keyring>) {
         *self.0.write().unwrap_or_else(|p| p.into_inner()) = keys;
+    }
+
+    /// Replaces the networks `/events` and `/stats.json` may be read from
+    /// (the broker's `allow_listeners`; empty: any), for the requests that
+    /// come next.
+    pub fn set_allow_listeners(&self, nets: &[ipnet::IpNet]) {
+        *self.1.write().unwrap_or_else(|p| p.into_inner()) = AllowList::new(nets);
+    }
+
+    /// Whether a read may come from `ip`.
+    pub(crate) fn admits(&self, ip: IpAddr) -> bool {
+        self.1.read().unwrap_or_else(|p| p.into_inner()).allows(ip)
     }
 
     /// Whether a request with this `Authorization` header and query string
@@ -87,5 +106,20 @@ mod tests {
         assert!(!keys.allows(Some("Bearer 00"), "token=zz"));
         assert!(!keys.allows(Some(&format!("Basic {t}")), ""));
         assert!(HttpKeys::default().allows(None, ""));
+    }
+
+    #[test]
+    fn the_allow_list_admits_its_networks_only() {
+        let keys = HttpKeys::default();
+        let local: IpAddr = "127.0.0.1".parse().unwrap();
+        let far: IpAddr = "10.9.0.1".parse().unwrap();
+        assert!(keys.admits(far), "no list: any address");
+        keys.set_allow_listeners(&["127.0.0.0/8".parse().unwrap()]);
+        assert!(keys.admits(local));
+        assert!(!keys.admits(far));
+        assert!(
+            keys.admits("::ffff:127.0.0.1".parse().unwrap()),
+            "IPv4-mapped"
+        );
     }
 }

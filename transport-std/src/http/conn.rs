@@ -3,7 +3,7 @@
 //! client (whose raises the loop hands over), with its timeouts.
 
 use std::io::{self, Read, Write};
-use std::net::Shutdown;
+use std::net::{IpAddr, Shutdown};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -34,6 +34,8 @@ enum Phase {
 
 pub(crate) struct Conn {
     stream: TcpStream,
+    /// The client's address, for the allow-list (None if unknown).
+    peer: Option<IpAddr>,
     head: Vec<u8>,
     out: Vec<u8>,
     sent: usize,
@@ -46,10 +48,11 @@ pub(crate) struct Conn {
 }
 
 impl Conn {
-    pub(crate) fn new(stream: TcpStream) -> Conn {
+    pub(crate) fn new(stream: TcpStream, peer: Option<IpAddr>) -> Conn {
         let now = Instant::now();
         Conn {
             stream,
+            peer,
             head: Vec::new(),
             out: Vec::new(),
             sent: 0,
@@ -69,7 +72,7 @@ impl Conn {
         if let Phase::Head = self.phase {
             match self.read_head() {
                 Ok(Some(len)) => {
-                    let reply = routes::handle(&self.head[..len], options, ready, index);
+                    let reply = routes::handle(&self.head[..len], self.peer, options, ready, index);
                     self.head = Vec::new();
                     self.begin(reply, options);
                 }

@@ -53,7 +53,8 @@
 //!
 //! With a key ([`HttpKeys`]) `/events` and `/stats.json` need its
 //! [`token`] as `Authorization: Bearer TOKEN` or `?token=TOKEN`, else 401
-//! with `WWW-Authenticate: Bearer`.
+//! with `WWW-Authenticate: Bearer`; from an address outside the broker's
+//! `allow_listeners` they are a 403.
 
 mod auth;
 mod conn;
@@ -284,7 +285,7 @@ impl Loop {
 
     fn accept(&mut self) {
         loop {
-            let (stream, _) = match self.listener.accept() {
+            let (stream, peer) = match self.listener.accept() {
                 Ok(s) => s,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -304,7 +305,7 @@ impl Loop {
                 self.conns.push(None);
                 self.conns.len() - 1
             });
-            let mut conn = Conn::new(stream);
+            let mut conn = Conn::new(stream, Some(peer.ip()));
             if self
                 .poll
                 .registry()

@@ -3,6 +3,7 @@
 //! where a key is configured, `/stats.json` rendered, and responses
 //! formatted.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -44,7 +45,13 @@ pub(crate) fn too_large() -> Reply {
 }
 
 /// Answers the complete request head `head` (from connection `index`).
-pub(crate) fn handle(head: &[u8], options: &Options, ready: &Arc<Ready>, index: usize) -> Reply {
+pub(crate) fn handle(
+    head: &[u8],
+    peer: Option<IpAddr>,
+    options: &Options,
+    ready: &Arc<Ready>,
+    index: usize,
+) -> Reply {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut request = httparse::Request::new(&mut headers);
     if request.parse(head).is_err() {
@@ -92,6 +99,12 @@ pub(crate) fn handle(head: &[u8], options: &Options, ready: &Arc<Ready>, index: 
             let Some(broker) = &options.broker else {
                 return text(404, "not found: no broker here");
             };
+            if !peer.is_some_and(|ip| options.keys.admits(ip)) {
+                return text(
+                    403,
+                    "forbidden: this address is not in the broker's allow_listeners",
+                );
+            }
             if !options.keys.allows(header("Authorization"), query) {
                 return Reply::Response(response(
                     401,

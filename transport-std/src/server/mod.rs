@@ -65,7 +65,7 @@ use crate::config::BrokerConfig;
 use crate::keyfile::read_keyring;
 use crate::postgres::SourceMetrics;
 use crate::shared::{ListenerState, Shared};
-use allow::AllowList;
+pub(crate) use allow::AllowList;
 use conn::Conn;
 use ratelimit::RateLimit;
 use udp::UdpRx;

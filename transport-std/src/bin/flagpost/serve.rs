@@ -246,6 +246,7 @@ pub(crate) fn serve(args: ServeArgs) -> Result<(), Failure> {
                     None => None,
                 };
                 keys.set(ring);
+                keys.set_allow_listeners(&config.allow_listeners);
             }
             Ok::<_, String>(config)
         })
