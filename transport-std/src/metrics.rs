@@ -192,7 +192,10 @@ impl MetricsServer {
     ) -> Result<MetricsServer, ServeError> {
         let page = broker.clone();
         let render: Render = Box::new(move || {
-            let stats = page.stats().map_err(|e| e.to_string())?;
+            let stats = page
+                .stats_within(crate::http::BROKER_ANSWER)
+                .map_err(|e| e.to_string())?
+                .ok_or_else(crate::http::no_answer)?;
             Ok(render_all(&stats, page.postgres_metrics()))
         });
         let options = Options {

@@ -157,3 +157,25 @@ fn the_page_is_negotiated_and_passes_promtool() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A broker loop that does not answer (here: bound, never run) makes the
+/// health check a 503 after `BROKER_ANSWER`, not a hung HTTP server; the
+/// page that needs no broker is served meanwhile.
+#[test]
+fn a_loop_that_does_not_answer_is_a_503_not_a_hang() {
+    let broker = Broker::bind(BrokerConfig {
+        bind: vec!["127.0.0.1:0".parse().unwrap()],
+        ..BrokerConfig::default()
+    })
+    .unwrap();
+    let metrics = MetricsServer::start("127.0.0.1:0".parse().unwrap(), broker.handle()).unwrap();
+    for path in ["/healthz", "/metrics"] {
+        let (status, _, body) = get(metrics.local_addr(), path, None);
+        assert!(status.contains(" 503 "), "{path}: {status}");
+        assert!(body.contains("did not answer"), "{path}: {body}");
+    }
+    let (status, _, _) = get(metrics.local_addr(), "/", None);
+    assert!(status.contains(" 200 "), "{status}");
+    drop(metrics);
+    drop(broker);
+}

@@ -88,6 +88,19 @@ pub const MAX_CONNECTIONS: usize = 16 * 1024;
 /// A comment line is sent to an SSE client after this much silence.
 pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
+/// How long a request waits for the broker loop's stats (`/metrics`,
+/// `/healthz`, `/stats.json`) before it is answered 503: a stuck loop must
+/// not stall the HTTP loop and every event stream with it.
+pub const BROKER_ANSWER: Duration = Duration::from_secs(2);
+
+/// Why a page is a 503 when the broker loop did not answer in time.
+pub(crate) fn no_answer() -> String {
+    format!(
+        "the broker loop did not answer within {} s",
+        BROKER_ANSWER.as_secs()
+    )
+}
+
 /// How soon accepting is tried again after it failed.
 const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 

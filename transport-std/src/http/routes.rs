@@ -116,7 +116,11 @@ pub(crate) fn handle(
                 ));
             }
             if path == "/stats.json" {
-                return match broker.stats() {
+                return match broker
+                    .stats_within(super::BROKER_ANSWER)
+                    .map_err(|e| e.to_string())
+                    .and_then(|s| s.ok_or_else(super::no_answer))
+                {
                     Ok(stats) => reply(
                         200,
                         "application/json",

@@ -385,6 +385,20 @@ impl BrokerHandle {
         rx.recv().map_err(|_| BrokerGone)
     }
 
+    /// A snapshot of the counters and gauges, or `Ok(None)` if the loop did
+    /// not answer within `timeout` (stuck, or not running yet): for callers
+    /// that must not wait on the loop, such as the HTTP address's health
+    /// check.
+    pub fn stats_within(&self, timeout: std::time::Duration) -> Result<Option<Stats>, BrokerGone> {
+        let (tx, rx) = mpsc::channel();
+        self.send(Command::Stats(tx))?;
+        match rx.recv_timeout(timeout) {
+            Ok(stats) => Ok(Some(stats)),
+            Err(mpsc::RecvTimeoutError::Timeout) => Ok(None),
+            Err(mpsc::RecvTimeoutError::Disconnected) => Err(BrokerGone),
+        }
+    }
+
     /// Delivers a notification in-process, as a datagram would (no sequence
     /// check: the channel is reliable).
     pub fn notify(&self, notification: Notification, batch: u32) -> Result<(), BrokerGone> {

@@ -260,13 +260,17 @@ pub(crate) fn serve(args: ServeArgs) -> Result<(), Failure> {
     #[cfg(not(unix))]
     let _ = (base, &started, config_file, &metrics);
     // Announce the bound addresses on stdout: scripts started with port 0 read them.
+    // (a stdout nobody reads any more must not stop the broker: errors are
+    // ignored)
+    let mut out = io::stdout().lock();
     for addr in handle.local_addrs() {
-        println!("listening on {addr}");
+        let _ = writeln!(out, "listening on {addr}");
     }
     if let Some(server) = &metrics {
-        println!("http on http://{}/", server.local_addr());
+        let _ = writeln!(out, "http on http://{}/", server.local_addr());
     }
-    let _ = io::stdout().flush();
+    let _ = out.flush();
+    drop(out);
     #[cfg(windows)]
     flagpost_std::winservice::serving(&handle);
     broker.run().map_err(serve_failure)
