@@ -23,9 +23,15 @@ use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::test_runner::Config as ProptestConfig;
 
+/// 512 cases of each property, or `PROPTEST_CASES` (the explicit count
+/// would otherwise override it).
 fn config() -> ProptestConfig {
+    let cases = std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(512);
     ProptestConfig {
-        cases: 512,
+        cases,
         failure_persistence: None,
         ..ProptestConfig::default()
     }
