@@ -148,13 +148,12 @@ impl Tracked {
         }
         if self.first_seen_late {
             self.first_seen_late = false;
+            // a strong anchor (a far jump's) stays strong: it may be the
+            // sender's own track, and this number a forged one
             let old = std::mem::replace(&mut self.track, Seen::only(seq));
-            match &mut self.anchor {
-                Some((_, weak)) => *weak = true,
-                None => {
-                    self.anchor = Some((old, true));
-                    self.jump_to = seq;
-                }
+            if self.anchor.is_none() {
+                self.anchor = Some((old, true));
+                self.jump_to = seq;
             }
             return if seq == 1 {
                 Verdict::Restart

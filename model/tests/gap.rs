@@ -261,12 +261,10 @@ impl Plain {
         }
         if self.first_seen_late {
             self.first_seen_late = false;
-            match &mut self.anchor {
-                Some((_, _, weak)) => *weak = true,
-                None => {
-                    self.anchor = Some((n, self.seen.clone(), true));
-                    self.jump_to = seq;
-                }
+            // an anchor a far jump left stays strong
+            if self.anchor.is_none() {
+                self.anchor = Some((n, self.seen.clone(), true));
+                self.jump_to = seq;
             }
             self.settle(seq, BTreeSet::new());
             return if seq == 1 {

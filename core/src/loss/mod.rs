@@ -42,10 +42,21 @@
 //! further jumps, so a second forged number cannot push the real track out.
 //! A sender first seen late has no known track: it follows, once, a number
 //! far behind its first one, keeping the other track as a *weak* anchor
-//! that the next far jump replaces. A sender's own numbers, once the table
+//! that the next far jump replaces. An anchor a far jump has already left
+//! stays strong, though: the first number may have been the sender's own,
+//! and after a real far jump (a long loss) a number forged less than half
+//! the space ahead of the sender can be half the space or more after the
+//! anchor — behind it, out of any rewind's reach. Made weak, the anchor
+//! would go at the next forged far jump, and the sender's track with it.
+//! A sender's own numbers, once the table
 //! has seen one (and while it keeps the sender), are thus never stale
 //! whatever numbers are forged [`FAR_JUMP`] or more ahead of them (and less
 //! than half the number space: farther is behind, by serial arithmetic).
+//! Not covered: a neighbour who forges both the first number the table
+//! sees and a far jump from it before the sender's own arrive, then forges
+//! far ahead of the one followed, has the sender's numbers stale for as
+//! long as they are behind the forged ones (the table has seen none of
+//! the sender's own).
 //! What a key-less broker cannot stop is a neighbour who sees the sender's
 //! traffic and forges its very next numbers (they become the sender's
 //! duplicates): only a key does. A broker with a
@@ -152,7 +163,8 @@ const NIL: u32 = u32::MAX;
 /// The slot's sender has an anchor.
 const ANCHORED: u8 = 1 << 1;
 /// The anchor is not known to be the sender's track: the next far jump
-/// replaces it.
+/// replaces it. Only a sender first seen late following a number far
+/// behind sets it, and only on an anchor it makes (not on a far jump's).
 const ANCHOR_WEAK: u8 = 1 << 2;
 /// First seen at a number other than 1, and nothing far behind it judged
 /// since.

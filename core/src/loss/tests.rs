@@ -244,3 +244,36 @@ fn a_forged_number_just_past_the_window_cannot_take_the_senders_numbers() {
         assert_eq!(see(&mut t, s), Verdict::InOrder, "{s}");
     }
 }
+
+#[test]
+fn a_number_forged_behind_the_anchor_keeps_a_far_jumps_anchor_strong() {
+    // first seen late at 2, then a real far jump: 2 is the anchor
+    let mut t = table();
+    assert_eq!(see(&mut t, 2), Verdict::FirstSeenLate);
+    assert_eq!(see(&mut t, 207), Verdict::Gap { missing: 204 });
+    // forged, less than half the space ahead of 207
+    assert!(matches!(see(&mut t, 2_147_483_713), Verdict::Gap { .. }));
+    assert_eq!(see(&mut t, 2_147_483_714), Verdict::InOrder);
+    // half the space after the anchor (behind it): followed once, as a
+    // first-seen-late sender's own, but the anchor stays strong ...
+    assert_eq!(see(&mut t, 2_147_483_650), Verdict::Rewound);
+    assert_eq!(see(&mut t, 271), Verdict::Rewound);
+    assert_eq!(see(&mut t, 272), Verdict::InOrder);
+    // ... so a further forged far jump cannot replace it
+    assert_eq!(see(&mut t, 336), Verdict::Gap { missing: 63 });
+    assert_eq!(see(&mut t, 208), Verdict::Rewound);
+    assert_eq!(see(&mut t, 209), Verdict::InOrder);
+}
+
+#[test]
+fn a_sender_first_seen_late_is_followed_behind_its_first_number() {
+    // no far jump yet: the first track becomes a weak anchor, which the
+    // next far jump replaces with the followed track
+    let mut t = table();
+    assert_eq!(see(&mut t, 1_000_000), Verdict::FirstSeenLate);
+    assert_eq!(see(&mut t, 10), Verdict::Rewound);
+    assert_eq!(see(&mut t, 11), Verdict::InOrder);
+    assert!(matches!(see(&mut t, 5_000_000), Verdict::Gap { .. }));
+    assert_eq!(see(&mut t, 12), Verdict::Rewound);
+    assert_eq!(see(&mut t, 13), Verdict::InOrder);
+}

@@ -91,13 +91,18 @@ impl SenderSlot {
         if rewind && self.has(FIRST_SEEN_LATE) {
             // nothing was ever seen behind the sender's first number: no
             // telling which track is its own. Follow this one, and keep the
-            // other as a weak anchor, which the next far jump replaces.
+            // other as a weak anchor, which the next far jump replaces. An
+            // anchor a far jump left stays strong: it may be the sender's
+            // own track, and this number forged less than half the space
+            // ahead of the sender yet half the space or more after the
+            // anchor (the sender jumped far since); weak, the next forged
+            // far jump would replace it and silence the sender.
             self.set(FIRST_SEEN_LATE, false);
             if self.anchor().is_none() {
                 self.set_anchor(Some(main));
+                self.set(ANCHOR_WEAK, true);
                 self.jump_to = seq;
             }
-            self.set(ANCHOR_WEAK, true);
             self.set_main(Track::new(seq));
             return match seq {
                 Seq::FIRST => Verdict::Restart,
