@@ -32,8 +32,9 @@ use proptest::sample::{select, Index};
 use proptest::test_runner::Config as ProptestConfig;
 
 fn config() -> ProptestConfig {
+    // 256 cases, or PROPTEST_CASES: the default reads it, an explicit
+    // count would override it
     ProptestConfig {
-        cases: 256,
         // Keep the tree clean: a failure prints its minimal case instead.
         failure_persistence: None,
         ..ProptestConfig::default()

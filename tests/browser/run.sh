@@ -23,4 +23,4 @@ fi
 "$venv/bin/pip" install -q --disable-pip-version-check selenium==4.38.0 pytest==8.4.2
 
 cargo build -q -p flagpost-std --bin flagpost
-FLAGPOST_BIN="$target/debug/flagpost" "$venv/bin/python" -m pytest -q -p no:cacheprovider tests/browser
+FLAGPOST_BIN="$target/debug/flagpost" "$venv/bin/python" -m pytest -q -s -p no:cacheprovider tests/browser
