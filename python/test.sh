@@ -7,23 +7,9 @@
 # non-zero on any failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-root=$PWD
-target=${CARGO_TARGET_DIR:-$root/target}
-case $target in /*) ;; *) target=$root/$target ;; esac
-export CARGO_TARGET_DIR=$target
-venv=$target/venv
 started=$SECONDS
-
-if [ ! -x "$venv/bin/python" ]; then
-    if ! python3 -m venv "$venv"; then
-        # Debian: the venv module is its own package
-        rm -rf "$venv"
-        apt-get update -qq && apt-get install -y -qq python3-venv
-        python3 -m venv "$venv"
-    fi
-fi
-"$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
-    "maturin==1.16.0" "pytest==9.2.0" "mypy==2.4.1"
+. python/venv.sh
+pip_install "maturin==1.16.0" "pytest==9.2.0" "mypy==2.4.1"
 
 cargo build -p flagpost-std --bin flagpost
 wheels=$target/wheels-py

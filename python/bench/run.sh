@@ -6,13 +6,8 @@
 # (e.g. --rounds 20000).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-root=$PWD
-target=${CARGO_TARGET_DIR:-$root/target}
-case $target in /*) ;; *) target=$root/$target ;; esac
-export CARGO_TARGET_DIR=$target
-venv=$target/venv
-[ -x "$venv/bin/python" ] || python3 -m venv "$venv"
-"$venv/bin/python" -m pip install --quiet --disable-pip-version-check "maturin==1.16.0"
+. python/venv.sh
+pip_install "maturin==1.16.0"
 cargo build --release -p flagpost-std --bin flagpost
 wheels=$target/wheels-py-release
 rm -rf "$wheels"

@@ -8,19 +8,12 @@
 # replaces docs/dashboard.png (the README's).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-target="${CARGO_TARGET_DIR:-target}"
 
 if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver
 fi
-venv="$target/venv"
-if [ ! -x "$venv/bin/python" ]; then
-    python3 -m venv "$venv" 2>/dev/null || {
-        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv
-        python3 -m venv "$venv"
-    }
-fi
-"$venv/bin/pip" install -q --disable-pip-version-check selenium==4.38.0 pytest==8.4.2
+. python/venv.sh
+pip_install selenium==4.38.0 pytest==9.2.0
 
 cargo build -q -p flagpost-std --bin flagpost
 FLAGPOST_BIN="$target/debug/flagpost" "$venv/bin/python" -m pytest -q -s -p no:cacheprovider tests/browser

@@ -62,6 +62,8 @@ pub mod postgres;
 pub mod server;
 pub mod service;
 mod shared;
+#[cfg(any(feature = "cli", feature = "metrics"))]
+pub mod stats_json;
 pub mod systemd;
 #[cfg(all(windows, feature = "cli"))]
 pub mod winservice;

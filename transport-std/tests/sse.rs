@@ -452,13 +452,13 @@ fn stats_json_counts_a_notification() {
         let value = |name: &str, label: serde_json::Value| {
             metrics
                 .iter()
-                .find(|m| m["name"] == name && m["label"] == label)
+                .find(|m| m["name"] == name && m["labels"] == label)
                 .and_then(|m| m["value"].as_u64())
         };
         // the datagram (its tail-loss probe counts as a status datagram too)
         let status = value(
             "flagpost_datagrams_total",
-            serde_json::json!(["kind", "status"]),
+            serde_json::json!({"kind": "status"}),
         );
         let delivered = value("flagpost_delivered_total", serde_json::Value::Null);
         if delivered == Some(1) {

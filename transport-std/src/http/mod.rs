@@ -47,9 +47,9 @@
 //! `GET /stats.json` is the core's stats table, fresh per request:
 //! `{"time_ms": <Unix time in ms>, "uptime_ms": <since the HTTP server
 //! started>, "metrics": [{"name": "flagpost_datagrams_total",
-//! "label": ["kind", "status"], "gauge": false, "value": 5}, …]}` (`label`
-//! absent when the entry has none; an unlabelled entry beside labelled ones
-//! of its name is their sum).
+//! "labels": {"kind": "status"}, "type": "counter", "value": 5}, …]}`, the
+//! entries as `flagpost stats --json` prints them
+//! ([`crate::stats_json::entries`]).
 //!
 //! With a key ([`HttpKeys`]) `/events` and `/stats.json` need its
 //! [`token`] as `Authorization: Bearer TOKEN` or `?token=TOKEN`, else 401

@@ -189,23 +189,10 @@ pub(crate) fn events_query(query: &str) -> Result<(Option<ChannelId>, FlagSet), 
 }
 
 /// `/stats.json`: `{"time_ms": <Unix time in ms>, "uptime_ms": <ms since
-/// the HTTP server started>, "metrics": [{"name":
-/// "flagpost_…", "label": ["kind", "status"], "gauge": false, "value": 5},
-/// …]}`, one object per entry of the core's stats table in its order
-/// (`label` absent for an unlabelled entry).
+/// the HTTP server started>, "metrics": [...]}`, the entries as
+/// `flagpost stats --json` prints them ([`crate::stats_json::entries`]).
 pub(crate) fn stats_json(stats: &flagpost_core::broker::Stats, uptime: Duration) -> String {
-    let mut metrics = Vec::new();
-    stats.visit(|_, metric, value| {
-        let mut entry = serde_json::json!({
-            "name": metric.name,
-            "gauge": metric.gauge,
-            "value": value,
-        });
-        if let Some((key, label)) = metric.label {
-            entry["label"] = serde_json::json!([key, label]);
-        }
-        metrics.push(entry);
-    });
+    let metrics = crate::stats_json::entries(stats);
     let time_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64);

@@ -228,15 +228,7 @@ pub(crate) fn stats(args: StatsArgs) -> Result<(), Failure> {
     }
     let mut out = io::stdout().lock();
     if args.json {
-        let mut entries = Vec::new();
-        stats.visit(|_, m, v| {
-            let label = m.label.map(|(k, v)| serde_json::json!({ k: v }));
-            entries.push(serde_json::json!({
-                "name": m.name, "labels": label, "value": v,
-                "type": if m.gauge { "gauge" } else { "counter" },
-            }));
-        });
-        let _ = writeln!(out, "{}", serde_json::Value::Array(entries));
+        let _ = writeln!(out, "{}", flagpost_std::stats_json::entries(&stats));
     } else {
         stats.visit(|_, m, v| {
             let _ = match m.label {
