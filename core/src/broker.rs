@@ -281,6 +281,9 @@ pub struct BrokerState<L, S> {
     /// Most connections at once, at most the table's size (see
     /// [`BrokerState::set_limit`]).
     limit: usize,
+    /// The sequence number of the next in-process notification federated
+    /// ([`BrokerState::federate_local`]).
+    federation_seq: crate::wire::Seq,
 }
 
 type Slots = [ListenerSlot];
@@ -321,6 +324,7 @@ where
             keys: None,
             nonces: NonceSource::broker(config.broker_id, config.hash_key),
             limit: usize::MAX,
+            federation_seq: crate::wire::Seq::FIRST,
         }
     }
 
@@ -752,6 +756,7 @@ where
 
 mod error;
 mod evict;
+mod federate;
 mod handshake;
 mod ingest;
 mod output;
@@ -760,6 +765,7 @@ mod slot;
 mod stats;
 
 pub use error::{FrameError, OpenError};
+pub use federate::FederationError;
 pub use ingest::{DatagramError, Received};
 pub use route::LOSS_FLAGS;
 pub use slot::ListenerSlot;
@@ -769,6 +775,8 @@ pub use stats::{Metric, Stats, TransportStats};
 mod auth_tests;
 #[cfg(test)]
 mod evict_tests;
+#[cfg(test)]
+mod federate_tests;
 #[cfg(test)]
 mod handshake_tests;
 #[cfg(test)]

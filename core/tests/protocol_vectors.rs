@@ -416,6 +416,7 @@ fn every_invalid_proof_and_accept_fails_the_tag_check() {
 fn the_context_strings_are_the_documents() {
     use flagpost_core::auth::*;
     for context in [
+        flagpost_core::wire::federation::RECHECK_CONTEXT,
         PROOF_CONTEXT,
         ACCEPT_CONTEXT,
         BROKER_NONCE_CONTEXT,
@@ -430,7 +431,59 @@ fn the_context_strings_are_the_documents() {
 }
 
 #[test]
+fn every_federated_vector_parses_and_emits_exactly() {
+    use flagpost_core::wire::federation::{recheck_header, RECHECK_CONTEXT};
+    let fed = blocks("# federated:");
+    let datagrams = blocks("# vector:");
+    let signed = blocks("# signed:");
+    let names: Vec<&str> = fed.keys().map(String::as_str).collect();
+    assert_eq!(
+        names,
+        [
+            "federated-notify",
+            "federated-notify-signed",
+            "federated-recheck",
+            "federated-recheck-signed"
+        ]
+    );
+    let keys = Keyring::new(test_key());
+    for (name, (_, bytes)) in &fed {
+        let repr = FederatedRepr::parse(bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(repr.origin, 0x1122_3344_5566_7788, "{name}");
+        let mut out = [0u8; MAX_FEDERATED_LEN];
+        let n = repr.emit(&mut out).unwrap();
+        assert_eq!(&out[..n], &bytes[..], "{name}");
+        match (name.as_str(), repr.message) {
+            ("federated-notify", Federated::Notify { datagram, .. }) => {
+                assert_eq!(datagram, &datagrams["notify-status-all"].1[..]);
+            }
+            ("federated-notify-signed", Federated::Notify { datagram, .. }) => {
+                assert_eq!(datagram, &signed["notify-status-gsm1-ack-signed"].1[..]);
+                assert!(flagpost_core::auth::verify_datagram(&keys, datagram).is_some());
+            }
+            ("federated-recheck", Federated::Recheck { tag }) => assert_eq!(tag, None),
+            ("federated-recheck-signed", Federated::Recheck { tag }) => {
+                let header = recheck_header(repr.origin, true);
+                assert_eq!(tag, Some(test_key().tag(&[RECHECK_CONTEXT, &header])));
+            }
+            (name, other) => panic!("{name}: {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn every_invalid_federated_message_is_rejected_with_its_label() {
+    let invalid = invalid("# invalid-federated:");
+    assert!(invalid.len() >= 9);
+    for (name, (label, bytes)) in &invalid {
+        let err = FederatedRepr::parse(bytes).expect_err(name);
+        assert_eq!(err.label(), label, "{name}: got {err:?}");
+    }
+}
+
+#[test]
 fn stated_bounds_hold() {
+    assert_eq!(MAX_FEDERATED_LEN, 88);
     assert_eq!(MAX_DATAGRAM_LEN, 72);
     assert_eq!(MAX_FRAME_LEN, 70);
     assert_eq!(ChannelId::MAX_LEN, 32);

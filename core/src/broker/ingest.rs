@@ -44,6 +44,15 @@ pub enum DatagramError {
     Unauthorized,
 }
 
+impl Received {
+    /// Whether the broker publishes this datagram to its federation: it was
+    /// delivered here (not a duplicate or stale), so the other brokers'
+    /// listeners should hear of it too.
+    pub fn federate(&self) -> bool {
+        self.verdict.deliver()
+    }
+}
+
 impl fmt::Display for DatagramError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -122,6 +131,36 @@ where
             &mut self.stats.datagrams_by_kind,
             usize::from(kind.code()) - 1,
         );
+        let (verdict, reached) = self.judge_and_route(now, &notify);
+        let ack = notify.ack_requested.then(|| {
+            self.stats.acks += 1;
+            let result = match verdict {
+                Verdict::Duplicate => AckResult::Duplicate,
+                Verdict::Stale => AckResult::Stale,
+                _ => AckResult::Delivered,
+            };
+            let mut ack = AckRepr::answering(&notify, result);
+            if let (Some(keys), Some(used)) = (&self.keys, key) {
+                ack.tag = Some(sign_ack(keys, used, &ack));
+            }
+            ack
+        });
+        Ok(Received {
+            notify,
+            verdict,
+            reached,
+            ack,
+            key,
+        })
+    }
+
+    /// Checks an authenticated notification's sequence number against its
+    /// sender's window, counts the verdict, raises a possible loss and
+    /// routes it unless it is a duplicate or stale: the part of
+    /// [`handle_datagram`](Self::handle_datagram) that federated
+    /// notifications share. Returns the verdict and how many listeners it
+    /// reached.
+    pub(super) fn judge_and_route(&mut self, now: Instant, notify: &NotifyRepr) -> (Verdict, u32) {
         let verdict = self.senders.observe(notify.sender, notify.seq);
         match verdict {
             Verdict::InOrder => {}
@@ -151,26 +190,7 @@ where
         } else {
             0
         };
-        let ack = notify.ack_requested.then(|| {
-            self.stats.acks += 1;
-            let result = match verdict {
-                Verdict::Duplicate => AckResult::Duplicate,
-                Verdict::Stale => AckResult::Stale,
-                _ => AckResult::Delivered,
-            };
-            let mut ack = AckRepr::answering(&notify, result);
-            if let (Some(keys), Some(used)) = (&self.keys, key) {
-                ack.tag = Some(sign_ack(keys, used, &ack));
-            }
-            ack
-        });
-        Ok(Received {
-            notify,
-            verdict,
-            reached,
-            ack,
-            key,
-        })
+        (verdict, reached)
     }
 
     /// The kernel reported `count` datagrams dropped before they reached the

@@ -110,6 +110,15 @@ pub struct Stats {
     /// Of those, probes whose original had not arrived: each delivered a
     /// notification that was otherwise lost.
     pub probes_delivered: u64,
+    /// Federation messages accepted from other brokers (notifications,
+    /// whatever their sequence verdict, and re-check requests).
+    pub federated: u64,
+    /// Federation messages dropped, by reason (index:
+    /// [`FederationError::index`](super::FederationError::index)).
+    pub federated_rejects: [u64; super::FederationError::COUNT],
+    /// Re-checks the federation asked for (its link back after an outage,
+    /// a queue overflow, another broker's request), each a possible loss.
+    pub federation_rechecks: u64,
     /// Counters only the transport can see.
     pub transport: TransportStats,
 }
@@ -142,6 +151,18 @@ pub struct TransportStats {
     /// Connections refused because their source is not in the listeners'
     /// allow-list.
     pub connections_denied: u64,
+    /// Federation messages handed to the federation's link.
+    pub federation_published: u64,
+    /// Federation messages not published: the hand-off queue was full or
+    /// the link refused them.
+    pub federation_send_drops: u64,
+    /// Federation messages received but dropped: the queue to the broker's
+    /// loop was full.
+    pub federation_receive_drops: u64,
+    /// Times the federation's link was lost.
+    pub federation_link_losses: u64,
+    /// Gauge: 1 while the federation's link is up, else 0.
+    pub federation_connected: u64,
 }
 
 /// What a stats entry is: name, help, type and at most one label, in the
@@ -509,6 +530,65 @@ impl Stats {
             ),
             &mut self.probes_delivered,
         );
+        emit(
+            counter(
+                "flagpost_federated_total",
+                "Federation messages accepted from other brokers",
+            ),
+            &mut self.federated,
+        );
+        let rejects = counter(
+            "flagpost_federated_rejects_total",
+            "Federation messages dropped, by reason",
+        );
+        for (label, v) in super::FederationError::LABELS
+            .iter()
+            .zip(self.federated_rejects.iter_mut())
+        {
+            emit(labelled(rejects, "reason", label), v);
+        }
+        emit(
+            counter(
+                "flagpost_federation_rechecks_total",
+                "Re-checks raised for what the federation may have lost",
+            ),
+            &mut self.federation_rechecks,
+        );
+        emit(
+            counter(
+                "flagpost_federation_published_total",
+                "Federation messages handed to the federation's link",
+            ),
+            &mut self.transport.federation_published,
+        );
+        emit(
+            counter(
+                "flagpost_federation_send_drops_total",
+                "Federation messages not published (queue full or link refused)",
+            ),
+            &mut self.transport.federation_send_drops,
+        );
+        emit(
+            counter(
+                "flagpost_federation_receive_drops_total",
+                "Federation messages dropped on the way to the broker's loop",
+            ),
+            &mut self.transport.federation_receive_drops,
+        );
+        emit(
+            counter(
+                "flagpost_federation_link_losses_total",
+                "Times the federation's link was lost",
+            ),
+            &mut self.transport.federation_link_losses,
+        );
+        emit(
+            gauge(
+                "flagpost_federation_connected",
+                "1 while the federation's link is up",
+            ),
+            &mut self.transport.federation_connected,
+        );
     }
 
     /// The metric at `index` of the table, if any.
@@ -559,7 +639,10 @@ mod tests {
         assert_eq!(count, Stats::len());
         original.visit(|i, _, v| assert_eq!(v, 1000 + u64::from(i)));
         assert!(!original.set(count as u16, 1));
-        assert_eq!(original.probes_delivered, 1000 + count as u64 - 1);
+        assert_eq!(
+            original.transport.federation_connected,
+            1000 + count as u64 - 1
+        );
     }
 
     #[test]

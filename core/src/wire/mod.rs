@@ -25,6 +25,7 @@
 //! that `tests/protocol_vectors.rs` asserts.
 
 pub mod datagram;
+pub mod federation;
 pub mod frame;
 pub mod handshake;
 pub mod reader;
@@ -34,6 +35,7 @@ use core::fmt;
 use crate::channel::ChannelIdError;
 
 pub use datagram::{AckRepr, AckResult, Datagram, NotifyRepr, SenderId, Seq, MAX_DATAGRAM_LEN};
+pub use federation::{Federated, FederatedRepr, MAX_FEDERATED_LEN};
 pub use frame::{
     frame_len, CloseReason, CloseRepr, FlagsRepr, Frame, FrameRepr, HelloRepr, StatRepr,
     WelcomeRepr, MAX_FRAME_LEN,
