@@ -10,6 +10,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+mod federation;
+pub use federation::{FederationConfig, DEFAULT_FEDERATION_SUBJECT};
+
 /// Everything the broker can be told. Every field has a default, so an
 /// empty file is a valid configuration.
 ///
@@ -115,6 +118,11 @@ pub struct BrokerConfig {
     /// WAL mode: the publication (default `flagpost`,
     /// `sql/postgres/flagpost-wal.sql`).
     pub postgres_publication: String,
+    /// Brokers joined over NATS (default: none):
+    /// `federation = { nats = "nats://host:4222", subject = "flagpost" }`.
+    /// Each broker publishes the notifications it accepts on the subject and
+    /// raises flags for those the others publish (see [`FederationConfig`]).
+    pub federation: Option<FederationConfig>,
 }
 
 impl Default for BrokerConfig {
@@ -145,6 +153,7 @@ impl Default for BrokerConfig {
             postgres_mode: crate::postgres::Mode::Notify,
             postgres_slot: crate::postgres::DEFAULT_SLOT.to_owned(),
             postgres_publication: crate::postgres::DEFAULT_PUBLICATION.to_owned(),
+            federation: None,
         }
     }
 }
@@ -206,10 +215,15 @@ const MAX_SOCKET_BUFFER: usize = 1 << 30;
 #[cfg(feature = "config")]
 pub const OTHER_VARS: [&str; 3] = ["FLAGPOST_CONFIG", "FLAGPOST_BROKER", "FLAGPOST_CHANNEL"];
 
+/// The variable of the `federation` table's `subject`
+/// (`FLAGPOST_FEDERATION` is its `nats`).
+#[cfg(feature = "config")]
+pub const FEDERATION_SUBJECT_VAR: &str = "FLAGPOST_FEDERATION_SUBJECT";
+
 /// Every config key, as in the file; `FLAGPOST_<KEY>` in upper case in the
 /// environment, `--key-with-dashes` on `flagpost serve`'s command line.
 #[cfg(feature = "config")]
-pub const KEYS: [&str; 22] = [
+pub const KEYS: [&str; 23] = [
     "bind",
     "metrics",
     "max_listeners",
@@ -232,6 +246,7 @@ pub const KEYS: [&str; 22] = [
     "postgres_mode",
     "postgres_slot",
     "postgres_publication",
+    "federation",
 ];
 
 /// Checks that every `FLAGPOST_*` variable in `env` is a key's or the
@@ -242,6 +257,7 @@ pub fn check_env<'a>(vars: impl IntoIterator<Item = &'a str>) -> Result<(), Conf
         KEYS.iter()
             .map(|k| format!("FLAGPOST_{}", k.to_ascii_uppercase()))
             .chain(OTHER_VARS.iter().map(|v| (*v).to_owned()))
+            .chain([FEDERATION_SUBJECT_VAR.to_owned()])
     };
     for var in vars {
         if !var.starts_with("FLAGPOST_")
@@ -273,7 +289,9 @@ impl BrokerConfig {
         file: Option<&Path>,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, ConfigError> {
-        let env: Vec<(String, String)> = env.into_iter().collect();
+        let mut env: Vec<(String, String)> = env.into_iter().collect();
+        // the federation's subject after its URL, which makes the table
+        env.sort_by_key(|(var, _)| var == FEDERATION_SUBJECT_VAR);
         check_env(env.iter().map(|(k, _)| k.as_str()))?;
         let mut table = match file {
             None => toml::Table::new(),
@@ -299,11 +317,25 @@ impl BrokerConfig {
                 continue;
             };
             let key = key.to_ascii_lowercase();
-            if !KEYS.contains(&key.as_str()) {
+            if key == "federation" || var == FEDERATION_SUBJECT_VAR {
+                // one variable per field of the table: `nats`, `subject`
+                let field = if key == "federation" {
+                    "nats"
+                } else {
+                    "subject"
+                };
+                let entry = table
+                    .entry("federation")
+                    .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+                if let toml::Value::Table(fed) = entry {
+                    fed.insert(field.to_owned(), toml::Value::String(value));
+                }
+            } else if !KEYS.contains(&key.as_str()) {
                 continue; // OTHER_VARS: not the broker's
+            } else {
+                let parsed = parse_env_value(&key, &value);
+                table.insert(key, parsed);
             }
-            let parsed = parse_env_value(&key, &value);
-            table.insert(key, parsed);
             let config: Result<BrokerConfig, _> = table.clone().try_into();
             if let Err(e) = config {
                 return Err(ConfigError::Env {
@@ -384,6 +416,15 @@ impl BrokerConfig {
         }
         if self.postgres_password_file.is_some() && self.postgres.is_none() {
             return invalid("postgres_password_file", "needs postgres (the database)");
+        }
+        if let Some(federation) = &self.federation {
+            if !cfg!(all(feature = "federation", target_os = "linux")) {
+                return invalid(
+                    "federation",
+                    "needs a Linux build of flagpost with the `federation` feature",
+                );
+            }
+            federation.check()?;
         }
         Ok(())
     }

@@ -99,6 +99,15 @@ pub(crate) struct ServeArgs {
     /// WAL mode: the publication (default flagpost; sql/postgres/flagpost-wal.sql).
     #[arg(long, value_name = "NAME")]
     postgres_publication: Option<String>,
+    /// Join other brokers over NATS: a nats:// (or tls://) URL of the NATS
+    /// server. Notifications accepted here are published on the subject;
+    /// those other brokers publish raise flags here.
+    #[arg(long, value_name = "URL")]
+    federation: Option<String>,
+    /// The NATS subject of the federation (default flagpost; with
+    /// --federation or the file's `federation` key).
+    #[arg(long, value_name = "SUBJECT")]
+    federation_subject: Option<String>,
 }
 
 /// Sets `slot` when the flag was given.
@@ -158,6 +167,21 @@ fn effective(args: ServeArgs) -> Result<(BrokerConfig, BrokerConfig), Failure> {
     set(&mut config.postgres_mode, args.postgres_mode);
     set(&mut config.postgres_slot, args.postgres_slot);
     set(&mut config.postgres_publication, args.postgres_publication);
+    if let Some(url) = args.federation {
+        match &mut config.federation {
+            Some(fed) => fed.nats = url,
+            None => config.federation = Some(flagpost_std::config::FederationConfig::new(url)),
+        }
+    }
+    if let Some(subject) = args.federation_subject {
+        let Some(fed) = &mut config.federation else {
+            return Err(Failure::new(
+                EXIT_CONFIG,
+                "--federation-subject needs --federation (or the file's federation key)",
+            ));
+        };
+        fed.subject = subject;
+    }
     config
         .validate()
         .map_err(|e| Failure::new(EXIT_CONFIG, e))?;
@@ -198,6 +222,7 @@ pub(crate) fn serve(args: ServeArgs) -> Result<(), Failure> {
         return Ok(());
     }
     let metrics_addr = config.metrics;
+    let federation = config.federation.clone();
     let started = config.clone();
     #[cfg(unix)] // socket activation: the service manager's sockets, if any
     let broker = match flagpost_std::systemd::listen_fds()
@@ -268,6 +293,9 @@ pub(crate) fn serve(args: ServeArgs) -> Result<(), Failure> {
     }
     if let Some(server) = &metrics {
         let _ = writeln!(out, "http on http://{}/", server.local_addr());
+    }
+    if let Some(fed) = &federation {
+        let _ = writeln!(out, "federation on {} subject {}", fed.nats, fed.subject);
     }
     let _ = out.flush();
     drop(out);
