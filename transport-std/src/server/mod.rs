@@ -34,6 +34,9 @@ mod bind;
 mod conn;
 mod error;
 mod fds;
+#[cfg(all(feature = "federation", target_os = "linux"))]
+mod federation;
+mod handle;
 mod ratelimit;
 mod reload;
 mod udp;
@@ -263,6 +266,12 @@ impl Broker {
             Some(metrics) => crate::postgres::start(&config, handle.clone(), metrics)?,
             None => None,
         };
+        // NATS being down is no error either: the thread retries
+        #[cfg(all(feature = "federation", target_os = "linux"))]
+        let federation = match &config.federation {
+            Some(fed) => Some(federation::Federation::start(fed, &core, handle.clone())?),
+            None => None,
+        };
         Ok(Broker {
             server: Server {
                 poll,
@@ -286,6 +295,8 @@ impl Broker {
                 fd_freed: false,
                 #[cfg(feature = "postgres")]
                 postgres,
+                #[cfg(all(feature = "federation", target_os = "linux"))]
+                federation,
             },
             handle,
         })
@@ -326,106 +337,6 @@ impl Broker {
     }
 }
 
-impl BrokerHandle {
-    /// The bound addresses (UDP and TCP share each).
-    pub fn local_addrs(&self) -> &[SocketAddr] {
-        &self.inner.addrs
-    }
-
-    /// The first bound address.
-    pub fn local_addr(&self) -> SocketAddr {
-        self.inner.addrs[0]
-    }
-
-    fn send(&self, cmd: Command) -> Result<(), BrokerGone> {
-        self.inner.tx.send(cmd).map_err(|_| BrokerGone)?;
-        self.inner.waker.wake().map_err(|_| BrokerGone)
-    }
-
-    /// Asks the broker to stop: listeners get a close frame with reason
-    /// *shutdown*. Returns at once; see [`join`](Self::join).
-    pub fn shutdown(&self) {
-        let _ = self.send(Command::Shutdown);
-    }
-
-    /// Waits for a broker started with [`Broker::spawn`] to stop, returning
-    /// how it ended (once; later calls return `Ok`).
-    pub fn join(&self) -> Result<(), ServeError> {
-        let thread = self
-            .inner
-            .thread
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
-        match thread {
-            Some(t) => t.join().unwrap_or_else(|_| {
-                Err(ServeError::Io(io::Error::other("broker thread panicked")))
-            }),
-            None => Ok(()),
-        }
-    }
-
-    /// Raises status, non-status and channel update (never channel
-    /// shutdown) on every listener, within its interest, as a listener's
-    /// own reconnect raise does: for an in-process source that may have
-    /// missed notifications (the PostgreSQL source after a reconnect).
-    pub fn raise_recheck(&self) -> Result<(), BrokerGone> {
-        self.send(Command::RaiseRecheck)
-    }
-
-    /// The PostgreSQL source's counters, if the broker has a source.
-    pub fn postgres_metrics(&self) -> Option<&SourceMetrics> {
-        self.inner.postgres.as_deref()
-    }
-
-    /// A snapshot of the broker's counters and gauges.
-    pub fn stats(&self) -> Result<Stats, BrokerGone> {
-        let (tx, rx) = mpsc::channel();
-        self.send(Command::Stats(tx))?;
-        rx.recv().map_err(|_| BrokerGone)
-    }
-
-    /// A snapshot of the counters and gauges, or `Ok(None)` if the loop did
-    /// not answer within `timeout` (stuck, or not running yet): for callers
-    /// that must not wait on the loop, such as the HTTP address's health
-    /// check.
-    pub fn stats_within(&self, timeout: std::time::Duration) -> Result<Option<Stats>, BrokerGone> {
-        let (tx, rx) = mpsc::channel();
-        self.send(Command::Stats(tx))?;
-        match rx.recv_timeout(timeout) {
-            Ok(stats) => Ok(Some(stats)),
-            Err(mpsc::RecvTimeoutError::Timeout) => Ok(None),
-            Err(mpsc::RecvTimeoutError::Disconnected) => Err(BrokerGone),
-        }
-    }
-
-    /// Delivers a notification in-process, as a datagram would (no sequence
-    /// check: the channel is reliable).
-    pub fn notify(&self, notification: Notification, batch: u32) -> Result<(), BrokerGone> {
-        self.send(Command::Notify(notification, batch.max(1)))
-    }
-
-    pub(crate) fn open_local(
-        &self,
-        interest: FlagSet,
-        channel: Option<ChannelId>,
-        shared: Arc<Shared>,
-    ) -> Result<Result<ListenerId, OpenError>, BrokerGone> {
-        let (reply, rx) = mpsc::channel();
-        self.send(Command::OpenLocal {
-            interest,
-            channel,
-            shared,
-            reply,
-        })?;
-        rx.recv().map_err(|_| BrokerGone)
-    }
-
-    pub(crate) fn close_local(&self, id: ListenerId) {
-        let _ = self.send(Command::CloseLocal(id));
-    }
-}
-
 /// The core's broker state over tables on the heap.
 type HeapBroker = BrokerState<Box<[ListenerSlot]>, Box<[SenderSlot]>>;
 
@@ -462,6 +373,9 @@ struct Server {
     /// The PostgreSQL source; dropping it stops its thread.
     #[cfg(feature = "postgres")]
     postgres: Option<crate::postgres::Source>,
+    /// The NATS federation; dropping it stops its thread.
+    #[cfg(all(feature = "federation", target_os = "linux"))]
+    federation: Option<federation::Federation>,
 }
 
 impl Server {
@@ -488,9 +402,17 @@ impl Server {
             }
             let now = self.clock.now();
             let mut more = std::mem::take(&mut self.udp_more);
+            #[cfg(all(feature = "federation", target_os = "linux"))]
+            if let Some(fed) = &self.federation {
+                fed.stats(self.core.transport_stats());
+            }
             for event in events.iter() {
                 match event.token() {
                     WAKER => {
+                        #[cfg(all(feature = "federation", target_os = "linux"))]
+                        if let Some(fed) = &mut self.federation {
+                            fed.receive(&mut self.core, now);
+                        }
                         if self.commands(now) {
                             self.stop();
                             return Ok(());
@@ -544,6 +466,10 @@ impl Server {
                 }
                 Command::Notify(n, batch) => {
                     self.core.notify(now, &n, batch);
+                    #[cfg(all(feature = "federation", target_os = "linux"))]
+                    if let Some(fed) = &mut self.federation {
+                        fed.local(&mut self.core, &n, batch);
+                    }
                 }
                 Command::RaiseRecheck => {
                     self.core.raise_recheck(now);
@@ -607,6 +533,8 @@ impl Server {
             return;
         };
         let core = &mut self.core;
+        #[cfg(all(feature = "federation", target_os = "linux"))]
+        let fed = &mut self.federation;
         let log = &mut self.bad_input_log;
         let (allow, deny_log) = (&self.allow_senders, &mut self.deny_log);
         let mut acks_unsent = 0;
@@ -625,7 +553,13 @@ impl Server {
                     return None;
                 }
                 match core.handle_datagram(now, bytes) {
-                    Ok(received) => received.ack.and_then(|a| a.emit(ack).ok()),
+                    Ok(received) => {
+                        #[cfg(all(feature = "federation", target_os = "linux"))]
+                        if let Some(fed) = fed.as_mut().filter(|_| received.federate()) {
+                            fed.datagram(core, bytes);
+                        }
+                        received.ack.and_then(|a| a.emit(ack).ok())
+                    }
                     Err(error) => {
                         if let Some(suppressed) = log.allow() {
                             warn!(%from, %error, suppressed, "dropped a datagram");
@@ -785,6 +719,8 @@ impl Server {
         info!("broker shutting down");
         #[cfg(feature = "postgres")]
         drop(self.postgres.take());
+        #[cfg(all(feature = "federation", target_os = "linux"))]
+        drop(self.federation.take());
         self.core.shutdown();
         self.flush();
     }

@@ -8,7 +8,7 @@
 //! key files (re-read even when their paths are unchanged: a rotation
 //! rewrites them), `allow_senders` and `allow_listeners`. Everything else
 //! (addresses, socket options, tables, the metrics endpoint, the PostgreSQL
-//! source) needs a restart.
+//! source, the federation) needs a restart.
 
 use tracing::{info, warn};
 
@@ -126,7 +126,8 @@ impl Server {
             postgres_password_file,
             postgres_mode,
             postgres_slot,
-            postgres_publication
+            postgres_publication,
+            federation
         );
         let capacity = self.core.capacity();
         if new.max_listeners > capacity {
@@ -168,6 +169,10 @@ impl Server {
             info!(key_file = %path.display(), "key files read again");
         }
         self.core.set_keys(keys);
+        #[cfg(all(feature = "federation", target_os = "linux"))]
+        if let Some(fed) = &mut self.federation {
+            fed.keys_changed(&self.core);
+        }
         let limit_changed = new.max_listeners != old.max_listeners;
         self.config = new;
         self.allow_senders = AllowList::new(&self.config.allow_senders);
