@@ -436,12 +436,12 @@ fn an_in_process_notification_is_federated_and_the_broker_stops() {
     use flagpost_std::{Broker, BrokerConfig};
     let nats = NatsServer::start();
     let other = broker(&nats.url(), &[]);
-    let handle = Broker::spawn(BrokerConfig {
+    let config = BrokerConfig {
         bind: vec!["127.0.0.1:0".parse().unwrap()],
         federation: Some(FederationConfig::new(nats.url())),
         ..BrokerConfig::default()
-    })
-    .unwrap();
+    };
+    let handle = Broker::spawn(config.clone()).unwrap();
     let here = handle.local_addr().to_string();
     wait_linked(&here, None);
     wait_linked(&other.addr, None);
@@ -455,6 +455,67 @@ fn an_in_process_notification_is_federated_and_the_broker_stops() {
     // two in sequence from one sender: no loss, no duplicate
     assert_eq!(stat(&other.addr, None, "flagpost_federated_total"), 2);
     assert_eq!(stat(&other.addr, None, "flagpost_duplicates_total"), 0);
+    // another subject needs a restart: the reload says so and keeps it
+    let moved = BrokerConfig {
+        federation: Some(FederationConfig {
+            subject: "elsewhere".into(),
+            ..FederationConfig::new(nats.url())
+        }),
+        ..config
+    };
+    let reloaded = handle.reload(moved).unwrap();
+    assert_eq!(reloaded.needs_restart, ["federation"]);
+    handle
+        .notify(Notification::channel_update(channel("gsm7")), 1)
+        .unwrap();
+    assert_eq!(next_raise(&there), FlagSet::CHANNEL_UPDATE);
+    handle.shutdown();
+    handle.join().unwrap();
+}
+
+/// NATS down and more notifications than the queues hold: the loop goes on
+/// (it answers at once), the excess is dropped and counted, and once NATS
+/// is back the other broker raises a re-check and hears this one again.
+#[test]
+fn a_full_outgoing_queue_drops_counts_and_never_stalls_the_loop() {
+    use flagpost_std::config::FederationConfig;
+    use flagpost_std::{Broker, BrokerConfig};
+    let mut nats = NatsServer::start();
+    let other = broker(&nats.url(), &[]);
+    let handle = Broker::spawn(BrokerConfig {
+        bind: vec!["127.0.0.1:0".parse().unwrap()],
+        federation: Some(FederationConfig::new(nats.url())),
+        ..BrokerConfig::default()
+    })
+    .unwrap();
+    let here = handle.local_addr().to_string();
+    wait_linked(&here, None);
+    wait_linked(&other.addr, None);
+    let there = listener(&other.addr, None, None);
+    nats.stop();
+    wait_until("the link went", || {
+        handle.stats().unwrap().transport.federation_connected == 0
+    });
+    for _ in 0..30_000 {
+        handle.notify(Notification::non_status(None), 1).unwrap();
+    }
+    // the loop took all 30,000 (a stats answer comes after them)
+    let stats = handle
+        .stats_within(LONG)
+        .unwrap()
+        .expect("the loop answers");
+    assert!(
+        stats.transport.federation_send_drops > 0,
+        "published {}, dropped none",
+        stats.transport.federation_published
+    );
+    nats.restart();
+    wait_linked(&here, None);
+    until_marker(&there, FlagSet::CHANNEL_UPDATE, FlagSet::CHANNEL_SHUTDOWN);
+    handle
+        .notify(Notification::channel_shutdown(channel("late")), 1)
+        .unwrap();
+    until_marker(&there, FlagSet::CHANNEL_SHUTDOWN, FlagSet::EMPTY);
     handle.shutdown();
     handle.join().unwrap();
 }

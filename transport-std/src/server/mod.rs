@@ -402,10 +402,6 @@ impl Server {
             }
             let now = self.clock.now();
             let mut more = std::mem::take(&mut self.udp_more);
-            #[cfg(all(feature = "federation", target_os = "linux"))]
-            if let Some(fed) = &self.federation {
-                fed.stats(self.core.transport_stats());
-            }
             for event in events.iter() {
                 match event.token() {
                     WAKER => {
@@ -438,13 +434,22 @@ impl Server {
         }
     }
 
+    /// The core's stats, with the federation thread's counters.
+    fn stats(&mut self) -> Stats {
+        #[cfg(all(feature = "federation", target_os = "linux"))]
+        if let Some(fed) = &self.federation {
+            fed.stats(self.core.transport_stats());
+        }
+        self.core.stats()
+    }
+
     /// Runs queued commands; returns whether to stop.
     fn commands(&mut self, now: Instant) -> bool {
         while let Ok(cmd) = self.rx.try_recv() {
             match cmd {
                 Command::Shutdown => return true,
                 Command::Stats(reply) => {
-                    let _ = reply.send(self.core.stats());
+                    let _ = reply.send(self.stats());
                 }
                 Command::OpenLocal {
                     interest,
@@ -660,7 +665,7 @@ impl Server {
                         let mut frames = Vec::with_capacity(Stats::len() + 2);
                         frames
                             .extend(accept.map(|tag| Framed::new(version, FrameRepr::Accept(tag))));
-                        self.core.stats().visit(|index, _, value| {
+                        self.stats().visit(|index, _, value| {
                             let stat = FrameRepr::Stat(StatRepr { index, value });
                             frames.push(Framed::new(version, stat));
                         });
