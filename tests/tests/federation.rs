@@ -519,3 +519,30 @@ fn a_full_outgoing_queue_drops_counts_and_never_stalls_the_loop() {
     handle.shutdown();
     handle.join().unwrap();
 }
+
+/// A broker started before its NATS server: it serves meanwhile, links up
+/// when the server comes, and federates.
+#[test]
+fn a_broker_started_before_nats_links_up_when_it_comes() {
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let url = format!("nats://{addr}");
+    let early = broker(&url, &[]);
+    let on_early = listener(&early.addr, None, None);
+    assert_eq!(stat(&early.addr, None, "flagpost_federation_connected"), 0);
+    let _nats = NatsServer::start_at(addr);
+    let late = broker(&url, &[]);
+    wait_linked(&early.addr, None);
+    wait_linked(&late.addr, None);
+    Notifier::new(late.addr.as_str())
+        .unwrap()
+        .notify_channel_update(channel("c1"));
+    // (no outage after a first link: no re-check first)
+    assert_eq!(next_raise(&on_early), FlagSet::CHANNEL_UPDATE);
+    assert_eq!(
+        stat(&early.addr, None, "flagpost_federation_link_losses_total"),
+        0
+    );
+}
