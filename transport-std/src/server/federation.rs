@@ -60,6 +60,9 @@ struct Link {
     lost: AtomicBool,
     /// Messages of this broker were dropped: publish the re-check message.
     dropped: AtomicBool,
+    /// The loop was woken for received messages and has not drained them
+    /// yet: one wake-up for a burst, not one per message.
+    woken: AtomicBool,
     /// The re-check message (the loop writes it; a key change rewrites it).
     recheck: Mutex<Bytes>,
 }
@@ -151,6 +154,8 @@ impl Federation {
     /// Feeds what the other brokers published to the core, and a re-check
     /// when something may have been lost.
     pub(super) fn receive(&mut self, core: &mut HeapBroker, now: Instant) {
+        // before draining: a message queued from now on wakes the loop again
+        self.link.woken.store(false, Ordering::SeqCst);
         while let Ok(message) = self.inbound.try_recv() {
             // errors are counted by the core (malformed, unauthorized, loop)
             let _ = core.handle_federated(now, &message);
@@ -317,7 +322,7 @@ async fn deliver(
             }
             Err(mpsc::TrySendError::Disconnected(_)) => return,
         }
-        if broker.wake().is_err() {
+        if !link.woken.swap(true, Ordering::SeqCst) && broker.wake().is_err() {
             return;
         }
     }
