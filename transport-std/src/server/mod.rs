@@ -15,6 +15,9 @@
 //!   conn readable   → read until WouldBlock → FrameReader → core.handle_frames
 //!   conn writable   → write what the core's outbox holds until WouldBlock
 //!   waker           → commands from handles (stats, in-process listeners, shutdown)
+//!                     and the federation's received messages (federation.rs)
+//!                     → core.handle_federated; accepted datagrams and
+//!                     in-process notifications are handed to its thread
 //!   core.handle_timeout(now); then drain core.poll_event / poll_ready / poll_frame
 //! ```
 //!
