@@ -39,6 +39,8 @@ pub struct NatsServer {
     /// The address it listens on.
     pub addr: SocketAddr,
     netns: Option<String>,
+    /// More arguments for `nats-server` (`--tls …`).
+    args: Vec<String>,
     child: Option<Child>,
 }
 
@@ -61,10 +63,28 @@ impl NatsServer {
         Self::start_with(Some(netns.to_owned()), addr)
     }
 
+    /// Starts a server on a free port of 127.0.0.1 with more arguments
+    /// (`["--tls", "--tlscert", CERT, "--tlskey", KEY]`; kept for
+    /// [`restart`](Self::restart)).
+    pub fn start_with_args(args: &[&str]) -> NatsServer {
+        let addr = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port");
+        let mut server = NatsServer {
+            addr,
+            netns: None,
+            args: args.iter().map(|a| a.to_string()).collect(),
+            child: None,
+        };
+        server.start_server();
+        server
+    }
+
     fn start_with(netns: Option<String>, addr: SocketAddr) -> NatsServer {
         let mut server = NatsServer {
             addr,
             netns,
+            args: Vec::new(),
             child: None,
         };
         server.start_server();
@@ -110,6 +130,7 @@ impl NatsServer {
         let mut child = command
             .args(["-a", &self.addr.ip().to_string()])
             .args(["-p", &self.addr.port().to_string()])
+            .args(&self.args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

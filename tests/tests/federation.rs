@@ -546,3 +546,135 @@ fn a_broker_started_before_nats_links_up_when_it_comes() {
         0
     );
 }
+
+/// A `flagpost serve` child with extra environment; killed on drop.
+struct Served(std::process::Child);
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `flagpost serve --bind 127.0.0.1:0 ARGS…` with `env`: the child and
+/// its address.
+fn serve_with_env(args: &[&str], env: &[(&str, &Path)]) -> (Served, String) {
+    let mut command = Command::new(flagpost_bin());
+    command.args(["serve", "--bind", "127.0.0.1:0"]).args(args);
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap()
+        .to_owned();
+    (Served(child), addr)
+}
+
+/// `openssl ARGS…` in `dir`, which must succeed.
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .expect("openssl (Debian's openssl package)");
+    assert!(out.status.success(), "openssl {args:?}: {out:?}");
+}
+
+/// A tls:// link: nats-server with a certificate from a throwaway CA, the
+/// brokers trusting that CA through `SSL_CERT_FILE` (the system's roots as
+/// rustls-native-certs reads them).
+#[test]
+fn brokers_federate_over_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    openssl(
+        d,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=flagpost test CA",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+        ],
+    );
+    openssl(
+        d,
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+        ],
+    );
+    std::fs::write(
+        d.join("ext"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    openssl(
+        d,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "1",
+            "-extfile",
+            "ext",
+            "-out",
+            "server.pem",
+        ],
+    );
+    let (cert, key) = (d.join("server.pem"), d.join("server.key"));
+    let nats = NatsServer::start_with_args(&[
+        "--tls",
+        "--tlscert",
+        cert.to_str().unwrap(),
+        "--tlskey",
+        key.to_str().unwrap(),
+    ]);
+    let url = format!("tls://{}", nats.addr);
+    let ca = d.join("ca.pem");
+    let env = [("SSL_CERT_FILE", ca.as_path())];
+    let (_a, a) = serve_with_env(&["--federation", &url], &env);
+    let (_b, b) = serve_with_env(&["--federation", &url], &env);
+    wait_linked(&a, None);
+    wait_linked(&b, None);
+    let on_b = listener(&b, None, None);
+    Notifier::new(a.as_str())
+        .unwrap()
+        .notify_channel_update(channel("tls"));
+    assert_eq!(next_raise(&on_b), FlagSet::CHANNEL_UPDATE);
+}
