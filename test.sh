@@ -2,7 +2,9 @@
 # Runs every test of the workspace, installing what the tests need first.
 # Some end-to-end tests need root and /dev/net/tun (network namespaces with
 # a TAP device); the lossy-link test (tests/tests/lossy_link.rs) needs root,
-# network namespaces and nftables (`nft`, for its packet loss). When not
+# network namespaces and nftables (`nft`, for its packet loss); the
+# federation test (tests/tests/federation_netns.rs) root, namespaces and
+# nats-server. When not
 # root, or a device or tool is missing, they print why and pass without
 # running; a namespace that cannot be created fails them. The database
 # tests need PostgreSQL's server binaries (installed below when missing) and,
@@ -56,6 +58,18 @@ fi
 # transport-std/tests/metrics_http.rs
 if ! command -v promtool >/dev/null 2>&1; then
     apt-get update -qq && apt-get install -y -qq --no-install-recommends prometheus
+fi
+# nats-server (Debian package) for the federation tests and benchmark
+# (tests/src/nats.rs and `flagpost-bench federation` start their own
+# instances); the package's own service is kept from starting
+if ! command -v nats-server >/dev/null 2>&1 && [ ! -x /usr/sbin/nats-server ]; then
+    policy=/usr/sbin/policy-rc.d
+    made_policy=0
+    if [ ! -e "$policy" ]; then
+        printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod +x "$policy" && made_policy=1
+    fi
+    apt-get update -qq && apt-get install -y -qq nats-server
+    if [ "$made_policy" = 1 ]; then rm -f "$policy"; fi
 fi
 rustc --version; cargo +nightly fuzz --version
 

@@ -12,7 +12,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-scenarios=(wake ingest fanout idle hotloop flood scale-ingest scale-quiet scale-stuck peers database sse)
+scenarios=(wake ingest fanout idle hotloop flood scale-ingest scale-quiet scale-stuck peers database sse federation)
 if [ $# -gt 0 ]; then
     scenarios=("$@")
 else
@@ -106,6 +106,12 @@ for s in "${scenarios[@]}"; do
         sse) smoke sse sse --quick -- \
             "^sse: 10 clients connected: broker RSS $num KiB → $num KiB, $num bytes per SSE client" \
             "^sse ratio to the TCP listener \(p50/p99\): first SSE client $num/$num, last SSE client $num/$num" ;;
+        # two brokers federated through a nats-server (test.sh installs it)
+        federation) smoke federation federation --quick -- \
+            "^cross-broker: datagram → A → NATS → B → listener +$num +$num" \
+            "^NATS only: publish → nats-server → subscriber +$num +$num" \
+            "^ratio cross-broker / single broker \(p50/p99\): $num/$num" \
+            "^federated ingest at broker B: 5000 messages published" ;;
         *) echo "unknown scenario $s" >&2; exit 2 ;;
     esac
 done

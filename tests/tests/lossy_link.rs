@@ -30,8 +30,7 @@
 //! does.
 
 use std::collections::HashMap;
-use std::io::Write;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -41,6 +40,9 @@ use flagpost_std::core::wire::AckResult;
 use flagpost_std::core::{ChannelId, FlagSet};
 use flagpost_std::{Listener, ListenerState, Notifier, NotifierStats};
 use flagpost_tests::process::{flagpost_bin, run, BrokerProcess};
+use netns::{in_netns, must};
+
+mod netns;
 
 /// The broker's address, in namespace A.
 const BROKER: &str = "192.168.70.1:16725";
@@ -98,32 +100,6 @@ fn can_run() -> Result<(), String> {
         return Err("nftables (`nft`) is missing".into());
     }
     Ok(())
-}
-
-/// Runs `program args…` (stdin from `input` when given); panics with its
-/// stderr unless it succeeds.
-fn must(program: &str, args: &[&str], input: Option<&str>) -> Output {
-    let mut child = Command::new(program)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
-    if let Some(text) = input {
-        let mut stdin = child.stdin.take().expect("stdin");
-        stdin.write_all(text.as_bytes()).expect("write stdin");
-    }
-    drop(child.stdin.take());
-    let out = child.wait_with_output().expect("wait");
-    assert!(
-        out.status.success(),
-        "`{program} {}` failed ({}): {}",
-        args.join(" "),
-        out.status,
-        String::from_utf8_lossy(&out.stderr).trim()
-    );
-    out
 }
 
 /// The two namespaces (A: the broker's, B: the clients'), the veth pair
@@ -308,22 +284,6 @@ impl Snapshot {
 /// and retransmissions.
 fn on_wire(s: &NotifierStats) -> u64 {
     s.datagrams + s.probes + s.retransmissions
-}
-
-/// Runs `f` on a thread inside network namespace `ns`: sockets it creates,
-/// threads it spawns and children it starts belong to that namespace.
-fn in_netns<T: Send>(ns: &str, f: impl FnOnce() -> T + Send) -> T {
-    let path = format!("/var/run/netns/{ns}");
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            let file = std::fs::File::open(&path).unwrap_or_else(|e| panic!("open {path}: {e}"));
-            nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET)
-                .unwrap_or_else(|e| panic!("setns into {path}: {e}"));
-            f()
-        })
-        .join()
-        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-    })
 }
 
 /// What a listener saw while the unconfirmed notifications ran.

@@ -91,7 +91,7 @@ fn idle_memory(server: &Server, n: usize) -> Result<f64, String> {
 /// Wake latency through `server` to a subscriber in another process.
 /// One system's wake-latency rig: its server, a publisher and one
 /// subscriber process reporting to `report`.
-struct WakeRig {
+pub(super) struct WakeRig {
     system: System,
     publisher: Publisher,
     subs: Subscribers,
@@ -104,7 +104,7 @@ struct WakeRig {
 }
 
 impl WakeRig {
-    fn start(system: System) -> Result<WakeRig, String> {
+    pub(super) fn start(system: System) -> Result<WakeRig, String> {
         let server = Server::start(system, 200)?;
         let publisher = Publisher::connect(system, server.addr)?;
         let (report, report_addr) = report_socket()?;
@@ -122,7 +122,7 @@ impl WakeRig {
     }
 
     /// `n` samples (warm-up when `keep` is false); a failure retires the rig.
-    fn block(&mut self, n: u32, keep: bool, measure: Measure<'_>) {
+    pub(super) fn block(&mut self, n: u32, keep: bool, measure: Measure<'_>) {
         if self.failed.is_some() {
             return;
         }
@@ -147,6 +147,22 @@ impl WakeRig {
             },
             Ok(_) => {}
             Err(e) => self.failed = Some(e),
+        }
+    }
+}
+
+impl WakeRig {
+    /// The server's address.
+    pub(super) fn server_addr(&self) -> std::net::SocketAddr {
+        self._server.addr
+    }
+
+    /// What the kept blocks measured, or why it failed.
+    pub(super) fn finish(self) -> Result<Measured, String> {
+        match (self.failed, self.measured) {
+            (Some(e), _) => Err(format!("{}: {e}", self.system.label())),
+            (None, Some(m)) => Ok(m),
+            (None, None) => Err("no sample".into()),
         }
     }
 }
@@ -178,16 +194,7 @@ pub(super) fn wake_all(
         }
         done += n;
     }
-    rigs.into_iter()
-        .map(|rig| {
-            let rig = rig?;
-            match (rig.failed, rig.measured) {
-                (Some(e), _) => Err(format!("{}: {e}", rig.system.label())),
-                (None, Some(m)) => Ok(m),
-                (None, None) => Err("no sample".into()),
-            }
-        })
-        .collect()
+    rigs.into_iter().map(|rig| rig?.finish()).collect()
 }
 
 /// Reads delivery reports for up to `timeout`; the largest count seen.

@@ -73,6 +73,35 @@ mod subscriber;
 use measure::{measure_system, wake_all, Figures};
 pub use subscriber::child_subscriber;
 
+/// NATS core pub/sub's wake latency on its own server, for a scenario that
+/// measures it in the same run as something else (`flagpost-bench
+/// federation` puts it beside brokers federated through the same server):
+/// a `nats-server` child, this process's publisher and a subscriber child
+/// reporting each delivery's stamp.
+pub struct NatsWake(measure::WakeRig);
+
+impl NatsWake {
+    /// Starts the server, the publisher and the subscriber.
+    pub fn start() -> Result<NatsWake, String> {
+        measure::WakeRig::start(System::Nats).map(NatsWake)
+    }
+
+    /// The server's address (for other clients of the same server).
+    pub fn server(&self) -> std::net::SocketAddr {
+        self.0.server_addr()
+    }
+
+    /// `n` samples with `measure`, kept unless `warm_up`.
+    pub fn block(&mut self, n: u32, warm_up: bool, measure: Measure<'_>) {
+        self.0.block(n, !warm_up, measure);
+    }
+
+    /// What the kept samples measured, or why it failed; stops everything.
+    pub fn finish(self) -> Result<Measured, String> {
+        self.0.finish()
+    }
+}
+
 /// Publishes per batch in the throughput runs.
 pub const BATCH: u64 = 100;
 /// Most publishes in flight (published, not yet delivered to every

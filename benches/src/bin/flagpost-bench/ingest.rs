@@ -38,7 +38,7 @@ pub(crate) fn send_notify(
 }
 
 /// Sends raw notification datagrams from `threads` threads for `secs`.
-fn blast(target: SocketAddr, threads: u64, secs: f64, sender_base: u64) -> u64 {
+pub(crate) fn blast(target: SocketAddr, threads: u64, secs: f64, sender_base: u64) -> u64 {
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let workers = blast_until(
         target,

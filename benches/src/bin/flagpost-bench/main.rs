@@ -23,6 +23,10 @@
 //!                                      N SSE clients of /events (--quick: 10) beside a
 //!                                      TCP listener: RSS per client, wake latency (not
 //!                                      in `all` or the written report yet)
+//! flagpost-bench federation [--quick] [--samples N] [--messages M] [--seconds S]
+//!                                      two brokers joined through nats-server: cross-broker
+//!                                      wake latency beside one broker and beside NATS
+//!                                      alone, federated ingest (not in `all` either)
 //!
 //! `--quick` gives each the smoke sizes of `all --quick` (CI runs every
 //! scenario so, without `--write`). Any of them, after its arguments:
@@ -71,6 +75,7 @@ use flagpost_benches::report::{self, Charts, Report};
 mod children;
 mod coalescer;
 mod database;
+mod federation;
 mod fanout;
 mod flood;
 mod hotloop;
@@ -295,7 +300,7 @@ fn peers(sizes: &flagpost_benches::peers::Sizes, report: &mut Report) {
 }
 
 fn usage() -> ! {
-    eprintln!("usage: flagpost-bench all [--quick] | wake [--quick] [--samples N] | ingest [--quick] [--seconds S] | fanout [--quick] [--rounds R] | idle [--quick] [--seconds S] | hotloop [--quick] [--rounds R] [--calls C] | flood [--quick] [--samples N] | scale [--quick] [--part ingest|quiet|stuck] [--sizes N,N,…] [--seconds S] [--flood-listeners N] [--samples N] [--stuck-listeners K] | peers [--quick] [--samples N] [--seconds S] [--idle N] | database [--quick] [--samples N] [--poll-samples N] [--seconds S] | sse [--quick] [--clients N] [--rounds R]");
+    eprintln!("usage: flagpost-bench all [--quick] | wake [--quick] [--samples N] | ingest [--quick] [--seconds S] | fanout [--quick] [--rounds R] | idle [--quick] [--seconds S] | hotloop [--quick] [--rounds R] [--calls C] | flood [--quick] [--samples N] | scale [--quick] [--part ingest|quiet|stuck] [--sizes N,N,…] [--seconds S] [--flood-listeners N] [--samples N] [--stuck-listeners K] | peers [--quick] [--samples N] [--seconds S] [--idle N] | database [--quick] [--samples N] [--poll-samples N] [--seconds S] | sse [--quick] [--clients N] [--rounds R] | federation [--quick] [--samples N] [--messages M] [--seconds S]");
     eprintln!("       each optionally followed by --write FILE [--charts DIR] [--criterion DIR]");
     std::process::exit(2)
 }
@@ -465,6 +470,12 @@ fn main() {
             let clients = flag_value(&args, "--clients", if quick { 10 } else { 1_000 });
             let rounds = flag_value(&args, "--rounds", if quick { 5 } else { 200 });
             sse::sse(clients, rounds);
+        }
+        Some("federation") => {
+            let samples = flag_value(&args, "--samples", if quick { 100 } else { 2_000 });
+            let messages = flag_value(&args, "--messages", if quick { 5_000 } else { 200_000 });
+            let secs = flag_value(&args, "--seconds", if quick { 0.3 } else { 2.0 });
+            federation::federation(samples, messages, secs);
         }
         Some("hotloop") => {
             let rounds = flag_value(&args, "--rounds", if quick { 3 } else { 200 });
