@@ -41,7 +41,10 @@ pub(crate) fn must(program: &str, args: &[&str], stdin: Option<&str>) -> Output 
 /// Whether this process may create network namespaces (root, with `ip`):
 /// `Err` says why not.
 pub(crate) fn available() -> Result<(), String> {
-    let uid = Command::new("id").arg("-u").output().map_err(|e| e.to_string())?;
+    let uid = Command::new("id")
+        .arg("-u")
+        .output()
+        .map_err(|e| e.to_string())?;
     if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
         return Err("needs root".into());
     }
@@ -74,7 +77,9 @@ pub(crate) fn stats(ns: &str, broker: &str) -> HashMap<String, u64> {
     let bin = bin.to_str().expect("a UTF-8 path");
     let out = must(
         "ip",
-        &["netns", "exec", ns, bin, "stats", "--json", "--broker", broker],
+        &[
+            "netns", "exec", ns, bin, "stats", "--json", "--broker", broker,
+        ],
         None,
     );
     let json: serde_json::Value =

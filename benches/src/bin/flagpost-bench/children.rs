@@ -17,9 +17,11 @@ use flagpost_std::{Broker, BrokerConfig, Listener};
 use crate::{announce, exit_with_parent, loopback, raise_fds, serve_queries, Participant};
 
 /// The broker on a loopback port. `--stuck-ms N` sets its
-/// `stuck_timeout`, `--key-file F` its key. The query `counters` answers with
-/// [`scale::Counters`](crate::scale::Counters)' line; any other with
-/// `datagrams listening`.
+/// `stuck_timeout`, `--key-file F` its key, `--federation URL` its NATS
+/// federation. The query `counters` answers with
+/// [`scale::Counters`](crate::scale::Counters)' line; `federation` with
+/// `connected federated published send_drops receive_drops datagrams`; any
+/// other with `datagrams listening`.
 pub(crate) fn child_broker(args: &[String]) {
     raise_fds("broker");
     // the defaults, and any FLAGPOST_* override from the environment (for
@@ -44,11 +46,30 @@ pub(crate) fn child_broker(args: &[String]) {
     {
         config.key_file = Some(path.into());
     }
+    if let Some(url) = args
+        .iter()
+        .position(|a| a == "--federation")
+        .and_then(|i| args.get(i + 1))
+    {
+        config.federation = Some(flagpost_std::config::FederationConfig::new(url.clone()));
+    }
     let broker = Broker::bind(config).expect("bind broker");
     let handle = broker.handle();
     announce(handle.local_addr());
     serve_queries(move |q| match (handle.stats(), q) {
         (Ok(s), "counters") => crate::scale::Counters::of(&s).line(),
+        (Ok(s), "federation") => {
+            let t = &s.transport;
+            format!(
+                "{} {} {} {} {} {}",
+                t.federation_connected,
+                s.federated,
+                t.federation_published,
+                t.federation_send_drops,
+                t.federation_receive_drops,
+                s.datagrams
+            )
+        }
         (Ok(s), _) => format!("{} {}", s.datagrams, s.listening),
         (Err(e), _) => format!("error {e}"),
     });

@@ -50,7 +50,10 @@ fn fed(broker: &mut Participant) -> Fed {
     let line = broker.query("federation");
     let v: Vec<u64> = line
         .split_whitespace()
-        .map(|w| w.parse().unwrap_or_else(|_| panic!("federation query: {line:?}")))
+        .map(|w| {
+            w.parse()
+                .unwrap_or_else(|_| panic!("federation query: {line:?}"))
+        })
         .collect();
     assert_eq!(v.len(), 6, "federation query: {line:?}");
     Fed {
