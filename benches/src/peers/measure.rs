@@ -157,11 +157,11 @@ impl WakeRig {
         self._server.addr
     }
 
-    /// What the kept blocks measured, or why it failed.
-    pub(super) fn finish(self) -> Result<Measured, String> {
-        match (self.failed, self.measured) {
+    /// What the kept blocks measured so far, or why it failed.
+    pub(super) fn result(&self) -> Result<Measured, String> {
+        match (&self.failed, &self.measured) {
             (Some(e), _) => Err(format!("{}: {e}", self.system.label())),
-            (None, Some(m)) => Ok(m),
+            (None, Some(m)) => Ok(m.clone()),
             (None, None) => Err("no sample".into()),
         }
     }
@@ -194,7 +194,7 @@ pub(super) fn wake_all(
         }
         done += n;
     }
-    rigs.into_iter().map(|rig| rig?.finish()).collect()
+    rigs.into_iter().map(|rig| rig?.result()).collect()
 }
 
 /// Reads delivery reports for up to `timeout`; the largest count seen.

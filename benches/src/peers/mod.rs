@@ -96,9 +96,10 @@ impl NatsWake {
         self.0.block(n, !warm_up, measure);
     }
 
-    /// What the kept samples measured, or why it failed; stops everything.
-    pub fn finish(self) -> Result<Measured, String> {
-        self.0.finish()
+    /// What the kept samples measured so far, or why it failed (the
+    /// server runs on until this is dropped).
+    pub fn result(&self) -> Result<Measured, String> {
+        self.0.result()
     }
 }
 

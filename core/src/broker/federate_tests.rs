@@ -80,6 +80,26 @@ fn a_broker_drops_its_own_messages() {
 }
 
 #[test]
+fn a_probe_crosses_so_a_lost_last_message_is_recovered() {
+    let (mut a, mut b) = (broker(0xa), broker(0xb));
+    let l = listen(&mut b, t(0), None, FlagSet::ALL);
+    let (d, n) = datagram(Notification::non_status(None), 7, 1, false);
+    let _lost_on_the_way_to_b = publish(&mut a, t(1), &d[..n]);
+    // the sender's tail-loss probe: a duplicate at a, published all the same
+    let mut probe = d;
+    probe[4] |= 0b100;
+    let msg = publish(&mut a, t(2), &probe[..n]);
+    assert_eq!(b.handle_federated(t(2), &msg), Ok(1));
+    assert_eq!(flags_of(&mut b, l), FlagSet::NON_STATUS);
+    assert_eq!(b.stats().probes_delivered, 1);
+    // where the original did arrive, the probe changes nothing
+    assert_eq!(b.handle_federated(t(3), &msg), Ok(0));
+    // a plain duplicate is not published
+    let again = a.handle_datagram(t(3), &d[..n]).unwrap();
+    assert!(!again.federate());
+}
+
+#[test]
 fn a_gap_upstream_is_a_possible_loss_downstream() {
     let (mut a, mut b) = (broker(0xa), broker(0xb));
     let l = listen(&mut b, t(0), Some(ch("gsm1")), FlagSet::CHANNEL_SHUTDOWN);

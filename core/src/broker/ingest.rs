@@ -47,9 +47,12 @@ pub enum DatagramError {
 impl Received {
     /// Whether the broker publishes this datagram to its federation: it was
     /// delivered here (not a duplicate or stale), so the other brokers'
-    /// listeners should hear of it too.
+    /// listeners should hear of it too; or it is a tail-loss probe whose
+    /// original arrived here, so that a broker whose copy of the original
+    /// was lost on the way gets it from the probe (elsewhere it is a
+    /// duplicate, as here).
     pub fn federate(&self) -> bool {
-        self.verdict.deliver()
+        self.verdict.deliver() || (self.notify.probe && self.verdict == Verdict::Duplicate)
     }
 }
 

@@ -190,7 +190,7 @@ pub(crate) fn federation(samples: u32, messages: u64, flood_secs: f64) {
     };
     row("single broker: datagram → A → listener on A", &single);
     row("cross-broker: datagram → A → NATS → B → listener", &cross);
-    match nats.finish() {
+    match nats.result() {
         Ok(m) => {
             row("NATS only: publish → nats-server → subscriber", &m);
             let r = |x: &Measured, y: &Measured| {
