@@ -93,7 +93,7 @@ cargo test --workspace --exclude flagpost-benches
 step "flagpost-std features: the client API without the CLI, HTTP and config crates; the tokio face"
 cargo build -p flagpost-std --no-default-features
 heavy=$(cargo tree -p flagpost-std --no-default-features --features tokio -e normal --prefix none |
-    grep -E '^(clap|clap_complete|tracing-subscriber|serde_json|ctrlc|httparse|form_urlencoded|prometheus-client|toml) v' | sort -u || true)
+    grep -E '^(clap|clap_complete|tracing-subscriber|serde_json|ctrlc|httparse|form_urlencoded|prometheus-client|toml|async-nats) v' | sort -u || true)
 if [ -n "$heavy" ]; then echo "the client API pulls in: $heavy" >&2; exit 1; fi
 cargo clippy -p flagpost-std --all-targets --features tokio -- -D warnings
 cargo test -p flagpost-std --features tokio --test asynch
