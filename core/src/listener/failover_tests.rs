@@ -253,3 +253,34 @@ proptest! {
         prop_assert_eq!(s.broker_id(), Some(2));
     }
 }
+
+/// The documented delay: `[c / 2, c)` with `c = min(max, initial · 2ⁿ)`,
+/// computed wide.
+fn reference_delay(initial: u64, max: u64, n: u32, random: u32) -> u64 {
+    let ceiling = (u128::from(initial) << n.min(32)).min(u128::from(max));
+    let half = ceiling / 2;
+    let span = ceiling - half;
+    let jitter = if span <= u128::from(u32::MAX) {
+        (span * u128::from(random)) >> 32
+    } else {
+        (span >> 32) * u128::from(random)
+    };
+    u64::try_from(half + jitter).unwrap_or(u64::MAX)
+}
+
+proptest! {
+    /// The backoff by doubling (small code on a Cortex-M0+) draws exactly
+    /// the documented delays, whatever the settings.
+    #[test]
+    fn backoff_draws_the_documented_delays(
+        initial in prop_oneof![0u64..1_000_000, any::<u64>()],
+        max in prop_oneof![0u64..100_000_000, any::<u64>()],
+        randoms in proptest::collection::vec(any::<u32>(), 0..70),
+    ) {
+        let mut b = Backoff::new(Duration::from_micros(initial), Duration::from_micros(max));
+        for (n, &random) in randoms.iter().enumerate() {
+            let want = reference_delay(initial, max, n as u32, random);
+            prop_assert_eq!(b.next_delay(random).as_micros(), want, "step {}", n);
+        }
+    }
+}
