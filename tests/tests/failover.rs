@@ -227,9 +227,19 @@ fn cli_listen_prints_the_reconnect_raise_from_the_second_when_the_first_dies() {
         .iter()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    let flags: Vec<&str> = printed.iter().map(|v| v["flag"].as_str().unwrap()).collect();
-    assert_eq!(flags, ["status", "non-status", "channel-update"], "{printed:?}");
-    assert!(printed.iter().all(|v| v["reconnect"] == true), "{printed:?}");
+    let flags: Vec<&str> = printed
+        .iter()
+        .map(|v| v["flag"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        flags,
+        ["status", "non-status", "channel-update"],
+        "{printed:?}"
+    );
+    assert!(
+        printed.iter().all(|v| v["reconnect"] == true),
+        "{printed:?}"
+    );
 }
 
 #[test]

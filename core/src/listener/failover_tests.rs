@@ -190,7 +190,7 @@ fn run(brokers: u8, trace: &[Step]) -> (Vec<Raise>, Vec<Instant>, Vec<usize>) {
         let random = match *step {
             Step::Welcomed(r) => {
                 raises.push(welcomed(&mut s, now, 1));
-                now = now + Duration::from_secs(1);
+                now += Duration::from_secs(1);
                 r
             }
             Step::Failed(r) => r,

@@ -1,7 +1,8 @@
-//! The listener's I/O thread: one connection at a time to the broker,
-//! driven by the core's session (connect, hello and handshake, read and
-//! raise, keep-alive, back off), and the [`Control`] it shares with the
-//! handles (stop, state changes, authentication outcome).
+//! The listener's I/O thread: one connection at a time, to the broker the
+//! core's session picks among the listener's brokers, driven by that
+//! session (connect, hello and handshake, read and raise, keep-alive, back
+//! off), and the [`Control`] it shares with the handles (stop, state
+//! changes, authentication outcome).
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
