@@ -263,8 +263,35 @@ fn cli_listen_starts_on_the_second_when_the_first_is_down() {
 }
 
 #[test]
+fn cli_listen_passes_over_a_peer_that_is_not_a_broker_in_a_list() {
+    let http = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let wrong = http.local_addr().unwrap().to_string();
+    // answers every connection as a web server would, until the test ends
+    std::thread::spawn(move || {
+        for mut s in http.incoming().map_while(Result::ok) {
+            use std::io::Write;
+            let _ = s.write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n");
+        }
+    });
+    let b = BrokerProcess::start("127.0.0.1:0", &[]);
+    let list = format!("{wrong},{}", b.addr);
+    let cli = Cli::listen(&["--broker", &list, "--once", "--json"]);
+    cli.said("not a Flagpost broker");
+    cli.said(&format!("listening on {}", b.addr));
+    // alone, the same peer ends listen: a wrong address will not heal
+    let out = run(&["listen", "--broker", &wrong, "--once", "--timeout", "15s"]);
+    assert_eq!(out.status.code(), Some(9), "{out:?}");
+}
+
+#[test]
 fn cli_broker_lists_are_checked() {
-    let out = run(&["listen", "--broker", "127.0.0.1:1,,127.0.0.1:2", "--once"]);
+    let out = run(&[
+        "listen",
+        "--broker",
+        "127.0.0.1:1,,127.0.0.1:2",
+        "--timeout",
+        "15s",
+    ]);
     assert_eq!(out.status.code(), Some(2), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stderr).contains("empty address"));
     // a list is for listen only

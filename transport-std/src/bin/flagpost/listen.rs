@@ -3,7 +3,9 @@
 //! disconnected, reconnecting, and why an attempt failed (refused by the
 //! broker, nothing listening, not a Flagpost broker). `--broker a,b` lists
 //! brokers to fail over across (the listener's order: the first, then the
-//! next on every loss; it stays on one that works).
+//! next on every loss; it stays on one that works). With one broker a wrong
+//! key or a peer that is not a broker ends `listen` before the first
+//! welcome; with a list it is reported and the next broker is tried.
 
 use std::io::{self, Write};
 use std::net::SocketAddr;
@@ -56,6 +58,8 @@ fn never_listened(addr: SocketAddr, last: Option<&LinkError>, connected: bool) -
 struct Reporter {
     /// The broker of the latest attempt.
     addr: SocketAddr,
+    /// Several brokers: no failure of one ends `listen`.
+    several: bool,
     /// A listening connection was lost: the next attempt is a move, told.
     moving: bool,
     /// The first welcome came.
@@ -70,9 +74,10 @@ struct Reporter {
 }
 
 impl Reporter {
-    fn new(addr: SocketAddr) -> Self {
+    fn new(addr: SocketAddr, several: bool) -> Self {
         Reporter {
             addr,
+            several,
             moving: false,
             listened: false,
             up: false,
@@ -108,7 +113,7 @@ impl Reporter {
                 }
                 LinkEvent::Lost(error) => {
                     self.connected_at = None;
-                    if !self.listened {
+                    if !self.listened && !self.several {
                         if let Some(f) = fatal(addr, &error) {
                             return Err(f);
                         }
@@ -132,6 +137,7 @@ impl Reporter {
             }
         }
         if !self.listened
+            && !self.several
             && self
                 .connected_at
                 .is_some_and(|t| t.elapsed() >= WELCOME_WAIT)
@@ -190,7 +196,7 @@ pub(crate) fn listen(args: ListenArgs) -> Result<(), Failure> {
     let Some(&first) = addrs.first() else {
         return Err(Failure::new(EXIT_CONFIG, "--broker: no address"));
     };
-    let mut reporter = Reporter::new(first);
+    let mut reporter = Reporter::new(first, addrs.len() > 1);
     while !reporter.listened {
         listener.wait_listening(left());
         reporter.report(listener.take_link_events())?;
