@@ -179,10 +179,11 @@ pub struct ListenerRunner<'a, 'd> {
 }
 
 impl<'a, 'd> ListenerRunner<'a, 'd> {
-    /// A runner for `config`, connecting with `socket` to one of `brokers`
-    /// (1 to 255, tried in turn; `config.brokers` is their count, up to
-    /// 255); `random` supplies reconnect jitter (the board's RNG). With no
-    /// broker at all the runner stays [`ListenerState::Closed`].
+    /// A runner for `config`, connecting with `socket` to one of `brokers`,
+    /// tried in turn (`config.brokers` is replaced by their count; past the
+    /// 255th none is tried); `random` supplies reconnect jitter (the
+    /// board's RNG). With no broker at all the runner stays
+    /// [`ListenerState::Closed`].
     pub fn new(
         shared: &'a EmbassyListenerShared,
         socket: TcpSocket<'d>,
