@@ -27,6 +27,20 @@
 //! corrected on either side heals it. [`StatsClient`] is the same handshake
 //! for a stats request.
 //!
+//! Fail-over: with several brokers ([`ListenerConfig::brokers`]) the session
+//! also says which one to connect to ([`broker`](ListenerSession::broker)),
+//! and the transport holds their addresses. It starts with the first; each
+//! loss — a connection that could not be made, a handshake that failed, a
+//! welcomed connection that ended — moves it to the next (after the last,
+//! the first again), and it stays on a broker as long as that one works:
+//! no falling back to the first. The backoff is the same as with one broker,
+//! step by step: a working broker lost, the next is tried after the initial
+//! delay, jittered (so that the listeners of a lost broker do not all reach
+//! a survivor in the same millisecond); each failed attempt doubles the
+//! delay up to its cap, whichever broker it was for; a welcome resets it,
+//! and is a reconnect raise as every welcome is. With one broker (the
+//! default) nothing of this shows.
+//!
 //! ```
 //! use flagpost_core::listener::{ListenerConfig, ListenerSession, ListenerState};
 //! use flagpost_core::flags::FlagSet;
@@ -129,6 +143,9 @@ pub struct ListenerConfig {
     pub backoff_initial: Duration,
     /// Longest reconnect delay.
     pub backoff_max: Duration,
+    /// How many brokers the transport can connect to, tried in turn (see
+    /// the module's *Fail-over*); 0 counts as 1.
+    pub brokers: u8,
 }
 
 impl ListenerConfig {
@@ -148,6 +165,7 @@ impl ListenerConfig {
             keepalive_secs: 0,
             backoff_initial: Self::BACKOFF_INITIAL,
             backoff_max: Self::BACKOFF_MAX,
+            brokers: 1,
         }
     }
 }
@@ -185,6 +203,9 @@ pub struct ListenerSession {
     send_close: bool,
     broker_id: Option<u64>,
     welcomes: u32,
+    /// The broker to connect to (< `brokers`, or 0).
+    broker: u8,
+    brokers: u8,
 }
 
 impl ListenerSession {
@@ -217,6 +238,8 @@ impl ListenerSession {
             send_close: false,
             broker_id: None,
             welcomes: 0,
+            broker: 0,
+            brokers: config.brokers,
         }
     }
 
@@ -255,6 +278,13 @@ impl ListenerSession {
     /// The channel listened for (`None`: all).
     pub fn channel(&self) -> Option<&ChannelId> {
         self.hello.channel.as_ref()
+    }
+
+    /// The index of the broker to connect to now, or connected to, or to
+    /// try next while backing off: `0 ≤ broker < brokers` (see the module's
+    /// *Fail-over*).
+    pub fn broker(&self) -> usize {
+        usize::from(self.broker)
     }
 
     /// The broker id from the last welcome.
@@ -297,8 +327,8 @@ impl ListenerSession {
 
     /// The connection is gone (EOF, error, an error from this session) or
     /// could not be made, at `now`: back off for the next delay, drawn with
-    /// `random` (any uniformly random `u32`; the core has no RNG). A closed
-    /// session stays closed.
+    /// `random` (any uniformly random `u32`; the core has no RNG), and move
+    /// on to the next broker. A closed session stays closed.
     pub fn disconnected(&mut self, now: Instant, random: u32) {
         self.linked = false;
         self.send_hello = false;
@@ -307,6 +337,11 @@ impl ListenerSession {
         if self.state != ListenerState::Closed {
             self.state = ListenerState::BackingOff;
             self.retry_at = now + self.backoff.next_delay(random);
+            // compare and wrap: no division on a Cortex-M0+
+            self.broker += 1;
+            if self.broker >= self.brokers {
+                self.broker = 0;
+            }
         }
     }
 
@@ -449,5 +484,7 @@ impl ListenerSession {
     }
 }
 
+#[cfg(test)]
+mod failover_tests;
 #[cfg(test)]
 mod tests;

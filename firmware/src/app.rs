@@ -313,10 +313,12 @@ async fn serve(
     let signer: Option<&dyn Signer> = None;
     let pub_runner = NotifierRunner::new(notifier, udp, broker, signer);
     let interest = FlagSet::STATUS | FlagSet::CHANNEL_UPDATE | FlagSet::CHANNEL_SHUTDOWN;
+    // One broker in the configuration block: a one-element list.
+    let brokers = [broker];
     let lis_runner = ListenerRunner::new(
         listener,
         tcp,
-        broker,
+        &brokers,
         ListenerConfig {
             interest,
             ..ListenerConfig::new(Some(config.channel))

@@ -11,6 +11,11 @@
 //! seed from its RNG at boot. A refusal is retried at the backoff's pace, as
 //! any other loss, and the handle says why
 //! ([`EmbassyListener::auth_error`]).
+//!
+//! With several broker endpoints the runner fails over: it connects to the
+//! one the session picks (`flagpost_core::listener`, *Fail-over*): the
+//! first, then the next on every loss, staying on one that works; each move
+//! is a reconnect raise, as every welcome is.
 
 use core::cell::{Cell, RefCell};
 
@@ -167,26 +172,33 @@ impl<'a> EmbassyListener<'a> {
 pub struct ListenerRunner<'a, 'd> {
     shared: &'a EmbassyListenerShared,
     socket: TcpSocket<'d>,
-    broker: IpEndpoint,
+    brokers: &'a [IpEndpoint],
     session: ListenerSession,
     reader: FrameReader<{ 4 * MAX_FRAME_LEN }>,
     random: fn() -> u32,
 }
 
 impl<'a, 'd> ListenerRunner<'a, 'd> {
-    /// A runner for `config`, connecting to `broker` with `socket`;
-    /// `random` supplies reconnect jitter (the board's RNG).
+    /// A runner for `config`, connecting with `socket` to one of `brokers`,
+    /// tried in turn (`config.brokers` is replaced by their count; past the
+    /// 255th none is tried); `random` supplies reconnect jitter (the
+    /// board's RNG). With no broker at all the runner stays
+    /// [`ListenerState::Closed`].
     pub fn new(
         shared: &'a EmbassyListenerShared,
         socket: TcpSocket<'d>,
-        broker: IpEndpoint,
+        brokers: &'a [IpEndpoint],
         config: ListenerConfig,
         random: fn() -> u32,
     ) -> Self {
+        let config = ListenerConfig {
+            brokers: u8::try_from(brokers.len()).unwrap_or(u8::MAX),
+            ..config
+        };
         ListenerRunner {
             shared,
             socket,
-            broker,
+            brokers,
             session: ListenerSession::new(config),
             reader: FrameReader::new(),
             random,
@@ -213,10 +225,15 @@ impl<'a, 'd> ListenerRunner<'a, 'd> {
                 }
                 ListenerState::Closed => core::future::pending::<()>().await,
                 ListenerState::Connecting | ListenerState::Listening => {
+                    let Some(&broker) = self.brokers.get(self.session.broker()) else {
+                        // no broker given: nothing to connect to, ever
+                        self.session.close();
+                        continue;
+                    };
                     // Bound the connect by the default keep-alive.
                     self.socket
                         .set_timeout(Some(embassy_time::Duration::from_secs(30)));
-                    if self.socket.connect(self.broker).await.is_ok() {
+                    if self.socket.connect(broker).await.is_ok() {
                         self.session.connected(now());
                         self.reader.clear();
                         let _ended = self.serve().await;

@@ -6,6 +6,11 @@
 //! Stack A runs a minimal broker transport around `flagpost_core::broker`;
 //! stack B runs the real `NotifierRunner` and `ListenerRunner`. The test
 //! task waits on events only; a watchdog task bounds the run.
+//!
+//! The listener is given two brokers, the first a port where nothing
+//! listens: it fails over to the second at the start, and after the
+//! broker's restart it tries the first again and comes back to the second
+//! (the core session's order), each time with its reconnect raise.
 
 // The embassy task macro expands to unsafe code of its own.
 #![allow(unsafe_code)]
@@ -150,11 +155,13 @@ fn start(spawner: Spawner) {
     static TCP_TX: StaticCell<[u8; 128]> = StaticCell::new();
     let tcp = TcpSocket::new(stack_b, TCP_RX.init([0; 256]), TCP_TX.init([0; 128]));
     let config = ListenerConfig::new(Some(ChannelId::new("gsm1").unwrap()));
+    static BROKERS: StaticCell<[embassy_net::IpEndpoint; 2]> = StaticCell::new();
+    let nothing_there = embassy_net::IpEndpoint::new(addr(1).into(), 16726);
     spawner.spawn(
         listener(ListenerRunner::new(
             &LISTENER,
             tcp,
-            broker_endpoint,
+            BROKERS.init([nothing_there, broker_endpoint]),
             config,
             || 0x1234_5678,
         ))

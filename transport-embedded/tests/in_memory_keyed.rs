@@ -144,7 +144,9 @@ fn start(spawner: Spawner) {
     let tcp = TcpSocket::new(stack_b, TCP_RX.init([0; 256]), TCP_TX.init([0; 128]));
     let config = ListenerConfig::new(Some(ChannelId::new("gsm1").unwrap()));
     // the seed: from the board's RNG at boot, on a real board
-    let runner = ListenerRunner::new(&LISTENER, tcp, broker_endpoint, config, || 0x1234_5678)
+    static BROKERS: StaticCell<[embassy_net::IpEndpoint; 1]> = StaticCell::new();
+    let brokers = BROKERS.init([broker_endpoint]);
+    let runner = ListenerRunner::new(&LISTENER, tcp, brokers, config, || 0x1234_5678)
         .with_key(KEY.clone(), [0x5e; 16]);
     spawner.spawn(listener(runner).unwrap());
     spawner.spawn(scenario().unwrap());

@@ -27,6 +27,13 @@
 //! returns early when an attempt is refused, and each new kind of refusal
 //! is logged as a warning.
 //!
+//! With several brokers ([`ListenerBuilder::connect_any`]) the listener
+//! fails over: it connects to the first, moves to the next whenever a
+//! connection is lost or an attempt fails, and stays on one that works; the
+//! order and the backoff are the core session's (`flagpost_core::listener`,
+//! *Fail-over*), and each move is a reconnect raise, as every welcome is.
+//! [`Listener::broker`] says which broker it is on.
+//!
 //! The connection's receive buffer is the smallest the kernel allows
 //! ([`RECV_BUFFER`]): frames are at most 70 bytes and read at once, so it
 //! costs nothing while the process runs, and when the process is frozen
@@ -35,7 +42,7 @@
 //! buffer.
 
 use std::io;
-use std::net::ToSocketAddrs;
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -68,6 +75,9 @@ pub enum ListenError {
     /// The broker address did not resolve.
     #[error("cannot resolve broker address {0:?}")]
     Resolve(String),
+    /// A list of brokers that is empty or longer than 255.
+    #[error("a listener takes 1 to 255 broker addresses, not {0}")]
+    Brokers(usize),
     /// The I/O thread could not be started.
     #[error("cannot start the listener thread: {0}")]
     Thread(#[from] io::Error),
@@ -165,11 +175,29 @@ impl ListenerBuilder {
         self,
         addr: impl ToSocketAddrs + std::fmt::Debug,
     ) -> Result<Listener, ListenError> {
-        let addr = addr
-            .to_socket_addrs()
-            .ok()
-            .and_then(|mut a| a.next())
-            .ok_or_else(|| ListenError::Resolve(format!("{addr:?}")))?;
+        self.start(vec![resolve(&addr)?])
+    }
+
+    /// Starts listening to the first of `brokers` (1 to 255) over TCP, and
+    /// fails over to the next whenever a connection is lost or cannot be
+    /// made, staying on one that works (see the module docs). Each address
+    /// is resolved now (its first address is used): one that does not
+    /// resolve is [`ListenError::Resolve`]. Returns at once; the connection
+    /// is made (and remade) in the background.
+    pub fn connect_any<A: ToSocketAddrs + std::fmt::Debug>(
+        self,
+        brokers: &[A],
+    ) -> Result<Listener, ListenError> {
+        if brokers.is_empty() || brokers.len() > usize::from(u8::MAX) {
+            return Err(ListenError::Brokers(brokers.len()));
+        }
+        let addrs = brokers.iter().map(resolve).collect::<Result<_, _>>()?;
+        self.start(addrs)
+    }
+
+    /// Starts the I/O thread for `brokers` (1 to 255).
+    fn start(self, brokers: Vec<SocketAddr>) -> Result<Listener, ListenError> {
+        let brokers: Arc<[SocketAddr]> = brokers.into();
         let shared = Arc::new(Shared::with_hook(ListenerState::Connecting, self.hook));
         let control = Arc::new(Control::default());
         let keepalive_secs = u16::try_from(self.keepalive.as_secs()).unwrap_or(u16::MAX);
@@ -180,6 +208,7 @@ impl ListenerBuilder {
             keepalive_secs,
             backoff_initial: self.backoff_initial.into(),
             backoff_max: self.backoff_max.into(),
+            brokers: u8::try_from(brokers.len()).unwrap_or(u8::MAX),
         });
         if let Some(key) = self.key {
             // fresh per listener, so that its nonces never repeat
@@ -198,7 +227,7 @@ impl ListenerBuilder {
             pollers: 0,
         }));
         let task = Task {
-            addr,
+            brokers: brokers.clone(),
             io: io.clone(),
             shared: shared.clone(),
             control: control.clone(),
@@ -221,6 +250,7 @@ impl ListenerBuilder {
                 #[cfg(unix)]
                 wake,
                 clock,
+                brokers,
             },
         })
     }
@@ -279,6 +309,8 @@ enum Backend {
         /// For the poll deadlines of `wait` (Unix only).
         #[cfg_attr(not(unix), allow(dead_code))]
         clock: Clock,
+        /// The brokers, in the order tried.
+        brokers: Arc<[SocketAddr]>,
     },
     Local {
         broker: BrokerHandle,
@@ -450,6 +482,24 @@ impl Listener {
         self.shared.state()
     }
 
+    /// The broker the listener is connected to, or connecting to, or tries
+    /// next while backing off (one of those given to
+    /// [`connect_any`](ListenerBuilder::connect_any), or the one of
+    /// [`connect`](ListenerBuilder::connect)); `None` in process.
+    pub fn broker(&self) -> Option<SocketAddr> {
+        match &self.backend {
+            Backend::Tcp { io, brokers, .. } => {
+                let index = io
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .session
+                    .broker();
+                brokers.get(index).copied()
+            }
+            Backend::Local { .. } => None,
+        }
+    }
+
     /// Blocks until the listener is listening (true), or `timeout` passes,
     /// or a connection attempt made meanwhile is refused authentication
     /// (false; [`auth_error`](Self::auth_error) says why, and the listener
@@ -541,6 +591,14 @@ impl Drop for Listener {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// The first address `addr` resolves to.
+fn resolve(addr: &(impl ToSocketAddrs + std::fmt::Debug)) -> Result<SocketAddr, ListenError> {
+    addr.to_socket_addrs()
+        .ok()
+        .and_then(|mut a| a.next())
+        .ok_or_else(|| ListenError::Resolve(format!("{addr:?}")))
 }
 
 /// Bytes of frames that may arrive in one read.

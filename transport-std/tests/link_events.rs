@@ -36,7 +36,7 @@ fn nothing_listening_is_a_refused_connect() {
         .unwrap();
     let listener = Listener::connect(port).unwrap();
     let seen = events_until(&listener, |e| matches!(e, LinkEvent::Lost(_)));
-    assert_eq!(seen.first(), Some(&LinkEvent::Connecting), "{seen:?}");
+    assert_eq!(seen.first(), Some(&LinkEvent::Connecting(port)), "{seen:?}");
     assert!(
         seen.iter().any(|e| matches!(
             e,
@@ -78,10 +78,12 @@ fn a_full_broker_refuses_with_its_reason_and_a_free_one_welcomes() {
     let server = common::Server::start(&["--max-listeners", "1"]);
     let first = Listener::connect(server.addr.as_str()).unwrap();
     let seen = events_until(&first, |e| *e == LinkEvent::Listening);
+    let addr = first.broker().unwrap();
+    assert_eq!(addr.to_string(), server.addr);
     assert_eq!(
         seen,
         [
-            LinkEvent::Connecting,
+            LinkEvent::Connecting(addr),
             LinkEvent::Connected,
             LinkEvent::Listening
         ]

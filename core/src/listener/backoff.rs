@@ -44,13 +44,14 @@ impl Backoff {
 
     /// The next delay; `random` is any uniformly random `u32`.
     pub fn next_delay(&mut self, random: u32) -> Duration {
-        let factor = 1u64 << self.attempt.min(32);
+        // initial · 2ⁿ (n ≤ 32), saturating, by doubling: a u64 multiply
+        // with an overflow check is long code on a Cortex-M0+
+        let mut ceiling = self.initial.as_micros();
+        for _ in 0..self.attempt.min(32) {
+            ceiling = ceiling.saturating_add(ceiling);
+        }
         self.attempt = self.attempt.saturating_add(1);
-        let ceiling = self
-            .initial
-            .saturating_mul(factor)
-            .min(self.max)
-            .as_micros();
+        let ceiling = ceiling.min(self.max.as_micros());
         let half = ceiling / 2;
         // span · random / 2³², without a u128 division (a kilobyte of
         // library code on Cortex-M0); spans past 2³² µs (71 min) scale

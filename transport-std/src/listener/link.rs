@@ -6,6 +6,7 @@
 
 use std::collections::VecDeque;
 use std::io;
+use std::net::SocketAddr;
 
 use flagpost_core::listener::{AuthError, SessionError};
 use flagpost_core::wire::CloseReason;
@@ -17,8 +18,8 @@ const KEPT: usize = 64;
 /// One step in the life of a TCP listener's connection.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum LinkEvent {
-    /// A TCP connection attempt starts.
-    Connecting,
+    /// A TCP connection attempt to this broker starts.
+    Connecting(SocketAddr),
     /// The TCP connection is up; the hello is sent, the welcome awaited.
     Connected,
     /// The welcome arrived: listening.

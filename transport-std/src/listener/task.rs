@@ -1,7 +1,8 @@
-//! The listener's I/O thread: one connection at a time to the broker,
-//! driven by the core's session (connect, hello and handshake, read and
-//! raise, keep-alive, back off), and the [`Control`] it shares with the
-//! handles (stop, state changes, authentication outcome).
+//! The listener's I/O thread: one connection at a time, to the broker the
+//! core's session picks among the listener's brokers, driven by that
+//! session (connect, hello and handshake, read and raise, keep-alive, back
+//! off), and the [`Control`] it shares with the handles (stop, state
+//! changes, authentication outcome).
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -267,7 +268,8 @@ fn wait_readable(stream: &TcpStream, timeout: Duration) {
 }
 
 pub(super) struct Task {
-    pub(super) addr: SocketAddr,
+    /// The brokers, in the order tried; the session picks one.
+    pub(super) brokers: Arc<[SocketAddr]>,
     pub(super) io: Arc<Mutex<Io>>,
     pub(super) shared: Arc<Shared>,
     pub(super) control: Arc<Control>,
@@ -280,13 +282,24 @@ impl Task {
         self.io.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The broker the session says to connect to.
+    fn broker(&self, io: &Io) -> SocketAddr {
+        let index = io.session.broker();
+        // the session's index is below the count it was given, the list's
+        // length; the first is a fallback that never serves
+        match self.brokers.get(index).or(self.brokers.first()) {
+            Some(addr) => *addr,
+            None => SocketAddr::from(([127, 0, 0, 1], 0)),
+        }
+    }
+
     /// Copies the session's state to the handles and wakes `wait_listening`.
     fn sync_state(&self, io: &mut Io) {
         io.sync_state(&self.shared);
         if std::mem::take(&mut io.changed) {
             if self.shared.state() == ListenerState::Listening {
                 // authenticated (or keyless): any earlier refusal is over
-                self.control.set_auth(None, self.addr);
+                self.control.set_auth(None, self.broker(io));
                 self.control.event(LinkEvent::Listening);
             }
             self.control.notify();
@@ -321,9 +334,10 @@ impl Task {
 
     /// One connection attempt and, if it is made, the connection's life.
     fn connection(&self) {
-        self.control.event(LinkEvent::Connecting);
+        let addr = self.broker(&self.lock());
+        self.control.event(LinkEvent::Connecting(addr));
         let mut lost = None;
-        match connect(self.addr, self.connect_timeout) {
+        match connect(addr, self.connect_timeout) {
             Ok(stream) if stream.set_nonblocking(true).is_ok() => {
                 let _ = stream.set_nodelay(true);
                 let stream = Arc::new(stream);
@@ -351,11 +365,11 @@ impl Task {
                     (None, None) if self.control.stopped() => None,
                     (None, None) => Some(LinkError::Lost),
                 };
-                debug!(addr = %self.addr, "listener connection ended");
+                debug!(%addr, "listener connection ended");
             }
             Ok(_) => {}
             Err(error) => {
-                debug!(addr = %self.addr, %error, "cannot connect to broker");
+                debug!(%addr, %error, "cannot connect to broker");
                 lost = Some(LinkError::Connect {
                     kind: error.kind(),
                     message: error.to_string(),
@@ -368,7 +382,7 @@ impl Task {
         let now = self.clock.now();
         let mut io = self.lock();
         if let Some(error) = io.auth_failed.take() {
-            self.control.set_auth(Some(error), self.addr);
+            self.control.set_auth(Some(error), addr);
         }
         io.session
             .disconnected(now, getrandom::u32().unwrap_or(u32::MAX / 2));

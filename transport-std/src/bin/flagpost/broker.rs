@@ -15,8 +15,15 @@ use crate::{Failure, EXIT_CONFIG, EXIT_NOT_A_BROKER, EXIT_OTHER, EXIT_REFUSED, E
 pub(crate) const ANSWER_WAIT: Duration = Duration::from_secs(5);
 
 /// `ADDR`, `HOST:PORT`, `HOST` (port 16725), `[v6]` or `v6` as one address.
+/// A list (`a,b`) is `flagpost listen`'s only.
 pub(crate) fn resolve(broker: &str) -> Result<SocketAddr, Failure> {
     let broker = broker.trim();
+    if broker.contains(',') {
+        return Err(Failure::new(
+            EXIT_CONFIG,
+            format!("--broker {broker}: one broker here; a list (a,b) is for `flagpost listen`"),
+        ));
+    }
     if let Ok(addr) = broker.parse::<SocketAddr>() {
         return Ok(addr);
     }

@@ -1,7 +1,11 @@
 //! `flagpost listen`: one line per raised flag on stdout, and on stderr
 //! what happens to the connection — connecting, connected, listening,
 //! disconnected, reconnecting, and why an attempt failed (refused by the
-//! broker, nothing listening, not a Flagpost broker).
+//! broker, nothing listening, not a Flagpost broker). `--broker a,b` lists
+//! brokers to fail over across (the listener's order: the first, then the
+//! next on every loss; it stays on one that works). With one broker a wrong
+//! key or a peer that is not a broker ends `listen` before the first
+//! welcome; with a list it is reported and the next broker is tried.
 
 use std::io::{self, Write};
 use std::net::SocketAddr;
@@ -12,7 +16,7 @@ use flagpost_std::listener::{LinkError, LinkEvent};
 use flagpost_std::{ListenError, Listener};
 
 use crate::broker::{self, auth_failure, not_a_broker, refusal};
-use crate::{key_arg, Failure, ListenArgs, EXIT_TIMEOUT, EXIT_UNREACHABLE};
+use crate::{key_arg, Failure, ListenArgs, EXIT_CONFIG, EXIT_TIMEOUT, EXIT_UNREACHABLE};
 
 /// A broker welcomes at once; a peer silent this long after the TCP
 /// connection is not one.
@@ -51,8 +55,13 @@ fn never_listened(addr: SocketAddr, last: Option<&LinkError>, connected: bool) -
 }
 
 /// What the connection did, as the user is told it.
-#[derive(Default)]
 struct Reporter {
+    /// The broker of the latest attempt.
+    addr: SocketAddr,
+    /// Several brokers: no failure of one ends `listen`.
+    several: bool,
+    /// A listening connection was lost: the next attempt is a move, told.
+    moving: bool,
     /// The first welcome came.
     listened: bool,
     /// Listening now.
@@ -65,11 +74,30 @@ struct Reporter {
 }
 
 impl Reporter {
+    fn new(addr: SocketAddr, several: bool) -> Self {
+        Reporter {
+            addr,
+            several,
+            moving: false,
+            listened: false,
+            up: false,
+            connected_at: None,
+            last: None,
+            printed: None,
+        }
+    }
+
     /// Reports `events`; a failure that ends `listen`.
-    fn report(&mut self, addr: SocketAddr, events: Vec<LinkEvent>) -> Result<(), Failure> {
+    fn report(&mut self, events: Vec<LinkEvent>) -> Result<(), Failure> {
         for event in events {
+            let addr = self.addr;
             match event {
-                LinkEvent::Connecting => {}
+                LinkEvent::Connecting(to) => {
+                    if std::mem::take(&mut self.moving) && to != addr {
+                        say(format_args!("trying {to}…"));
+                    }
+                    self.addr = to;
+                }
                 LinkEvent::Connected => {
                     self.connected_at = Some(Instant::now());
                     if self.printed.is_none() && !self.up {
@@ -85,7 +113,7 @@ impl Reporter {
                 }
                 LinkEvent::Lost(error) => {
                     self.connected_at = None;
-                    if !self.listened {
+                    if !self.listened && !self.several {
                         if let Some(f) = fatal(addr, &error) {
                             return Err(f);
                         }
@@ -94,6 +122,7 @@ impl Reporter {
                         say(format_args!(
                             "disconnected from {addr}: {error}; reconnecting…"
                         ));
+                        self.moving = true;
                     } else if self.printed.as_ref() != Some(&error) {
                         let what = match &error {
                             LinkError::Refused(reason) => refusal(addr, *reason).message,
@@ -108,12 +137,13 @@ impl Reporter {
             }
         }
         if !self.listened
+            && !self.several
             && self
                 .connected_at
                 .is_some_and(|t| t.elapsed() >= WELCOME_WAIT)
         {
             return Err(not_a_broker(
-                addr,
+                self.addr,
                 &format!("it accepted the connection but sent no welcome within {WELCOME_WAIT:?}"),
             ));
         }
@@ -121,8 +151,21 @@ impl Reporter {
     }
 }
 
+/// `--broker`: one address, or a comma-separated list of them.
+fn brokers(list: &str) -> Result<Vec<SocketAddr>, Failure> {
+    list.split(',')
+        .map(|one| match one.trim() {
+            "" => Err(Failure::new(
+                EXIT_CONFIG,
+                format!("--broker {list:?}: an empty address in the list"),
+            )),
+            one => broker::resolve(one),
+        })
+        .collect()
+}
+
 pub(crate) fn listen(args: ListenArgs) -> Result<(), Failure> {
-    let addr = broker::resolve(&args.broker)?;
+    let addrs = brokers(&args.broker)?;
     let mut builder = Listener::builder();
     if let Some(key) = key_arg(args.key_file.as_deref())? {
         builder = builder.key(key);
@@ -137,10 +180,12 @@ pub(crate) fn listen(args: ListenArgs) -> Result<(), Failure> {
                 .fold(FlagSet::EMPTY, |s, f| s | f.set()),
         );
     }
-    say(format_args!("connecting to {addr}…"));
-    let listener = builder
-        .connect(addr)
-        .map_err(|e: ListenError| broker::other(e))?;
+    let list = addrs.iter().map(ToString::to_string).collect::<Vec<_>>();
+    say(format_args!("connecting to {}…", list.join(", then ")));
+    let listener = builder.connect_any(&addrs).map_err(|e| match e {
+        ListenError::Brokers(_) => Failure::new(EXIT_CONFIG, format!("--broker: {e}")),
+        e => broker::other(e),
+    })?;
     let deadline = args.timeout.map(|t| Instant::now() + t);
     let left = || {
         deadline.map_or(TICK, |d| {
@@ -148,13 +193,16 @@ pub(crate) fn listen(args: ListenArgs) -> Result<(), Failure> {
         })
     };
     let expired = || deadline.is_some_and(|d| Instant::now() >= d);
-    let mut reporter = Reporter::default();
+    let Some(&first) = addrs.first() else {
+        return Err(Failure::new(EXIT_CONFIG, "--broker: no address"));
+    };
+    let mut reporter = Reporter::new(first, addrs.len() > 1);
     while !reporter.listened {
         listener.wait_listening(left());
-        reporter.report(addr, listener.take_link_events())?;
+        reporter.report(listener.take_link_events())?;
         if !reporter.listened && expired() {
             return Err(never_listened(
-                addr,
+                reporter.addr,
                 reporter.last.as_ref(),
                 reporter.connected_at.is_some(),
             ));
@@ -165,11 +213,11 @@ pub(crate) fn listen(args: ListenArgs) -> Result<(), Failure> {
     // after that are printed and marked: something may have been missed.
     listener.wait(Duration::from_secs(1));
     listener.take_raise();
-    say(format_args!("listening on {addr}"));
+    say(format_args!("listening on {}", reporter.addr));
     let stdout = io::stdout();
     loop {
         let raised = listener.wait(left());
-        reporter.report(addr, listener.take_link_events())?;
+        reporter.report(listener.take_link_events())?;
         if !raised {
             if expired() {
                 return Err(Failure::new(EXIT_TIMEOUT, "nothing arrived in time"));
@@ -180,7 +228,8 @@ pub(crate) fn listen(args: ListenArgs) -> Result<(), Failure> {
         let flags = raise.flags;
         if raise.reconnect {
             say(format_args!(
-                "reconnected to {addr}: the broker was away, re-check what may have been missed"
+                "reconnected to {}: the broker was away, re-check what may have been missed",
+                reporter.addr
             ));
         }
         let mut out = stdout.lock();

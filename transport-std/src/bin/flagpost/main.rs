@@ -124,8 +124,10 @@ struct NotifyArgs {
 
 #[derive(Args, Debug)]
 struct ListenArgs {
-    /// The broker: HOST or HOST:PORT (the port defaults to 16725).
-    #[arg(long, value_name = "HOST[:PORT]", env = "FLAGPOST_BROKER", default_value = DEFAULT_BROKER)]
+    /// The broker: HOST or HOST:PORT (the port defaults to 16725); or a
+    /// comma-separated list to fail over across: the first, then the next
+    /// whenever the connection is lost (it stays on one that works).
+    #[arg(long, value_name = "HOST[:PORT][,…]", env = "FLAGPOST_BROKER", default_value = DEFAULT_BROKER)]
     broker: String,
     /// Listen for one channel only.
     #[arg(long, value_name = "ID")]
