@@ -71,6 +71,10 @@ if ! command -v nats-server >/dev/null 2>&1 && [ ! -x /usr/sbin/nats-server ]; t
     apt-get update -qq && apt-get install -y -qq nats-server
     if [ "$made_policy" = 1 ]; then rm -f "$policy"; fi
 fi
+# openssl makes the federation TLS test's throwaway CA and certificate
+if ! command -v openssl >/dev/null 2>&1; then
+    apt-get update -qq && apt-get install -y -qq openssl
+fi
 rustc --version; cargo +nightly fuzz --version
 
 step "format"
