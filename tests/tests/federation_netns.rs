@@ -226,13 +226,13 @@ fn three_brokers_in_three_namespaces_share_notifications_over_nats() {
             assert!(n.flush(LONG), "flush");
         });
     }
-    for i in 0..3 {
+    for (i, before) in before.iter().enumerate() {
         let end = Instant::now() + LONG;
         let last = loop {
-            let delivered = stat(&lab, i, "flagpost_changes_total") - before[i].0;
+            let delivered = stat(&lab, i, "flagpost_changes_total") - before.0;
             let losses = stat(&lab, i, "flagpost_possible_losses_total")
                 + stat(&lab, i, "flagpost_possible_losses_coalesced_total")
-                - before[i].1;
+                - before.1;
             if delivered == COUNT || Instant::now() >= end {
                 break (delivered, losses);
             }
