@@ -20,7 +20,8 @@ use crate::{announce, exit_with_parent, loopback, raise_fds, serve_queries, Part
 /// `stuck_timeout`, `--key-file F` its key, `--federation URL` its NATS
 /// federation. The query `counters` answers with
 /// [`scale::Counters`](crate::scale::Counters)' line; `federation` with
-/// `connected federated published send_drops receive_drops datagrams`; any
+/// `connected federated published send_drops receive_drops datagrams
+/// missing link_losses`; any
 /// other with `datagrams listening`.
 pub(crate) fn child_broker(args: &[String]) {
     raise_fds("broker");
@@ -61,13 +62,15 @@ pub(crate) fn child_broker(args: &[String]) {
         (Ok(s), "federation") => {
             let t = &s.transport;
             format!(
-                "{} {} {} {} {} {}",
+                "{} {} {} {} {} {} {} {}",
                 t.federation_connected,
                 s.federated,
                 t.federation_published,
                 t.federation_send_drops,
                 t.federation_receive_drops,
-                s.datagrams
+                s.datagrams,
+                s.missing,
+                t.federation_link_losses
             )
         }
         (Ok(s), _) => format!("{} {}", s.datagrams, s.listening),

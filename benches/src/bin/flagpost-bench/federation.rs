@@ -8,10 +8,11 @@
 //!    subscribe on the same server (`peers::NatsWake`: this process's
 //!    `async-nats` publisher, a subscriber in another process).
 //! 2. **Federated ingest**: this process publishes federation messages
-//!    straight to the subject as fast as NATS takes them (64 senders,
-//!    in-order sequences), and broker B's `federated` counter says how many
-//!    it took per second; then a datagram flood at A says what crosses end
-//!    to end (A's accepted, published, dropped; B's federated).
+//!    straight to the subject (64 senders, in-order sequences), first with
+//!    at most [`WINDOW`] not yet taken by broker B (its sustained intake,
+//!    from its `federated` counter), then in one burst as fast as NATS takes
+//!    them (what overload does); then a datagram flood at A says what
+//!    crosses end to end (A's accepted, published, dropped; B's federated).
 //!
 //! Every participant is a child of this process on loopback and stops with
 //! it; every loop is bounded.
@@ -35,7 +36,8 @@ const SUBJECT: &str = "flagpost";
 /// Samples per turn when the paths are interleaved.
 const BLOCK: u32 = 100;
 
-/// A broker's federation counters, from its `federation` query.
+/// A broker's federation counters (and its loss detector's `missing`), from
+/// its `federation` query.
 #[derive(Clone, Copy, Debug, Default)]
 struct Fed {
     connected: u64,
@@ -44,6 +46,8 @@ struct Fed {
     send_drops: u64,
     receive_drops: u64,
     datagrams: u64,
+    missing: u64,
+    link_losses: u64,
 }
 
 fn fed(broker: &mut Participant) -> Fed {
@@ -55,7 +59,7 @@ fn fed(broker: &mut Participant) -> Fed {
                 .unwrap_or_else(|_| panic!("federation query: {line:?}"))
         })
         .collect();
-    assert_eq!(v.len(), 6, "federation query: {line:?}");
+    assert_eq!(v.len(), 8, "federation query: {line:?}");
     Fed {
         connected: v[0],
         federated: v[1],
@@ -63,6 +67,8 @@ fn fed(broker: &mut Participant) -> Fed {
         send_drops: v[3],
         receive_drops: v[4],
         datagrams: v[5],
+        missing: v[6],
+        link_losses: v[7],
     }
 }
 
@@ -216,42 +222,84 @@ pub(crate) fn federation(samples: u32, messages: u64, flood_secs: f64) {
     flood(&mut a, &mut b, flood_secs);
 }
 
-/// Federation messages published straight to the subject as fast as NATS
-/// takes them; broker B's intake per second.
+/// Most federation messages the windowed run keeps published but not yet
+/// taken by B: half of B's receive queue.
+const WINDOW: u64 = 4_096;
+
+/// Message `i` of the ingest runs: 64 senders, each in order.
+fn message(i: u64, buf: &mut [u8; MAX_FEDERATED_LEN]) -> usize {
+    let mut datagram = [0u8; 72];
+    let n = NotifyRepr {
+        notification: Notification::non_status(None),
+        sender: SenderId(0x1_0000 + i % 64),
+        seq: Seq(1 + (i / 64) as u32),
+        batch: 1,
+        ack_requested: false,
+        probe: false,
+        tag: None,
+    }
+    .emit(&mut datagram)
+    .expect("fits");
+    emit_notify(0xbe9c_0000, &datagram[..n], buf).expect("fits")
+}
+
+/// Federation messages published straight to the subject: first windowed
+/// (at most [`WINDOW`] not yet taken by B: B's sustained intake, nothing
+/// dropped), then as one burst as fast as NATS takes them (what overload
+/// does: drops counted, gaps seen by the sequence check).
 fn ingest(url: &str, b: &mut Participant, messages: u64) {
-    let before = fed(b);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("runtime");
+    let client = runtime
+        .block_on(async_nats::connect(url))
+        .expect("connect to NATS");
+    let mut buf = [0u8; MAX_FEDERATED_LEN];
+
+    // windowed
+    let before = fed(b);
     let started = Instant::now();
-    let published = runtime.block_on(async {
-        let client = async_nats::connect(url).await.expect("connect to NATS");
-        let mut buf = [0u8; MAX_FEDERATED_LEN];
-        let mut datagram = [0u8; 72];
-        for i in 0..messages {
-            let n = NotifyRepr {
-                notification: Notification::non_status(None),
-                sender: SenderId(0x1_0000 + i % 64),
-                seq: Seq(1 + (i / 64) as u32),
-                batch: 1,
-                ack_requested: false,
-                probe: false,
-                tag: None,
-            }
-            .emit(&mut datagram)
-            .expect("fits");
-            let len = emit_notify(0xbe9c_0000, &datagram[..n], &mut buf).expect("fits");
-            client
-                .publish(SUBJECT, buf[..len].to_vec().into())
-                .await
-                .expect("publish");
+    let mut sent = 0;
+    let mut taken = 0;
+    while taken < messages && started.elapsed() < Duration::from_secs(60) {
+        if sent < messages && sent - taken < WINDOW {
+            let batch = 256.min(messages - sent);
+            runtime.block_on(async {
+                for i in sent..sent + batch {
+                    let len = message(i, &mut buf);
+                    let bytes = buf[..len].to_vec().into();
+                    client.publish(SUBJECT, bytes).await.expect("publish");
+                }
+                client.flush().await.expect("flush");
+            });
+            sent += batch;
+        }
+        taken = fed(b).federated - before.federated;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let after = fed(b);
+    println!(
+        "\nfederated ingest at broker B, windowed (≤ {WINDOW} in flight): {messages} messages, B took {taken} in {secs:.2} s: {:.0}/s; receive drops {}, missing by sequence {}",
+        taken as f64 / secs,
+        after.receive_drops - before.receive_drops,
+        after.missing - before.missing,
+    );
+
+    // one burst
+    let before = after;
+    let started = Instant::now();
+    let first = messages;
+    runtime.block_on(async {
+        for i in first..first + messages {
+            let len = message(i, &mut buf);
+            let bytes = buf[..len].to_vec().into();
+            client.publish(SUBJECT, bytes).await.expect("publish");
         }
         client.flush().await.expect("flush");
-        messages
     });
     let publish_s = started.elapsed().as_secs_f64();
-    let want = before.federated + published;
+    let want = before.federated + messages;
     let mut last = before.federated;
     let mut last_change = Instant::now();
     while last < want && last_change.elapsed() < Duration::from_secs(2) {
@@ -262,14 +310,14 @@ fn ingest(url: &str, b: &mut Participant, messages: u64) {
             last_change = Instant::now();
         }
     }
-    let took_s = started.elapsed().as_secs_f64() - last_change.elapsed().as_secs_f64().min(2.0);
     let after = fed(b);
     let got = after.federated - before.federated;
+    let drops = after.receive_drops - before.receive_drops;
     println!(
-        "\nfederated ingest at broker B: {published} messages published in {publish_s:.2} s ({:.0}/s into NATS); B took {got} in {took_s:.2} s: {:.0}/s; dropped on the way to B's loop: {}",
-        published as f64 / publish_s,
-        got as f64 / took_s.max(1e-9),
-        after.receive_drops - before.receive_drops
+        "federated ingest at broker B, one burst: {messages} messages published in {publish_s:.2} s ({:.0}/s into NATS); B took {got}; receive drops {drops} (queue full, or one per slow-consumer event of the NATS client); missing by sequence {}; link losses {}",
+        messages as f64 / publish_s,
+        after.missing - before.missing,
+        after.link_losses - before.link_losses,
     );
 }
 
