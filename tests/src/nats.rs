@@ -5,11 +5,9 @@
 //! when it logs that it is ready, stopped and started again on the same
 //! address, killed when dropped.
 
-use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::Duration;
 
 /// How long a start may take before the harness gives up.
@@ -136,28 +134,13 @@ impl NatsServer {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap_or_else(|e| panic!("start {}: {e}", bin.display()));
-        let stderr = child.stderr.take().expect("stderr");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut log = String::new();
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if line.contains("Server is ready") {
-                    let _ = tx.send(Ok(()));
-                }
-                log.push_str(&line);
-                log.push('\n');
-            }
-            let _ = tx.send(Err(log));
-        });
-        match rx.recv_timeout(START_TIMEOUT) {
-            Ok(Ok(())) => self.child = Some(child),
-            Ok(Err(log)) => panic!("nats-server exited before it was ready:\n{log}"),
-            Err(_) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("nats-server not ready after {START_TIMEOUT:?}")
-            }
-        }
+        crate::process::wait_ready_on_stderr(
+            &mut child,
+            "Server is ready",
+            START_TIMEOUT,
+            "nats-server",
+        );
+        self.child = Some(child);
     }
 }
 

@@ -5,12 +5,10 @@
 //! (PostgreSQL refuses to run as root). `test.sh` installs PostgreSQL from
 //! the system packages when it is missing.
 
-use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::mpsc;
 use std::time::Duration;
 
 /// The superuser the cluster is made with.
@@ -202,27 +200,13 @@ impl PgCluster {
             .stderr(Stdio::piped())
             .spawn()
             .expect("start postgres");
-        let stderr = child.stderr.take().expect("stderr");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut log = String::new();
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if line.contains("ready to accept connections") {
-                    let _ = tx.send(Ok(()));
-                }
-                log.push_str(&line);
-                log.push('\n');
-            }
-            let _ = tx.send(Err(log));
-        });
-        match rx.recv_timeout(START_TIMEOUT) {
-            Ok(Ok(())) => self.child = Some(child),
-            Ok(Err(log)) => panic!("postgres exited before it was ready:\n{log}"),
-            Err(_) => {
-                let _ = child.kill();
-                panic!("postgres not ready after {START_TIMEOUT:?}")
-            }
-        }
+        crate::process::wait_ready_on_stderr(
+            &mut child,
+            "ready to accept connections",
+            START_TIMEOUT,
+            "postgres",
+        );
+        self.child = Some(child);
     }
 
     /// Whether the data directory exists (for the reader of a failure).

@@ -118,3 +118,37 @@ pub fn run(args: &[&str]) -> Output {
         .output()
         .expect("run flagpost")
 }
+
+/// Waits until `child` (started with `stderr` piped) prints a line
+/// containing `ready` on stderr, within `timeout`; panics with its log if it
+/// exits first, and kills it if it is not ready in time. `what` names it in
+/// the panic. Its stderr is read to the end on a thread of its own.
+pub fn wait_ready_on_stderr(
+    child: &mut std::process::Child,
+    ready: &'static str,
+    timeout: std::time::Duration,
+    what: &str,
+) {
+    let stderr = child.stderr.take().expect("stderr piped");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut log = String::new();
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.contains(ready) {
+                let _ = tx.send(Ok(()));
+            }
+            log.push_str(&line);
+            log.push('\n');
+        }
+        let _ = tx.send(Err(log));
+    });
+    match rx.recv_timeout(timeout) {
+        Ok(Ok(())) => {}
+        Ok(Err(log)) => panic!("{what} exited before it was ready:\n{log}"),
+        Err(_) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what} not ready after {timeout:?}")
+        }
+    }
+}

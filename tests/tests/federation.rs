@@ -138,6 +138,16 @@ fn key_file() -> tempfile::TempPath {
     path
 }
 
+/// A notifier without the tail-loss probe: each notification is then one
+/// federation message, so the counts the tests assert are exact (a probe
+/// whose original arrived crosses too: core's federate_tests).
+fn unprobed(addr: &str) -> Notifier {
+    Notifier::builder()
+        .probe_delay(Duration::ZERO)
+        .build(addr)
+        .unwrap()
+}
+
 #[test]
 fn a_notification_on_one_broker_wakes_the_others_within_their_channel_and_never_loops() {
     let nats = NatsServer::start();
@@ -152,18 +162,14 @@ fn a_notification_on_one_broker_wakes_the_others_within_their_channel_and_never_
     let c_gsm2 = listener(c, Some(channel("gsm2")), None);
     let on_c = listener(c, None, None);
 
-    Notifier::new(a.as_str())
-        .unwrap()
-        .notify_channel_update(channel("gsm1"));
+    unprobed(a).notify_channel_update(channel("gsm1"));
     for l in [&on_a, &on_b, &b_gsm1, &on_c] {
         assert_eq!(next_raise(l), FlagSet::CHANNEL_UPDATE);
     }
     // then a status update from C: A's listener sees it and nothing else
     // (an echo of the first would raise channel update again), and C's
     // gsm2 listener sees only that (never gsm1's channel update)
-    Notifier::new(c.as_str())
-        .unwrap()
-        .notify_status_update(None);
+    unprobed(c).notify_status_update(None);
     until_marker(&on_a, FlagSet::STATUS, FlagSet::CHANNEL_UPDATE);
     until_marker(&b_gsm1, FlagSet::STATUS, FlagSet::CHANNEL_UPDATE);
     until_marker(&c_gsm2, FlagSet::STATUS, FlagSet::CHANNEL_UPDATE);
@@ -257,6 +263,7 @@ fn keyed_brokers_federate_and_a_broker_with_another_key_rejects() {
     let on_c = listener(&c.addr, None, Some(&key2));
     let notifier = Notifier::builder()
         .key(key1.clone())
+        .probe_delay(Duration::ZERO) // one message per notification: exact counts
         .build(a.addr.as_str())
         .unwrap();
     notifier.notify_status_update(None);
@@ -268,6 +275,7 @@ fn keyed_brokers_federate_and_a_broker_with_another_key_rejects() {
     // a later notification straight to C: its listener sees only that
     let to_c = Notifier::builder()
         .key(key2.clone())
+        .probe_delay(Duration::ZERO)
         .build(c.addr.as_str())
         .unwrap();
     to_c.notify_non_status_update();

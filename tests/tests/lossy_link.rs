@@ -39,7 +39,7 @@ use flagpost_std::core::broker::LOSS_FLAGS;
 use flagpost_std::core::wire::AckResult;
 use flagpost_std::core::{ChannelId, FlagSet};
 use flagpost_std::{Listener, ListenerState, Notifier, NotifierStats};
-use flagpost_tests::process::{flagpost_bin, run, BrokerProcess};
+use flagpost_tests::process::{run, BrokerProcess};
 use netns::{in_netns, must};
 
 mod netns;
@@ -162,27 +162,7 @@ impl Lab {
 
     /// The broker's counters and the link's, read now.
     fn snapshot(&self) -> Snapshot {
-        let bin = flagpost_bin();
-        let bin = bin.to_str().expect("a UTF-8 path");
-        let out = must(
-            "ip",
-            &[
-                "netns", "exec", &self.a, bin, "stats", "--json", "--broker", BROKER,
-            ],
-            None,
-        );
-        let json: serde_json::Value =
-            serde_json::from_slice(&out.stdout).expect("`flagpost stats --json` prints JSON");
-        let mut counters = HashMap::new();
-        for entry in json.as_array().expect("an array of metrics") {
-            let mut name = entry["name"].as_str().expect("a name").to_owned();
-            if let Some(labels) = entry["labels"].as_object() {
-                for (k, v) in labels {
-                    name.push_str(&format!("{{{k}={v}}}"));
-                }
-            }
-            counters.insert(name, entry["value"].as_u64().expect("a value"));
-        }
+        let mut counters = netns::stats(&self.a, BROKER);
         for (prefix, ns) in [("a", &self.a), ("b", &self.b)] {
             let out = must(
                 "ip",
