@@ -590,16 +590,6 @@ fn serve_with_env(args: &[&str], env: &[(&str, &Path)]) -> (Served, String) {
     (Served(child), addr)
 }
 
-/// `openssl ARGS…` in `dir`, which must succeed.
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .current_dir(dir)
-        .args(args)
-        .output()
-        .expect("openssl (Debian's openssl package)");
-    assert!(out.status.success(), "openssl {args:?}: {out:?}");
-}
-
 /// A tls:// link: nats-server with a certificate from a throwaway CA, the
 /// brokers trusting that CA through `SSL_CERT_FILE` (the system's roots as
 /// rustls-native-certs reads them).
@@ -607,64 +597,7 @@ fn openssl(dir: &Path, args: &[&str]) {
 fn brokers_federate_over_tls() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    openssl(
-        d,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=flagpost test CA",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.pem",
-        ],
-    );
-    openssl(
-        d,
-        &[
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-subj",
-            "/CN=127.0.0.1",
-            "-keyout",
-            "server.key",
-            "-out",
-            "server.csr",
-        ],
-    );
-    std::fs::write(
-        d.join("ext"),
-        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
-    )
-    .unwrap();
-    openssl(
-        d,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-days",
-            "1",
-            "-extfile",
-            "ext",
-            "-out",
-            "server.pem",
-        ],
-    );
+    flagpost_tests::tls::make_certificates(d);
     let (cert, key) = (d.join("server.pem"), d.join("server.key"));
     let nats = NatsServer::start_with_args(&[
         "--tls",
