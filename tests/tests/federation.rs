@@ -20,6 +20,8 @@ use flagpost_std::{Listener, ListenerState, Notifier};
 use flagpost_tests::nats::NatsServer;
 use flagpost_tests::process::{flagpost_bin, run, BrokerProcess};
 
+mod common;
+
 /// Bounds a failure only.
 const LONG: Duration = Duration::from_secs(20);
 
@@ -34,37 +36,19 @@ fn broker(nats: &str, args: &[&str]) -> BrokerProcess {
     BrokerProcess::start("127.0.0.1:0", &all)
 }
 
-/// The sum of the stats entries named `name` (all labels), as `flagpost
-/// stats --json` prints them.
+/// The sum of the stats entries named `name` (all labels).
 fn stat(addr: &str, key: Option<&Path>, name: &str) -> u64 {
-    let mut args = vec!["stats", "--json", "--broker", addr];
-    if let Some(key) = key {
-        args.extend(["--key-file", key.to_str().unwrap()]);
-    }
-    let out = run(&args);
-    assert!(out.status.success(), "{out:?}");
-    let entries: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    entries
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["name"] == name)
-        .map(|e| e["value"].as_u64().unwrap())
-        .sum()
+    common::stat(addr, key, name, None)
 }
 
 /// The `loop` rejects of a (keyless) broker.
 fn loops(addr: &str) -> u64 {
-    let out = run(&["stats", "--json", "--broker", addr]);
-    let entries: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    entries
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["name"] == "flagpost_federated_rejects_total")
-        .filter(|e| e["labels"]["reason"] == "loop")
-        .map(|e| e["value"].as_u64().unwrap())
-        .sum()
+    common::stat(
+        addr,
+        None,
+        "flagpost_federated_rejects_total",
+        Some(("reason", "loop")),
+    )
 }
 
 /// Waits until `cond` holds, or fails naming `what`.

@@ -16,6 +16,8 @@ use flagpost_std::keyfile::{generate_key_file, read_key_file};
 use flagpost_std::{Listener, Notifier};
 use flagpost_tests::process::{run, BrokerProcess};
 
+mod common;
+
 /// Bounds a failure only.
 const LONG: Duration = Duration::from_secs(20);
 /// Attack datagrams of each kind in the first phase.
@@ -295,17 +297,7 @@ fn without_a_key_forgeries_arrive_but_fake_losses_are_bounded_and_no_sender_is_s
     let everyone = Listener::builder().connect(addr).unwrap();
     assert!(everyone.wait_listening(LONG));
     assert!(everyone.wait(LONG) && everyone.take_raise().reconnect);
-    let stats = |name: &str| -> u64 {
-        let out = run(&["stats", "--json", "--broker", &broker.addr]);
-        let entries: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        entries
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|e| e["name"] == name)
-            .map(|e| e["value"].as_u64().unwrap())
-            .sum()
-    };
+    let stats = |name: &str| common::stat(&broker.addr, None, name, None);
 
     // 2,000 forged "first seen late" datagrams, each a possible loss
     let udp = UdpSocket::bind("127.0.0.1:0").unwrap();

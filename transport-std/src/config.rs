@@ -452,7 +452,8 @@ fn parse_env_value(key: &str, value: &str) -> toml::Value {
 mod tests {
     use super::*;
 
-    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    /// `(name, value)` pairs as the environment `BrokerConfig::load` reads.
+    pub(super) fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         pairs
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))

@@ -1,5 +1,5 @@
-//! Helpers the database tests share: free ports, channel ids, `/metrics`
-//! scraping and bounded waits for flags.
+//! Helpers the integration tests share: free ports, channel ids, `/metrics`
+//! scraping, `flagpost stats --json` and bounded waits for flags.
 
 #![allow(dead_code)]
 
@@ -88,4 +88,30 @@ pub(crate) fn collect(l: &Listener, want: FlagSet, what: &str) -> (FlagSet, bool
         }
     }
     (got, reconnect)
+}
+
+/// The sum of the entries named `name` that `flagpost stats --json` prints
+/// for the broker at `addr` (with `key`, when it has one), all labels, or
+/// only those with `label` (`(key, value)`) among theirs.
+pub(crate) fn stat(
+    addr: &str,
+    key: Option<&std::path::Path>,
+    name: &str,
+    label: Option<(&str, &str)>,
+) -> u64 {
+    let mut args = vec!["stats", "--json", "--broker", addr];
+    if let Some(key) = key {
+        args.extend(["--key-file", key.to_str().expect("a UTF-8 path")]);
+    }
+    let out = flagpost_tests::process::run(&args);
+    assert!(out.status.success(), "{out:?}");
+    let entries: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    entries
+        .as_array()
+        .expect("an array of entries")
+        .iter()
+        .filter(|e| e["name"] == name)
+        .filter(|e| label.is_none_or(|(k, v)| e["labels"][k] == v))
+        .map(|e| e["value"].as_u64().expect("a value"))
+        .sum()
 }

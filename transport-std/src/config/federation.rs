@@ -106,14 +106,8 @@ fn check_subject(subject: &str) -> Result<(), &'static str> {
 #[cfg(all(test, feature = "config"))]
 mod tests {
     use super::*;
+    use crate::config::tests::env;
     use crate::BrokerConfig;
-
-    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
 
     fn invalid_key(e: ConfigError) -> &'static str {
         match e {

@@ -28,7 +28,7 @@ use flagpost_core::wire::{NotifyRepr, SenderId, Seq, MAX_FEDERATED_LEN};
 use flagpost_core::Notification;
 
 use crate::ingest::send_notify;
-use crate::measure::{measure, report_socket};
+use crate::measure::{latency_header, latency_row, measure, report_socket};
 use crate::{loopback, Participant, REPORT_TIMEOUT, WARM_UP};
 
 /// The subject the brokers federate on.
@@ -183,17 +183,8 @@ pub(crate) fn federation(samples: u32, messages: u64, flood_secs: f64) {
         done += n;
     }
     let (single, cross) = (single.expect("samples"), cross.expect("samples"));
-    println!(
-        "{:<46} {:>8} {:>8} {:>8} {:>9} {:>6}",
-        "path", "p50", "p99", "p99.9", "max", "lost"
-    );
-    let row = |name: &str, m: &Measured| {
-        let l = &m.latency;
-        println!(
-            "{name:<46} {:>8.1} {:>8.1} {:>8.1} {:>9.1} {:>6}",
-            l.p50_us, l.p99_us, l.p999_us, l.max_us, m.lost
-        );
-    };
+    latency_header(46);
+    let row = |name: &str, m: &Measured| latency_row(46, name, m);
     row("single broker: datagram → A → listener on A", &single);
     row("cross-broker: datagram → A → NATS → B → listener", &cross);
     match nats.result() {

@@ -131,3 +131,20 @@ pub(crate) fn report_socket() -> (UdpSocket, String) {
     let (s, a) = flagpost_benches::report_socket().expect("report socket");
     (s, a.to_string())
 }
+
+/// Prints the header of a latency table whose first column is `width` wide.
+pub(crate) fn latency_header(width: usize) {
+    println!(
+        "{:<width$} {:>8} {:>8} {:>8} {:>9} {:>6}",
+        "path", "p50", "p99", "p99.9", "max", "lost"
+    );
+}
+
+/// Prints one row of such a table: `name`'s quantiles (µs) and lost samples.
+pub(crate) fn latency_row(width: usize, name: &str, m: &Measured) {
+    let l = &m.latency;
+    println!(
+        "{name:<width$} {:>8.1} {:>8.1} {:>8.1} {:>9.1} {:>6}",
+        l.p50_us, l.p99_us, l.p999_us, l.max_us, m.lost
+    );
+}

@@ -10,22 +10,16 @@ use flagpost_core::Notification;
 use flagpost_std::Notifier;
 
 use crate::ingest::send_notify;
-use crate::measure::{interleaved, measure, p50, p99, p999, report_socket, us, RELAY_TARGET};
+use crate::measure::{
+    interleaved, latency_header, latency_row, measure, p50, p99, p999, report_socket, us,
+    RELAY_TARGET,
+};
 use crate::{loopback, Participant, Relay, WARM_UP};
 
 pub(crate) fn wake(samples: u32, report: &mut Report) {
     println!("wake latency, {samples} samples each, one at a time (µs)");
-    println!(
-        "{:<34} {:>8} {:>8} {:>8} {:>9} {:>6}",
-        "path", "p50", "p99", "p99.9", "max", "lost"
-    );
-    let row = |name: &str, m: &Measured| {
-        let l = &m.latency;
-        println!(
-            "{name:<34} {:>8.1} {:>8.1} {:>8.1} {:>9.1} {:>6}",
-            l.p50_us, l.p99_us, l.p999_us, l.max_us, m.lost
-        );
-    };
+    latency_header(34);
+    let row = |name: &str, m: &Measured| latency_row(34, name, m);
 
     // the floor: A → UDP → B → TCP → C
     let bare = Relay::spawn("_relay_b");
